@@ -1,0 +1,34 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv when it is
+# missing and install into it once; a second run reinstalls only when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TORCH  := torch==2.13.0
+
+.PHONY: install services test lint demo clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# torch first and pinned: a CPU wheel serves it; an unpinned torch would pull a CUDA build.
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	@.ci/ensure-services
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install services lint
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m worker.demo $(DEMO_ARGS)
+
+clean:
+	rm -rf $(VENV) .ppruning .pytest_cache

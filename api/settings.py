@@ -1,0 +1,69 @@
+"""The one settings object of the service and the worker.
+
+Every value comes from the environment (prefix ``PPRUNING_``) or a ``.env`` file, and is
+read here only; the rest of the code receives it from :func:`get_settings`. The defaults
+describe the embedded single-machine mode: SQLite for job state, kombu's SQLAlchemy
+transport over a second SQLite file as the broker, artifacts under a local folder. A
+production deployment sets the PostgreSQL, Redis and S3 URLs instead.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PPRUNING_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".ppruning"),
+        description="Folder of the embedded mode: SQLite database, broker file and artifacts.",
+    )
+    database_url: str = Field(default="", description="SQLAlchemy URL; default: SQLite under data_dir.")
+    broker_url: str = Field(default="", description="Celery broker URL; default: SQLite broker under data_dir.")
+    artifact_root: str = Field(default="", description="Artifact store root URI (file:// or s3://).")
+
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="Bootstrap keys as 'owner:secret' pairs, accepted besides keys stored in the database.",
+    )
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda' or 'cuda:N' for the worker.")
+    allowed_model_roots: list[Path] = Field(
+        default_factory=list,
+        description="Local folders a job may name as its model or data; nothing outside them is read.",
+    )
+    max_body_bytes: int = Field(default=1_000_000, description="Largest accepted request body.")
+    job_soft_time_limit_s: int = Field(default=6 * 3600)
+    job_hard_time_limit_s: int = Field(default=6 * 3600 + 300)
+    heartbeat_interval_s: float = Field(default=10.0)
+    heartbeat_timeout_s: float = Field(default=120.0, description="A running job silent this long is stale.")
+    queued_timeout_s: float = Field(default=600.0, description="A queued job untouched this long is re-sent.")
+    progress_min_interval_s: float = Field(default=1.0, description="Throttle for progress writes.")
+    callback_secret: str = Field(default="", description="HMAC-SHA256 key for job callbacks.")
+    base_url: str = Field(default="http://127.0.0.1:8000", description="Where clients reach the API.")
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        """Empty URLs mean the embedded mode: everything under ``data_dir``."""
+        root = self.data_dir.resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{root / 'ppruning.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{root / 'broker.db'}"
+        if not self.artifact_root:
+            self.artifact_root = (root / "artifacts").as_uri()
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when job state lives in SQLite (the single-machine default)."""
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

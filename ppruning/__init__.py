@@ -1,0 +1,10 @@
+"""P-pruning: structured pruning of transformer models before fine-tuning.
+
+The library knows nothing of the service: it turns a model, task data and a budget into
+masks, a physically smaller checkpoint and a report. Heavy imports (torch,
+transformers) happen on first use, so ``import ppruning`` stays cheap.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

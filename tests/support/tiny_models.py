@@ -1,0 +1,122 @@
+"""Tiny random models with local tokenizers, saved to folders.
+
+Tests load them back through ``from_pretrained(path)``, the same call a hub id takes,
+so the loading code under test is the real one. Shapes are small but not degenerate:
+several layers, several heads, head_dim > 1, and for Llama grouped-query attention.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModel,
+    BertConfig,
+    BertTokenizerFast,
+    GPT2Config,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+)
+
+WORDS = (
+    "the a an movie film was is great terrible good bad not very fun boring plot actor story "
+    "what who where when why how question answer context paris france capital city river "
+    "i you he she it we they love hate like this that and or but with of in on to for"
+).split()
+
+CORPUS = [
+    "the movie was great and the actor was very good",
+    "a terrible film with a boring plot",
+    "what is the capital of france ? paris is the capital",
+    "i love this story but the ending was bad",
+    "they like the river in the city",
+] * 20
+
+
+def bert_tokenizer(path: Path) -> BertTokenizerFast:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [chr(c) for c in range(33, 127)]
+    vocab = specials + WORDS + chars + [f"##{c}" for c in chars]
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_file = path / "vocab.txt"
+    vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+
+
+def bpe_tokenizer() -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer=trainer)
+    from tokenizers import decoders
+
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<pad>",
+    )
+
+
+def save_tiny_bert(path: Path, **overrides: int) -> Path:
+    tokenizer = bert_tokenizer(path)
+    cfg = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        type_vocab_size=2,
+        num_labels=2,
+    )
+    cfg.update(overrides)
+    model = AutoModel.from_config(BertConfig(**cfg))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_gpt2(path: Path, **overrides: int) -> Path:
+    tokenizer = bpe_tokenizer()
+    cfg = dict(vocab_size=len(tokenizer), n_embd=32, n_layer=3, n_head=4, n_inner=64, n_positions=128)
+    cfg.update(overrides)
+    config = GPT2Config(
+        **cfg, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    from transformers import GPT2LMHeadModel
+
+    GPT2LMHeadModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_llama(path: Path, **overrides: int) -> Path:
+    tokenizer = bpe_tokenizer()
+    cfg = dict(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    cfg.update(overrides)
+    config = LlamaConfig(
+        **cfg, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    from transformers import LlamaForCausalLM
+
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -9,6 +9,9 @@ Units: a *head unit* is an attention head, or for grouped-query attention a KV g
 with its query heads; its output is ``head_unit_width`` consecutive input columns of the
 attention output projection. A *neuron* is one FFN intermediate channel, one input
 column of the FFN down projection.
+
+Adapters read the current shape from the modules themselves (not from the config), so
+``shape()`` is right before surgery, after surgery, and after :func:`ppruning.load_pruned`.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
+
+#: The key under which the per-layer structure is written into ``model.config``.
+STRUCTURE_KEY = "ppruning_structure"
 
 
 @dataclass(frozen=True)
@@ -37,24 +43,108 @@ class ModelShape:
     hidden_size: int
     layers: tuple[LayerShape, ...]
     gated_ffn: bool  # Llama-style act(gate)*up: a neuron costs 3*d instead of 2*d
+    attention_bias: bool = True  # Q, K, V carry biases (a head unit's bias parameters count)
+    ffn_bias: bool = True  # FFN-in (and gate/up) carry biases
 
     @property
     def num_layers(self) -> int:
         return len(self.layers)
 
+    @property
+    def is_uniform(self) -> bool:
+        """True when every layer has the same head-unit count and FFN size (an unpruned model)."""
+        return len({(la.num_head_units, la.ffn_size) for la in self.layers}) <= 1
+
+    def head_unit_params(self, layer: int = 0) -> int:
+        """Parameters one head unit of ``layer`` owns: its Q, K, V rows (+ biases) and O columns."""
+        la = self.layers[layer]
+        q_width = la.query_heads_per_unit * la.head_dim
+        weights = self.hidden_size * (2 * q_width + 2 * la.head_dim)  # q + o, k + v
+        biases = (q_width + 2 * la.head_dim) if self.attention_bias else 0
+        return weights + biases
+
+    def neuron_params(self, layer: int = 0) -> int:
+        """Parameters one FFN neuron owns: its FFN-in row(s) (+ bias) and FFN-out column."""
+        n_in = 2 if self.gated_ffn else 1
+        return self.hidden_size * (n_in + 1) + (n_in if self.ffn_bias else 0)
+
+    def head_unit_macs(self, seq_len: float, layer: int = 0) -> float:
+        """Multiply-accumulates of one head unit per sequence of ``seq_len`` tokens.
+
+        Projections 2*L*d*(q_width + d_h) (Q, O and K, V), scores and weighted sum
+        2*L^2*q_width; for MHA this is ALGORITHMS.md's 4*L*d*d_h + 2*L^2*d_h.
+        """
+        la = self.layers[layer]
+        q_width = la.query_heads_per_unit * la.head_dim
+        d = self.hidden_size
+        return 2 * seq_len * d * (q_width + la.head_dim) + 2 * seq_len**2 * q_width
+
+    def neuron_macs(self, seq_len: float) -> float:
+        """Multiply-accumulates of one FFN neuron per sequence: 2*L*d (3*L*d gated)."""
+        return (3 if self.gated_ffn else 2) * seq_len * self.hidden_size
+
+    def structure(self) -> dict[str, list[int]]:
+        """The per-layer record written to the config and ``pruning.json``."""
+        return {
+            "num_head_units": [la.num_head_units for la in self.layers],
+            "num_attention_heads": [la.num_head_units * la.query_heads_per_unit for la in self.layers],
+            "ffn_size": [la.ffn_size for la in self.layers],
+        }
+
 
 class ArchAdapter(ABC):
-    """Wraps one loaded model of a supported family (base model or any task head)."""
+    """Wraps one loaded model of a supported family (base model or any task head).
+
+    Subclasses implement the ``_``-free abstract methods below; the backbone is found
+    generically through ``model.base_model`` (the HF ``base_model_prefix``), so the same
+    adapter serves ``AutoModel`` and every ``AutoModelFor...`` head.
+    """
 
     #: ``config.model_type`` values this adapter handles.
     model_types: ClassVar[tuple[str, ...]] = ()
+    #: Llama-style act(gate)*up FFN.
+    gated_ffn: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
+        self.backbone: nn.Module = getattr(model, "base_model", model)
+
+    # ------------------------------------------------------------------ from a config alone
+
+    @classmethod
+    @abstractmethod
+    def shape_from_config(cls, config: Any) -> ModelShape:
+        """The unpruned shape a config describes (no model built): for cheap validation."""
+
+    # ------------------------------------------------------------------ where the units live
 
     @abstractmethod
+    def layers(self) -> Sequence[nn.Module]:
+        """The transformer blocks, in order."""
+
+    @abstractmethod
+    def layer_shape(self, layer: int) -> LayerShape:
+        """Current shape of one layer, read from its modules."""
+
+    @abstractmethod
+    def hidden_size(self) -> int:
+        """Model width d."""
+
     def shape(self) -> ModelShape:
         """Current per-layer unit counts (reflects surgery already done)."""
+        return ModelShape(
+            hidden_size=self.hidden_size(),
+            layers=tuple(self.layer_shape(i) for i in range(len(self.layers()))),
+            gated_ffn=self.gated_ffn,
+            attention_bias=self.attention_bias(),
+            ffn_bias=self.ffn_bias(),
+        )
+
+    def attention_bias(self) -> bool:
+        return True
+
+    def ffn_bias(self) -> bool:
+        return True
 
     @abstractmethod
     def head_output_module(self, layer: int) -> nn.Module:
@@ -64,6 +154,8 @@ class ArchAdapter(ABC):
     def neuron_output_module(self, layer: int) -> nn.Module:
         """The FFN down projection of ``layer``; its *input* holds the neuron outputs."""
 
+    # ------------------------------------------------------------------ surgery
+
     @abstractmethod
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         """Physically keep only the head units ``keep`` (sorted indices) of ``layer``."""
@@ -72,6 +164,17 @@ class ArchAdapter(ABC):
     def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:
         """Physically keep only the FFN neurons ``keep`` (sorted indices) of ``layer``."""
 
-    @abstractmethod
-    def record_structure(self) -> None:
-        """Write the per-layer structure into ``model.config`` so the checkpoint reloads."""
+    def record_structure(self, original: ModelShape | None = None) -> dict[str, Any]:
+        """Write the per-layer structure into ``model.config`` so the checkpoint reloads.
+
+        The config's own head/FFN sizes stay the original ones (the model is rebuilt
+        full-size from it and then cut); ``ppruning_structure`` holds the per-layer counts.
+        """
+        record: dict[str, Any] = dict(self.shape().structure())
+        previous = getattr(self.model.config, STRUCTURE_KEY, None) or {}
+        if original is not None:
+            record["original"] = original.structure()
+        elif "original" in previous:
+            record["original"] = previous["original"]
+        setattr(self.model.config, STRUCTURE_KEY, record)
+        return record

@@ -41,7 +41,7 @@ def bert_tokenizer(path: Path) -> BertTokenizerFast:
     path.mkdir(parents=True, exist_ok=True)
     vocab_file = path / "vocab.txt"
     vocab_file.write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    return BertTokenizerFast(vocab=str(vocab_file), do_lower_case=True)  # transformers 5: `vocab`, not `vocab_file`
 
 
 def bpe_tokenizer() -> PreTrainedTokenizerFast:

@@ -1,0 +1,52 @@
+"""Physically remove pruned units from any supported model, in place.
+
+One mechanism for every method: a method yields :class:`~ppruning.masks.Masks`, this
+module cuts the coupled parameters (Q, K, V rows and biases with the output
+projection's columns; FFN-in/gate/up rows with FFN-out columns) through the model's
+adapter, then records the per-layer structure in ``model.config`` so the result
+reloads with :func:`ppruning.load_pruned`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ppruning.arch import ArchAdapter, get_adapter
+from ppruning.masks import Masks, validate_masks
+
+
+@torch.no_grad()
+def prune_model(model: nn.Module, masks: Masks, adapter: ArchAdapter | None = None) -> nn.Module:
+    """Cut the units ``masks`` marks 0 out of ``model`` (in place) and return it.
+
+    ``masks`` must match the model's current shape and keep at least one head unit and
+    one neuron in every layer (MaskShapeError otherwise). Layers that keep everything
+    are left untouched.
+    """
+    adapter = adapter or get_adapter(model)
+    before = adapter.shape()
+    validate_masks(masks, before)
+    for i, layer in enumerate(before.layers):
+        heads = masks.kept_head_units(i)
+        if len(heads) < layer.num_head_units:
+            adapter.prune_head_units(i, heads)
+        neurons = masks.kept_neurons(i)
+        if len(neurons) < layer.ffn_size:
+            adapter.prune_neurons(i, neurons)
+    from ppruning.arch.base import STRUCTURE_KEY
+
+    first_cut = getattr(model.config, STRUCTURE_KEY, None) is None
+    adapter.record_structure(original=before if first_cut else None)
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Distinct parameters (tied weights counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in model.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total

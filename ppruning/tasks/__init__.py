@@ -1,5 +1,7 @@
 """Tasks (datasets, metrics, reference hyperparameters); importing this package registers them."""
 
+from ppruning.tasks import custom, glue, language_modeling, squad  # noqa: F401 - registers the tasks
+from ppruning.tasks.refs import validate_task_ref
 from ppruning.tasks.registry import TaskInfo, all_tasks, get_task, register_task
 
-__all__ = ["TaskInfo", "all_tasks", "get_task", "register_task"]
+__all__ = ["TaskInfo", "all_tasks", "get_task", "register_task", "validate_task_ref"]

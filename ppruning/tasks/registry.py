@@ -36,6 +36,19 @@ class TaskInfo:
     #: Reference fine-tuning hyperparameters (ALGORITHMS.md, P-pruning step 8).
     paper_hparams: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # --- added by the tasks module (issue 4); every field has a default, so older callers still work.
+    #: The model head fine-tuning trains: "sequence-classification", "question-answering" or "causal-lm".
+    head: str = "sequence-classification"
+    #: ``TaskRef`` fields a job spec must set for this task (custom tasks), checked at submission.
+    required_fields: tuple[str, ...] = ()
+    #: ``TaskRef`` fields a job spec may set for this task.
+    optional_fields: tuple[str, ...] = ()
+    #: The split that selects checkpoints; None: a held-out slice of train (the reported split stays unseen).
+    selection_split: str | None = None
+    #: False when a lower main metric is better (perplexity).
+    greater_is_better: bool = True
+    #: Human-readable label names in label-id order (classification tasks with fixed labels).
+    label_names: tuple[str, ...] = ()
 
 
 _TASKS: dict[str, TaskInfo] = {}

@@ -1,0 +1,94 @@
+"""Collection: real tokens only, seeded positions, only holders run, padding-independent, O(samples) memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from ppruning.arch import get_adapter
+from ppruning.collect import collect, sample_positions
+from tests.support.tiny_models import CORPUS
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_path: Path):
+    model = AutoModel.from_pretrained(tiny_bert_path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_path)
+    return model, tokenizer
+
+
+def _examples(tokenizer, n: int = 40, padded: bool = False) -> list[dict]:
+    texts = [f"{CORPUS[i % len(CORPUS)]} " + " ".join(["good"] * (i % 7)) for i in range(n)]
+    enc = tokenizer(texts, padding="max_length" if padded else False, max_length=40, truncation=True)
+    return [{k: enc[k][i] for k in enc} for i in range(n)]
+
+
+def test_sampled_positions_are_real_tokens_only(bert) -> None:
+    _, tok = bert
+    examples = _examples(tok, padded=True)
+    sample = sample_positions(examples, 120, seed=0)
+    assert len(sample) == 120
+    for e, t in zip(sample.example, sample.token, strict=True):
+        assert examples[e]["attention_mask"][t] == 1
+    pooled = sum(sum(ex["attention_mask"]) for ex in examples)
+    assert sample.pooled_real_tokens == pooled
+    assert len(set(zip(sample.example.tolist(), sample.token.tolist(), strict=True))) == 120  # distinct
+
+
+def test_same_seed_same_positions_other_seed_other_positions(bert) -> None:
+    _, tok = bert
+    examples = _examples(tok)
+    a, b, c = (sample_positions(examples, 30, seed=s) for s in (7, 7, 8))
+    assert np.array_equal(a.example, b.example) and np.array_equal(a.token, b.token)
+    assert not (np.array_equal(a.example, c.example) and np.array_equal(a.token, c.token))
+
+
+def test_fewer_real_tokens_than_requested_takes_them_all(bert) -> None:
+    _, tok = bert
+    examples = _examples(tok, n=2)
+    sample = sample_positions(examples, 10_000, seed=0)
+    assert len(sample) == sum(len(ex["input_ids"]) for ex in examples)
+
+
+def test_only_examples_holding_a_sampled_position_are_run(bert) -> None:
+    model, tok = bert
+    examples = _examples(tok, n=60)
+    rows_run = []
+    handle = model.register_forward_pre_hook(
+        lambda m, a, kw: rows_run.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        acts = collect(model, get_adapter(model), examples, sampling_tokens=8, seed=3, batch_size=4)
+    finally:
+        handle.remove()
+    holders = len(np.unique(acts.sample.example))
+    assert sum(rows_run) == holders == acts.examples_run <= 8
+    assert len(rows_run) == acts.batches_run
+    # memory is O(sampled tokens): buffers hold exactly S rows per layer
+    assert all(h.shape == (8, 32) for h in acts.heads) and all(n.shape == (8, 64) for n in acts.neurons)
+
+
+def test_activations_equal_a_direct_forward_and_ignore_padding(bert) -> None:
+    model, tok = bert
+    unpadded = _examples(tok, n=30)
+    padded = _examples(tok, n=30, padded=True)
+    adapter = get_adapter(model)
+    one = collect(model, adapter, unpadded, sampling_tokens=25, seed=1, batch_size=1)
+    many = collect(model, adapter, padded, sampling_tokens=25, seed=1, batch_size=16)
+    assert np.array_equal(one.sample.example, many.sample.example)
+    for layer in range(3):
+        assert torch.allclose(one.heads[layer], many.heads[layer], atol=1e-5)
+        assert torch.allclose(one.neurons[layer], many.neurons[layer], atol=1e-5)
+    # and they are the right rows: compare with a plain forward of one example
+    k = 0
+    e, t = int(one.sample.example[k]), int(one.sample.token[k])
+    seen = {}
+    h = adapter.neuron_output_module(2).register_forward_pre_hook(lambda m, a: seen.setdefault("x", a[0]))
+    with torch.no_grad():
+        model(**{key: torch.tensor([v]) for key, v in unpadded[e].items()})
+    h.remove()
+    assert torch.allclose(seen["x"][0, t], one.neurons[2][k], atol=1e-6)

@@ -1,0 +1,188 @@
+"""The Celery application of the worker, configured from :mod:`api.settings` only.
+
+Reliability comes from the combination, not from one flag:
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only
+  after the task returns, so a worker killed mid-job leaves it unacknowledged and the
+  broker hands it out again (Redis: after the visibility timeout; a child process that
+  dies under a live worker: at once).
+- ``worker_prefetch_multiplier = 1``: a busy worker does not hoard messages another
+  worker could run.
+- Redis ``visibility_timeout`` longer than the hard time limit: a slow but alive job is
+  never redelivered to a second worker while it runs. Jobs whose worker really died are
+  picked up sooner by the reaper (:mod:`worker.reaper`), which reads the heartbeat in the
+  database, the source of truth.
+- Results are ignored: state, progress and metrics live in the job row.
+
+The embedded mode uses kombu's SQLAlchemy transport over a SQLite file. That transport
+hands its transport options to ``create_engine`` and never redelivers a message whose
+consumer was SIGKILLed (it marks it invisible and only a clean shutdown restores it), so
+no visibility timeout is passed there and the reaper covers recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import uuid
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Exchange, Queue
+
+from api.settings import Settings, get_settings
+
+#: Queues a job can be routed to: by the device its spec asks for.
+GPU_QUEUE = "gpu"
+CPU_QUEUE = "cpu"
+QUEUES = (GPU_QUEUE, CPU_QUEUE)
+TASK_NAME = "worker.run_job"
+
+#: Extra time after the hard limit before Redis hands an unacknowledged message out again.
+VISIBILITY_MARGIN_S = 600
+
+
+def broker_transport_options(settings: Settings) -> dict[str, object]:
+    """Options for the broker transport; which ones depend on the transport."""
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        return {"visibility_timeout": settings.job_hard_time_limit_s + VISIBILITY_MARGIN_S}
+    if settings.broker_url.startswith(("sqla+", "sqlalchemy+")):
+        # Passed to create_engine: let SQLite wait for the writer lock instead of failing.
+        return {"connect_args": {"timeout": 30}}
+    return {}
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app for ``settings`` (default: the process settings)."""
+    settings = settings or get_settings()
+    app = Celery("ppruning", broker=settings.broker_url, include=["worker.tasks"])
+    exchange = Exchange("ppruning", type="direct")
+    app.conf.update(
+        broker_transport_options=broker_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_queues=[Queue(name, exchange, routing_key=name) for name in QUEUES],
+        task_default_queue=GPU_QUEUE,
+        task_default_exchange="ppruning",
+        task_default_routing_key=GPU_QUEUE,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.job_soft_time_limit_s,
+        task_time_limit=settings.job_hard_time_limit_s,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        # A job is one long task: recycle the child after it so torch/CUDA memory is returned.
+        worker_max_tasks_per_child=1,
+    )
+    return app
+
+
+app = make_celery()
+log = logging.getLogger(__name__)
+
+
+def queue_for(spec: dict[str, Any]) -> str:
+    """A job asking for the CPU goes to ``cpu``; everything else (auto, cuda) to ``gpu``."""
+    return CPU_QUEUE if str(spec.get("device", "auto")) == "cpu" else GPU_QUEUE
+
+
+def send_job(job_id: uuid.UUID | str, spec: dict[str, Any]) -> None:
+    app.send_task(TASK_NAME, args=[str(job_id)], queue=queue_for(spec))
+
+
+# --------------------------------------------------------------------------- one GPU per child
+
+
+def visible_gpus() -> list[str]:
+    """GPUs this worker may use, found without initialising CUDA in the parent process.
+
+    A CUDA context must not exist before the pool forks; so no torch.cuda call here.
+    """
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+_GPUS: list[str] = []
+
+
+@signals.worker_init.connect
+def _find_gpus(**_: Any) -> None:
+    _GPUS[:] = visible_gpus()
+    if _GPUS:
+        log.info("worker GPUs: %s (one per pool process)", ",".join(_GPUS))
+    try:  # imported once here, shared by every forked child (importing torch starts no CUDA context)
+        import ppruning.pipeline  # noqa: F401
+    except ImportError:
+        pass
+
+
+@signals.worker_process_init.connect
+def _pin_child_to_one_gpu(**_: Any) -> None:
+    """Child ``i`` of the prefork pool sees only GPU ``i mod n``: one job per GPU.
+
+    Also: connections pooled by the parent (the reaper's) must not be shared with a child.
+    """
+    from api.db.session import get_engine
+
+    get_engine(get_settings().database_url).dispose(close=False)
+    if not _GPUS:
+        return
+    from billiard.process import current_process
+
+    index = getattr(current_process(), "index", 0) or 0
+    os.environ["CUDA_VISIBLE_DEVICES"] = _GPUS[index % len(_GPUS)]
+
+
+# --------------------------------------------------------------------------- the reaper
+
+
+_REAPER: list[Any] = []
+
+
+@signals.worker_ready.connect
+def _start_reaper(**_: Any) -> None:
+    from api.db.session import get_sessionmaker
+    from worker.reaper import Reaper, reap_once
+
+    settings = get_settings()
+    sessions = get_sessionmaker(settings.database_url)
+    interval = max(1.0, min(settings.heartbeat_timeout_s, settings.queued_timeout_s) / 4)
+
+    def sweep() -> object:
+        return reap_once(
+            sessions,
+            send_job,
+            heartbeat_timeout_s=settings.heartbeat_timeout_s,
+            queued_timeout_s=settings.queued_timeout_s,
+        )
+
+    reaper = Reaper(interval, sweep)
+    reaper.start()
+    _REAPER.append(reaper)
+
+
+@signals.worker_shutdown.connect
+def _stop_reaper(**_: Any) -> None:
+    while _REAPER:
+        _REAPER.pop().stop()

@@ -1,0 +1,218 @@
+"""One attempt of one job, from a held claim to a final state, with nothing half-written.
+
+Artifacts of attempt ``n`` are uploaded under ``jobs/<job_id>/attempt-<n>/`` (the
+staging prefix of that attempt) and become the job's artifacts only when their rows
+are registered, in the same transaction that moves the job to ``succeeded``. So:
+
+- a cancelled, failed or taken-over attempt deletes its own prefix and registers nothing;
+- a dead attempt's leftovers are deleted by the attempt that succeeds after it;
+- a zombie attempt (declared dead, still running) cannot commit: every write is fenced
+  to its attempt number (:mod:`worker.claims`).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db import repository as repo
+from api.db.models import Job
+from api.db.states import JobState
+from api.schemas import parse_spec
+from api.settings import Settings
+from api.storage import ArtifactStore, StoredObject, job_key, open_store
+from ppruning.errors import InvalidConfigError, JobCancelled
+from worker.callbacks import post_callback
+from worker.claims import Claim, lock_if_current
+from worker.errors import Failure, classify
+from worker.progress import JobProgress, LeaseLost
+from worker.stages import MODEL_ARCHIVE, PLANS, RUNNERS, Outputs, RunContext
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # another attempt owns the job now; this one wrote nothing
+    RETRY = "retry"  # a transient error; the job was handed back to the queue
+
+
+@dataclass
+class AttemptResult:
+    outcome: Outcome
+    failure: Failure | None = None
+    error: BaseException | None = None
+
+
+def attempt_prefix(claim: Claim, attempt: int | None = None) -> str:
+    return job_key(claim.job_id, f"attempt-{attempt or claim.attempt}")
+
+
+Stored = list[tuple[str, str, StoredObject]]
+
+
+def _upload(store: ArtifactStore, claim: Claim, outputs: Outputs, progress: JobProgress) -> Stored:
+    stored: Stored = []
+    prefix = attempt_prefix(claim)
+    for name, kind, path in outputs.files:
+        progress.checkpoint()
+        stored.append((name, kind, store.put_file(path, f"{prefix}/{name}")))
+    for name, kind, folder in outputs.archives:
+        progress.checkpoint()
+        stored.append((name, kind, store.put_archive(folder, f"{prefix}/{name}")))
+    return stored
+
+
+def _register(session: Session, job: Job, outputs: Outputs, stored: Stored) -> None:
+    artifacts = {}
+    for name, kind, obj in stored:
+        repo.add_artifact(session, job.id, name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256)
+        artifacts[name] = {"uri": obj.uri, "size": obj.size, "sha256": obj.sha256}
+    repo.record_metrics(session, job.id, outputs.metrics)
+    repo.add_event(session, job.id, f"succeeded with {len(stored)} artifacts")
+    repo.transition(
+        session, job, JobState.SUCCEEDED, progress=1.0, stage=None, message="succeeded",
+        result={**outputs.result, "artifacts": artifacts},
+    )  # fmt: skip
+
+
+def _finish(sessions: sessionmaker[Session], claim: Claim, state: JobState, failure: Failure | None) -> bool:
+    """Move this attempt's job to a terminal state; False when the lease was lost first."""
+    with sessions.begin() as session:
+        job = lock_if_current(session, claim)
+        if job is None:
+            return False
+        fields: dict[str, Any] = {"stage": job.stage}
+        if failure is not None:
+            fields |= {"error_type": failure.error_type, "error_message": failure.message, "message": "failed"}
+            repo.add_event(session, job.id, f"{failure.error_type}: {failure.message}", level="error")
+        else:
+            fields["message"] = "cancelled"
+            repo.add_event(session, job.id, "cancelled; no artifacts kept")
+        repo.transition(session, job, state, **fields)
+    return True
+
+
+def release(sessions: sessionmaker[Session], claim: Claim, failure: Failure) -> bool:
+    """Hand a job back to the queue after a transient error (``running -> queued``)."""
+    with sessions.begin() as session:
+        job = lock_if_current(session, claim)
+        if job is None:
+            return False
+        repo.add_event(session, job.id, f"{failure.message}; will retry", level="warning")
+        repo.transition(session, job, JobState.QUEUED, message=f"retrying: {failure.message}", heartbeat_at=None)
+    return True
+
+
+def fetch_model(sessions: sessionmaker[Session], store: ArtifactStore, job_id: Any, dest: Path) -> Path:
+    """Download and unpack the model archive of a finished job (a ``from_job`` fine-tune)."""
+    with sessions() as session:
+        artifact = repo.get_artifact(session, job_id, MODEL_ARCHIVE)
+        if artifact is None:
+            raise InvalidConfigError(f"job {job_id} has no {MODEL_ARCHIVE}: it did not succeed", field="from_job")
+        uri = artifact.uri
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / MODEL_ARCHIVE
+    with archive.open("wb") as fh:
+        for chunk in store.open_range(uri):
+            fh.write(chunk)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(dest / "unpacked", filter="data")
+    archive.unlink()
+    folders = [p for p in (dest / "unpacked").iterdir() if p.is_dir()]
+    if len(folders) != 1:
+        raise InvalidConfigError(f"the model archive of job {job_id} is not one folder", field="from_job")
+    return folders[0]
+
+
+def _delete_quietly(store: ArtifactStore, prefix: str) -> None:
+    try:
+        store.delete_prefix(prefix)
+    except Exception:  # cleanup must not mask the job's own outcome
+        log.warning("could not delete %s", prefix, exc_info=True)
+
+
+def run_attempt(
+    claim: Claim, settings: Settings, sessions: sessionmaker[Session], *, may_retry: bool = False
+) -> AttemptResult:
+    """Run the claimed job to a final state (or hand it back) and report what happened."""
+    store = open_store(settings.artifact_root)
+    for earlier in range(1, claim.attempt):  # leftovers of attempts that died
+        _delete_quietly(store, attempt_prefix(claim, earlier))
+    work_root = settings.data_dir.resolve() / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{claim.job_id}-{claim.attempt}-", dir=work_root))
+    progress = JobProgress(
+        sessions,
+        claim,
+        PLANS[claim.kind],
+        min_interval_s=settings.progress_min_interval_s,
+        heartbeat_interval_s=settings.heartbeat_interval_s,
+    )
+    try:
+        with progress:
+            try:
+                ctx = RunContext(fetch_model=partial(fetch_model, sessions, store), device=settings.device)
+                outputs = RUNNERS[claim.kind](parse_spec(claim.spec), work, progress, ctx)
+                progress.checkpoint()
+                stored = _upload(store, claim, outputs, progress)
+                progress.checkpoint()
+                with sessions.begin() as session:
+                    job = lock_if_current(session, claim)
+                    if job is None:
+                        raise LeaseLost("lease lost before the results were registered")
+                    _register(session, job, outputs, stored)
+            except LeaseLost:
+                _delete_quietly(store, attempt_prefix(claim))
+                return AttemptResult(Outcome.LOST)
+            except JobCancelled:
+                _delete_quietly(store, attempt_prefix(claim))
+                done = _finish(sessions, claim, JobState.CANCELLED, None)
+                return AttemptResult(Outcome.CANCELLED if done else Outcome.LOST)
+            except Exception as exc:
+                _delete_quietly(store, attempt_prefix(claim))
+                failure = classify(exc)
+                log.warning("job %s attempt %d: %s", claim.job_id, claim.attempt, failure, exc_info=True)
+                if failure.transient and may_retry:
+                    try:
+                        release(sessions, claim, failure)
+                    except Exception:  # the database itself is down: the reaper re-sends later
+                        log.warning("could not hand job %s back", claim.job_id, exc_info=True)
+                    return AttemptResult(Outcome.RETRY, failure, exc)
+                done = _finish(sessions, claim, JobState.FAILED, failure)
+                return AttemptResult(Outcome.FAILED if done else Outcome.LOST, failure, exc)
+        return AttemptResult(Outcome.SUCCEEDED)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def notify(sessions: sessionmaker[Session], settings: Settings, job_id: Any) -> None:
+    """POST the final state to the spec's ``callback_url``, if it has one."""
+    with sessions() as session:
+        job = repo.get_job(session, job_id, details=True)
+        if job is None or not isinstance(job.spec, dict) or not job.spec.get("callback_url"):
+            return
+        payload = {
+            "id": str(job.id),
+            "kind": job.kind,
+            "state": job.state,
+            "error_type": job.error_type,
+            "error_message": job.error_message,
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "url": f"{settings.base_url.rstrip('/')}/jobs/{job.id}",
+            "metrics": repo.metrics_by_split(job.metrics),
+            "artifacts": {a.name: {"size": a.size, "sha256": a.sha256} for a in job.artifacts},
+        }
+        url = str(job.spec["callback_url"])
+    post_callback(url, payload, settings.callback_secret)

@@ -1,0 +1,140 @@
+"""What each kind of job runs: the library calls for prune, finetune and pipeline jobs.
+
+A runner turns a job spec into local files under a work folder and says which of them
+are artifacts, which numbers are metrics and what goes into the job's ``result``. It
+touches neither the database nor the artifact store: :mod:`worker.runner` uploads and
+records, so a cancelled or failed runner leaves nothing behind but its work folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ppruning.config import ModelRef
+from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, Plan
+
+#: Artifact kinds, as stored in ``artifacts.kind``.
+MASK, MODEL, REPORT, METRICS, LOG = "mask", "model", "report", "metrics", "log"
+MODEL_ARCHIVE = "model.tar.gz"
+
+
+@dataclass
+class Outputs:
+    """Local results of a runner, ready to be stored."""
+
+    #: (artifact name, kind, local file)
+    files: list[tuple[str, str, Path]] = field(default_factory=list)
+    #: (artifact name, kind, local folder packed as tar.gz)
+    archives: list[tuple[str, str, Path]] = field(default_factory=list)
+    #: {split: {metric: value}}
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: stored as ``jobs.result``
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _with_device(config: Any, device: str) -> Any:
+    """The worker's device setting fills in a job that left the device to 'auto'."""
+    if config.device == "auto" and device != "auto":
+        return config.model_copy(update={"device": device})
+    return config
+
+
+def _numeric(tree: Any) -> dict[str, float]:
+    if not isinstance(tree, dict):
+        return {}
+    return {k: float(v) for k, v in tree.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Headline numbers of a prune report as metrics of split 'prune' (plus any per-split metrics)."""
+    metrics: dict[str, dict[str, float]] = {}
+    headline = _numeric(report) | _numeric(report.get("summary"))
+    if headline:
+        metrics["prune"] = headline
+    for split, values in (report.get("metrics") or {}).items():
+        if numbers := _numeric(values):
+            metrics[str(split)] = numbers
+    return metrics
+
+
+def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
+    from ppruning.pipeline import prune
+
+    config = _with_device(spec.prune_config(), ctx.device)
+    progress.set_phase("prune")
+    result = prune(config, work / "prune", progress)
+    out_dir = Path(result.output_dir)
+    outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
+    for name in ("head_mask.pt", "neuron_mask.pt", "masks.safetensors"):
+        if (out_dir / name).exists():
+            outputs.files.append((name, MASK, out_dir / name))
+    outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
+    outputs.archives.append((MODEL_ARCHIVE, MODEL, Path(result.model_dir)))
+    return outputs
+
+
+def _finetune_outputs(result: Any, outputs: Outputs) -> Outputs:
+    out_dir = Path(result.output_dir)
+    outputs.metrics.update({str(s): dict(v) for s, v in result.metrics.items()})
+    outputs.result.update(
+        {"metrics": result.metrics, "main_metric": result.main_metric, "finetune_report": result.report}
+    )
+    for name, kind in (("metrics.json", METRICS), ("trainer_log.jsonl", LOG)):
+        if (out_dir / name).exists():
+            outputs.files.append((name, kind, out_dir / name))
+    return outputs
+
+
+def run_finetune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
+    """Fine-tune a model, or (``from_job``) the pruned model another job produced."""
+    from ppruning.finetune import finetune
+
+    model = None
+    if spec.from_job is not None:
+        progress.set_phase("finetune")
+        progress.start_stage("load_model", message=f"fetching the pruned model of job {spec.from_job}")
+        model = ModelRef(id=str(ctx.fetch_model(spec.from_job, work / "from_job")))
+    config = _with_device(spec.finetune_config(model=model), ctx.device)
+    progress.set_phase("finetune")
+    result = finetune(config, work / "finetune", progress)
+    outputs = Outputs(archives=[(MODEL_ARCHIVE, MODEL, Path(result.model_dir))])
+    return _finetune_outputs(result, outputs)
+
+
+def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
+    """Prune, then fine-tune the pruned checkpoint on the same task; the fine-tuned model is the result."""
+    from ppruning.finetune import finetune
+
+    pruned = run_prune(spec, work, progress, ctx)
+    pruned_model = next(folder for name, _, folder in pruned.archives if name == MODEL_ARCHIVE)
+    config = _with_device(spec.finetune_config(pruned_model), ctx.device)
+    progress.set_phase("finetune")
+    result = finetune(config, work / "finetune", progress)
+    outputs = Outputs(
+        files=pruned.files,
+        archives=[("pruned_model.tar.gz", MODEL, pruned_model), (MODEL_ARCHIVE, MODEL, Path(result.model_dir))],
+        metrics=pruned.metrics,
+        result=pruned.result,
+    )
+    return _finetune_outputs(result, outputs)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a runner needs from the worker besides the spec."""
+
+    #: (job id, destination) -> local folder of that job's pruned model
+    fetch_model: Callable[[Any, Path], Path]
+    device: str = "auto"
+
+
+Runner = Callable[[Any, Path, JobProgress, RunContext], Outputs]
+RUNNERS: dict[str, Runner] = {"prune": run_prune, "finetune": run_finetune, "pipeline": run_pipeline}
+PLANS: dict[str, Plan] = {
+    "prune": Plan([("prune", PRUNE_STAGES)]),
+    "finetune": Plan([("finetune", FINETUNE_STAGES)]),
+    "pipeline": Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES)]),
+}

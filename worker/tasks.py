@@ -1,0 +1,55 @@
+"""The one Celery task, ``worker.run_job(job_id)``: claim, run, record, notify.
+
+The message carries the job id only; everything else is read from the job row, so a
+duplicate or late message is harmless: the claim decides (:mod:`worker.claims`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from api.db.session import get_sessionmaker
+from api.settings import get_settings
+from worker.celery_app import TASK_NAME, app
+from worker.claims import claim_job
+from worker.errors import MAX_RETRIES, backoff_s, classify
+from worker.runner import Outcome, notify, run_attempt
+
+log = logging.getLogger(__name__)
+
+
+def _worker_name(task: Task) -> str:
+    return task.request.hostname or socket.gethostname()
+
+
+@app.task(name=TASK_NAME, bind=True, ignore_result=True, max_retries=MAX_RETRIES)
+def run_job(self: Task, job_id: str) -> str:
+    settings = get_settings()
+    sessions = get_sessionmaker(settings.database_url)
+    try:
+        with sessions.begin() as session:
+            claim = claim_job(session, uuid.UUID(job_id), _worker_name(self), settings.heartbeat_timeout_s)
+    except Exception as exc:
+        failure = classify(exc)
+        if failure.transient and self.request.retries < MAX_RETRIES:
+            raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
+        raise
+    if claim is None:
+        log.info("job %s is not claimable (finished, cancelled or running elsewhere); message dropped", job_id)
+        raise Ignore()
+    log.info("job %s attempt %d (%s) started", job_id, claim.attempt, claim.kind)
+    result = run_attempt(claim, settings, sessions, may_retry=self.request.retries < MAX_RETRIES)
+    log.info("job %s attempt %d: %s", job_id, claim.attempt, result.outcome)
+    if result.outcome is Outcome.RETRY:
+        raise self.retry(exc=result.error, countdown=backoff_s(self.request.retries))
+    if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED):
+        try:
+            notify(sessions, settings, claim.job_id)
+        except Exception:  # the job is done; a broken callback must not fail it
+            log.warning("callback of job %s failed", job_id, exc_info=True)
+    return result.outcome.value

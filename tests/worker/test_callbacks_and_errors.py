@@ -1,0 +1,104 @@
+"""Signed callbacks that survive a flaky receiver, and failures a user can act on."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import httpx
+import pytest
+import torch
+from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+from sqlalchemy.exc import OperationalError
+
+from ppruning.errors import DataError, JobCancelled
+from worker.callbacks import SIGNATURE_HEADER, post_callback, verify
+from worker.errors import classify
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server answering the status codes queued in ``codes`` (then 200)."""
+    got: list[tuple[bytes, str | None]] = []
+    codes: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.append((body, self.headers.get(SIGNATURE_HEADER)))
+            self.send_response(codes.pop(0) if codes else 200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", got, codes
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_callback_is_signed_with_hmac_of_the_body_and_retried_after_a_server_error(receiver):
+    url, got, codes = receiver
+    codes.extend([503, 500])
+    assert post_callback(url, {"id": "j1", "state": "succeeded"}, "s3cret", first_delay_s=0.01)
+    assert len(got) == 3
+    body, signature = got[-1]
+    assert signature.startswith("sha256=") and verify(body, signature, "s3cret")
+    assert not verify(body, signature, "another-secret")
+    assert b'"state":"succeeded"' in body
+
+
+def test_callback_rejected_with_4xx_is_not_retried(receiver):
+    url, got, codes = receiver
+    codes.append(404)
+    assert not post_callback(url, {"id": "j1"}, "k", first_delay_s=0.01)
+    assert len(got) == 1
+
+
+def test_unreachable_callback_gives_up_after_its_attempts():
+    assert not post_callback("http://127.0.0.1:9/hook", {"id": "j"}, "k", attempts=2, first_delay_s=0.01)
+
+
+def _response(status: int) -> httpx.Response:
+    return httpx.Response(status, request=httpx.Request("GET", "https://huggingface.co/api/models/x"))
+
+
+def test_library_errors_keep_their_type_and_name_the_field():
+    try:
+        try:
+            raise KeyError("sentence")
+        except KeyError as inner:
+            message = "column 'sentence' is not in the data; columns: text, label"
+            raise DataError(message, field="task.text_column") from inner
+    except DataError as exc:
+        failure = classify(exc)
+    assert failure.error_type == "DataError" and not failure.transient
+    assert failure.message.startswith("task.text_column: column 'sentence'")
+
+
+def test_hub_errors_become_actionable_failures_even_when_wrapped():
+    gated = GatedRepoError("401 gated", response=_response(401))
+    missing = RepositoryNotFoundError("404", response=_response(404))
+    try:
+        raise OSError("could not load model") from missing
+    except OSError as wrapped:
+        assert classify(wrapped).error_type == "RepositoryNotFoundError"
+    assert classify(gated).error_type == "GatedRepoError" and "licence" in classify(gated).message
+
+
+def test_cuda_out_of_memory_says_what_to_lower():
+    failure = classify(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert failure.error_type == "CudaOutOfMemory" and "batch_size" in failure.message
+
+
+def test_only_connection_errors_are_transient():
+    lost = OperationalError("SELECT 1", {}, Exception("connection refused"))
+    assert classify(lost).transient
+    assert classify(httpx.ConnectTimeout("hub timed out")).transient
+    assert not classify(ValueError("bad")).transient
+    assert not classify(JobCancelled("stop")).transient

@@ -143,6 +143,17 @@ class ArchAdapter(ABC):
     def attention_bias(self) -> bool:
         return True
 
+    @staticmethod
+    def position_ids(attention_mask: Any) -> Any:
+        """Position ids that ignore padding, for left-padded batches.
+
+        HF models number positions 0..T-1 regardless of padding unless told otherwise;
+        with left padding a real token's output then depends on how much padding precedes
+        it. Pass these (count of real tokens before each position) to make it not so.
+        Right padding needs nothing.
+        """
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
     def ffn_bias(self) -> bool:
         return True
 

@@ -120,3 +120,43 @@ def save_tiny_llama(path: Path, **overrides: int) -> Path:
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def save_tiny_roberta(path: Path) -> Path:
+    """RoBERTa: BERT's layout, BPE tokenizer, position ids offset by padding_idx."""
+    from transformers import RobertaConfig
+
+    tokenizer = bpe_tokenizer()
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id, num_labels=2,
+    )
+    AutoModel.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_distilbert(path: Path) -> Path:
+    from transformers import DistilBertConfig
+
+    tokenizer = bert_tokenizer(path)
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=3, n_heads=4, hidden_dim=64, max_position_embeddings=128,
+    )
+    AutoModel.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_opt(path: Path) -> Path:
+    from transformers import OPTConfig, OPTForCausalLM
+
+    tokenizer = bpe_tokenizer()
+    config = OPTConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=4, ffn_dim=64,
+        max_position_embeddings=128, word_embed_proj_dim=32, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )
+    OPTForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

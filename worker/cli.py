@@ -1,0 +1,154 @@
+"""``ppruning worker`` and the CI client commands ``submit``, ``status``, ``wait``, ``download``.
+
+Registered through the ``ppruning.cli`` entry point. The client commands talk HTTP only:
+``--url`` (default ``$PPRUNING_URL``, else http://127.0.0.1:8000) and ``--api-key``
+(default ``$PPRUNING_API_KEY``). Exit codes: 0 done, 1 the job failed or was cancelled
+(``wait``), 2 a usage or service error, 3 ``wait --timeout`` ran out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_JOB_FAILED = 1
+EXIT_ERROR = 2
+EXIT_TIMEOUT = 3
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from worker.celery_app import QUEUES, app, visible_gpus
+
+    concurrency = args.concurrency or max(1, len(visible_gpus()))
+    argv = ["worker", "--queues", args.queues or ",".join(QUEUES), "--concurrency", str(concurrency)]
+    argv += ["--loglevel", args.loglevel, "--pool", "prefork"]
+    if args.hostname:
+        argv += ["--hostname", args.hostname]
+    app.worker_main(argv)
+    return 0
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from worker.client import Client
+
+    if not args.api_key:
+        raise SystemExit("ppruning: give --api-key or set PPRUNING_API_KEY")
+    return Client(args.url, args.api_key)
+
+
+def _print(job: dict) -> None:
+    print(json.dumps(job, indent=2, sort_keys=True))
+
+
+def _run(fn):  # type: ignore[no-untyped-def]
+    """Service errors become one line on stderr and exit code 2."""
+
+    def wrapped(args: argparse.Namespace) -> int:
+        from worker.client import ClientError
+
+        try:
+            return fn(args)
+        except ClientError as exc:
+            print(f"ppruning: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        except OSError as exc:
+            print(f"ppruning: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+
+    return wrapped
+
+
+@_run
+def _submit(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
+    with _client(args) as client:
+        job = client.submit(json.loads(text), idempotency_key=args.idempotency_key)
+    print(job["id"] if args.quiet else json.dumps(job, indent=2, sort_keys=True))
+    return 0
+
+
+@_run
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.job(args.job_id))
+    return 0
+
+
+@_run
+def _wait(args: argparse.Namespace) -> int:
+    from worker.client import WaitTimeout, describe
+
+    def show(job: dict) -> None:
+        if not args.quiet:
+            print(describe(job), file=sys.stderr, flush=True)
+
+    with _client(args) as client:
+        try:
+            job = client.wait(args.job_id, timeout_s=args.timeout, poll_s=args.poll, on_update=show)
+        except WaitTimeout as exc:
+            print(f"ppruning: {exc}", file=sys.stderr)
+            return EXIT_TIMEOUT
+    _print(job)
+    if job["state"] != "succeeded":
+        error = job.get("error") or {}
+        print(f"ppruning: job {job['state']}: {error.get('type')}: {error.get('message')}", file=sys.stderr)
+        return EXIT_JOB_FAILED
+    return 0
+
+
+@_run
+def _download(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        path = client.download(args.job_id, args.name, Path(args.output or args.name))
+    print(path)
+    return 0
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("PPRUNING_URL", "http://127.0.0.1:8000"),
+        help="Service URL (default: $PPRUNING_URL or http://127.0.0.1:8000).",
+    )
+    parser.add_argument(
+        "--api-key", default=os.environ.get("PPRUNING_API_KEY"), help="API key (default: $PPRUNING_API_KEY)."
+    )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w = sub.add_parser("worker", help="Run a Celery worker that executes jobs (one job per GPU).")
+    w.add_argument("--queues", help="Comma-separated queues to consume (default: gpu,cpu).")
+    w.add_argument("--concurrency", type=int, help="Jobs at once (default: number of GPUs, or 1).")
+    w.add_argument("--hostname", help="Celery node name (default: celery@<host>).")
+    w.add_argument("--loglevel", default="INFO")
+    w.set_defaults(func=_worker)
+
+    s = sub.add_parser("submit", help="Submit a job spec (a JSON file, or - for stdin); prints the job.")
+    s.add_argument("spec")
+    s.add_argument("--idempotency-key", help="Resubmitting with the same key returns the same job.")
+    s.add_argument("-q", "--quiet", action="store_true", help="Print only the job id.")
+    _client_options(s)
+    s.set_defaults(func=_submit)
+
+    st = sub.add_parser("status", help="Print a job as JSON.")
+    st.add_argument("job_id")
+    _client_options(st)
+    st.set_defaults(func=_status)
+
+    wt = sub.add_parser("wait", help="Wait for a job to finish; exit 1 if it failed or was cancelled.")
+    wt.add_argument("job_id")
+    wt.add_argument("--timeout", type=float, help="Give up after this many seconds (exit 3).")
+    wt.add_argument("--poll", type=float, default=2.0, help="Seconds between polls.")
+    wt.add_argument("-q", "--quiet", action="store_true", help="No progress lines on stderr.")
+    _client_options(wt)
+    wt.set_defaults(func=_wait)
+
+    d = sub.add_parser("download", help="Download an artifact of a job (sha256 checked).")
+    d.add_argument("job_id")
+    d.add_argument("name", help="Artifact name, e.g. model.tar.gz, head_mask.pt, report.json.")
+    d.add_argument("-o", "--output", help="Destination file (default: the artifact name).")
+    _client_options(d)
+    d.set_defaults(func=_download)

@@ -1,0 +1,142 @@
+"""A small HTTP client of the service, for CI pipelines, the demo and the tests.
+
+It speaks the public API only (``POST /jobs``, ``GET /jobs/{id}``, ``POST
+/jobs/{id}/cancel``, ``GET /jobs/{id}/artifacts/{name}``); nothing here reads the
+database. Downloads stream to a temporary file, resume with ``Range`` after a dropped
+connection, and are checked against the sha256 the service sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ClientError(Exception):
+    """The service answered with an error, or a download did not match its digest."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class WaitTimeout(ClientError):
+    """``wait`` ran out of time before the job finished."""
+
+
+class Client:
+    def __init__(self, url: str, api_key: str, *, timeout_s: float = 30.0, transport: Any = None) -> None:
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ------------------------------------------------------------------ calls
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code >= 400:
+            try:
+                error = response.json().get("error", {})
+                text = f"{error.get('type', 'error')}: {error.get('message', response.text)}"
+            except ValueError:
+                text = response.text[:500]
+            raise ClientError(f"{response.request.method} {response.request.url.path} -> {response.status_code} {text}",
+                              response.status_code)  # fmt: skip
+        return response.json()
+
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._json(self.http.post("/jobs", json=spec, headers=headers))
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._json(self.http.get(f"/jobs/{job_id}"))
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._json(self.http.post(f"/jobs/{job_id}/cancel"))
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = 1.0,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the job is finished; ``on_update`` sees every poll (progress display)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["state"] in TERMINAL_STATES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeout(f"job {job_id} still {job['state']} after {timeout_s:.0f}s")
+            time.sleep(poll_s)
+
+    def download(self, job_id: str, name: str, dest: Path, *, attempts: int = 3) -> Path:
+        """Stream artifact ``name`` to ``dest``; resumes with Range; verifies the sha256."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_name(dest.name + ".part")
+        part.unlink(missing_ok=True)
+        expected: str | None = None
+        for attempt in range(1, attempts + 1):
+            have = part.stat().st_size if part.exists() else 0
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            try:
+                with self.http.stream("GET", f"/jobs/{job_id}/artifacts/{name}", headers=headers) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        self._json(response)
+                    expected = response.headers.get("X-Content-SHA256", expected)
+                    mode = "ab" if response.status_code == 206 else "wb"
+                    with part.open(mode) as fh:
+                        for chunk in response.iter_bytes():
+                            fh.write(chunk)
+                break
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+        digest = _sha256(part)
+        if expected and digest != expected:
+            part.unlink()
+            raise ClientError(f"download of {name} has sha256 {digest}, the service said {expected}")
+        os.replace(part, dest)
+        return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def describe(job: dict[str, Any]) -> str:
+    """One line for a progress display: state, bar, stage and message."""
+    width = 24
+    done = int(width * float(job.get("progress") or 0.0))
+    bar = "#" * done + "." * (width - done)
+    stage = job.get("stage") or "-"
+    percent = 100 * float(job.get("progress") or 0.0)
+    return f"{job['state']:<9} [{bar}] {percent:5.1f}% {stage:<12} {job.get('message') or ''}"

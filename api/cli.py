@@ -1,4 +1,4 @@
-"""Service commands of the ``ppruning`` CLI: ``db upgrade``/``db downgrade``.
+"""Service commands of the ``ppruning`` CLI: ``db upgrade|downgrade``, ``serve``, ``apikey create|revoke``.
 
 Registered through the ``ppruning.cli`` entry point so the library never imports the service.
 """
@@ -6,6 +6,7 @@ Registered through the ``ppruning.cli`` entry point so the library never imports
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -35,6 +36,7 @@ def _redact(url: str) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    register_service(sub)
     db = sub.add_parser("db", help="Manage the job database schema (Alembic migrations).")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="Apply migrations (default: to the newest).")
@@ -45,3 +47,74 @@ def register(sub: argparse._SubParsersAction) -> None:
     down.add_argument("revision", nargs="?", default="base")
     down.add_argument("--database-url", help="Override PPRUNING_DATABASE_URL.")
     down.set_defaults(func=_db_downgrade)
+
+
+# --------------------------------------------------------------------------- serve, apikey
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "api.main:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+    )
+    return 0
+
+
+def _apikey_create(args: argparse.Namespace) -> int:
+    from api.auth import new_secret
+    from api.db import repository
+    from api.db.session import session_scope
+    from api.settings import get_settings
+
+    secret = new_secret()
+    with session_scope(args.database_url or get_settings().database_url) as session:
+        if repository.find_api_key_by_name(session, args.name) is not None:
+            print(f"ppruning: an API key named {args.name!r} exists already", file=sys.stderr)
+            return 2
+        repository.create_api_key(session, args.name, args.owner or args.name, secret)
+    print(secret)
+    print(f"key {args.name!r} for owner {args.owner or args.name!r}; shown once, store it now", file=sys.stderr)
+    return 0
+
+
+def _apikey_revoke(args: argparse.Namespace) -> int:
+    from api.db import repository
+    from api.db.session import session_scope
+    from api.settings import get_settings
+
+    with session_scope(args.database_url or get_settings().database_url) as session:
+        key = repository.revoke_api_key(session, args.name)
+    if key is None:
+        print(f"ppruning: no API key named {args.name!r}", file=sys.stderr)
+        return 2
+    print(f"key {args.name!r} revoked")
+    return 0
+
+
+def register_service(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="Run the REST service (uvicorn).")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes.")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--no-access-log", action="store_true")
+    serve.set_defaults(func=_serve)
+
+    key = sub.add_parser("apikey", help="Create or revoke API keys.")
+    key_sub = key.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
+    create = key_sub.add_parser("create", help="Create a key and print it once.")
+    create.add_argument("name", help="A unique name for the key (used to revoke it).")
+    create.add_argument("--owner", help="Whose jobs the key sees (default: the name).")
+    create.add_argument("--database-url", help="Override PPRUNING_DATABASE_URL.")
+    create.set_defaults(func=_apikey_create)
+    revoke = key_sub.add_parser("revoke", help="Revoke a key; requests with it get 401 from then on.")
+    revoke.add_argument("name")
+    revoke.add_argument("--database-url", help="Override PPRUNING_DATABASE_URL.")
+    revoke.set_defaults(func=_apikey_revoke)

@@ -1,0 +1,59 @@
+"""Bearer API keys: who is calling, i.e. which owner's jobs they see.
+
+Keys are stored as sha256 hashes (``api_keys``); a key is shown once, at creation
+(``ppruning apikey create``). ``settings.api_keys`` adds bootstrap ``owner:secret``
+pairs, held in memory as hashes too. No key, an unknown key or a revoked key is 401;
+a job of another owner is 404 (the routes filter by owner), never 403, so ids leak nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from sqlalchemy.orm import Session
+
+from api.db import repository
+from api.errors import Unauthorized
+
+KEY_PREFIX = "pp_"
+
+
+def new_secret() -> str:
+    """A fresh key: prefix (recognisable in logs and secret scanners) + 256 random bits."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def bootstrap_hashes(pairs: list[str]) -> dict[str, str]:
+    """``["owner:secret", ...]`` -> ``{sha256(secret): owner}``; malformed entries are refused loudly."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        owner, sep, secret = pair.partition(":")
+        if not sep or not owner or not secret:
+            raise ValueError("PPRUNING_API_KEYS entries must look like 'owner:secret'")
+        out[repository.hash_key(secret)] = owner
+    return out
+
+
+def bearer_secret(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("missing 'Authorization: Bearer <key>' header")
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <key>'")
+    return secret.strip()
+
+
+def authenticate(session: Session, authorization: str | None, bootstrap: dict[str, str]) -> str:
+    """The owner the key belongs to, or :class:`Unauthorized`."""
+    secret = bearer_secret(authorization)
+    digest = repository.hash_key(secret)
+    for known, owner in bootstrap.items():
+        if hmac.compare_digest(known, digest):
+            return owner
+    key = repository.find_api_key(session, secret)
+    if key is None:
+        raise Unauthorized("unknown API key")
+    if key.revoked_at is not None:
+        raise Unauthorized(f"API key {key.name!r} was revoked")
+    return key.owner

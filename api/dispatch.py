@@ -1,0 +1,88 @@
+"""Sending a committed job to the workers, without importing the worker.
+
+The message is the job id only, to the task ``worker.run_job`` on the queue the job's
+device asks for (``cpu`` for ``device: "cpu"``, else ``gpu``). The route commits the
+row first and calls :meth:`Dispatcher.send` after; a send that fails marks the job
+failed (see :mod:`api.routes.jobs`). Queues and exchange are declared the way the worker
+declares them (direct exchange ``ppruning``, routing key = queue name).
+
+Tests that need no worker replace the dispatcher through FastAPI's dependency
+overrides (:func:`api.deps.get_dispatcher`) and capture what would be sent.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Any, Protocol
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+TASK_NAME = "worker.run_job"
+GPU_QUEUE = "gpu"
+CPU_QUEUE = "cpu"
+_EXCHANGE = Exchange("ppruning", type="direct")
+
+
+def queue_for(spec: dict[str, Any]) -> str:
+    """``cpu`` when the spec asks for the CPU; any other device (auto, cuda, mps) goes to ``gpu``."""
+    return CPU_QUEUE if spec.get("device") == "cpu" else GPU_QUEUE
+
+
+class Dispatcher(Protocol):
+    def send(self, job_id: uuid.UUID, queue: str) -> None:
+        """Publish the job's message; raise on failure."""
+
+    def ping(self) -> None:
+        """Raise when the broker is unreachable."""
+
+
+class CeleryDispatcher:
+    """A Celery client (no tasks of its own) on ``broker_url``."""
+
+    def __init__(self, broker_url: str, publish_retries: int = 2) -> None:
+        self.broker_url = broker_url
+        self.publish_retries = publish_retries
+        self._lock = threading.Lock()
+        self._app: Celery | None = None
+
+    @property
+    def app(self) -> Celery:
+        with self._lock:
+            if self._app is None:
+                app = Celery("ppruning-api", broker=self.broker_url, set_as_current=False)
+                app.conf.update(
+                    task_queues=[Queue(name, _EXCHANGE, routing_key=name) for name in (GPU_QUEUE, CPU_QUEUE)],
+                    task_default_exchange=_EXCHANGE.name,
+                    task_serializer="json",
+                    accept_content=["json"],
+                    broker_connection_timeout=2.0,
+                    broker_connection_retry_on_startup=False,
+                    task_ignore_result=True,
+                    result_backend=None,
+                )
+                self._app = app
+            return self._app
+
+    def send(self, job_id: uuid.UUID, queue: str) -> None:
+        self.app.send_task(
+            TASK_NAME,
+            args=[str(job_id)],
+            queue=queue,
+            routing_key=queue,
+            exchange=_EXCHANGE.name,
+            retry=True,
+            retry_policy={"max_retries": self.publish_retries, "interval_start": 0.1, "interval_step": 0.2},
+            ignore_result=True,
+        )
+
+    def ping(self) -> None:
+        with self.app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2.0)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._app is not None:
+                self._app.close()
+                self._app = None

@@ -1,0 +1,197 @@
+"""Every error the API returns, in one JSON shape, mapped in one place.
+
+``{"error": {"type": "...", "message": "...", "field": "..."}}`` (``field`` only when one
+input is at fault, dotted like ``target.flops_reduction``). Library errors
+(:class:`ppruning.errors.PruningError`) become 422s at submission; service errors carry
+their own status; pydantic's 422s name the field path; anything unexpected is a 500
+that says nothing about internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.db.repository import IdempotencyConflict, InvalidCursor, NotCancellable
+from api.db.states import IllegalTransition
+from ppruning.errors import PruningError
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error the service raises on purpose, with its HTTP status."""
+
+    status_code = 400
+    type = "bad_request"
+
+    def __init__(
+        self, message: str, *, field: str | None = None, headers: dict[str, str] | None = None, **kind: Any
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.headers = headers
+        if "type" in kind:
+            self.type = kind["type"]
+        if "status_code" in kind:
+            self.status_code = kind["status_code"]
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    type = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    type = "not_found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    type = "conflict"
+
+
+class InvalidSpec(ServiceError):
+    status_code = 422
+    type = "validation_error"
+
+
+class RangeNotSatisfiable(ServiceError):
+    status_code = 416
+    type = "range_not_satisfiable"
+
+
+class ServiceUnavailable(ServiceError):
+    status_code = 503
+    type = "unavailable"
+
+
+def error_body(type_: str, message: str, field: str | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": type_, "message": message}
+    if field:
+        error["field"] = field
+    return {"error": error}
+
+
+def error_response(
+    status: int, type_: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(type_, message, field), status_code=status, headers=headers)
+
+
+def _snake(name: str) -> str:
+    name = name.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def pruning_error_type(exc: PruningError) -> str:
+    """``UnknownTaskError`` -> ``unknown_task``: the same names the worker writes to failed jobs."""
+    return _snake(type(exc).__name__)
+
+
+# --------------------------------------------------------------------------- pydantic 422s
+
+#: Where FastAPI says an input came from: the first element of ``loc``, not part of the field.
+_LOC_SOURCES = {"body", "query", "path", "header", "cookie"}
+
+
+def _field_path(loc: tuple[Any, ...], tags: set[str]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in _LOC_SOURCES:
+        parts = parts[1:]
+    if parts and parts[0] in tags:  # the discriminated union's tag: ('prune', 'target', ...)
+        parts = parts[1:]
+    parts = [p for p in parts if not p.startswith(("function-", "tagged-union["))]
+    return ".".join(parts)
+
+
+def validation_error_response(exc: RequestValidationError, tags: set[str]) -> JSONResponse:
+    """The first error, with the field it concerns; library errors raised inside validators keep their field."""
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "value_error"}
+    if first.get("type") == "json_invalid":
+        return error_response(400, "malformed_json", f"request body is not valid JSON: {first.get('msg', '')}")
+    if tuple(first.get("loc", ())) == ("body",):
+        if first.get("type") == "missing":
+            return error_response(422, "validation_error", "a JSON request body is required")
+        if isinstance(first.get("input"), bytes | str):
+            return error_response(
+                400, "malformed_json", "request body must be a JSON object sent with Content-Type: application/json"
+            )
+    if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        kinds = ", ".join(sorted(tags))
+        return error_response(422, "validation_error", f"kind: must be one of {kinds}", "kind")
+    cause = (first.get("ctx") or {}).get("error")
+    field = _field_path(tuple(first.get("loc", ())), tags)
+    message = str(first.get("msg", "invalid value"))
+    type_ = "validation_error"
+    if isinstance(cause, PruningError):
+        field = ".".join(p for p in (field, cause.field or "") if p) if cause.field else field
+        message = cause.message
+        type_ = pruning_error_type(cause)
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    if field and type_ == "validation_error":
+        message = f"{field}: {message}"
+    return error_response(422, type_, message, field or None)
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def install_error_handlers(app: FastAPI, union_tags: set[str]) -> None:
+    """Map every exception the routes may raise to the one JSON shape."""
+
+    @app.exception_handler(ServiceError)
+    async def _service(_: Request, exc: ServiceError) -> JSONResponse:
+        return error_response(exc.status_code, exc.type, exc.message, exc.field, exc.headers)
+
+    @app.exception_handler(PruningError)
+    async def _pruning(_: Request, exc: PruningError) -> JSONResponse:
+        return error_response(422, pruning_error_type(exc), exc.message, exc.field)
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _idempotency(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return error_response(409, "idempotency_conflict", str(exc), None, {"Location": f"/jobs/{exc.job_id}"})
+
+    @app.exception_handler(NotCancellable)
+    async def _not_cancellable(_: Request, exc: NotCancellable) -> JSONResponse:
+        return error_response(409, "conflict", str(exc))
+
+    @app.exception_handler(IllegalTransition)
+    async def _illegal(_: Request, exc: IllegalTransition) -> JSONResponse:
+        return error_response(409, "conflict", str(exc))
+
+    @app.exception_handler(InvalidCursor)
+    async def _cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+        return error_response(422, "validation_error", str(exc), "cursor")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return validation_error_response(exc, union_tags)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        return error_response(exc.status_code, type_, message, None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal", "internal server error; the service log has the details")

@@ -1,0 +1,148 @@
+"""``/jobs/{id}/artifacts``: what a job produced, streamed from the artifact store.
+
+Downloads carry ``Content-Length``, the sha256 (``X-Content-SHA256`` in hex and the
+RFC 9530 ``Repr-Digest``, plus the older RFC 3230 ``Digest``), an ``ETag``, and honour
+one byte range (``Range: bytes=a-b``, ``a-``, ``-n``) with 206; a range outside the
+object is 416. Several ranges in one request are answered with the whole object, which
+RFC 9110 allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import uuid
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import StreamingResponse
+
+from api.db import repository
+from api.db.models import Artifact
+from api.deps import CurrentOwner, SessionDep, StoreDep
+from api.errors import NotFound, RangeNotSatisfiable
+from api.routes.jobs import job_url, owned_job
+from api.schemas import ArtifactOut, ErrorOut
+from api.storage import StorageError
+
+router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_MEDIA_TYPES = {
+    ".tar.gz": "application/gzip",
+    ".json": "application/json",
+    ".jsonl": "application/jsonl",
+    ".safetensors": "application/octet-stream",
+}
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` for one satisfiable byte range; None for no range (or several: whole object).
+
+    Raises :class:`RangeNotSatisfiable` for a malformed or unsatisfiable ``bytes`` range.
+    """
+    if not header:
+        return None
+    header = header.strip()
+    if not header.lower().startswith("bytes="):
+        return None  # another unit: ignore the header, as RFC 9110 says
+    if "," in header:
+        return None
+    match = _RANGE.match(header.replace(" ", ""))
+    unsatisfiable = RangeNotSatisfiable(
+        f"range {header!r} does not fit an object of {size} bytes", headers={"Content-Range": f"bytes */{size}"}
+    )
+    if match is None or match.groups() == ("", ""):
+        raise unsatisfiable
+    first, last = match.groups()
+    if first == "":  # suffix: the last n bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise unsatisfiable
+        return max(0, size - n), size
+    start = int(first)
+    end = size if last == "" else min(int(last) + 1, size)
+    if start >= size or (last != "" and int(last) < start):
+        raise unsatisfiable
+    return start, end
+
+
+def _media_type(name: str) -> str:
+    for suffix, media in _MEDIA_TYPES.items():
+        if name.endswith(suffix):
+            return media
+    return "application/octet-stream"
+
+
+def _digest_headers(artifact: Artifact) -> dict[str, str]:
+    b64 = base64.b64encode(bytes.fromhex(artifact.sha256)).decode()
+    return {
+        "X-Content-SHA256": artifact.sha256,
+        "Repr-Digest": f"sha-256=:{b64}:",
+        "Digest": f"SHA-256={b64}",
+        "ETag": f'"{artifact.sha256}"',
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(artifact.name.rsplit('/', 1)[-1])}",
+    }
+
+
+@router.get("", response_model=list[ArtifactOut], responses={401: {"model": ErrorOut}, 404: {"model": ErrorOut}})
+def list_artifacts(request: Request, job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner) -> list[ArtifactOut]:
+    owned_job(session, owner, job_id)
+    base = job_url(request, job_id)
+    return [
+        ArtifactOut(
+            name=a.name,
+            kind=a.kind,
+            size=a.size,
+            sha256=a.sha256,
+            url=f"{base}/artifacts/{quote(a.name)}",
+            created_at=a.created_at,
+        )
+        for a in repository.list_artifacts(session, job_id)
+    ]
+
+
+@router.head("/{name:path}", include_in_schema=False)
+@router.get(
+    "/{name:path}",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The whole object."},
+        206: {"content": {"application/octet-stream": {}}, "description": "One byte range."},
+        401: {"model": ErrorOut},
+        404: {"model": ErrorOut},
+        416: {"model": ErrorOut, "description": "The range lies outside the object."},
+    },
+    summary="Download an artifact",
+)
+def download_artifact(
+    request: Request,
+    job_id: uuid.UUID,
+    name: str,
+    session: SessionDep,
+    owner: CurrentOwner,
+    store: StoreDep,
+    range_: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
+) -> Response:
+    owned_job(session, owner, job_id)
+    artifact = repository.get_artifact(session, job_id, name)
+    if artifact is None:
+        raise NotFound(f"job {job_id} has no artifact {name!r}")
+    session.close()  # the stream may take minutes; do not hold a pooled connection meanwhile
+    headers = _digest_headers(artifact)
+    span = parse_range(range_, artifact.size)
+    start, end = span if span is not None else (0, artifact.size)
+    headers["Content-Length"] = str(end - start)
+    if span is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{artifact.size}"
+    status_code = 206 if span is not None else 200
+    media_type = _media_type(artifact.name)
+    if request.method == "HEAD":
+        return Response(status_code=status_code, headers=headers, media_type=media_type)
+    try:
+        chunks = store.open_range(artifact.uri, start, end)
+    except StorageError as exc:
+        raise NotFound(f"artifact {name!r} of job {job_id} is recorded but missing from the store ({exc})") from None
+    return StreamingResponse(chunks, status_code=status_code, headers=headers, media_type=media_type)

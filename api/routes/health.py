@@ -1,0 +1,54 @@
+"""Liveness, readiness and Prometheus metrics; no API key needed.
+
+``/healthz`` says the process serves requests. ``/readyz`` says it can do its job: the
+database answers and the broker accepts connections (503 otherwise, naming which).
+``/metrics`` is Prometheus text: jobs by state (read from the database at scrape time)
+and request latency by route (per process: with several uvicorn workers each scrape
+sees the worker that answered it).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from api.db import repository
+from api.deps import DispatcherDep, SessionDep
+from api.errors import ServiceUnavailable
+from api.schemas import ErrorOut
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="The process is alive")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Database and broker reachable", responses={503: {"model": ErrorOut}})
+def readyz(session: SessionDep, dispatcher: DispatcherDep) -> dict[str, object]:
+    checks: dict[str, str] = {}
+    try:
+        session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    try:
+        dispatcher.ping()
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    failing = {name: why for name, why in checks.items() if why != "ok"}
+    if failing:
+        raise ServiceUnavailable(
+            "not ready: " + "; ".join(f"{name}: {why}" for name, why in failing.items()), type="not_ready"
+        )
+    return {"status": "ready", "checks": checks}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request, session: SessionDep) -> Response:
+    telemetry = request.app.state.telemetry
+    telemetry.set_job_counts(repository.count_jobs_by_state(session))
+    return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)

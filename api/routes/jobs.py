@@ -1,0 +1,286 @@
+"""``/jobs``: submit, list, read, follow, cancel and delete jobs.
+
+Routes stay thin: validate (pydantic, then :mod:`api.spec_checks`), call repository
+functions, commit once, and only then talk to the broker or the artifact store.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Annotated, Literal
+from urllib.parse import quote
+
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+
+from api.db import repository
+from api.db.models import Artifact, Job, Metric
+from api.db.states import TERMINAL, JobState
+from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
+from api.dispatch import queue_for
+from api.errors import Conflict, NotFound, ServiceUnavailable
+from api.schemas import (
+    SPEC_EXAMPLES,
+    ArtifactOut,
+    ErrorOut,
+    EventOut,
+    EventPage,
+    JobError,
+    JobOut,
+    JobPage,
+    JobSpec,
+    JobSummary,
+)
+from api.spec_checks import checked_spec
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+_ERRORS = {
+    401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."},
+    404: {"model": ErrorOut, "description": "No such job for this key's owner."},
+}
+_SUBMIT_ERRORS = {
+    400: {"model": ErrorOut, "description": "The body is not JSON."},
+    401: _ERRORS[401],
+    409: {"model": ErrorOut, "description": "The Idempotency-Key was used with another body."},
+    413: {"model": ErrorOut, "description": "The body is larger than the service accepts."},
+    422: {"model": ErrorOut, "description": "The spec is invalid; `field` names the input at fault."},
+    503: {"model": ErrorOut, "description": "The broker refused the job; it was marked failed."},
+}
+
+
+# --------------------------------------------------------------------------- views
+
+
+def job_url(request: Request, job_id: uuid.UUID) -> str:
+    return f"{str(request.base_url).rstrip('/')}/jobs/{job_id}"
+
+
+def summary_fields(job: Job, request: Request) -> dict:
+    return {
+        "id": job.id,
+        "url": job_url(request, job.id),
+        "kind": job.kind,
+        "state": job.state,
+        "stage": job.stage,
+        "progress": job.progress,
+        "message": job.message,
+        "cancel_requested": job.cancel_requested,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+def job_view(
+    job: Job, request: Request, artifacts: list[Artifact] | None = None, metrics: list[Metric] | None = None
+) -> JobOut:
+    base = job_url(request, job.id)
+    artifacts = job.artifacts if artifacts is None else artifacts
+    metrics = job.metrics if metrics is None else metrics
+    error = None
+    if job.error_type or job.error_message:
+        error = JobError(type=job.error_type, message=job.error_message)
+    return JobOut(
+        **summary_fields(job, request),
+        spec=job.spec,
+        attempts=job.attempts,
+        worker=job.worker,
+        error=error,
+        metrics=repository.metrics_by_split(metrics),
+        artifacts=[
+            ArtifactOut(
+                name=a.name,
+                kind=a.kind,
+                size=a.size,
+                sha256=a.sha256,
+                url=f"{base}/artifacts/{quote(a.name)}",
+                created_at=a.created_at,
+            )
+            for a in artifacts
+        ],
+        result=job.result,
+    )
+
+
+def owned_job(session: SessionDep, owner: str, job_id: uuid.UUID, *, details: bool = False) -> Job:
+    job = repository.get_job(session, job_id, owner, details=details)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobOut,
+    responses=_SUBMIT_ERRORS,
+    summary="Submit a job",
+)
+def submit_job(
+    request: Request,
+    response: Response,
+    spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Same key and same body: the same job comes back. Same key, other body: 409.",
+        ),
+    ] = None,
+) -> JobOut:
+    """Validate the spec, store the job as `queued`, then send its id to the workers.
+
+    The row is committed before the message is sent; if the broker refuses the message,
+    the job is marked `failed` with the reason and the response is 503.
+    """
+    body_hash = repository.request_hash(spec.model_dump(mode="json"))
+    if idempotency_key is not None:
+        existing = repository.find_by_idempotency_key(session, owner, idempotency_key)
+        if existing is not None:
+            return _replayed(existing, idempotency_key, body_hash, request, response)
+    stored = checked_spec(spec, settings, session, owner)
+    job, created = repository.create_job(
+        session, owner=owner, kind=spec.kind, spec=stored, idempotency_key=idempotency_key, body_hash=body_hash
+    )
+    if not created:  # a concurrent request with the same key won the insert
+        return _replayed(job, idempotency_key or "", body_hash, request, response)
+    queue = queue_for(stored)
+    repository.add_event(session, job.id, f"queued on '{queue}'")
+    session.commit()
+    try:
+        dispatcher.send(job.id, queue)
+    except Exception as exc:  # the broker is down or refused: never leave the job silently queued
+        _fail_undispatched(session, job, exc)
+        raise ServiceUnavailable(
+            f"the job {job.id} was stored but could not be sent to the workers ({type(exc).__name__}: {exc}); "
+            "it is marked failed, submit it again later",
+            type="dispatch_failed",
+            headers={"Location": job_url(request, job.id)},
+        ) from None
+    response.headers["Location"] = job_url(request, job.id)
+    return job_view(job, request, artifacts=[], metrics=[])
+
+
+def _replayed(job: Job, key: str, body_hash: str, request: Request, response: Response) -> JobOut:
+    if job.request_hash != body_hash:
+        raise repository.IdempotencyConflict(key, job.id)
+    response.headers["Location"] = job_url(request, job.id)
+    response.headers["Idempotent-Replayed"] = "true"
+    return job_view(job, request)
+
+
+def _fail_undispatched(session: SessionDep, job: Job, exc: Exception) -> None:
+    log.error("could not send job %s to the broker: %s", job.id, exc)
+    reason = f"could not send the job to the workers: {type(exc).__name__}: {exc}"
+    session.rollback()
+    session.refresh(job)
+    if job.state == JobState.QUEUED.value:
+        repository.transition(
+            session, job, JobState.FAILED, error_type="dispatch_failed", error_message=reason, message=reason
+        )
+        repository.add_event(session, job.id, reason, level="error")
+        session.commit()
+
+
+@router.get("", response_model=JobPage, responses={401: _ERRORS[401], 422: {"model": ErrorOut}}, summary="List jobs")
+def list_jobs(
+    request: Request,
+    session: SessionDep,
+    owner: CurrentOwner,
+    state: Annotated[list[JobState] | None, Query(description="Filter; repeat for several.")] = None,
+    kind: Annotated[list[Literal["prune", "finetune", "pipeline"]] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
+) -> JobPage:
+    """The owner's jobs, newest first."""
+    page = repository.list_jobs(
+        session,
+        owner,
+        states=[s.value for s in state or ()],
+        kinds=list(kind or ()),
+        limit=limit,
+        cursor=cursor,
+    )
+    return JobPage(
+        items=[JobSummary(**summary_fields(job, request)) for job in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=_ERRORS, summary="Read a job")
+def get_job(request: Request, job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner) -> JobOut:
+    """State, stage, progress, timestamps, metrics, error and artifacts (with size and sha256)."""
+    return job_view(owned_job(session, owner, job_id, details=True), request)
+
+
+@router.get("/{job_id}/events", response_model=EventPage, responses=_ERRORS, summary="A job's log")
+def get_events(
+    job_id: uuid.UUID,
+    session: SessionDep,
+    owner: CurrentOwner,
+    after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> EventPage:
+    owned_job(session, owner, job_id)
+    events = repository.list_events(session, job_id, after=after, limit=limit)
+    return EventPage(
+        items=[
+            EventOut(id=e.id, created_at=e.created_at, level=e.level, stage=e.stage, message=e.message, data=e.data)
+            for e in events
+        ],
+        next_after=events[-1].id if events else None,
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobOut,
+    responses={
+        **_ERRORS,
+        202: {"model": JobOut, "description": "Running: the worker stops at its next checkpoint."},
+        409: {"model": ErrorOut, "description": "The job has already finished."},
+    },
+    summary="Cancel a job",
+)
+def cancel_job(
+    request: Request, response: Response, job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner
+) -> JobOut:
+    """Queued: cancelled at once (200). Running: flagged for the worker (202). Finished: 409."""
+    job = owned_job(session, owner, job_id, details=True)
+    repository.cancel_job(session, job)
+    session.commit()
+    if job.state == JobState.RUNNING.value:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return job_view(job, request)
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_ERRORS, 409: {"model": ErrorOut, "description": "The job has not finished; cancel it first."}},
+    summary="Delete a job and its artifacts",
+)
+def delete_job(job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner, store: StoreDep) -> Response:
+    """Finished jobs only. The rows go first (one commit), then the stored files."""
+    job = owned_job(session, owner, job_id)
+    if JobState(job.state) not in TERMINAL:
+        raise Conflict(f"the job is {job.state}; cancel it and wait until it has stopped before deleting it")
+    repository.delete_job(session, job)
+    session.commit()
+    try:
+        store.delete_prefix(f"jobs/{job_id}")
+    except Exception:  # the rows are gone; orphaned files are harmless and logged
+        log.exception("job %s deleted but its files could not be removed", job_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

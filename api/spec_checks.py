@@ -1,0 +1,161 @@
+"""Checks of a job spec that depend on this deployment, run at submission.
+
+pydantic (:mod:`api.schemas`) already checked types and ranges. Here: local paths are
+inside ``settings.allowed_model_roots`` (no traversal, symlinks resolved), hub ids look
+like hub ids, the task exists and has what it needs (the task registry), the model's
+type is supported and the target feasible (the library's ``validate_prune_config``,
+which reads only the model's config), and a fine-tune's ``from_job`` is a finished
+prune of the same owner. Every failure is an error that names the field.
+
+What comes back is the spec to store: local paths replaced by their resolved form, so
+the worker reads exactly what was checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.db import repository
+from api.db.states import JobState
+from api.errors import InvalidSpec
+from api.schemas import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec
+from api.settings import Settings
+from ppruning.config import ModelRef, PruneConfig, TaskRef
+from ppruning.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+#: Hugging Face repo ids: ``name`` or ``org/name``, letters, digits, '-', '_', '.', no '..'.
+_HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_PATH_PREFIXES = ("/", "./", "../", "~", "file:", ".\\")
+
+AnySpec = PruneJobSpec | FinetuneJobSpec | PipelineJobSpec
+
+
+def is_local_path(model_id: str) -> bool:
+    return model_id.startswith(_PATH_PREFIXES) or "\\" in model_id or model_id in (".", "..")
+
+
+def allowed_path(raw: str, settings: Settings, field: str, *, want_dir: bool) -> Path:
+    """``raw`` resolved, if it is inside an allowed root and exists; else InvalidSpec naming ``field``."""
+    if "\x00" in raw:
+        raise InvalidSpec("path contains a NUL byte", field=field)
+    if not settings.allowed_model_roots:
+        raise InvalidSpec(
+            "local paths are disabled on this service (no PPRUNING_ALLOWED_MODEL_ROOTS); use a hub id", field=field
+        )
+    text = raw.removeprefix("file://").removeprefix("file:")
+    if ".." in Path(text).parts:
+        raise InvalidSpec("path must not contain '..'", field=field)
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise InvalidSpec("local paths must be absolute", field=field)
+    resolved = path.resolve()
+    roots = [Path(root).expanduser().resolve() for root in settings.allowed_model_roots]
+    if not any(resolved.is_relative_to(root) for root in roots):
+        raise InvalidSpec(f"path is outside the allowed roots ({', '.join(map(str, roots))})", field=field)
+    if want_dir and not resolved.is_dir():
+        raise InvalidSpec("no such folder", field=field)
+    if not want_dir and not resolved.is_file():
+        raise InvalidSpec("no such file", field=field)
+    return resolved
+
+
+def check_model(ref: ModelRef, settings: Settings, field: str = "model") -> ModelRef:
+    """A hub id as given, or a local folder resolved inside the allow-list."""
+    if is_local_path(ref.id):
+        resolved = allowed_path(ref.id, settings, f"{field}.id", want_dir=True)
+        return ref.model_copy(update={"id": str(resolved)})
+    if not _HUB_ID.match(ref.id):
+        raise InvalidSpec("not a hub id ('org/name') nor an absolute local path", field=f"{field}.id")
+    return ref
+
+
+def check_task(ref: TaskRef, settings: Settings, field: str = "task") -> TaskRef:
+    """Known task with the fields it needs (the task registry); data files inside the allow-list."""
+    from ppruning.tasks.refs import validate_task_ref
+
+    try:
+        validate_task_ref(ref)
+    except Exception as exc:
+        _rebase(exc, "task", field)
+        raise
+    if ref.data_files:
+        files = {
+            split: str(allowed_path(path, settings, f"{field}.data_files.{split}", want_dir=False))
+            for split, path in ref.data_files.items()
+        }
+        ref = ref.model_copy(update={"data_files": files})
+    return ref
+
+
+def _rebase(exc: Exception, prefix: str, field: str) -> None:
+    """Library errors name ``task.x``; inside a pipeline or elsewhere the field may differ."""
+    current = getattr(exc, "field", None)
+    if isinstance(current, str) and prefix != field and current.startswith(prefix):
+        exc.field = field + current[len(prefix) :]  # type: ignore[attr-defined]
+
+
+def _library_validator() -> Callable[[PruneConfig], None] | None:
+    """``ppruning.pipeline.validate_prune_config`` once the library has it; None before."""
+    try:
+        from ppruning.pipeline import validate_prune_config
+    except ModuleNotFoundError as exc:
+        if exc.name == "ppruning.pipeline":
+            return None
+        raise
+    return validate_prune_config
+
+
+def check_prune(config: PruneConfig, hub_model: bool) -> None:
+    """Model type supported and target feasible, from the model's config only.
+
+    A hub model whose config cannot be fetched from here is let through (the workers may
+    reach the hub when the API cannot); a local folder that cannot be read is an error.
+    """
+    validate = _library_validator()
+    if validate is None:
+        log.warning("ppruning.pipeline.validate_prune_config is missing; model type and target not checked")
+        return
+    try:
+        validate(config)
+    except ModelLoadError:
+        if not hub_model:
+            raise
+        log.info("config of %s not reachable at submission; the worker checks it", config.model.id)
+
+
+def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str) -> dict[str, Any]:
+    """Run every deployment check on ``spec``; the spec to store, as JSON."""
+    if isinstance(spec, PruneJobSpec | PipelineJobSpec):
+        model = check_model(spec.model, settings)
+        task = check_task(spec.task, settings)
+        spec = spec.model_copy(update={"model": model, "task": task})
+        check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
+    else:
+        task = check_task(spec.task, settings)
+        update: dict[str, Any] = {"task": task}
+        if spec.model is not None:
+            update["model"] = check_model(spec.model, settings)
+        else:
+            _check_source_job(spec, session, owner)
+        if spec.masks is not None:
+            update["masks"] = str(allowed_path(spec.masks, settings, "masks", want_dir=True))
+        spec = spec.model_copy(update=update)
+    return spec.model_dump(mode="json")
+
+
+def _check_source_job(spec: FinetuneJobSpec, session: Session, owner: str) -> None:
+    source = repository.get_job(session, spec.from_job, owner)  # type: ignore[arg-type]
+    if source is None:
+        raise InvalidSpec(f"job {spec.from_job} not found", field="from_job")
+    if source.kind not in ("prune", "pipeline"):
+        raise InvalidSpec(f"job {spec.from_job} is a {source.kind} job, not a prune", field="from_job")
+    if source.state != JobState.SUCCEEDED.value:
+        raise InvalidSpec(f"job {spec.from_job} is {source.state}; it must have succeeded", field="from_job")

@@ -1,0 +1,171 @@
+"""Baselines with P-pruning's budget machinery: ``random`` (seeded) and ``magnitude``.
+
+Both remove the same cost split 1 : lambda_val as P-pruning, keep at least one unit per
+layer and go through the same materialisation, so every comparison is like for like.
+
+- ``random``: per layer a uniformly random choice of units, at *uniform* counts (as even
+  as the budget allows over the layers, no data needed) or at the per-layer counts
+  *P-pruning* would keep (``counts="ppruning"``: runs P-pruning's collection and
+  clustering for the counts, then ignores which units it chose).
+- ``magnitude``: keep the units with the largest weight norms: a head's columns of the
+  attention output projection; a neuron's FFN-out column norm times its FFN-in row norm
+  (product over gate and up for gated FFNs). Counts are uniform, or ``allocation="global"``
+  ranks every unit of a type against the others (the smallest go first).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+from torch import nn
+
+from ppruning.arch.base import ArchAdapter
+from ppruning.budget import allocate, ranked_heights, uniform_allocation
+from ppruning.cost import head_counts, neuron_counts
+from ppruning.methods.ppruning_method import PPruningParams, allocate_clusters, cluster_layers
+from ppruning.methods.registry import MethodInfo, MethodParams, register_method
+from ppruning.select import keep_mask, random_k, top_k
+
+if TYPE_CHECKING:
+    from ppruning.masks import Masks
+    from ppruning.pipeline import PruneContext
+
+
+# --------------------------------------------------------------------------- random
+
+
+class RandomParams(PPruningParams):
+    """``counts="ppruning"`` uses every P-pruning parameter to find the counts; ``uniform`` only lambda_val."""
+
+    counts: Literal["uniform", "ppruning"] = Field(
+        default="uniform", description="Per-layer counts: as even as possible, or those P-pruning would keep."
+    )
+
+    @property
+    def uses_data(self) -> bool:
+        return self.counts == "ppruning"
+
+
+def _uniform_removed(ctx: PruneContext) -> tuple[np.ndarray, np.ndarray]:
+    b = ctx.budget
+    heads = uniform_allocation(head_counts(ctx.shape), b.costs.head, b.head_removal)
+    neurons = uniform_allocation(neuron_counts(ctx.shape), b.costs.neuron, b.neuron_removal)
+    return heads, neurons
+
+
+def random_masks(ctx: PruneContext) -> Masks:
+    from ppruning.masks import Masks
+
+    params = RandomParams.model_validate(ctx.config.params)
+    if params.counts == "ppruning":
+        heads_alloc, neurons_alloc = allocate_clusters(ctx, cluster_layers(ctx, params))
+        removed_heads, removed_neurons = heads_alloc.removed, neurons_alloc.removed
+    else:
+        removed_heads, removed_neurons = _uniform_removed(ctx)
+    generator = torch.Generator().manual_seed(ctx.config.seed)
+    ctx.progress.start_stage("select", total=ctx.shape.num_layers)
+    head_rows, neuron_rows = [], []
+    for i, la in enumerate(ctx.shape.layers):
+        n_h, n_f = la.num_head_units, la.ffn_size
+        head_rows.append(keep_mask(n_h, random_k(n_h, n_h - int(removed_heads[i]), generator)))
+        neuron_rows.append(keep_mask(n_f, random_k(n_f, n_f - int(removed_neurons[i]), generator)))
+        ctx.progress.update(i + 1)
+    return Masks(torch.stack(head_rows), torch.stack(neuron_rows))
+
+
+# --------------------------------------------------------------------------- magnitude
+
+
+class MagnitudeParams(MethodParams):
+    lambda_val: float = Field(
+        default=5.0, ge=0.0, le=1000.0, description="Removed cost split 1 : lambda_val between attention and FFN."
+    )
+    allocation: Literal["uniform", "global"] = Field(
+        default="uniform", description="Per-layer counts as even as possible, or one global ranking per unit type."
+    )
+
+    @property
+    def uses_data(self) -> bool:
+        return False
+
+
+def _weight_as_out_in(module: nn.Module) -> torch.Tensor:
+    """The weight as [out_features, in_features] (GPT-2's Conv1D stores [in, out])."""
+    w = module.weight.detach().float()
+    return w.T if type(module).__name__ == "Conv1D" else w
+
+
+def ffn_input_modules(adapter: ArchAdapter, layer: int, ffn_size: int) -> list[nn.Module]:
+    """FFN-in (and gate/up) projections of ``layer``: the block's projections with ``ffn_size`` outputs.
+
+    Not part of the adapter interface (which names only the output projections); found
+    structurally so every adapter works unchanged.
+    """
+    down = adapter.neuron_output_module(layer)
+    found = []
+    for module in adapter.layers()[layer].modules():
+        if module is down or getattr(module, "weight", None) is None or module.weight.dim() != 2:
+            continue
+        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+            if _weight_as_out_in(module).shape[0] == ffn_size:
+                found.append(module)
+    if not found:
+        raise RuntimeError(f"no FFN input projection with {ffn_size} outputs in layer {layer}")
+    return found
+
+
+def magnitude_scores(adapter: ArchAdapter, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """(head-unit scores, neuron scores) of one layer from weight norms."""
+    la = adapter.layer_shape(layer)
+    w_o = _weight_as_out_in(adapter.head_output_module(layer))  # [d, units*width]
+    col_sq = (w_o**2).sum(dim=0).reshape(la.num_head_units, la.head_unit_width)
+    heads = col_sq.sum(dim=1).sqrt()
+    neurons = _weight_as_out_in(adapter.neuron_output_module(layer)).norm(dim=0)
+    for module in ffn_input_modules(adapter, layer, la.ffn_size):
+        neurons = neurons * _weight_as_out_in(module).norm(dim=1)
+    return heads.double().cpu().numpy(), neurons.double().cpu().numpy()
+
+
+def magnitude_masks(ctx: PruneContext) -> Masks:
+    from ppruning.masks import Masks
+
+    params = MagnitudeParams.model_validate(ctx.config.params)
+    scores = [magnitude_scores(ctx.adapter, i) for i in range(ctx.shape.num_layers)]
+    head_scores, neuron_scores = [s[0] for s in scores], [s[1] for s in scores]
+    if params.allocation == "global":
+        b = ctx.budget
+        removed_heads = allocate(ranked_heights(head_scores), b.costs.head, b.head_removal).removed
+        removed_neurons = allocate(ranked_heights(neuron_scores), b.costs.neuron, b.neuron_removal).removed
+    else:
+        removed_heads, removed_neurons = _uniform_removed(ctx)
+    head_rows, neuron_rows = [], []
+    for i, la in enumerate(ctx.shape.layers):
+        head_rows.append(keep_mask(la.num_head_units, top_k(head_scores[i], la.num_head_units - removed_heads[i])))
+        neuron_rows.append(keep_mask(la.ffn_size, top_k(neuron_scores[i], la.ffn_size - removed_neurons[i])))
+    return Masks(torch.stack(head_rows), torch.stack(neuron_rows))
+
+
+RANDOM = register_method(
+    MethodInfo(
+        name="random",
+        summary="Baseline: seeded random heads and neurons per layer, at uniform counts or at P-pruning's counts.",
+        kind="structured",
+        data="none",
+        params_model=RandomParams,
+        compute_masks=random_masks,
+    )
+)
+
+MAGNITUDE = register_method(
+    MethodInfo(
+        name="magnitude",
+        summary="Baseline: keep the heads and neurons with the largest weight norms.",
+        kind="structured",
+        data="none",
+        params_model=MagnitudeParams,
+        compute_masks=magnitude_masks,
+    )
+)

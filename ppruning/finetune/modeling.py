@@ -1,0 +1,155 @@
+"""Loading the model fine-tuning trains: a pruned checkpoint, or a full model cut by mask files first.
+
+Cutting before training is the point of P-pruning: the smaller model trains faster.
+A pruned folder is recognised by its recorded structure (``pruning.json`` or the
+config's ``ppruning_structure``) and rebuilt with :func:`ppruning.checkpoint.load_pruned`;
+the task head gets the task's label count and names (a freshly initialised head
+when the checkpoint's differs, as Hugging Face does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ppruning.config import ModelRef
+from ppruning.errors import InvalidConfigError, ModelLoadError
+from ppruning.tasks.registry import TaskInfo
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidConfigError(f"device {device!r} asked for, but CUDA is not available", field="device")
+    return torch.device(device)
+
+
+def is_pruned_checkpoint(path: Path) -> bool:
+    from ppruning.arch.base import STRUCTURE_KEY
+    from ppruning.checkpoint import PRUNING_FILE
+
+    if (path / PRUNING_FILE).is_file():
+        return True
+    config = path / "config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get(STRUCTURE_KEY))
+
+
+def load_tokenizer(model: ModelRef | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    ident, revision = (str(model), None) if isinstance(model, Path) else (model.id, model.revision)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ident, revision=revision)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the tokenizer of {ident!r}: {exc}", field="model.id") from exc
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token  # GPT-2 style: pad with EOS, masked out anyway
+    return tokenizer
+
+
+def task_config_overrides(info: TaskInfo, label_names: list[str] | None) -> dict[str, Any]:
+    """num_labels / id2label / problem_type for the task's head (nothing for QA and LM)."""
+    if info.kind == "regression":
+        return {"num_labels": 1, "problem_type": "regression"}
+    if info.kind == "classification":
+        names = label_names or list(info.label_names)
+        return {
+            "num_labels": len(names),
+            "id2label": dict(enumerate(names)),
+            "label2id": {n: i for i, n in enumerate(names)},
+            "problem_type": "single_label_classification",
+        }
+    return {}
+
+
+def load_task_model(
+    model: ModelRef, info: TaskInfo, *, label_names: list[str] | None = None, masks_dir: str | None = None
+) -> tuple[Any, Any, bool]:
+    """(model with the task's head, tokenizer, whether it is pruned); ``masks_dir`` cuts a full model first."""
+    overrides = task_config_overrides(info, label_names)
+    path = Path(model.id)
+    if path.is_dir() and is_pruned_checkpoint(path):
+        if masks_dir:
+            raise InvalidConfigError(
+                f"{model.id} is already pruned; give --masks only with a full model", field="masks"
+            )
+        net = _load_pruned_with_head(path, info, overrides)
+        pruned = True
+    else:
+        net = _from_pretrained(model, info, overrides)
+        pruned = False
+        if masks_dir:
+            from ppruning.masks import load_masks
+            from ppruning.surgery import prune_model
+
+            prune_model(net, load_masks(Path(masks_dir)))
+            pruned = True
+    tokenizer = load_tokenizer(path if path.is_dir() else model)
+    if getattr(net.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        net.config.pad_token_id = tokenizer.pad_token_id
+    return net, tokenizer, pruned
+
+
+def _auto_class(info: TaskInfo) -> Any:
+    import transformers
+
+    from ppruning.checkpoint import HEADS
+
+    return getattr(transformers, HEADS[info.head])
+
+
+def _from_pretrained(model: ModelRef, info: TaskInfo, overrides: dict[str, Any]) -> Any:
+    cls = _auto_class(info)
+    try:
+        return cls.from_pretrained(model.id, revision=model.revision, **overrides)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {model.id!r} with a {info.head} head: {exc}", field="model.id") from exc
+
+
+def _load_pruned_with_head(path: Path, info: TaskInfo, overrides: dict[str, Any]) -> Any:
+    """load_pruned with the task's head; when the head's label count differs, a new head on the same backbone."""
+    from ppruning.arch import get_adapter
+    from ppruning.checkpoint import load_pruned
+    from ppruning.masks import Masks
+    from ppruning.surgery import prune_model
+
+    net = load_pruned(path, head=info.head)
+    if (
+        not overrides
+        or getattr(net.config, "num_labels", None) == overrides.get("num_labels")
+        and (info.kind != "regression" or net.config.problem_type == "regression")
+    ):
+        for key, value in overrides.items():
+            setattr(net.config, key, value)
+        return net.train()
+    # A different label count: same backbone, fresh head of the right size (as from_pretrained would do).
+    config = net.config.__class__.from_dict({**net.config.to_dict(), **overrides})
+    fresh = _auto_class(info).from_config(config)
+    shape = get_adapter(net).shape()
+    full = get_adapter(fresh).shape().layers[0]
+    heads = torch.tensor([la.num_head_units for la in shape.layers])
+    ffn = torch.tensor([la.ffn_size for la in shape.layers])
+    masks = Masks(
+        (torch.arange(full.num_head_units)[None, :] < heads[:, None]).float(),
+        (torch.arange(full.ffn_size)[None, :] < ffn[:, None]).float(),
+    )
+    prune_model(fresh, masks)
+    fresh.base_model.load_state_dict(net.base_model.state_dict())
+    return fresh.to(next(net.parameters()).dtype).train()
+
+
+def load_saved_task_model(path: Path, info: TaskInfo, device: torch.device) -> tuple[Any, Any]:
+    """A saved fine-tuned model (pruned or not) with the task's head, in eval mode on ``device``."""
+    from ppruning.checkpoint import load_pruned
+
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is not a folder with a saved model", field="model")
+    net = load_pruned(path, head=info.head, device=str(device))
+    tokenizer = load_tokenizer(path)
+    if getattr(net.config, "pad_token_id", None) is None and tokenizer.pad_token_id is not None:
+        net.config.pad_token_id = tokenizer.pad_token_id
+    return net.eval(), tokenizer

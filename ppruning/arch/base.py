@@ -165,6 +165,10 @@ class ArchAdapter(ABC):
     def neuron_output_module(self, layer: int) -> nn.Module:
         """The FFN down projection of ``layer``; its *input* holds the neuron outputs."""
 
+    @abstractmethod
+    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
+        """The FFN-in projection(s) of ``layer`` (Llama: gate and up); each output row is a neuron."""
+
     # ------------------------------------------------------------------ surgery
 
     @abstractmethod

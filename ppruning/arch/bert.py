@@ -49,6 +49,9 @@ class BertAdapter(ArchAdapter):
     def neuron_output_module(self, layer: int) -> nn.Module:
         return self.layers()[layer].output.dense
 
+    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
+        return [self.layers()[layer].intermediate.dense]
+
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         block = self.layers()[layer]
         attn = block.attention.self

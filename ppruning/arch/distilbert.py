@@ -44,6 +44,9 @@ class DistilBertAdapter(ArchAdapter):
     def neuron_output_module(self, layer: int) -> nn.Module:
         return self.layers()[layer].ffn.lin2
 
+    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
+        return [self.layers()[layer].ffn.lin1]
+
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         attn = self.layers()[layer].attention
         cols = unit_columns(keep, attn.attention_head_size)

@@ -49,6 +49,9 @@ class GPT2Adapter(ArchAdapter):
     def neuron_output_module(self, layer: int) -> nn.Module:
         return self.layers()[layer].mlp.c_proj
 
+    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
+        return [self.layers()[layer].mlp.c_fc]
+
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         attn = self.layers()[layer].attn
         width = attn.split_size

@@ -70,6 +70,9 @@ class LlamaAdapter(ArchAdapter):
     def neuron_output_module(self, layer: int) -> nn.Module:
         return self.layers()[layer].mlp.down_proj
 
+    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
+        return [self.layers()[layer].mlp.gate_proj, self.layers()[layer].mlp.up_proj]
+
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         attn = self.layers()[layer].self_attn
         q_cols = unit_columns(keep, attn.num_key_value_groups * attn.head_dim)

@@ -53,6 +53,9 @@ class OPTAdapter(ArchAdapter):
     def neuron_output_module(self, layer: int) -> nn.Module:
         return self.layers()[layer].fc2
 
+    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
+        return [self.layers()[layer].fc1]
+
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         attn = self.layers()[layer].self_attn
         cols = unit_columns(keep, attn.head_dim)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import transformers
 from transformers import AutoConfig
 
@@ -25,7 +26,6 @@ def test_unknown_model_type_is_rejected_with_the_supported_list() -> None:
 
 
 def test_get_adapter_rejects_a_model_without_config() -> None:
-    import torch
 
     with pytest.raises(UnsupportedModelError):
         get_adapter(torch.nn.Linear(2, 2))
@@ -53,3 +53,22 @@ def test_adapter_finds_the_backbone_of_task_head_models(tiny_bert_path: Path) ->
     head = get_adapter(transformers.AutoModelForSequenceClassification.from_pretrained(tiny_bert_path))
     assert head.shape() == base.shape()
     assert head.head_output_module(0) is head.model.bert.encoder.layer[0].attention.output.dense
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_unit_modules_have_the_widths_the_shape_reports(family: str, family_paths: dict[str, Path]) -> None:  # noqa: F811
+    """Head outputs: input columns of the output projection; neurons: FFN-in outputs, FFN-out inputs."""
+    adapter = get_adapter(transformers.AutoModel.from_pretrained(family_paths[family]))
+    layer = adapter.shape().layers[0]
+
+    def in_features(m: torch.nn.Module) -> int:
+        return m.nx if type(m).__name__ == "Conv1D" else m.in_features
+
+    def out_features(m: torch.nn.Module) -> int:
+        return m.nf if type(m).__name__ == "Conv1D" else m.out_features
+
+    assert in_features(adapter.head_output_module(0)) == layer.num_head_units * layer.head_unit_width
+    assert in_features(adapter.neuron_output_module(0)) == layer.ffn_size
+    inputs = adapter.neuron_input_modules(0)
+    assert len(inputs) == (2 if adapter.gated_ffn else 1)
+    assert all(out_features(m) == layer.ffn_size for m in inputs)

@@ -125,7 +125,7 @@ def validation_error_response(exc: RequestValidationError, tags: set[str]) -> JS
     if tuple(first.get("loc", ())) == ("body",):
         if first.get("type") == "missing":
             return error_response(422, "validation_error", "a JSON request body is required")
-        if isinstance(first.get("input"), bytes | str):
+        if isinstance(first.get("input"), bytes):
             return error_response(
                 400, "malformed_json", "request body must be a JSON object sent with Content-Type: application/json"
             )

@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import Any
 
@@ -113,26 +115,48 @@ def _library_validator() -> Callable[[PruneConfig], None] | None:
     return validate_prune_config
 
 
+#: How long a submission waits for a hub model's config; after that the worker checks it.
+HUB_CHECK_TIMEOUT_S = 5.0
+_hub_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-config")
+
+
 def check_prune(config: PruneConfig, hub_model: bool) -> None:
     """Model type supported and target feasible, from the model's config only.
 
-    A hub model whose config cannot be fetched from here is let through (the workers may
-    reach the hub when the API cannot); a local folder that cannot be read is an error.
+    A hub model whose config cannot be fetched from here (no network, a slow hub: more
+    than ``HUB_CHECK_TIMEOUT_S``) is let through, since the workers may reach the hub when
+    the API cannot; a local folder that cannot be read is an error.
     """
     validate = _library_validator()
     if validate is None:
         log.warning("ppruning.pipeline.validate_prune_config is missing; model type and target not checked")
         return
-    try:
+    if not hub_model:
         validate(config)
-    except ModelLoadError:
-        if not hub_model:
-            raise
+        return
+    try:
+        _hub_checks.submit(validate, config).result(timeout=HUB_CHECK_TIMEOUT_S)
+    except (ModelLoadError, FuturesTimeout):
         log.info("config of %s not reachable at submission; the worker checks it", config.model.id)
+
+
+def reject_nul(value: Any, path: str = "") -> None:
+    """PostgreSQL text and JSONB cannot hold U+0000; refuse it by field instead of failing to store."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidSpec(f"{path or 'body'}: NUL characters are not allowed", field=path or None)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, path)
+            reject_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            reject_nul(item, f"{path}.{i}" if path else str(i))
 
 
 def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str) -> dict[str, Any]:
     """Run every deployment check on ``spec``; the spec to store, as JSON."""
+    reject_nul(spec.model_dump(mode="json"))
     if isinstance(spec, PruneJobSpec | PipelineJobSpec):
         model = check_model(spec.model, settings)
         task = check_task(spec.task, settings)

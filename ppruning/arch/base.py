@@ -143,14 +143,14 @@ class ArchAdapter(ABC):
     def attention_bias(self) -> bool:
         return True
 
-    @staticmethod
-    def position_ids(attention_mask: Any) -> Any:
-        """Position ids that ignore padding, for left-padded batches.
+    def position_ids(self, attention_mask: Any) -> Any:
+        """Position ids that ignore padding, for left-padded batches (None: pass nothing).
 
         HF models number positions 0..T-1 regardless of padding unless told otherwise;
         with left padding a real token's output then depends on how much padding precedes
         it. Pass these (count of real tokens before each position) to make it not so.
-        Right padding needs nothing.
+        Right padding needs nothing. Families that derive positions from the input ids
+        themselves (RoBERTa) return None.
         """
         return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 

@@ -1,6 +1,12 @@
-"""RoBERTa: BERT's module layout under a different ``base_model_prefix``."""
+"""RoBERTa: BERT's module layout under a different ``base_model_prefix``.
+
+Its position ids come from the input ids (pads skipped, offset by ``padding_idx + 1``),
+so padded batches need no position ids from the caller.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from ppruning.arch import register_adapter
 from ppruning.arch.bert import BertAdapter
@@ -9,3 +15,6 @@ from ppruning.arch.bert import BertAdapter
 @register_adapter
 class RobertaAdapter(BertAdapter):
     model_types = ("roberta",)
+
+    def position_ids(self, attention_mask: Any) -> Any:
+        return None

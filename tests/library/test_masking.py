@@ -11,6 +11,7 @@ import transformers
 from ppruning.arch import ArchAdapter, get_adapter
 from ppruning.masking import apply_masks
 from ppruning.masks import Masks
+from tests.library.arch_cases import family_paths  # noqa: F401 - fixture
 
 
 def hidden(model: torch.nn.Module, **inputs: torch.Tensor) -> torch.Tensor:
@@ -66,18 +67,15 @@ def real_token_outputs(model: torch.nn.Module, adapter: ArchAdapter, **inputs: t
     return captured
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2"])
+@pytest.mark.parametrize("family", ["bert", "gpt2", "roberta"])
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_real_tokens_do_not_depend_on_padding(
-    family: str, side: str, tiny_bert_path: Path, tiny_gpt2_path: Path
-) -> None:
+def test_real_tokens_do_not_depend_on_padding(family: str, side: str, family_paths: dict[str, Path]) -> None:  # noqa: F811
     """A real token's activations are the same alone and in a padded batch.
 
     Right padding needs nothing; left padding needs position ids that skip the padding
     (ArchAdapter.position_ids), otherwise absolute positions shift.
     """
-    path = tiny_bert_path if family == "bert" else tiny_gpt2_path
-    model = transformers.AutoModel.from_pretrained(path).eval()
+    model = transformers.AutoModel.from_pretrained(family_paths[family]).eval()
     adapter = get_adapter(model)
     pad = model.config.pad_token_id
     short = torch.tensor([[5, 17, 23, 9]])
@@ -88,7 +86,8 @@ def test_real_tokens_do_not_depend_on_padding(
     ids = torch.cat([first, longer])
     mask = (ids != pad).long()
     real = slice(0, 4) if side == "right" else slice(n_pad, n_pad + 4)
-    extra = {"position_ids": adapter.position_ids(mask)} if side == "left" else {}
+    position_ids = adapter.position_ids(mask) if side == "left" else None
+    extra = {"position_ids": position_ids} if position_ids is not None else {}
 
     alone = real_token_outputs(model, adapter, input_ids=short)
     batched = real_token_outputs(model, adapter, input_ids=ids, attention_mask=mask, **extra)

@@ -1,0 +1,105 @@
+"""`ppruning prune` and `ppruning methods` as a user runs them (in a subprocess, real entry point)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ppruning.cli.main", *args], capture_output=True, text=True, timeout=240, check=False
+    )
+
+
+def _prune_args(model: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        "prune",
+        "--model",
+        str(model),
+        "--task",
+        "text-classification",
+        "--data-files",
+        f"train={FIXTURES / 'reviews_train.csv'}",
+        "--text-column",
+        "review",
+        "--label-column",
+        "sentiment",
+        "--output",
+        str(output),
+        *extra,
+    ]
+
+
+def test_prune_on_a_local_csv_exits_0_and_writes_the_outputs(tiny_bert_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _run(
+        *_prune_args(
+            tiny_bert_path,
+            out,
+            "--flops-reduction",
+            "0.2",
+            "--lambda-val",
+            "1",
+            "--sampling-tokens",
+            "40",
+            "--max-instances",
+            "30",
+            "--seed",
+            "5",
+            "--distance-mode",
+            "reference",
+            "--device",
+            "cpu",
+        )
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("head_mask.pt", "neuron_mask.pt", "masks.safetensors", "report.json", "model/config.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["params"]["distance_mode"] == "reference" and report["seed"] == 5
+    assert report["details"]["collection"]["examples_read"] == 30
+    assert "[collect]" in proc.stderr and "[cluster]" in proc.stderr  # progress on stderr
+    assert "pruned" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "says"),
+    [
+        (["--flops-reduction", "1.5"], "target.flops_reduction", "less than 1"),
+        (["--flops-reduction", "0.9"], "target.flops_reduction", "allows at most 0."),
+        (
+            ["--params-reduction", "0.2", "--method", "magnitude", "--sampling-tokens", "9"],
+            "params.sampling_tokens",
+            "has no parameter",
+        ),
+        (["--flops-reduction", "0.2", "--distance-mode", "euclid"], "params.distance_mode", "condensed"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_naming_the_field(
+    extra: list[str], field: str, says: str, tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from ppruning.cli.main import main
+
+    assert main(_prune_args(tiny_bert_path, tmp_path / "out", *extra)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("ppruning: error")]
+    assert len(lines) == 1 and f"({field})" in lines[0] and says in lines[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_methods_lists_the_registry_with_schemas(capsys: pytest.CaptureFixture) -> None:
+    from ppruning.cli.main import main
+    from ppruning.methods.registry import all_methods
+
+    assert main(["methods", "--json"]) == 0
+    methods = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
+    assert set(methods) == set(all_methods())
+    for name, info in all_methods().items():
+        assert methods[name]["params_schema"] == info.json_schema()

@@ -21,8 +21,8 @@ from tests.library.arch_cases import CASES, HEADS, batch, family_paths, outputs,
 def test_pruned_model_equals_masked_model_and_survives_reload(
     family: str,
     head: str,
-    family_paths: dict[str, Path],
-    tmp_path: Path,  # noqa: F811 - fixture
+    family_paths: dict[str, Path],  # noqa: F811 - fixture
+    tmp_path: Path,
 ) -> None:
     path = family_paths[family]
     torch.manual_seed(0)  # a task head missing from the checkpoint is initialised identically

@@ -33,13 +33,10 @@ class WaitTimeout(ClientError):
 
 
 class Client:
-    def __init__(self, url: str, api_key: str, *, timeout_s: float = 30.0, transport: Any = None) -> None:
-        self.http = httpx.Client(
-            base_url=url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=timeout_s,
-            transport=transport,
-        )
+    def __init__(self, url: str, api_key: str, *, timeout_s: float = 30.0, http: httpx.Client | None = None) -> None:
+        """``http``: an existing httpx client to use instead (e.g. FastAPI's TestClient)."""
+        self.http = http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+        self.http.headers["Authorization"] = f"Bearer {api_key}"
 
     def __enter__(self) -> Client:
         return self

@@ -49,15 +49,19 @@ def _numeric(tree: Any) -> dict[str, float]:
 
 
 def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Headline numbers of a prune report as metrics of split 'prune' (plus any per-split metrics)."""
-    metrics: dict[str, dict[str, float]] = {}
-    headline = _numeric(report) | _numeric(report.get("summary"))
-    if headline:
-        metrics["prune"] = headline
-    for split, values in (report.get("metrics") or {}).items():
-        if numbers := _numeric(values):
-            metrics[str(split)] = numbers
-    return metrics
+    """Headline numbers of a prune report, as metrics of split ``prune``.
+
+    The achieved reductions (``report["achieved"]``) and the parameter and FLOP totals
+    before and after (``report["cost"]``); the report itself stays the full record.
+    """
+    headline = _numeric(report.get("achieved"))
+    cost = report.get("cost") or {}
+    for when in ("before", "after"):
+        for quantity in ("params", "flops"):
+            total = (cost.get(when) or {}).get(quantity, {}).get("total")
+            if isinstance(total, int | float):
+                headline[f"{quantity}_{when}"] = float(total)
+    return {"prune": headline} if headline else {}
 
 
 def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:

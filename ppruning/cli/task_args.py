@@ -1,0 +1,47 @@
+"""The task flags shared by ``ppruning finetune`` and ``ppruning evaluate`` (custom-task files and columns)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ppruning.errors import InvalidConfigError
+
+
+def add_task_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True, help="registered task (see `ppruning tasks`), e.g. sst2, squad, wikitext-2")
+    p.add_argument(
+        "--data-files",
+        action="append",
+        default=[],
+        metavar="SPLIT=PATH[,SPLIT=PATH]",
+        help="custom tasks: train=a.csv,validation=b.csv,test=c.csv (repeatable)",
+    )
+    p.add_argument("--text-column", default=None, help="custom tasks: the text column (default 'text')")
+    p.add_argument("--text-pair-column", default=None, help="text-pair tasks: the second text column")
+    p.add_argument("--label-column", default=None, help="custom tasks: the label column (default 'label')")
+
+
+def task_dict(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TaskRef`` fields the flags give (only those given)."""
+    task: dict[str, Any] = {"name": args.task}
+    files: dict[str, str] = {}
+    for value in args.data_files:
+        for item in filter(None, value.split(",")):
+            split, sep, path = item.partition("=")
+            if not sep or not split or not path:
+                raise InvalidConfigError(f"--data-files takes SPLIT=PATH, got {item!r}", field="task.data_files")
+            files[split.strip()] = path.strip()
+    if files:
+        task["data_files"] = files
+    for key in ("text_column", "text_pair_column", "label_column"):
+        if getattr(args, key) is not None:
+            task[key] = getattr(args, key)
+    return task
+
+
+def validation_error(exc: Any) -> InvalidConfigError:
+    """A pydantic ValidationError as one InvalidConfigError naming the first field at fault."""
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "config"
+    return InvalidConfigError(first["msg"].replace("Value error, ", ""), field=field)

@@ -92,3 +92,18 @@ def test_activations_equal_a_direct_forward_and_ignore_padding(bert) -> None:
         model(**{key: torch.tensor([v]) for key, v in unpadded[e].items()})
     h.remove()
     assert torch.allclose(seen["x"][0, t], one.neurons[2][k], atol=1e-6)
+
+
+def test_gpt2_real_token_activations_ignore_right_padding(tiny_gpt2_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_path).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_path)
+    texts = [CORPUS[i % len(CORPUS)] + " the" * (i % 5) for i in range(20)]
+    rows = [dict(tok(t)) for t in texts]
+    adapter = get_adapter(model)
+    one = collect(model, adapter, rows, sampling_tokens=30, seed=2, batch_size=1, pad_token_id=tok.pad_token_id)
+    many = collect(model, adapter, rows, sampling_tokens=30, seed=2, batch_size=20, pad_token_id=tok.pad_token_id)
+    for layer in range(3):
+        assert torch.allclose(one.heads[layer], many.heads[layer], atol=1e-5)
+        assert torch.allclose(one.neurons[layer], many.neurons[layer], atol=1e-5)

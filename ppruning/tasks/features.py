@@ -14,6 +14,8 @@ from typing import Any
 
 from ppruning.tasks.registry import TaskInfo
 
+#: Lines grouped before cutting LM blocks (as transformers' run_clm: the remainder of each group is dropped).
+LM_GROUP_ROWS = 1000
 #: Tokenizers without a configured limit report this huge number; it means "unknown".
 _NO_LIMIT = 1_000_000
 #: Models whose position ids start after the padding index lose two positions.
@@ -103,8 +105,8 @@ def lm_blocks(data: Any, tokenizer: Any, column: str, block_size: int, desc: str
         usable = (total // block_size) * block_size
         return {k: [v[i : i + block_size] for i in range(0, usable, block_size)] for k, v in joined.items()}
 
-    # 1000 rows per group, as run_clm: bounded memory on WikiText-103, a remainder dropped per group.
-    blocks = tokenized.map(group, batched=True, batch_size=1000, desc=desc)
+    # LM_GROUP_ROWS rows per group, as run_clm: bounded memory on WikiText-103, a remainder dropped per group.
+    blocks = tokenized.map(group, batched=True, batch_size=LM_GROUP_ROWS, desc=desc)
     if len(blocks) == 0 and len(tokenized) > 0:
         whole = {k: [list(chain.from_iterable(tokenized[k]))[:block_size]] for k in keep}
         blocks = type(tokenized).from_dict(whole)

@@ -122,3 +122,21 @@ def test_pruning_inputs_for_qa_and_lm(task_datasets, tiny_bert_path, tiny_gpt2_p
     # 512 is the task's block size, capped at the tiny model's 128 positions (read from its config)
     assert len(lm) == 3 and {len(x) for x in lm["input_ids"]} == {128}
     assert "labels" not in lm.column_names
+
+
+def test_lm_pruning_inputs_from_a_large_corpus_are_blocks_fine_tuning_also_sees(tmp_path, tiny_gpt2_path):
+    from ppruning.tasks import get_task
+    from ppruning.tasks.features import lm_blocks
+
+    lines = [f"the movie {i} was very good and the story was fun" for i in range(3500)]
+    (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
+    ref = TaskRef(name="causal-lm", data_files={"train": str(tmp_path / "train.txt")})
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_path)
+    sample = tokenized_inputs(ref, tok, max_instances=5, seed=0, max_length=16)
+    assert (
+        len(sample) == 5
+        and sample["input_ids"] == tokenized_inputs(ref, tok, max_instances=5, seed=0, max_length=16)["input_ids"]
+    )
+    everything = lm_blocks(load_task_dataset(ref)["train"], tok, "text", 16)
+    assert {tuple(x) for x in sample["input_ids"]} <= {tuple(x) for x in everything["input_ids"]}
+    assert get_task("causal-lm").kind == "causal-lm"

@@ -32,13 +32,12 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
+from api.dispatch import CPU_QUEUE, GPU_QUEUE, TASK_NAME, queue_for
 from api.settings import Settings, get_settings
 
-#: Queues a job can be routed to: by the device its spec asks for.
-GPU_QUEUE = "gpu"
-CPU_QUEUE = "cpu"
+#: Queues a job can be routed to, by the device its spec asks for (routing: api.dispatch.queue_for).
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
-TASK_NAME = "worker.run_job"
+__all__ = ["CPU_QUEUE", "GPU_QUEUE", "QUEUES", "TASK_NAME", "app", "make_celery", "send_job"]
 
 #: Extra time after the hard limit before Redis hands an unacknowledged message out again.
 VISIBILITY_MARGIN_S = 600
@@ -88,12 +87,8 @@ app = make_celery()
 log = logging.getLogger(__name__)
 
 
-def queue_for(spec: dict[str, Any]) -> str:
-    """A job asking for the CPU goes to ``cpu``; everything else (auto, cuda) to ``gpu``."""
-    return CPU_QUEUE if str(spec.get("device", "auto")) == "cpu" else GPU_QUEUE
-
-
 def send_job(job_id: uuid.UUID | str, spec: dict[str, Any]) -> None:
+    """Send a job's message again (the reaper), to the queue the API would have chosen."""
     app.send_task(TASK_NAME, args=[str(job_id)], queue=queue_for(spec))
 
 

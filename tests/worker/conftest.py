@@ -113,3 +113,33 @@ def api_client(backend: Backend) -> Iterator[Client]:
     with TestClient(app, base_url="http://testserver") as http:
         yield Client("http://testserver", API_KEY, http=http)
     app.state.dispatcher.close()
+
+
+@contextmanager
+def served_api(backend: Backend) -> Iterator[str]:
+    """The real app behind real uvicorn on a free port (in a thread); yields its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.main import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(backend.settings())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.dispatcher.close()

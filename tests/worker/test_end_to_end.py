@@ -88,19 +88,6 @@ def test_prune_job_runs_end_to_end_in_the_embedded_mode(e2e_root, spawn, tiny_mo
     run_prune_end_to_end(backend, spawn, tiny_model, tmp_path)
 
 
-def test_a_job_with_a_missing_column_fails_with_its_error_type_and_message(service_backend, spawn, tiny_model):
-    spawn(service_backend)
-    spec = prune_spec(tiny_model, FIXTURES)
-    spec["task"]["text_column"] = "no_such_column"
-    with api_client(service_backend) as client:
-        job = client.submit(spec)
-        done = client.wait(job["id"], timeout_s=60, poll_s=0.3)
-    assert done["state"] == "failed"
-    assert done["error"]["type"] == "DataError"
-    assert "no_such_column" in done["error"]["message"]
-    assert done["artifacts"] == [] and stored_files(service_backend, job["id"]) == []
-
-
 def test_cancelling_a_running_job_stops_it_within_seconds_and_keeps_no_artifacts(
     service_backend, spawn, slow_model, sessions
 ):

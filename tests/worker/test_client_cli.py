@@ -1,0 +1,46 @@
+"""``ppruning submit|status|wait|download``: what a CI pipeline runs, over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from ppruning.cli.main import main
+from tests.worker.conftest import FIXTURES, served_api
+from tests.worker.harness import API_KEY, prune_spec
+from tests.worker.test_end_to_end import stored_files
+
+pytestmark = [pytest.mark.service, pytest.mark.slow]
+
+
+def test_ci_commands_submit_wait_download_and_fail_the_pipeline_on_a_failed_job(
+    service_backend, spawn, tiny_model, tmp_path, capsys, monkeypatch
+):
+    spawn(service_backend)
+    with served_api(service_backend) as url:
+        auth = ["--url", url, "--api-key", API_KEY]
+        spec_file = tmp_path / "spec.json"
+        spec_file.write_text(json.dumps(prune_spec(tiny_model, FIXTURES)))
+        assert main(["submit", str(spec_file), "-q", *auth]) == 0
+        job_id = capsys.readouterr().out.strip()
+        assert main(["wait", job_id, "--poll", "0.3", "--timeout", "90", "-q", *auth]) == 0
+        assert main(["download", job_id, "report.json", "-o", str(tmp_path / "r.json"), *auth]) == 0
+        assert json.loads((tmp_path / "r.json").read_text())["achieved"]
+        capsys.readouterr()
+        assert main(["status", job_id, *auth]) == 0
+        assert json.loads(capsys.readouterr().out)["state"] == "succeeded"
+
+        bad = prune_spec(tiny_model, FIXTURES)
+        bad["task"]["text_column"] = "no_such_column"
+        monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(bad)))
+        assert main(["submit", "-", "-q", *auth]) == 0
+        bad_id = capsys.readouterr().out.strip()
+        assert main(["wait", bad_id, "--poll", "0.3", "--timeout", "60", "-q", *auth]) == 1
+        captured = capsys.readouterr()
+        failed = json.loads(captured.out)
+        assert failed["state"] == "failed" and failed["error"]["type"] == "DataError"
+        assert "no_such_column" in failed["error"]["message"] and "DataError" in captured.err
+        assert failed["artifacts"] == [] and stored_files(service_backend, bad_id) == []
+        assert main(["status", "00000000-0000-0000-0000-000000000000", *auth]) == 2

@@ -44,8 +44,10 @@ def make_job(sessions: sessionmaker[Session]) -> Iterator[Callable[..., uuid.UUI
 
 
 def load(sessions: sessionmaker[Session], job_id: uuid.UUID) -> Job:
+    from sqlalchemy.orm import selectinload
+
     with sessions() as session:
-        job = session.get(Job, job_id)
+        job = session.get(Job, job_id, options=[selectinload(Job.artifacts), selectinload(Job.metrics)])
         assert job is not None
         session.expunge(job)
         return job

@@ -1,0 +1,52 @@
+"""Each job kind runs its library calls and registers its artifacts (in process, real PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.settings import Settings
+from tests.worker.conftest import FIXTURES, load
+from tests.worker.harness import prune_spec
+from worker.claims import claim_job
+from worker.runner import Outcome, run_attempt
+
+pytestmark = pytest.mark.slow
+
+FINETUNE = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "max_train_samples": 24, "max_eval_samples": 8}
+
+
+def _run(sessions, pg_url, tmp_path, job_id):
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, artifact_root=(tmp_path / "a").as_uri(), device="cpu")
+    with sessions.begin() as session:
+        claim = claim_job(session, job_id, "in-process", 60.0)
+    return run_attempt(claim, settings, sessions)
+
+
+def _with_validation(spec: dict) -> dict:
+    spec["task"]["data_files"]["validation"] = str(FIXTURES / "reviews_validation.csv")
+    return spec
+
+
+def test_a_pipeline_job_prunes_then_finetunes_and_keeps_both_models(sessions, make_job, pg_url, tiny_model, tmp_path):
+    spec = _with_validation(prune_spec(tiny_model, FIXTURES, kind="pipeline", finetune=FINETUNE))
+    job_id = make_job(spec, kind="pipeline")
+    result = _run(sessions, pg_url, tmp_path, job_id)
+    assert result.outcome is Outcome.SUCCEEDED, result.failure
+    job = load(sessions, job_id)
+    names = {a.name for a in job.artifacts}
+    assert {"model.tar.gz", "pruned_model.tar.gz", "head_mask.pt", "report.json", "metrics.json"} <= names
+    assert "validation" in {m.split for m in job.metrics} and "prune" in {m.split for m in job.metrics}
+    assert job.result["main_metric"] == "accuracy"
+
+
+def test_a_finetune_job_from_a_finished_prune_job_fetches_its_model(sessions, make_job, pg_url, tiny_model, tmp_path):
+    prune_id = make_job(_with_validation(prune_spec(tiny_model, FIXTURES)))
+    assert _run(sessions, pg_url, tmp_path, prune_id).outcome is Outcome.SUCCEEDED
+    spec = {"kind": "finetune", "from_job": str(prune_id), "task": prune_spec(tiny_model, FIXTURES)["task"], **FINETUNE}
+    spec["task"]["data_files"]["validation"] = str(FIXTURES / "reviews_validation.csv")
+    job_id = make_job(spec, kind="finetune")
+    result = _run(sessions, pg_url, tmp_path, job_id)
+    assert result.outcome is Outcome.SUCCEEDED, result.failure
+    job = load(sessions, job_id)
+    assert {a.name for a in job.artifacts} >= {"model.tar.gz", "metrics.json"}
+    assert job.result["metrics"]["validation"]["accuracy"] >= 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -14,6 +15,9 @@ from sqlalchemy.exc import OperationalError
 from ppruning.errors import DataError, JobCancelled
 from worker.callbacks import SIGNATURE_HEADER, post_callback, verify
 from worker.errors import classify
+
+from .conftest import FIXTURES, load
+from .harness import prune_spec
 
 
 @pytest.fixture
@@ -102,3 +106,39 @@ def test_only_connection_errors_are_transient():
     assert classify(httpx.ConnectTimeout("hub timed out")).transient
     assert not classify(ValueError("bad")).transient
     assert not classify(JobCancelled("stop")).transient
+
+
+def test_a_finished_job_with_a_callback_url_is_reported_signed(receiver, sessions, make_job, pg_url, tmp_path):
+    from api.settings import Settings
+    from worker.runner import notify
+
+    url, got, _ = receiver
+    job_id = make_job({"kind": "prune", "callback_url": url}, state="failed", error_type="DataError")
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, callback_secret="hook-key")
+    notify(sessions, settings, job_id)
+    ((body, signature),) = got
+    assert verify(body, signature, "hook-key")
+    payload = json.loads(body)
+    assert (payload["id"], payload["state"], payload["error_type"]) == (str(job_id), "failed", "DataError")
+    assert payload["url"].endswith(f"/jobs/{job_id}")
+
+
+def test_a_transient_error_hands_the_job_back_to_the_queue(sessions, make_job, pg_url, tmp_path, monkeypatch):
+    from api.settings import Settings
+    from worker import runner
+    from worker.claims import claim_job
+
+    def database_went_away(*args, **kwargs):
+        raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setitem(runner.RUNNERS, "prune", database_went_away)
+    job_id = make_job(prune_spec(tmp_path / "model", FIXTURES))
+    with sessions.begin() as session:
+        claim = claim_job(session, job_id, "w1", 60.0)
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, artifact_root=(tmp_path / "a").as_uri())
+    result = runner.run_attempt(claim, settings, sessions, may_retry=True)
+    assert result.outcome is runner.Outcome.RETRY and result.failure.transient
+    job = load(sessions, job_id)
+    assert (job.state, job.heartbeat_at, job.attempts) == ("queued", None, 1)
+    with sessions.begin() as session:  # the retry's claim takes it as attempt 2
+        assert claim_job(session, job_id, "w1", 60.0).attempt == 2

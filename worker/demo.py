@@ -194,9 +194,8 @@ def run(args: argparse.Namespace) -> int:
         api = Child("api", [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
                             "127.0.0.1", "--port", str(port), "--log-level", "warning"], env, log_dir)  # fmt: skip
         stack.callback(api.stop)
-        worker = Child("worker", [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues",
-                                  "gpu,cpu", "--concurrency", "1", "--loglevel", "INFO", "--hostname", "demo@%h"],
-                       env, log_dir)  # fmt: skip
+        worker = Child("worker", [sys.executable, "-m", "ppruning.cli.main", "worker", "--queues", "gpu,cpu",
+                                  "--concurrency", "1", "--hostname", "demo@%h"], env, log_dir)  # fmt: skip
         stack.callback(worker.stop)
         print(f"demo: starting the API on {url} and a worker (logs in {log_dir})")
         _wait_until(lambda: _api_up(url), 120, "the API answering", [api, worker])

@@ -18,6 +18,34 @@ from tests.worker.harness import API_KEY, Backend, WorkerProcess, new_name
 from worker.client import Client
 
 
+@pytest.fixture(scope="session")
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A PostgreSQL database of the worker tests alone (overrides the suite's shared one).
+
+    Real workers run a reaper that re-sends every queued job it finds: in a database
+    shared with other tests it would pick up their rows.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from api.db.migrate import upgrade
+    from api.db.session import get_engine
+
+    name = f"ppruning_worker_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        get_engine(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
 def sessions(pg_url: str) -> sessionmaker[Session]:
     from api.db.session import get_sessionmaker

@@ -29,8 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ppruning.config import FinetuneConfig, ModelRef, PruneConfig, Target, TaskRef
 from ppruning.finetune import finetune
 from ppruning.methods.registry import get_method
@@ -66,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--latency-batches", type=int, default=10, help="batches timed per latency measurement")
     p.add_argument("--output", type=Path, default=Path(".bench/quality"))
     p.add_argument("--quiet", action="store_true", help="no per-stage progress on stderr")
+    p.add_argument("--retime", action="store_true", help="only re-measure the timings of the models in --output")
     return p.parse_args(argv)
 
 
@@ -102,38 +101,6 @@ def method_params(name: str, extra: dict[str, Any], args: argparse.Namespace) ->
     return {**{k: v for k, v in wanted.items() if k in fields}, **extra}
 
 
-@torch.no_grad()
-def latency_ms(model_dir: Path, task: TaskRef, args: argparse.Namespace) -> float:
-    """Best of 5 runs of the mean time per batch (fine-tuning batch size) on train inputs; the minimum resists noise."""
-    from ppruning.finetune.modeling import load_saved_task_model, resolve_device
-    from ppruning.tasks.collate import PadCollator
-    from ppruning.tasks.data import tokenized_inputs
-    from ppruning.tasks.refs import validate_task_ref
-
-    info = validate_task_ref(task)
-    device = resolve_device(args.device)
-    model, tokenizer = load_saved_task_model(model_dir, info, device)
-    n = args.batch_size * args.latency_batches
-    rows = tokenized_inputs(task, tokenizer, max_instances=n, seed=0, max_length=args.max_length).to_list()
-    collate = PadCollator(tokenizer)
-    batches = [
-        {k: v.to(device) for k, v in collate(rows[i : i + args.batch_size]).items()}
-        for i in range(0, len(rows), args.batch_size)
-    ]
-    model(**batches[0])  # warm-up
-    runs = []
-    for _ in range(5):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for batch in batches:
-            model(**batch)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        runs.append((time.perf_counter() - start) / len(batches) * 1000)
-    return min(runs)
-
-
 def run_one(
     label: str, model_id: str, task: TaskRef, args: argparse.Namespace, out: Path, progress: Progress
 ) -> dict[str, Any]:
@@ -163,13 +130,38 @@ def run_one(
         "parameters": result.report["parameters"],
         "finetune_s": result.report["train_time_s"],
         "best_epoch": result.report["best_epoch"],
-        "latency_ms": latency_ms(result.model_dir, task, args),
+        "model_dir": str(result.model_dir),
     }
+
+
+def retime(rows: list[dict[str, Any]], task: TaskRef, args: argparse.Namespace) -> None:
+    """Latency and training-step time of every fine-tuned model, interleaved (see quality_timing)."""
+    from quality_timing import interleaved_timings
+
+    timings = interleaved_timings(
+        [Path(r["model_dir"]) for r in rows],
+        task,
+        batch_size=args.batch_size,
+        n_batches=args.latency_batches,
+        max_length=args.max_length,
+        device_name=args.device,
+    )
+    for row, timing in zip(rows, timings, strict=True):
+        row.update(timing)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     task = task_ref(args)
+    if args.retime:
+        rows = json.loads((args.output / "quality.json").read_text())["rows"]
+        for row in rows:
+            row.setdefault("model_dir", str(_model_dir(args.output, row)))
+        retime(rows, task, args)
+        _write(args, rows)
+        print(table(rows))
+        print("\n# timings re-measured; command:\n# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+        return 0
     progress: Progress = Progress() if args.quiet else StderrProgress()
     args.output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
@@ -182,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for reduction in args.flops_reduction:
         for spec in args.methods:
             label, name, extra = method_spec(spec)
-            out = args.output / f"{name}-{reduction:g}" / label.replace(":", "_").replace("=", "-").replace(",", "_")
+            out = _run_dir(args.output, name, label, reduction)
             t0 = time.perf_counter()
             pruned = prune(
                 PruneConfig(
@@ -207,31 +199,51 @@ def main(argv: list[str] | None = None) -> int:
             row["method"] = label
             rows.append(row)
             _write(args, rows)
+    retime(rows, task, args)
+    _write(args, rows)
     print(table(rows))
     print(f"\n# {time.perf_counter() - started:.0f} s in all; command:")
     print("# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
     return 0
 
 
+def _run_dir(output: Path, name: str, label: str, reduction: float) -> Path:
+    return output / f"{name}-{reduction:g}" / label.replace(":", "_").replace("=", "-").replace(",", "_")
+
+
+def _model_dir(output: Path, row: dict[str, Any]) -> Path:
+    if row["label"] == "dense":
+        return output / "dense" / "finetune" / "model"
+    label = row["method"]
+    return _run_dir(output, label.partition(":")[0], label, float(row["reduction"])) / "finetune" / "model"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     dense = rows[0]
     head = (
         f"| model | {dense['metric']} ({dense['split']}) | metric/dense | params/dense | FLOPs/dense "
-        "| fine-tune time/dense | latency/dense | best epoch |"
+        "| fine-tune wall/dense | train step/dense | latency/dense | best epoch |"
     )
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 9]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['value']:.4f} | {r['value'] / dense['value']:.3f} "
             f"| {r['parameters'] / dense['parameters']:.3f} | {r['flops']:.3f} "
-            f"| {r['finetune_s'] / dense['finetune_s']:.3f} | {r['latency_ms'] / dense['latency_ms']:.3f} "
-            f"| {r['best_epoch']} |"
+            f"| {r['finetune_s'] / dense['finetune_s']:.3f} | {_ratio(r, dense, 'train_step_ms')} "
+            f"| {_ratio(r, dense, 'latency_ms')} | {r['best_epoch']} |"
         )
     lines.append(
-        f"\ndense: {dense['parameters']:,} parameters, fine-tune {dense['finetune_s']:.1f} s, "
-        f"latency {dense['latency_ms']:.1f} ms per batch"
+        f"\ndense: {dense['parameters']:,} parameters, fine-tune {dense['finetune_s']:.1f} s wall"
+        + (f", {dense['train_step_ms']:.1f} ms per training step" if "train_step_ms" in dense else "")
+        + (f", {dense['latency_ms']:.1f} ms per inference batch" if "latency_ms" in dense else "")
+        + ". Wall time is measured once per run (noisy on a shared machine); train step and latency are "
+        "interleaved best-of-5 (bench/quality_timing.py)."
     )
     return "\n".join(lines)
+
+
+def _ratio(row: dict[str, Any], dense: dict[str, Any], key: str) -> str:
+    return f"{row[key] / dense[key]:.3f}" if key in row and key in dense else "-"
 
 
 def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:

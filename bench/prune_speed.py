@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -71,20 +70,28 @@ def masks_for(ctx: PruneContext, clusters: Any) -> Masks:
     return Masks(torch.stack(hm), torch.stack(nm))
 
 
-def latency_ms(model: torch.nn.Module, batch: int, length: int, repeats: int, device: torch.device) -> float:
+def _once_ms(model: torch.nn.Module, ids: torch.Tensor, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    model(input_ids=ids)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) * 1000
+
+
+def paired_latency_ms(
+    full: torch.nn.Module, pruned: torch.nn.Module, batch: int, length: int, repeats: int, device: torch.device
+) -> tuple[float, float]:
+    """Best-of-``repeats`` latency of each model, runs interleaved so background load hits both alike."""
     ids = torch.randint(5, 1000, (batch, length), device=device)
-    times = []
+    full_ms, pruned_ms = [], []
     with torch.inference_mode():
-        for k in range(repeats + 1):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            model(input_ids=ids)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if k:  # the first run warms up
-                times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        _once_ms(full, ids, device), _once_ms(pruned, ids, device)  # warm-up
+        for _ in range(repeats):
+            full_ms.append(_once_ms(full, ids, device))
+            pruned_ms.append(_once_ms(pruned, ids, device))
+    return min(full_ms), min(pruned_ms)
 
 
 def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tuple[dict, list[dict]]:
@@ -129,13 +136,14 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tup
     }
 
     rows = []
-    full_ms = latency_ms(model, args.latency_batch, args.latency_length, args.repeats, device)
     before = model_costs(model, model_shape, args.latency_length)
     for target in args.reductions:
         ctx.budget = make_budget(Target(flops_reduction=target), model_shape, args.length, params.lambda_val)
         pruned = prune_model(copy.deepcopy(model), masks_for(ctx, clusters))
         after = model_costs(pruned, get_adapter(pruned).shape(), args.latency_length)
-        pruned_ms = latency_ms(pruned, args.latency_batch, args.latency_length, args.repeats, device)
+        full_ms, pruned_ms = paired_latency_ms(
+            model, pruned, args.latency_batch, args.latency_length, args.repeats, device
+        )
         ideal = after["flops"]["total"] / before["flops"]["total"]
         measured = pruned_ms / full_ms
         rows.append(
@@ -192,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['peak_rss_gb']:.2f} ({r['rss_at_start_gb']:.2f}) | {r['peak_device_gb']:.2f} |"
         )
     print()
-    print(f"# latency: batch {args.latency_batch} x length {args.latency_length}, median of {args.repeats}")
+    print(f"# latency: batch {args.latency_batch} x length {args.latency_length}, best of {args.repeats}, interleaved")
     print("| shape | target | achieved (attn+FFN) | full ms | pruned ms | ideal FLOPs ratio | measured ratio | gap |")
     print("|---|---|---|---|---|---|---|---|")
     for r in latency_rows:

@@ -85,6 +85,15 @@ def test_prune_bert_writes_every_artifact_and_reloads_equal_to_masked(tiny_bert_
     assert report["memory"]["peak_host_rss_bytes"] > 0
     assert {"ppruning", "torch", "transformers"} <= set(report["versions"])
     assert report["details"]["collection"]["examples_run"] <= 40
+    # each unit type loses its share of the budget, overshooting by less than one unit's cost
+    from ppruning.arch import get_adapter
+    from ppruning.cost import unit_costs
+
+    costs = unit_costs(get_adapter(full).shape(), "flops", report["budget"]["seq_len"])
+    before, after, budget = report["cost"]["before"]["flops"], report["cost"]["after"]["flops"], report["budget"]
+    for part, share, unit in (("attention", "head_removal", costs.head[0]), ("ffn", "neuron_removal", costs.neuron[0])):
+        removed = before[part] - after[part]
+        assert budget[share] - 1e-6 <= removed < budget[share] + unit
 
 
 def test_prune_gpt2_causal_lm_reloads_equal_to_masked(tiny_gpt2_path: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -60,11 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-instances", type=int, default=2000, help="P-pruning: train examples read")
     p.add_argument("--sampling-tokens", type=int, default=200)
     p.add_argument("--seed", type=int, default=3407)
+    p.add_argument("--seeds", type=int, nargs="+", help="several seeds: every run repeated, the table averages")
     p.add_argument("--device", default="auto")
     p.add_argument("--latency-batches", type=int, default=10, help="batches timed per latency measurement")
     p.add_argument("--output", type=Path, default=Path(".bench/quality"))
     p.add_argument("--quiet", action="store_true", help="no per-stage progress on stderr")
     p.add_argument("--retime", action="store_true", help="only re-measure the timings of the models in --output")
+    p.add_argument("--table", action="store_true", help="only print the table of --output/quality.json")
     return p.parse_args(argv)
 
 
@@ -102,7 +105,7 @@ def method_params(name: str, extra: dict[str, Any], args: argparse.Namespace) ->
 
 
 def run_one(
-    label: str, model_id: str, task: TaskRef, args: argparse.Namespace, out: Path, progress: Progress
+    label: str, model_id: str, task: TaskRef, args: argparse.Namespace, out: Path, progress: Progress, seed: int
 ) -> dict[str, Any]:
     result = finetune(
         FinetuneConfig(
@@ -114,7 +117,7 @@ def run_one(
             max_length=args.max_length,
             max_train_samples=args.max_train_samples,
             max_eval_samples=args.max_eval_samples,
-            seed=args.seed,
+            seed=seed,
             device=args.device,
         ),
         out / "finetune",
@@ -131,6 +134,7 @@ def run_one(
         "finetune_s": result.report["train_time_s"],
         "best_epoch": result.report["best_epoch"],
         "model_dir": str(result.model_dir),
+        "seed": seed,
     }
 
 
@@ -157,24 +161,44 @@ def main(argv: list[str] | None = None) -> int:
         rows = json.loads((args.output / "quality.json").read_text())["rows"]
         for row in rows:
             row.setdefault("model_dir", str(_model_dir(args.output, row)))
-        retime(rows, task, args)
+            row.setdefault("seed", args.seed)
+        first = rows[0]["seed"]
+        retime([r for r in rows if r["seed"] == first], task, args)
         _write(args, rows)
         print(table(rows))
         print("\n# timings re-measured; command:\n# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+        return 0
+    if args.table:
+        print(table(json.loads((args.output / "quality.json").read_text())["rows"]))
         return 0
     progress: Progress = Progress() if args.quiet else StderrProgress()
     args.output.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
+    seeds = args.seeds or [args.seed]
+    for seed in seeds:
+        base = args.output if len(seeds) == 1 else args.output / f"seed-{seed}"
+        run_seed(seed, base, task, args, rows, progress)
+    retime([r for r in rows if r["seed"] == seeds[0]], task, args)
+    _write(args, rows)
+    print(table(rows))
+    print(f"\n# {time.perf_counter() - started:.0f} s in all; command:")
+    print("# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    return 0
 
-    dense = run_one("dense", args.model, task, args, args.output / "dense", progress)
+
+def run_seed(
+    seed: int, base: Path, task: TaskRef, args: argparse.Namespace, rows: list[dict[str, Any]], progress: Progress
+) -> None:
+    """Dense, then every method at every reduction, all with one seed (pruning and fine-tuning)."""
+    dense = run_one("dense", args.model, task, args, base / "dense", progress, seed)
     dense["flops"] = 1.0
     rows.append(dense)
     _write(args, rows)
     for reduction in args.flops_reduction:
         for spec in args.methods:
             label, name, extra = method_spec(spec)
-            out = _run_dir(args.output, name, label, reduction)
+            out = _run_dir(base, name, label, reduction)
             t0 = time.perf_counter()
             pruned = prune(
                 PruneConfig(
@@ -183,14 +207,14 @@ def main(argv: list[str] | None = None) -> int:
                     method=name,
                     target=Target(flops_reduction=reduction),
                     params=method_params(name, extra, args),
-                    seed=args.seed,
+                    seed=seed,
                     device=args.device,
                 ),
                 out / "prune",
                 progress,
             )
             prune_s = time.perf_counter() - t0
-            row = run_one(f"{label} @{reduction:g}", str(pruned.model_dir), task, args, out, progress)
+            row = run_one(f"{label} @{reduction:g}", str(pruned.model_dir), task, args, out, progress, seed)
             cost = pruned.report["cost"]
             row["flops"] = cost["after"]["flops"]["total"] / cost["before"]["flops"]["total"]
             row["flops_reduction_achieved"] = pruned.report["achieved"]["flops_reduction_whole_model"]
@@ -199,12 +223,6 @@ def main(argv: list[str] | None = None) -> int:
             row["method"] = label
             rows.append(row)
             _write(args, rows)
-    retime(rows, task, args)
-    _write(args, rows)
-    print(table(rows))
-    print(f"\n# {time.perf_counter() - started:.0f} s in all; command:")
-    print("# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
-    return 0
 
 
 def _run_dir(output: Path, name: str, label: str, reduction: float) -> Path:
@@ -219,27 +237,46 @@ def _model_dir(output: Path, row: dict[str, Any]) -> Path:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    dense = rows[0]
+    """One line per model, averaged over seeds (metric shown as mean ± std when there are several)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["label"], []).append(r)
+    dense = _mean_row(groups["dense"])
+    n_seeds = len(groups["dense"])
+    over = f", mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
     head = (
-        f"| model | {dense['metric']} ({dense['split']}) | metric/dense | params/dense | FLOPs/dense "
-        "| fine-tune wall/dense | train step/dense | latency/dense | best epoch |"
+        f"| model | {dense['metric']} ({dense['split']}{over}) "
+        "| metric/dense | params/dense | FLOPs/dense | fine-tune wall/dense | train step/dense | latency/dense "
+        "| best epoch |"
     )
     lines = [head, "|" + "---|" * 9]
-    for r in rows:
+    for label, members in groups.items():
+        r = _mean_row(members)
+        value = f"{r['value']:.4f}" + (f" ± {r['value_std']:.4f}" if len(members) > 1 else "")
         lines.append(
-            f"| {r['label']} | {r['value']:.4f} | {r['value'] / dense['value']:.3f} "
+            f"| {label} | {value} | {r['value'] / dense['value']:.3f} "
             f"| {r['parameters'] / dense['parameters']:.3f} | {r['flops']:.3f} "
             f"| {r['finetune_s'] / dense['finetune_s']:.3f} | {_ratio(r, dense, 'train_step_ms')} "
-            f"| {_ratio(r, dense, 'latency_ms')} | {r['best_epoch']} |"
+            f"| {_ratio(r, dense, 'latency_ms')} | {r['best_epoch']:g} |"
         )
     lines.append(
-        f"\ndense: {dense['parameters']:,} parameters, fine-tune {dense['finetune_s']:.1f} s wall"
+        f"\ndense: {dense['parameters']:,.0f} parameters, fine-tune {dense['finetune_s']:.1f} s wall"
         + (f", {dense['train_step_ms']:.1f} ms per training step" if "train_step_ms" in dense else "")
         + (f", {dense['latency_ms']:.1f} ms per inference batch" if "latency_ms" in dense else "")
         + ". Wall time is measured once per run (noisy on a shared machine); train step and latency are "
         "interleaved best-of-5 (bench/quality_timing.py)."
     )
     return "\n".join(lines)
+
+
+def _mean_row(members: list[dict[str, Any]]) -> dict[str, Any]:
+    out = dict(members[0])
+    for key in ("value", "parameters", "flops", "finetune_s", "best_epoch", "train_step_ms", "latency_ms"):
+        values = [m[key] for m in members if key in m]
+        if values:
+            out[key] = statistics.fmean(values)
+    out["value_std"] = statistics.stdev([m["value"] for m in members]) if len(members) > 1 else 0.0
+    return out
 
 
 def _ratio(row: dict[str, Any], dense: dict[str, Any], key: str) -> str:

@@ -14,15 +14,17 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from prometheus_client import CollectorRegistry, Gauge, Histogram
+from sqlalchemy.orm import sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import bootstrap_hashes
-from api.db.session import get_sessionmaker
+from api.db.session import get_engine, get_sessionmaker
 from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import error_body, install_error_handlers
 from api.routes import artifacts, health, jobs
 from api.schemas import JOB_KINDS
 from api.settings import Settings, get_settings
+from api.spec_checks import warm_up
 from api.storage import ArtifactStore, open_store
 
 DESCRIPTION = """Prune Hugging Face transformer models as jobs.
@@ -150,8 +152,13 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
         ],
     )
     telemetry = Telemetry()
+    warm_up()
     app.state.settings = settings
     app.state.sessionmaker = get_sessionmaker(settings.database_url)
+    app.state.read_sessionmaker = sessionmaker(
+        bind=get_engine(settings.database_url).execution_options(isolation_level="AUTOCOMMIT"),
+        expire_on_commit=False,
+    )
     app.state.dispatcher = dispatcher or CeleryDispatcher(settings.broker_url)
     app.state.bootstrap_keys = bootstrap_hashes(settings.api_keys)
     app.state.store = _lazy_store(settings.artifact_root)

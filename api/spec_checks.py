@@ -14,10 +14,12 @@ the worker reads exactly what was checked.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,37 @@ def _library_validator() -> Callable[[PruneConfig], None] | None:
     return validate_prune_config
 
 
+def warm_up() -> None:
+    """Import the library's validators once, up front.
+
+    The first import of transformers' lazy modules is not thread-safe: two requests
+    validating at once in the thread pool can see ``cannot import name 'AutoConfig'``.
+    """
+    _library_validator()
+    from transformers import AutoConfig  # noqa: F401
+
+    from ppruning.methods.registry import all_methods
+    from ppruning.tasks.registry import all_tasks
+
+    all_methods()
+    all_tasks()
+
+
+def _config_stamp(model_dir: str) -> float:
+    try:
+        return os.stat(os.path.join(model_dir, "config.json")).st_mtime_ns
+    except OSError:
+        return -1.0
+
+
+@lru_cache(maxsize=1024)
+def _validated_local(key: str, stamp: float) -> None:
+    """Local-model validation, remembered per (config, config.json mtime): success only is cached."""
+    validate = _library_validator()
+    if validate is not None:
+        validate(PruneConfig.model_validate_json(key))
+
+
 #: How long a submission waits for a hub model's config; after that the worker checks it.
 HUB_CHECK_TIMEOUT_S = 5.0
 _hub_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-config")
@@ -132,7 +165,8 @@ def check_prune(config: PruneConfig, hub_model: bool) -> None:
         log.warning("ppruning.pipeline.validate_prune_config is missing; model type and target not checked")
         return
     if not hub_model:
-        validate(config)
+        key = config.model_dump_json(exclude={"seed", "device"})
+        _validated_local(key, _config_stamp(config.model.id))
         return
     try:
         _hub_checks.submit(validate, config).result(timeout=HUB_CHECK_TIMEOUT_S)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 
@@ -86,13 +86,15 @@ def create_job(
         attempts=0,
         cancel_requested=False,
     )
+    if idempotency_key is None:  # nothing can collide: no savepoint round trips
+        session.add(job)
+        session.flush()
+        return job, True
     try:
         with session.begin_nested():
             session.add(job)
             session.flush()
     except IntegrityError:
-        if idempotency_key is None:
-            raise
         existing = find_by_idempotency_key(session, owner, idempotency_key)
         if existing is None:
             raise
@@ -111,8 +113,9 @@ def get_job(session: Session, job_id: uuid.UUID, owner: str | None = None, *, de
     query = select(Job).where(Job.id == job_id)
     if owner is not None:
         query = query.where(Job.owner == owner)
-    if details:
-        query = query.options(selectinload(Job.artifacts), selectinload(Job.metrics))
+    if details:  # one round trip: both collections are small, their product too
+        query = query.options(joinedload(Job.artifacts), joinedload(Job.metrics))
+        return session.execute(query).unique().scalar_one_or_none()
     return session.scalar(query)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import Row, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
@@ -306,8 +306,10 @@ def create_api_key(session: Session, name: str, owner: str, secret: str) -> ApiK
     return key
 
 
-def find_api_key(session: Session, secret: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+def find_api_key(session: Session, secret: str) -> Row[tuple[str, str, datetime | None]] | None:
+    """``(name, owner, revoked_at)`` of the key, read as plain columns: it runs on every request."""
+    query = select(ApiKey.name, ApiKey.owner, ApiKey.revoked_at).where(ApiKey.key_hash == hash_key(secret))
+    return session.execute(query).first()
 
 
 def find_api_key_by_name(session: Session, name: str) -> ApiKey | None:

@@ -98,25 +98,6 @@ def _weight_as_out_in(module: nn.Module) -> torch.Tensor:
     return w.T if type(module).__name__ == "Conv1D" else w
 
 
-def ffn_input_modules(adapter: ArchAdapter, layer: int, ffn_size: int) -> list[nn.Module]:
-    """FFN-in (and gate/up) projections of ``layer``: the block's projections with ``ffn_size`` outputs.
-
-    Not part of the adapter interface (which names only the output projections); found
-    structurally so every adapter works unchanged.
-    """
-    down = adapter.neuron_output_module(layer)
-    found = []
-    for module in adapter.layers()[layer].modules():
-        if module is down or getattr(module, "weight", None) is None or module.weight.dim() != 2:
-            continue
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
-            if _weight_as_out_in(module).shape[0] == ffn_size:
-                found.append(module)
-    if not found:
-        raise RuntimeError(f"no FFN input projection with {ffn_size} outputs in layer {layer}")
-    return found
-
-
 def magnitude_scores(adapter: ArchAdapter, layer: int) -> tuple[np.ndarray, np.ndarray]:
     """(head-unit scores, neuron scores) of one layer from weight norms."""
     la = adapter.layer_shape(layer)
@@ -124,7 +105,7 @@ def magnitude_scores(adapter: ArchAdapter, layer: int) -> tuple[np.ndarray, np.n
     col_sq = (w_o**2).sum(dim=0).reshape(la.num_head_units, la.head_unit_width)
     heads = col_sq.sum(dim=1).sqrt()
     neurons = _weight_as_out_in(adapter.neuron_output_module(layer)).norm(dim=0)
-    for module in ffn_input_modules(adapter, layer, la.ffn_size):
+    for module in adapter.neuron_input_modules(layer):
         neurons = neurons * _weight_as_out_in(module).norm(dim=1)
     return heads.double().cpu().numpy(), neurons.double().cpu().numpy()
 

@@ -180,8 +180,12 @@ def load_pruned(
         raise ModelLoadError(
             f"{directory} lacks {len(missing_backbone)} backbone weights (e.g. {missing_backbone[0]})", field="model"
         )
-    if result.missing_keys:
-        log.warning("newly initialised (not in the checkpoint): %s", ", ".join(result.missing_keys))
+    model.tie_weights()  # a tied LM head (GPT-2) is saved once, under the embedding's name
+    params = dict(model.named_parameters(remove_duplicate=False))
+    loaded = {params[k].data_ptr() for k in remapped if k in params}
+    fresh = [k for k in result.missing_keys if k not in params or params[k].data_ptr() not in loaded]
+    if fresh:
+        log.warning("newly initialised (not in the checkpoint): %s", ", ".join(fresh))
     if device:
         model.to(device)
     return model.eval()

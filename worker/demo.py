@@ -160,7 +160,11 @@ def _summary(report: dict[str, Any], job: dict[str, Any], model_dir: Path, out_d
     timings = report.get("timings_s") or {}
     if timings:
         lines.append("  seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    lines += [f"  pruned checkpoint: {model_dir}", f"  report:            {out_dir / 'report.json'}"]
+    lines += [
+        f"  pruned checkpoint: {model_dir}",
+        f"  masks:             {out_dir / 'head_mask.pt'}, {out_dir / 'neuron_mask.pt'}",
+        f"  report:            {out_dir / 'report.json'}",
+    ]
     return "\n".join(lines)
 
 
@@ -219,7 +223,8 @@ def run(args: argparse.Namespace) -> int:
             return 1
 
         out_dir = data_dir / "demo" / job["id"]
-        client.download(job["id"], "report.json", out_dir / "report.json")
+        for name in ("report.json", "head_mask.pt", "neuron_mask.pt"):
+            client.download(job["id"], name, out_dir / name)
         archive = client.download(job["id"], "model.tar.gz", out_dir / "model.tar.gz")
         with tarfile.open(archive) as tar:
             tar.extractall(out_dir, filter="data")

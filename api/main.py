@@ -21,7 +21,7 @@ from api.auth import bootstrap_hashes
 from api.db.session import get_engine, get_sessionmaker
 from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import error_body, install_error_handlers
-from api.routes import artifacts, health, jobs
+from api.routes import artifacts, discovery, health, jobs
 from api.schemas import JOB_KINDS
 from api.settings import Settings, get_settings
 from api.spec_checks import warm_up
@@ -167,6 +167,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app.include_router(jobs.router)
     app.include_router(artifacts.router)
     app.include_router(health.router)
+    app.include_router(discovery.router)
     install_error_handlers(app, set(JOB_KINDS))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, telemetry=telemetry)  # outermost: times everything, 413s included

@@ -16,32 +16,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def describe() -> list[dict]:
-    from ppruning.methods.registry import all_methods
-
-    return [
-        {
-            "name": info.name,
-            "summary": info.summary,
-            "kind": info.kind,
-            "data": info.data,
-            "model_types": sorted(info.model_types),
-            "params_schema": info.json_schema(),
-        }
-        for info in all_methods().values()
-    ]
+_BOUNDS = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
 
 
 def run(args: argparse.Namespace) -> int:
-    methods = describe()
+    from ppruning.discovery import describe_methods
+
+    methods = describe_methods()
     if args.json:
         print(json.dumps(methods, indent=2))
         return 0
     for m in methods:
         print(f"{m['name']}  ({m['kind']}, data: {m['data']})\n  {m['summary']}")
-        for name, prop in m["params_schema"].get("properties", {}).items():
-            choices = prop.get("enum") or [o.get("const") for o in prop.get("anyOf", []) if "const" in o]
-            extra = f" one of {choices}" if choices else ""
-            print(f"    {name} = {prop.get('default')!r}{extra}  {prop.get('description', '')}".rstrip())
+        print(f"  model types: {', '.join(m['model_types'])}")
+        for p in m["parameters"]:
+            bounds = " ".join(f"{op}{p[k]}" for k, op in _BOUNDS.items() if k in p)
+            extra = f" one of {p['choices']}" if "choices" in p else (f" ({bounds})" if bounds else "")
+            print(f"    {p['name']}: {p['type']} = {p.get('default')!r}{extra}  {p.get('description', '')}".rstrip())
         print(f"  schema: {json.dumps(m['params_schema'], separators=(',', ':'))}\n")
     return 0

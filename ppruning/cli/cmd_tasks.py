@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,11 +13,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ppruning.discovery import describe_tasks
     from ppruning.tasks import all_tasks
 
     tasks = all_tasks()
-    if args.json:
-        print(json.dumps({name: asdict(info) for name, info in tasks.items()}, indent=2, default=list))
+    if args.json:  # what GET /tasks lists, keyed by name
+        print(json.dumps({t["name"]: t for t in describe_tasks()}, indent=2))
         return 0
     width = max(len(n) for n in tasks)
     for name, info in tasks.items():

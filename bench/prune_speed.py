@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ from ppruning.cluster import cut  # noqa: E402
 from ppruning.config import PruneConfig, Target  # noqa: E402
 from ppruning.cost import model_costs  # noqa: E402
 from ppruning.masks import Masks  # noqa: E402
+from ppruning.measure import paired_latency_ms, random_inputs  # noqa: E402
 from ppruning.methods.ppruning_method import allocate_clusters, cluster_layers  # noqa: E402
 from ppruning.pipeline import PruneContext, resolve_device  # noqa: E402
 from ppruning.progress import Progress  # noqa: E402
@@ -70,28 +72,13 @@ def masks_for(ctx: PruneContext, clusters: Any) -> Masks:
     return Masks(torch.stack(hm), torch.stack(nm))
 
 
-def _once_ms(model: torch.nn.Module, ids: torch.Tensor, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    model(input_ids=ids)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) * 1000
-
-
-def paired_latency_ms(
+def paired_latency(
     full: torch.nn.Module, pruned: torch.nn.Module, batch: int, length: int, repeats: int, device: torch.device
 ) -> tuple[float, float]:
-    """Best-of-``repeats`` latency of each model, runs interleaved so background load hits both alike."""
-    ids = torch.randint(5, 1000, (batch, length), device=device)
-    full_ms, pruned_ms = [], []
-    with torch.inference_mode():
-        _once_ms(full, ids, device), _once_ms(pruned, ids, device)  # warm-up
-        for _ in range(repeats):
-            full_ms.append(_once_ms(full, ids, device))
-            pruned_ms.append(_once_ms(pruned, ids, device))
-    return min(full_ms), min(pruned_ms)
+    """Median latency of each model: the library's measurement (ppruning.measure), runs interleaved."""
+    inputs = random_inputs(full, batch, length, device)
+    full_ms, pruned_ms = paired_latency_ms(full, pruned, inputs, device, repeats=repeats, warmup=1)
+    return statistics.median(full_ms), statistics.median(pruned_ms)
 
 
 def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tuple[dict, list[dict]]:
@@ -141,7 +128,7 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tup
         ctx.budget = make_budget(Target(flops_reduction=target), model_shape, args.length, params.lambda_val)
         pruned = prune_model(copy.deepcopy(model), masks_for(ctx, clusters))
         after = model_costs(pruned, get_adapter(pruned).shape(), args.latency_length)
-        full_ms, pruned_ms = paired_latency_ms(
+        full_ms, pruned_ms = paired_latency(
             model, pruned, args.latency_batch, args.latency_length, args.repeats, device
         )
         ideal = after["flops"]["total"] / before["flops"]["total"]
@@ -200,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['peak_rss_gb']:.2f} ({r['rss_at_start_gb']:.2f}) | {r['peak_device_gb']:.2f} |"
         )
     print()
-    print(f"# latency: batch {args.latency_batch} x length {args.latency_length}, best of {args.repeats}, interleaved")
+    print(
+        f"# latency: batch {args.latency_batch} x length {args.latency_length}, median of {args.repeats}, interleaved"
+    )
     print("| shape | target | achieved (attn+FFN) | full ms | pruned ms | ideal FLOPs ratio | measured ratio | gap |")
     print("|---|---|---|---|---|---|---|---|")
     for r in latency_rows:

@@ -59,6 +59,49 @@ class Target(_Strict):
         return self.flops_reduction if self.flops_reduction is not None else self.params_reduction  # type: ignore[return-value]
 
 
+class MeasureConfig(_Strict):
+    """How the dense and the pruned model are timed after pruning (the report's ``speed``).
+
+    Left out, ``batch_sizes``, ``repeats`` and ``warmup`` depend on the device: cheap on a
+    CPU ([1, 8], 3 runs, 1 warm-up), steadier on a GPU ([1, 32], 10 runs, 3 warm-ups). The
+    report records the values used.
+    """
+
+    batch_sizes: list[int] | None = Field(
+        default=None, min_length=1, max_length=8, description="Batch sizes timed; default [1, 8] CPU, [1, 32] GPU."
+    )
+    seq_len: int | None = Field(
+        default=None, ge=1, le=65536, description="Tokens per sequence; default: the task's max length."
+    )
+    repeats: int | None = Field(
+        default=None, ge=1, le=100, description="Timed runs per model and batch size (median); default 3 CPU, 10 GPU."
+    )
+    warmup: int | None = Field(
+        default=None, ge=0, le=20, description="Untimed runs per model and batch size first; default 1 CPU, 3 GPU."
+    )
+    max_seconds: float = Field(
+        default=60.0, gt=0.0, le=3600.0, description="Stop repeating (after one timed run) past this many seconds."
+    )
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_unique(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(b < 1 or b > 4096 for b in v):
+            raise ValueError("batch sizes must be between 1 and 4096")
+        return None if v is None else sorted(set(v))
+
+    def resolved(self, device_type: str) -> MeasureConfig:
+        """Every default filled in for ``device_type`` ('cpu', 'cuda', 'mps')."""
+        gpu = device_type != "cpu"
+        return self.model_copy(
+            update={
+                "batch_sizes": self.batch_sizes or ([1, 32] if gpu else [1, 8]),
+                "repeats": self.repeats or (10 if gpu else 3),
+                "warmup": self.warmup if self.warmup is not None else (3 if gpu else 1),
+            }
+        )
+
+
 class PruneConfig(_Strict):
     model: ModelRef
     task: TaskRef
@@ -67,6 +110,15 @@ class PruneConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict, description="The method's own parameters.")
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    measure: MeasureConfig | Literal[False] = Field(
+        default_factory=MeasureConfig,
+        description="Latency/throughput of the dense and the pruned model on the job's device; false skips it.",
+    )
+
+    @field_validator("measure", mode="before")
+    @classmethod
+    def _true_means_defaults(cls, v: Any) -> Any:
+        return {} if v is True or v is None else v
 
     @model_validator(mode="after")
     def _method_and_params(self) -> PruneConfig:

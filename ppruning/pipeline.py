@@ -7,12 +7,16 @@ first: :func:`validate_prune_config` (config only, also what the API runs at
 submission), then the budget again with the task's real average length, before the
 first batch runs.
 
+The ``measure`` stage also times the dense and the pruned model (``config.measure``,
+:mod:`ppruning.measure`); the dense copy it needs lives only until then.
+
 Outputs in ``output_dir``: ``head_mask.pt``, ``neuron_mask.pt``, ``masks.safetensors``,
 ``model/`` (pruned checkpoint, tokenizer, ``pruning.json``) and ``report.json``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import Sequence
@@ -209,6 +213,40 @@ def _budget_record(budget: Budget, seq_len: float) -> dict[str, Any]:
     }
 
 
+def measure_models(
+    config: PruneConfig,
+    dense: nn.Module | None,
+    pruned: nn.Module,
+    dense_shape: ModelShape,
+    task: TaskInfo,
+    tokenizer: Any,
+    device: torch.device,
+    progress: Progress,
+) -> dict[str, Any]:
+    """The report's ``speed``: both models timed on ``device`` (:mod:`ppruning.measure`), or why not."""
+    from ppruning.arch import get_adapter
+    from ppruning.cost import model_costs
+    from ppruning.measure import measure_speedup
+    from ppruning.tasks.features import resolve_max_length
+
+    if not config.measure or dense is None:
+        return {"measured": False, "note": "not measured (measure: false)"}
+    options = config.measure.resolved(device.type)
+    seq_len = resolve_max_length(task, tokenizer, requested=options.seq_len, model_config=pruned.config)
+    speed = measure_speedup(
+        dense,
+        pruned,
+        options,
+        seq_len=seq_len,
+        device=device,
+        dense_flops=model_costs(dense, dense_shape, seq_len)["flops"]["total"],
+        pruned_flops=model_costs(pruned, get_adapter(pruned).shape(), seq_len)["flops"]["total"],
+        progress=progress,
+    )
+    progress.event(speed["note"])
+    return {"measured": True, **speed}
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -267,10 +305,13 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
     timer.checkpoint()
     output_dir.mkdir(parents=True, exist_ok=True)
     save_masks(masks, output_dir)
+    dense = copy.deepcopy(model) if config.measure else None  # timed against the pruned model below
     prune_model(model, masks, adapter)
 
     timer.start_stage("measure")
     after = model_costs(model, adapter.shape(), seq_len)
+    speed = measure_models(config, dense, model, shape, task, tokenizer, device, timer)
+    del dense
 
     timer.start_stage("write")
     model_dir = save_pruned(
@@ -293,5 +334,6 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
         device=device,
         details=ctx.details,
     )
+    report["speed"] = speed
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return PruneResult(output_dir=output_dir, model_dir=model_dir, report=report)

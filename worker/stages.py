@@ -51,8 +51,9 @@ def _numeric(tree: Any) -> dict[str, float]:
 def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Headline numbers of a prune report, as metrics of split ``prune``.
 
-    The achieved reductions (``report["achieved"]``) and the parameter and FLOP totals
-    before and after (``report["cost"]``); the report itself stays the full record.
+    The achieved reductions (``report["achieved"]``), the parameter and FLOP totals
+    before and after (``report["cost"]``) and the measured and ideal speedup
+    (``report["speed"]``); the report itself stays the full record.
     """
     headline = _numeric(report.get("achieved"))
     cost = report.get("cost") or {}
@@ -61,6 +62,11 @@ def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
             total = (cost.get(when) or {}).get(quantity, {}).get("total")
             if isinstance(total, int | float):
                 headline[f"{quantity}_{when}"] = float(total)
+    speed = report.get("speed") or {}
+    if speed.get("measured"):
+        headline.update(
+            {k: float(speed[k]) for k in ("speedup", "ideal_speedup") if isinstance(speed.get(k), int | float)}
+        )
     return {"prune": headline} if headline else {}
 
 

@@ -80,14 +80,20 @@ def _status(args: argparse.Namespace) -> int:
 @_run
 def _wait(args: argparse.Namespace) -> int:
     from worker.client import WaitTimeout, describe
+    from worker.live import LivePrinter
 
     def show(job: dict) -> None:
         if not args.quiet:
             print(describe(job), file=sys.stderr, flush=True)
 
+    live = None if args.quiet else LivePrinter(sys.stderr)
     with _client(args) as client:
         try:
-            job = client.wait(args.job_id, timeout_s=args.timeout, poll_s=args.poll, on_update=show)
+            options = {"timeout_s": args.timeout, "poll_s": args.poll, "on_update": show}
+            if args.no_stream:
+                job = client.wait(args.job_id, **options)
+            else:
+                job = client.follow(args.job_id, on_event=live, **options)
         except WaitTimeout as exc:
             print(f"ppruning: {exc}", file=sys.stderr)
             return EXIT_TIMEOUT
@@ -138,10 +144,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     _client_options(st)
     st.set_defaults(func=_status)
 
-    wt = sub.add_parser("wait", help="Wait for a job to finish; exit 1 if it failed or was cancelled.")
+    wt = sub.add_parser(
+        "wait",
+        help="Follow a job live until it finishes (a bar on a terminal, plain lines in CI logs); "
+        "exit 1 if it failed or was cancelled.",
+    )
     wt.add_argument("job_id")
     wt.add_argument("--timeout", type=float, help="Give up after this many seconds (exit 3).")
-    wt.add_argument("--poll", type=float, default=2.0, help="Seconds between polls.")
+    wt.add_argument("--poll", type=float, default=2.0, help="Seconds between polls (when not streaming).")
+    wt.add_argument("--no-stream", action="store_true", help="Poll the job instead of following its live event stream.")
     wt.add_argument("-q", "--quiet", action="store_true", help="No progress lines on stderr.")
     _client_options(wt)
     wt.set_defaults(func=_wait)

@@ -1,17 +1,22 @@
 """A small HTTP client of the service, for CI pipelines, the demo and the tests.
 
-It speaks the public API only (``POST /jobs``, ``GET /jobs/{id}``, ``POST
-/jobs/{id}/cancel``, ``GET /jobs/{id}/artifacts/{name}``); nothing here reads the
-database. Downloads stream to a temporary file, resume with ``Range`` after a dropped
-connection, and are checked against the sha256 the service sends.
+It speaks the public API only (``POST /jobs``, ``GET /jobs/{id}``, ``GET
+/jobs/{id}/events`` as Server-Sent Events, ``POST /jobs/{id}/cancel``, ``GET
+/jobs/{id}/artifacts/{name}``); nothing here reads the database. ``follow`` reads the
+live event stream and resumes it with ``Last-Event-ID`` after a dropped connection,
+falling back to polling when the stream is not available. Downloads stream to a
+temporary file, resume with ``Range`` after a dropped connection, and are checked
+against the sha256 the service sends.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,46 @@ class ClientError(Exception):
 
 class WaitTimeout(ClientError):
     """``wait`` ran out of time before the job finished."""
+
+
+class StreamUnavailable(ClientError):
+    """The event stream cannot be read (an older service, a proxy that buffers): poll instead."""
+
+
+@dataclass(frozen=True)
+class SseEvent:
+    """One Server-Sent Event: ``id`` (the job event's id; None for ``end``), type, JSON data."""
+
+    id: int | None
+    event: str
+    data: dict[str, Any]
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[SseEvent]:
+    """Events of an SSE byte stream's lines (comments and ``retry`` skipped, multi-line data joined)."""
+    event_id: int | None = None
+    kind, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                text = "\n".join(data)
+                try:
+                    payload = json.loads(text)
+                except ValueError:
+                    payload = {"text": text}
+                yield SseEvent(event_id, kind, payload if isinstance(payload, dict) else {"value": payload})
+            event_id, kind, data = None, "message", []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            kind = value
+        elif name == "id" and value.isdigit():
+            event_id = int(value)
 
 
 class Client:
@@ -88,6 +133,79 @@ class Client:
             if deadline is not None and time.monotonic() > deadline:
                 raise WaitTimeout(f"job {job_id} still {job['state']} after {timeout_s:.0f}s")
             time.sleep(poll_s)
+
+    def events(
+        self,
+        job_id: str,
+        *,
+        after: int = 0,
+        read_timeout_s: float = 60.0,
+        reconnects: int = 5,
+        deadline: float | None = None,
+    ) -> Iterator[SseEvent]:
+        """The job's events live (Server-Sent Events), ending with the ``end`` event.
+
+        A dropped connection is resumed with ``Last-Event-ID`` (no gap, no repeat), up to
+        ``reconnects`` times in a row without news; :class:`StreamUnavailable` when the
+        service does not stream (the caller falls back to polling). :class:`WaitTimeout`
+        once ``time.monotonic()`` passes ``deadline`` with no event in between.
+        """
+        last, failures = after, 0
+        while True:
+            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(last)}
+            read = read_timeout_s if deadline is None else max(0.5, min(read_timeout_s, deadline - time.monotonic()))
+            timeout = httpx.Timeout(self.http.timeout.connect, read=read)
+            try:
+                with self.http.stream("GET", f"/jobs/{job_id}/events", headers=headers, timeout=timeout) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        self._json(response)
+                    if not response.headers.get("content-type", "").startswith("text/event-stream"):
+                        raise StreamUnavailable("the service answered without an event stream")
+                    for event in parse_sse(response.iter_lines()):
+                        failures = 0
+                        if event.id is not None:
+                            last = event.id
+                        yield event
+                        if event.event == "end":
+                            return
+            except httpx.TransportError as exc:  # dropped, refused, timed out: resume where we were
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WaitTimeout(f"job {job_id} still running when the wait ran out") from None
+                failures += 1
+                if failures > reconnects:
+                    raise StreamUnavailable(f"the event stream kept failing: {exc}") from exc
+                time.sleep(min(5.0, 0.2 * 2**failures))
+                continue
+            failures += 1  # the server closed the stream before 'end': reconnect
+            if failures > reconnects:
+                raise StreamUnavailable("the event stream kept closing before the job ended")
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float | None = None,
+        poll_s: float = 2.0,
+        on_event: Callable[[SseEvent], None] | None = None,
+        on_update: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Follow the job's event stream until it ends, then return the job; polls when streaming fails.
+
+        ``on_event`` sees every streamed event; ``on_update`` every polled job (fallback).
+        :class:`WaitTimeout` after ``timeout_s``.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            for event in self.events(job_id, deadline=deadline):
+                if on_event is not None:
+                    on_event(event)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise WaitTimeout(f"job {job_id} still running after {timeout_s:.0f}s")
+            return self.job(job_id)
+        except StreamUnavailable:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return self.wait(job_id, timeout_s=remaining, poll_s=poll_s, on_update=on_update)
 
     def download(self, job_id: str, name: str, dest: Path, *, attempts: int = 3) -> Path:
         """Stream artifact ``name`` to ``dest``; resumes with Range; verifies the sha256."""

@@ -9,6 +9,16 @@ Two writers, both fenced to the claimed attempt (:mod:`worker.claims`):
   ``cancel_requested``. It runs beside the library, so a model download or a long
   clustering step that makes no progress calls still keeps the job alive.
 
+Every stage start and every throttled update is also a job event whose ``data`` is what
+a live client needs (``GET /jobs/{id}/events`` as Server-Sent Events): ``type``
+('stage' or 'progress'), ``phase``, ``stage``, ``step``, ``total``, ``fraction`` (of the
+whole job), ``stage_fraction``, ``rate`` (steps/s), ``eta_s`` (the whole job, from its
+observed rate), ``stage_eta_s`` (from the stage's rate) and, when the stage reports them
+(fine-tuning), ``loss`` and ``metric`` (``{"name", "value"}``, the latest selection
+score) with any other numbers under ``metrics``. Progress events are spaced by at least
+``min_interval_s`` and by 1% of the stage's elapsed time, so a long stage stays a few
+hundred rows.
+
 ``checkpoint()`` costs no database round trip: it raises :class:`JobCancelled` when the
 heartbeat thread saw the cancel flag, and :class:`LeaseLost` when this attempt no longer
 holds the job (the reaper handed it to another worker). Both stop the library between
@@ -106,6 +116,9 @@ class JobProgress(Progress):
         self.fraction = 0.0
         self._total: int | None = None
         self._last_write = 0.0
+        self._last_event = 0.0
+        self._job_started = time.monotonic()
+        self._stage_started = self._job_started
         self._events_in_stage = 0
         self._cancelled = threading.Event()
         self._lost = threading.Event()
@@ -147,10 +160,12 @@ class JobProgress(Progress):
 
     def start_stage(self, stage: str, total: int | None = None, message: str = "") -> None:
         self.stage, self._total, self._events_in_stage = stage, total, 0
+        self._stage_started = time.monotonic()
         fraction = self.plan.fraction(self.phase, stage, 0.0)
         if fraction is not None:
             self.fraction = max(self.fraction, fraction)
-        self._write(force=True, message=message or f"{stage} started", event=True)
+        data = {"type": "stage", "phase": self.phase, "stage": stage, "step": 0, "total": total}
+        self._write(force=True, message=message or f"{stage} started", event=data | self._timing(0, total))
 
     def update(self, step: int, total: int | None = None, **metrics: Any) -> None:
         total = total if total is not None else self._total
@@ -160,7 +175,30 @@ class JobProgress(Progress):
                 self.fraction = max(self.fraction, fraction)
         extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         counter = f"{step}/{total}" if total else f"{step}"
-        self._write(force=False, message=f"{self.stage} {counter} {extra}".strip())
+        now = time.monotonic()
+        spacing = max(self.min_interval_s, 0.01 * (now - self._stage_started))
+        data = None
+        if now - self._last_event >= spacing or (total and step >= total):
+            data = {"type": "progress", "phase": self.phase, "stage": self.stage, "step": step, "total": total}
+            data |= self._timing(step, total) | _metric_fields(metrics)
+        self._write(force=False, message=f"{self.stage} {counter} {extra}".strip(), event=data)
+
+    def _timing(self, step: int, total: int | None) -> dict[str, Any]:
+        """Fractions, rate and ETAs from what this attempt has observed so far (None until known)."""
+        now = time.monotonic()
+        in_stage = now - self._stage_started
+        rate = step / in_stage if step and in_stage > 0 else None
+        stage_eta = (total - step) / rate if rate and total else None
+        elapsed = now - self._job_started
+        job_eta = elapsed * (1.0 - self.fraction) / self.fraction if 0.01 <= self.fraction < 1.0 else None
+        return {
+            "fraction": round(self.fraction, 6),
+            "stage_fraction": round(min(1.0, step / total), 6) if total else None,
+            "rate": _round(rate),
+            "eta_s": _round(job_eta),
+            "stage_eta_s": _round(stage_eta),
+            "elapsed_s": round(elapsed, 3),
+        }
 
     def event(self, message: str, level: str = "info", **data: Any) -> None:
         self._events_in_stage += 1
@@ -179,14 +217,33 @@ class JobProgress(Progress):
     def _event_row(self, message: str, level: str, data: dict[str, Any] | None) -> JobEvent:
         return JobEvent(job_id=self.claim.job_id, level=level, stage=self.stage, message=message, data=data)
 
-    def _write(self, *, force: bool, message: str, event: bool = False) -> None:
+    def _write(self, *, force: bool, message: str, event: dict[str, Any] | None = None) -> None:
+        """The row's stage, fraction and message (throttled unless ``force``), and ``event`` as a job event."""
         now = time.monotonic()
-        if not force and now - self._last_write < self.min_interval_s:
+        if not force and now - self._last_write < self.min_interval_s and event is None:
             return
         self._last_write = now
         with self.sessions.begin() as session:
             ok = fenced_update(session, self.claim, stage=self.stage, progress=self.fraction, message=message)
-            if ok and event:
-                session.add(self._event_row(message, "info", None))
+            if ok and event is not None:
+                self._last_event = now
+                session.add(self._event_row(message, "info", event))
         if not ok:
             self._lost.set()
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _metric_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``loss`` and the latest ``metric`` (the first other number) of a stage's update, for live clients."""
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    out: dict[str, Any] = {}
+    if "loss" in numbers:
+        out["loss"] = numbers.pop("loss")
+    if numbers:
+        name = next(iter(numbers))
+        out["metric"] = {"name": name, "value": numbers[name]}
+        out["metrics"] = numbers
+    return out

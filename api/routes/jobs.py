@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
+from api import sse
 from api.db import repository
 from api.db.models import Artifact, Job, Metric
 from api.db.states import TERMINAL, JobState
@@ -225,15 +226,36 @@ def get_job(request: Request, job_id: uuid.UUID, session: SessionDep, owner: Cur
     return job_view(owned_job(session, owner, job_id, details=True), request)
 
 
-@router.get("/{job_id}/events", response_model=EventPage, responses=_ERRORS, summary="A job's log")
+@router.get(
+    "/{job_id}/events",
+    response_model=EventPage,
+    responses={
+        **_ERRORS,
+        200: {
+            "description": "JSON pages; with `Accept: text/event-stream`, a live Server-Sent Events stream.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+    },
+    summary="A job's log, as pages or live (SSE)",
+)
 def get_events(
+    request: Request,
     job_id: uuid.UUID,
     session: SessionDep,
     owner: CurrentOwner,
     after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> EventPage:
+    last_event_id: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=32, description="SSE: resume after this event id.")
+    ] = None,
+) -> Response | EventPage:
+    """Events in id order. `Accept: text/event-stream` streams them as they happen (see `api.sse`):
+    `id` = event id, `event` = `data.type` or `log`, keep-alive comments, and a final `end`
+    event with the job's state once it has finished."""
     owned_job(session, owner, job_id)
+    if sse.wants_stream(request.headers.get("accept")):
+        start = sse.parse_last_event_id(last_event_id, after)
+        return sse.event_stream(request.app.state.read_sessionmaker, job_id, owner, start)
     events = repository.list_events(session, job_id, after=after, limit=limit)
     return EventPage(
         items=[

@@ -46,8 +46,10 @@ def test_progress_writes_stage_fraction_and_message_throttled(sessions, make_job
     assert job.progress > at_start.progress and job.message == "collect 10/10 loss=0.25"
     progress.event("sampled 200 tokens")
     with sessions() as session:
-        messages = list(session.scalars(select(JobEvent.message).where(JobEvent.job_id == claim.job_id)))
-    assert messages == ["collect started", "sampled 200 tokens"]
+        events = list(session.scalars(select(JobEvent).where(JobEvent.job_id == claim.job_id).order_by(JobEvent.id)))
+    assert [e.message for e in events] == ["collect started", "collect 10/10 loss=0.25", "sampled 200 tokens"]
+    assert [(e.data or {}).get("type") for e in events] == ["stage", "progress", None]
+    assert events[1].data["step"] == 10 and events[1].data["loss"] == 0.25
 
 
 def test_checkpoint_raises_job_cancelled_once_the_heartbeat_sees_the_cancel_flag(sessions, make_job):

@@ -11,7 +11,9 @@ The ``measure`` stage also times the dense and the pruned model (``config.measur
 :mod:`ppruning.measure`); the dense copy it needs lives only until then.
 
 Outputs in ``output_dir``: ``head_mask.pt``, ``neuron_mask.pt``, ``masks.safetensors``,
-``model/`` (pruned checkpoint, tokenizer, ``pruning.json``) and ``report.json``.
+``model/`` (pruned checkpoint, tokenizer, ``pruning.json``), ``report.json`` and
+``record.json`` (the reproducibility record, :mod:`ppruning.provenance`; also in
+``model/`` and as ``report["record"]``).
 """
 
 from __future__ import annotations
@@ -247,6 +249,17 @@ def measure_models(
     return {"measured": True, **speed}
 
 
+def _data_record(config: PruneConfig, params: MethodParams, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    from ppruning.provenance import data_fingerprint
+
+    selection = {
+        "seed": config.seed,
+        "max_instances": int(getattr(params, "max_instances", 3000)),
+        "max_length": getattr(params, "max_length", None),
+    }
+    return data_fingerprint(config.task, "train", examples, **selection)
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -280,10 +293,11 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
             "the model is already pruned (layers differ); prune the original model", field="model.id"
         )
 
-    examples = None
+    examples, data_record = None, {"source": None, "note": f"method {info.name!r} reads no task data"}
     if _uses_data(info, params):
         timer.start_stage("load_data", message=config.task.name)
         examples = load_examples(config, params, tokenizer, model)
+        data_record = _data_record(config, params, examples)
         seq_len = mean_real_length(examples)
         timer.event(f"{len(examples)} examples, mean length {seq_len:.1f} tokens")
     else:
@@ -335,5 +349,8 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
         details=ctx.details,
     )
     report["speed"] = speed
+    from ppruning.provenance import write_record
+
+    report["record"] = write_record("prune", dumped, config.model, model.config, data_record, output_dir, model_dir)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return PruneResult(output_dir=output_dir, model_dir=model_dir, report=report)

@@ -81,6 +81,7 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     selection = prepare_split(info, config.task, tokenizer, selection_rows, selection_name, max_length, train=False)
     if len(train.features) == 0:
         raise DataError(f"task {info.name!r}: no training examples left after preprocessing", field="task")
+    data_record = _data_record(config, info, train, hp.seed, max_length)
 
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".trainer-") as scratch:
         trained, run = _train(
@@ -112,8 +113,21 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     model_dir = _save(trained, tokenizer, output_dir / "model", pruned, info, config)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     report = _report(config, info, hp, pruned, trained, run, metrics, selection_name, len(train_rows), max_length)
+    from ppruning.provenance import write_record
+
+    spec = config.model_dump(mode="json")
+    report["record"] = write_record("finetune", spec, config.model, trained.config, data_record, output_dir, model_dir)
     (output_dir / "finetune_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return FinetuneResult(output_dir, model_dir, metrics, info.main_metric, report)
+
+
+def _data_record(config: FinetuneConfig, info: TaskInfo, train: PreparedSplit, seed: int, max_length: int) -> dict:
+    """The training data's fingerprint: source, split, selection and a hash of the tokenised rows trained on."""
+    from ppruning.provenance import data_fingerprint
+
+    rows = train.features.select_columns(["input_ids"])
+    selection = {"seed": seed, "max_train_samples": config.max_train_samples, "max_length": max_length}
+    return data_fingerprint(config.task, info.train_split, rows, **selection)
 
 
 def _cap(rows: Any, limit: int | None) -> Any:

@@ -1,0 +1,91 @@
+"""The reproducibility record: what it holds, and that a run from it makes the same masks again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from ppruning.config import ModelRef, PruneConfig
+from ppruning.pipeline import prune
+from ppruning.provenance import folder_digest, model_revision, spec_from_record
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "custom"
+
+
+def _config(model: Path, **overrides) -> PruneConfig:
+    spec = {
+        "model": {"id": str(model)},
+        "task": {
+            "name": "text-classification",
+            "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
+            "text_column": "review",
+            "label_column": "sentiment",
+        },
+        "method": "ppruning",
+        "target": {"flops_reduction": 0.2},
+        "params": {"max_instances": 24, "sampling_tokens": 30},
+        "seed": 11,
+        "device": "cpu",
+        "measure": False,
+    }
+    return PruneConfig.model_validate(spec | overrides)
+
+
+def _masks(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.load(folder / "head_mask.pt"), torch.load(folder / "neuron_mask.pt")
+
+
+def test_a_prune_run_from_its_record_makes_identical_masks(tiny_bert_path: Path, tmp_path: Path) -> None:
+    first = prune(_config(tiny_bert_path), tmp_path / "first")
+    record = first.report["record"]
+    assert json.loads((tmp_path / "first" / "record.json").read_text()) == record
+    assert json.loads((first.model_dir / "record.json").read_text()) == record
+
+    # What it holds: every parameter with its default, the model's content hash, the data's fingerprint.
+    assert record["kind"] == "prune" and record["seed"] == 11
+    assert record["spec"]["params"]["lambda_val"] == 5.0 and record["spec"]["params"]["distance_mode"] == "condensed"
+    assert record["model"] == {
+        "id": str(tiny_bert_path), "source": "local", "revision": None, "content": folder_digest(tiny_bert_path),
+    }  # fmt: skip
+    data = record["data"]
+    assert data["source"]["files"]["train"]["sha256"] and data["split"] == "train"
+    assert data["selection"] == {"seed": 11, "max_instances": 24, "max_length": None}
+    assert data["examples"]["count"] == 24 and len(data["examples"]["sha256"]) == 64
+    assert {"torch", "transformers", "datasets", "numpy", "ppruning"} <= set(record["versions"])
+    assert record["git_revision"] and len(record["git_revision"]) == 40
+
+    kind, spec = spec_from_record(json.loads((tmp_path / "first" / "report.json").read_text()))
+    assert kind == "prune"
+    second = prune(PruneConfig.model_validate(spec), tmp_path / "second")
+    for a, b in zip(_masks(tmp_path / "first"), _masks(tmp_path / "second"), strict=True):
+        assert torch.equal(a, b)
+    assert second.report["record"]["data"] == data and second.report["record"]["model"] == record["model"]
+
+    # Another seed selects other examples: the fingerprint tells the runs apart.
+    other = prune(_config(tiny_bert_path, seed=12), tmp_path / "other").report["record"]
+    assert other["data"]["examples"]["sha256"] != data["examples"]["sha256"]
+
+
+def test_a_hub_model_is_pinned_to_the_commit_transformers_resolved() -> None:
+    ref = ModelRef(id="org/some-model", revision="main")
+    model = model_revision(ref, SimpleNamespace(_commit_hash="a" * 40))
+    assert model == {"id": "org/some-model", "source": "hub", "revision": "main", "resolved_revision": "a" * 40}
+    from ppruning.provenance import build_record
+
+    record = build_record("prune", {"model": ref.model_dump(), "seed": 1}, model, {})
+    assert record["spec"]["model"]["revision"] == "main"
+    assert record["rerun_spec"]["model"] == {"id": "org/some-model", "revision": "a" * 40}
+
+
+def test_a_local_model_hash_changes_with_its_weights(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\0" * 10)
+    before = folder_digest(tmp_path / "m")
+    (tmp_path / "m" / "record.json").write_text("{}")  # a record written beside it changes nothing
+    assert folder_digest(tmp_path / "m") == before
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\1" * 10)
+    assert folder_digest(tmp_path / "m")["sha256"] != before["sha256"]

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from api.db import repository
 from api.db.states import JobState
 from api.errors import InvalidSpec
-from api.schemas import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec
+from api.schemas import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, parse_spec
 from api.settings import Settings
 from ppruning.config import ModelRef, PruneConfig, TaskRef
 from ppruning.errors import ModelLoadError
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 _PATH_PREFIXES = ("/", "./", "../", "~", "file:", ".\\")
 
-AnySpec = PruneJobSpec | FinetuneJobSpec | PipelineJobSpec
+AnySpec = PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec
 
 
 def is_local_path(model_id: str) -> bool:
@@ -196,6 +196,17 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
         task = check_task(spec.task, settings)
         spec = spec.model_copy(update={"model": model, "task": task})
         check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
+    elif isinstance(spec, SweepJobSpec):
+        model = check_model(spec.model, settings)
+        task = check_task(spec.task, settings)
+        spec = spec.model_copy(update={"model": model, "task": task})
+        for i, child in enumerate(spec.child_specs()):
+            try:
+                check_prune(parse_spec(child).prune_config(), hub_model=not is_local_path(model.id))  # type: ignore[union-attr]
+            except Exception as exc:  # the library names target.<kind>; here it is targets.<kind>.<i>
+                if getattr(exc, "field", None) == f"target.{spec.targets.key}":
+                    exc.field = f"targets.{spec.targets.key}.{i}"  # type: ignore[attr-defined]
+                raise
     else:
         task = check_task(spec.task, settings)
         update: dict[str, Any] = {"task": task}

@@ -165,12 +165,16 @@ def _start_reaper(**_: Any) -> None:
     interval = max(1.0, min(settings.heartbeat_timeout_s, settings.queued_timeout_s) / 4)
 
     def sweep() -> object:
-        return reap_once(
+        from worker.sweeps import finalise_ready
+
+        resent = reap_once(
             sessions,
             send_job,
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             queued_timeout_s=settings.queued_timeout_s,
         )
+        finalise_ready(sessions, settings)  # sweeps whose last child ended without a worker (cancelled queued)
+        return resent
 
     reaper = Reaper(interval, sweep)
     reaper.start()

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from api.db.models import Job, utcnow
 from api.db.states import JobState, can_transition
+from api.sweeps import not_waiting
 
 # The stale re-claim is running -> queued -> running; keep it tied to the state machine.
 assert can_transition(JobState.RUNNING, JobState.QUEUED) and can_transition(JobState.QUEUED, JobState.RUNNING)
@@ -49,8 +50,9 @@ MAX_ATTEMPTS = 3
 
 
 def _claimable(stale_before: datetime):  # type: ignore[no-untyped-def]
+    """Queued, or running with a stale heartbeat; never a sweep parent waiting for its children."""
     stale = or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before)
-    return or_(Job.state == JobState.QUEUED.value, and_(Job.state == JobState.RUNNING.value, stale))
+    return or_(Job.state == JobState.QUEUED.value, and_(Job.state == JobState.RUNNING.value, stale, not_waiting()))
 
 
 def claim_job(

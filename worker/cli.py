@@ -3,7 +3,8 @@
 Registered through the ``ppruning.cli`` entry point. The client commands talk HTTP only:
 ``--url`` (default ``$PPRUNING_URL``, else http://127.0.0.1:8000) and ``--api-key``
 (default ``$PPRUNING_API_KEY``). Exit codes: 0 done, 1 the job failed or was cancelled
-(``wait``), 2 a usage or service error, 3 ``wait --timeout`` ran out.
+(``wait``), 2 a usage or service error, 3 ``wait --timeout`` ran out, 4 the job succeeded
+but its quality gate rejected the model (``result.verdict == "rejected"``, ``wait``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 EXIT_TIMEOUT = 3
+EXIT_REJECTED = 4
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -102,6 +104,10 @@ def _wait(args: argparse.Namespace) -> int:
         error = job.get("error") or {}
         print(f"ppruning: job {job['state']}: {error.get('type')}: {error.get('message')}", file=sys.stderr)
         return EXIT_JOB_FAILED
+    if (job.get("result") or {}).get("verdict") == "rejected":
+        reasons = "; ".join((job["result"].get("gate") or {}).get("reasons") or [])
+        print(f"ppruning: job {job['id']} rejected by its quality gate: {reasons}", file=sys.stderr)
+        return EXIT_REJECTED
     return 0
 
 
@@ -147,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     wt = sub.add_parser(
         "wait",
         help="Follow a job live until it finishes (a bar on a terminal, plain lines in CI logs); "
-        "exit 1 if it failed or was cancelled.",
+        "exit 1 if it failed or was cancelled, 4 if its quality gate rejected it.",
     )
     wt.add_argument("job_id")
     wt.add_argument("--timeout", type=float, help="Give up after this many seconds (exit 3).")

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.db import repository as repo
 from api.db.models import Job, utcnow
 from api.db.states import JobState, can_transition
+from api.sweeps import not_waiting
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,12 @@ class Resend:
 
 
 def _stale(stale_before: datetime):  # type: ignore[no-untyped-def]
-    return and_(Job.state == JobState.RUNNING.value, or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before))
+    """Running without a recent heartbeat; a sweep parent waiting for its children has none and is not stale."""
+    return and_(
+        Job.state == JobState.RUNNING.value,
+        or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
+        not_waiting(),
+    )
 
 
 def sweep(

@@ -35,7 +35,7 @@ from worker.callbacks import post_callback
 from worker.claims import Claim, lock_if_current
 from worker.errors import Failure, classify
 from worker.progress import JobProgress, LeaseLost
-from worker.stages import MODEL_ARCHIVE, PLANS, RUNNERS, Outputs, RunContext
+from worker.stages import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ class Outcome(enum.StrEnum):
     CANCELLED = "cancelled"
     LOST = "lost"  # another attempt owns the job now; this one wrote nothing
     RETRY = "retry"  # a transient error; the job was handed back to the queue
+    WAITING = "waiting"  # a sweep that sent its children; the last child to finish finalises it
 
 
 @dataclass
@@ -147,6 +148,10 @@ def run_attempt(
     claim: Claim, settings: Settings, sessions: sessionmaker[Session], *, may_retry: bool = False
 ) -> AttemptResult:
     """Run the claimed job to a final state (or hand it back) and report what happened."""
+    if claim.kind == "sweep":
+        from worker.sweeps import start_sweep
+
+        return AttemptResult(Outcome(start_sweep(claim, settings, sessions)))
     store = open_store(settings.artifact_root)
     for earlier in range(1, claim.attempt):  # leftovers of attempts that died
         _delete_quietly(store, attempt_prefix(claim, earlier))
@@ -156,7 +161,7 @@ def run_attempt(
     progress = JobProgress(
         sessions,
         claim,
-        PLANS[claim.kind],
+        plan_for(claim.kind, claim.spec),
         min_interval_s=settings.progress_min_interval_s,
         heartbeat_interval_s=settings.heartbeat_interval_s,
     )

@@ -115,7 +115,11 @@ def run_finetune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
 
 
 def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
-    """Prune, then fine-tune the pruned checkpoint on the same task; the fine-tuned model is the result."""
+    """Prune, then fine-tune the pruned checkpoint on the same task; the fine-tuned model is the result.
+
+    With ``accept``, the dense model is fine-tuned the same way too (unless the spec gives
+    its score) and the verdict goes into ``result`` (:mod:`worker.gates`).
+    """
     from ppruning.finetune import finetune
 
     pruned = run_prune(spec, work, progress, ctx)
@@ -129,7 +133,32 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
         metrics=pruned.metrics,
         result=pruned.result,
     )
-    return _finetune_outputs(result, outputs)
+    outputs = _finetune_outputs(result, outputs)
+    if spec.accept is not None:
+        _judge(spec, work, progress, ctx, outputs)
+    return outputs
+
+
+def _judge(spec: Any, work: Path, progress: JobProgress, ctx: RunContext, outputs: Outputs) -> None:
+    """Fine-tune the dense baseline when needed, then record the gate's verdict and figures."""
+    from ppruning.finetune import finetune
+    from ppruning.tasks.refs import validate_task_ref
+    from worker.gates import decide, gate_metrics
+
+    dense_metrics = None
+    if spec.accept.max_metric_drop is not None and spec.accept.dense_score is None:
+        progress.set_phase("dense")
+        progress.event("fine-tuning the dense model with the same settings (the gate's baseline)")
+        dense = finetune(_with_device(spec.dense_finetune_config(), ctx.device), work / "dense", progress)
+        dense_metrics = dense.metrics
+        if (Path(dense.output_dir) / "metrics.json").exists():
+            outputs.files.append(("dense_metrics.json", METRICS, Path(dense.output_dir) / "metrics.json"))
+    speed = (outputs.result.get("report") or {}).get("speed") or {}
+    gate = decide(spec.accept, validate_task_ref(spec.task), outputs.result["metrics"], dense_metrics, speed)
+    outputs.result.update(verdict=gate["verdict"], gate=gate)
+    outputs.metrics["gate"] = gate_metrics(gate)
+    reasons = "; ".join(gate["reasons"]) or "every criterion met"
+    progress.event(f"gate {gate['verdict']}: {reasons}", level="info" if gate["verdict"] == "passed" else "warning")
 
 
 @dataclass(frozen=True)
@@ -148,3 +177,12 @@ PLANS: dict[str, Plan] = {
     "finetune": Plan([("finetune", FINETUNE_STAGES)]),
     "pipeline": Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES)]),
 }
+_GATED_PIPELINE = Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES), ("dense", FINETUNE_STAGES)])
+
+
+def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
+    """The progress plan of a job: a gated pipeline that fine-tunes the dense model too has a third phase."""
+    accept = spec.get("accept") if kind == "pipeline" else None
+    if accept and accept.get("max_metric_drop") is not None and accept.get("dense_score") is None:
+        return _GATED_PIPELINE
+    return PLANS[kind]

@@ -19,6 +19,7 @@ from worker.celery_app import TASK_NAME, app
 from worker.claims import claim_job
 from worker.errors import MAX_RETRIES, backoff_s, classify
 from worker.runner import Outcome, notify, run_attempt
+from worker.sweeps import after_child
 
 log = logging.getLogger(__name__)
 
@@ -52,4 +53,5 @@ def run_job(self: Task, job_id: str) -> str:
             notify(sessions, settings, claim.job_id)
         except Exception:  # the job is done; a broken callback must not fail it
             log.warning("callback of job %s failed", job_id, exc_info=True)
+        after_child(sessions, settings, claim.job_id)
     return result.outcome.value

@@ -145,6 +145,7 @@ def list_jobs(
     *,
     states: Sequence[str] = (),
     kinds: Sequence[str] = (),
+    parent_id: uuid.UUID | None = None,
     limit: int = 20,
     cursor: str | None = None,
 ) -> Page:
@@ -154,6 +155,8 @@ def list_jobs(
         query = query.where(Job.state.in_(list(states)))
     if kinds:
         query = query.where(Job.kind.in_(list(kinds)))
+    if parent_id is not None:
+        query = query.where(Job.parent_id == parent_id)
     if cursor:
         created, job_id = decode_cursor(cursor)
         query = query.where(tuple_(Job.created_at, Job.id) < tuple_(created, job_id))

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
-from api import sse
+from api import sse, sweeps
 from api.db import repository
 from api.db.models import Artifact, Job, Metric
 from api.db.states import TERMINAL, JobState
@@ -64,6 +64,7 @@ def summary_fields(job: Job, request: Request) -> dict:
         "id": job.id,
         "url": job_url(request, job.id),
         "kind": job.kind,
+        "parent_id": job.parent_id,
         "state": job.state,
         "stage": job.stage,
         "progress": job.progress,
@@ -202,7 +203,8 @@ def list_jobs(
     session: SessionDep,
     owner: CurrentOwner,
     state: Annotated[list[JobState] | None, Query(description="Filter; repeat for several.")] = None,
-    kind: Annotated[list[Literal["prune", "finetune", "pipeline"]] | None, Query()] = None,
+    kind: Annotated[list[Literal["prune", "finetune", "pipeline", "sweep"]] | None, Query()] = None,
+    parent: Annotated[uuid.UUID | None, Query(description="Only the children of this sweep.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
 ) -> JobPage:
@@ -212,6 +214,7 @@ def list_jobs(
         owner,
         states=[s.value for s in state or ()],
         kinds=list(kind or ()),
+        parent_id=parent,
         limit=limit,
         cursor=cursor,
     )
@@ -279,9 +282,15 @@ def get_events(
 def cancel_job(
     request: Request, response: Response, job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner
 ) -> JobOut:
-    """Queued: cancelled at once (200). Running: flagged for the worker (202). Finished: 409."""
+    """Queued: cancelled at once (200). Running: flagged for the worker (202). Finished: 409.
+
+    A sweep takes its children with it: queued ones at once, running ones by their flag;
+    the sweep itself ends `cancelled` when the last of them has stopped.
+    """
     job = owned_job(session, owner, job_id, details=True)
     repository.cancel_job(session, job)
+    if job.kind == sweeps.SWEEP:
+        sweeps.cancel_children(session, job)
     session.commit()
     if job.state == JobState.RUNNING.value:
         response.status_code = status.HTTP_202_ACCEPTED
@@ -299,10 +308,12 @@ def delete_job(job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner, stor
     job = owned_job(session, owner, job_id)
     if JobState(job.state) not in TERMINAL:
         raise Conflict(f"the job is {job.state}; cancel it and wait until it has stopped before deleting it")
+    children = [child.id for child in sweeps.children(session, job.id)]  # their rows go by ON DELETE CASCADE
     repository.delete_job(session, job)
     session.commit()
     try:
-        store.delete_prefix(f"jobs/{job_id}")
+        for gone in (job_id, *children):
+            store.delete_prefix(f"jobs/{gone}")
     except Exception:  # the rows are gone; orphaned files are harmless and logged
         log.exception("job %s deleted but its files could not be removed", job_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,284 @@
+"""Sweep jobs in the worker: send the children, then finalise the parent when the last one ends.
+
+No worker slot ever waits on another (one worker with concurrency 1 runs a sweep):
+
+1. The sweep's attempt (:func:`start_sweep`) creates one child job per target, in the
+   same transaction that marks the parent ``waiting`` (:mod:`api.sweeps`), sends the
+   children's messages and returns. A re-run attempt finds the children and creates none.
+2. Every worker that finishes a job with a parent calls :func:`after_child`, which locks
+   the parent row (``SELECT ... FOR UPDATE``); whoever sees no unfinished child left
+   writes the table (``sweep.json``, ``sweep.csv``) and the plot (``sweep.png``) and
+   ends the parent. Two children finishing at once serialise on the lock; the later one
+   sees the parent finished and does nothing.
+3. The reaper calls :func:`finalise_ready` on every sweep, for children that ended
+   without a worker (cancelled while queued) or a finaliser that died.
+
+A failed or cancelled child is a row of the table with its error. The sweep ends
+``succeeded`` when at least one child succeeded (``result.failures`` lists the others)
+and ``failed`` (``SweepFailed``) when none did; a cancelled sweep ends ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import sweeps
+from api.db import repository as repo
+from api.db.models import Job, utcnow
+from api.db.states import JobState
+from api.schemas import SweepJobSpec, parse_spec
+from api.settings import Settings
+from api.storage import job_key, open_store
+from worker.claims import Claim, fenced_update, lock_if_current
+
+log = logging.getLogger(__name__)
+
+TABLE_JSON, TABLE_CSV, PLOT_PNG = "sweep.json", "sweep.csv", "sweep.png"
+COLUMNS = (
+    "target",
+    "state",
+    "flops_reduction",
+    "flops_reduction_whole_model",
+    "params",
+    "params_reduction",
+    "metric",
+    "metric_split",
+    "metric_value",
+    "speedup",
+    "ideal_speedup",
+    "job_id",
+    "error",
+)
+
+
+# --------------------------------------------------------------------------- start
+
+
+def start_sweep(claim: Claim, settings: Settings, sessions: sessionmaker[Session]) -> str:
+    """Create (once) and send the children; leave the parent waiting. Returns an attempt outcome value."""
+    spec = parse_spec(claim.spec)
+    assert isinstance(spec, SweepJobSpec)
+    with sessions.begin() as session:
+        parent = lock_if_current(session, claim)
+        if parent is None:
+            return "lost"
+        kids = sweeps.children(session, parent.id)
+        if not kids:
+            for child in spec.child_specs():
+                repo.create_job(session, owner=parent.owner, kind=child["kind"], spec=child, parent_id=parent.id)
+            kids = sweeps.children(session, parent.id)
+            targets = ", ".join(f"{v:g}" for v in spec.targets.values)
+            repo.add_event(session, parent.id, f"created {len(kids)} child jobs ({spec.targets.key} {targets})")
+        if parent.cancel_requested:
+            for child in sweeps.unfinished(kids):
+                repo.cancel_job(session, child)
+        done = len(kids) - len(sweeps.unfinished(kids))
+        fenced_update(
+            session, claim, stage=sweeps.WAITING, heartbeat_at=None, progress=done / len(kids),
+            message=f"{done}/{len(kids)} child jobs finished",
+        )  # fmt: skip
+        to_send = [(child.id, child.spec) for child in kids if child.state == JobState.QUEUED.value]
+    _send(to_send)
+    finalise(sessions, settings, claim.job_id)  # all may be finished already (a re-run, a cancel)
+    return "waiting"
+
+
+def _send(jobs: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
+    from worker.celery_app import send_job
+
+    for job_id, spec in jobs:
+        try:
+            send_job(job_id, spec)
+        except Exception:  # the row is queued: the reaper re-sends it after queued_timeout_s
+            log.warning("could not send child job %s; the reaper will", job_id, exc_info=True)
+
+
+# --------------------------------------------------------------------------- finalise
+
+
+def after_child(sessions: sessionmaker[Session], settings: Settings, job_id: uuid.UUID) -> None:
+    """Called when a job has finished: if it belongs to a sweep, try to finalise that sweep."""
+    try:
+        with sessions() as session:
+            parent_id = session.scalar(select(Job.parent_id).where(Job.id == job_id))
+        if parent_id is not None:
+            finalise(sessions, settings, parent_id)
+    except Exception:  # the child's own outcome stands; the reaper finalises the sweep later
+        log.warning("could not finalise the sweep of job %s", job_id, exc_info=True)
+
+
+def finalise_ready(sessions: sessionmaker[Session], settings: Settings) -> int:
+    """Finalise every waiting sweep whose children have all finished (the reaper's sweep)."""
+    with sessions() as session:
+        waiting = session.scalars(
+            select(Job.id).where(
+                Job.kind == sweeps.SWEEP, Job.state == JobState.RUNNING.value, Job.stage == sweeps.WAITING
+            )
+        ).all()
+    return sum(finalise(sessions, settings, parent_id) for parent_id in waiting)
+
+
+def finalise(sessions: sessionmaker[Session], settings: Settings, parent_id: uuid.UUID) -> bool:
+    """End the sweep if no child is left unfinished (under the parent's row lock); True if this call ended it."""
+    with sessions.begin() as session:
+        parent = session.execute(
+            select(Job).where(Job.id == parent_id).with_for_update().execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if parent is None or not sweeps.is_waiting(parent):
+            return False
+        kids = sweeps.children(session, parent_id)
+        left = sweeps.unfinished(kids)
+        if left:
+            done = len(kids) - len(left)
+            parent.progress, parent.updated_at = done / len(kids), utcnow()
+            parent.message = f"{done}/{len(kids)} child jobs finished"
+            return False
+        if parent.cancel_requested:
+            repo.add_event(session, parent_id, "cancelled; every child job has stopped")
+            repo.transition(session, parent, JobState.CANCELLED, message="cancelled with its children")
+        else:
+            _conclude(session, parent, kids, settings)
+    from worker.runner import notify
+
+    try:
+        notify(sessions, settings, parent_id)
+    except Exception:
+        log.warning("callback of sweep %s failed", parent_id, exc_info=True)
+    return True
+
+
+def _conclude(session: Session, parent: Job, kids: list[Job], settings: Settings) -> None:
+    spec = parse_spec(parent.spec)
+    assert isinstance(spec, SweepJobSpec)
+    rows = [table_row(child, spec.targets.key) for child in kids]
+    rows.sort(key=lambda r: r["target"])
+    failures = [{"target": r["target"], "job_id": r["job_id"], "state": r["state"], "error": r["error"]}
+                for r in rows if r["state"] != JobState.SUCCEEDED.value]  # fmt: skip
+    store = open_store(settings.artifact_root)
+    artifacts: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix=f"sweep-{parent.id}-") as tmp:
+        for name, kind, path in write_outputs(rows, spec, Path(tmp)):
+            obj = store.put_file(path, job_key(parent.id, f"attempt-{parent.attempts}/{name}"))
+            repo.add_artifact(session, parent.id, name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256)
+            artifacts[name] = {"uri": obj.uri, "size": obj.size, "sha256": obj.sha256}
+    succeeded = len(rows) - len(failures)
+    repo.record_metrics(session, parent.id, {"sweep": {"children": len(rows), "succeeded": succeeded}})
+    result = {"table": rows, "failures": failures, "children": [r["job_id"] for r in rows], "artifacts": artifacts}
+    summary = f"{succeeded}/{len(rows)} child jobs succeeded"
+    repo.add_event(session, parent.id, summary, level="info" if not failures else "warning")
+    if succeeded:
+        repo.transition(session, parent, JobState.SUCCEEDED, progress=1.0, message=summary, result=result)
+    else:
+        repo.transition(
+            session, parent, JobState.FAILED, message=summary, result=result,
+            error_type="SweepFailed", error_message=f"no child job succeeded: {failures[0]['error']}",
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- table and plot
+
+
+def _main_score(child: Job, result: dict[str, Any]) -> tuple[str | None, str | None, float | None]:
+    """(metric, split, value): the main metric on the task's first evaluation split that was scored."""
+    metric = result.get("main_metric")
+    scores = result.get("metrics") or {}
+    if not metric or not scores:
+        return None, None, None
+    from ppruning.tasks.registry import get_task
+
+    try:
+        order = list(get_task(child.spec["task"]["name"]).eval_splits)
+    except Exception:
+        order = []
+    for split in [*order, *sorted(scores)]:
+        if metric in (scores.get(split) or {}):
+            return metric, split, float(scores[split][metric])
+    return metric, None, None
+
+
+def table_row(child: Job, key: str) -> dict[str, Any]:
+    """One child's figures: target, achieved FLOPs and parameters, main metric, measured speedup."""
+    result = child.result or {}
+    report = result.get("report") or {}
+    achieved = report.get("achieved") or {}
+    after = ((report.get("cost") or {}).get("after") or {}).get("params") or {}
+    speed = report.get("speed") or {}
+    metric, split, value = _main_score(child, result)
+    error = None
+    if child.state != JobState.SUCCEEDED.value:
+        error = f"{child.error_type}: {child.error_message}" if child.error_type else child.message or child.state
+    return {
+        "target": float(child.spec["target"][key]),
+        "state": child.state,
+        "flops_reduction": achieved.get("flops_reduction_pruned_part"),
+        "flops_reduction_whole_model": achieved.get("flops_reduction_whole_model"),
+        "params": after.get("total"),
+        "params_reduction": achieved.get("params_reduction_pruned_part"),
+        "metric": metric,
+        "metric_split": split,
+        "metric_value": value,
+        "speedup": speed.get("speedup") if speed.get("measured") else None,
+        "ideal_speedup": speed.get("ideal_speedup"),
+        "job_id": str(child.id),
+        "error": error,
+    }
+
+
+def write_outputs(rows: list[dict[str, Any]], spec: SweepJobSpec, folder: Path) -> list[tuple[str, str, Path]]:
+    """The table as JSON and CSV and the plot as PNG; (artifact name, kind, file) each."""
+    table = {
+        "method": spec.method,
+        "model": spec.model.id,
+        "task": spec.task.name,
+        "target_kind": spec.targets.key,
+        "finetuned": spec.finetune is not None,
+        "columns": list(COLUMNS),
+        "rows": rows,
+    }
+    (folder / TABLE_JSON).write_text(json.dumps(table, indent=2) + "\n")
+    with (folder / TABLE_CSV).open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, spec, folder / PLOT_PNG)
+    return [(TABLE_JSON, "report", folder / TABLE_JSON), (TABLE_CSV, "report", folder / TABLE_CSV),
+            (PLOT_PNG, "plot", folder / PLOT_PNG)]  # fmt: skip
+
+
+def plot(rows: list[dict[str, Any]], spec: SweepJobSpec, path: Path) -> None:
+    """Metric (fine-tuned sweeps) or achieved FLOPs reduction against speedup, one point per target.
+
+    Measured speedup on the x axis; the ideal (FLOPs) speedup when none was measured. A
+    ``Figure`` without pyplot renders with Agg: no display, no global state.
+    """
+    from matplotlib.figure import Figure
+
+    done = [r for r in rows if r["state"] == JobState.SUCCEEDED.value]
+    x_key = "speedup" if any(r["speedup"] is not None for r in done) else "ideal_speedup"
+    metric = next((r["metric"] for r in done if r["metric"]), None)
+    y_key = "metric_value" if spec.finetune is not None and metric else "flops_reduction"
+    points = [(r[x_key], r[y_key], r["target"]) for r in done if r[x_key] is not None and r[y_key] is not None]
+    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    ax = fig.subplots()
+    if points:
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+        for x, y, target in points:
+            ax.annotate(f"{target:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no finished child job to plot", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("measured speedup (dense / pruned latency)" if x_key == "speedup" else "ideal speedup (FLOPs)")
+    ax.set_ylabel(f"{metric} ({rows[0]['metric_split'] if rows else ''})" if y_key == "metric_value"
+                  else "achieved FLOPs reduction (attention + FFN)")  # fmt: skip
+    ax.set_title(f"{spec.method} on {spec.task.name}: {spec.targets.key} sweep", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")

@@ -66,8 +66,15 @@ def _run(fn):  # type: ignore[no-untyped-def]
 @_run
 def _submit(args: argparse.Namespace) -> int:
     text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
+    spec = json.loads(text)
+    if args.from_record:  # a record, a report or record.json holding one, or a job (GET /jobs/{id})
+        from ppruning.provenance import spec_from_record
+
+        document = spec.get("result") if isinstance(spec.get("result"), dict) else spec
+        kind, body = spec_from_record(document)
+        spec = {"kind": kind, **body}
     with _client(args) as client:
-        job = client.submit(json.loads(text), idempotency_key=args.idempotency_key)
+        job = client.submit(spec, idempotency_key=args.idempotency_key)
     print(job["id"] if args.quiet else json.dumps(job, indent=2, sort_keys=True))
     return 0
 
@@ -142,6 +149,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("spec")
     s.add_argument("--idempotency-key", help="Resubmitting with the same key returns the same job.")
     s.add_argument("-q", "--quiet", action="store_true", help="Print only the job id.")
+    s.add_argument(
+        "--from-record",
+        action="store_true",
+        help="SPEC is a reproducibility record (record.json, report.json or a job's JSON): run it again.",
+    )
     _client_options(s)
     s.set_defaults(func=_submit)
 

@@ -35,6 +35,7 @@ from worker.callbacks import post_callback
 from worker.claims import Claim, lock_if_current
 from worker.errors import Failure, classify
 from worker.progress import JobProgress, LeaseLost
+from worker.records import attach_record
 from worker.stages import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ def run_attempt(
             try:
                 ctx = RunContext(fetch_model=partial(fetch_model, sessions, store), device=settings.device)
                 outputs = RUNNERS[claim.kind](parse_spec(claim.spec), work, progress, ctx)
+                attach_record(outputs, claim.kind, claim.spec, work)
                 progress.checkpoint()
                 stored = _upload(store, claim, outputs, progress)
                 progress.checkpoint()

@@ -89,3 +89,37 @@ def test_a_local_model_hash_changes_with_its_weights(tmp_path: Path) -> None:
     assert folder_digest(tmp_path / "m") == before
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\1" * 10)
     assert folder_digest(tmp_path / "m")["sha256"] != before["sha256"]
+
+
+def test_a_job_rerun_from_its_record_through_the_api_makes_identical_masks(
+    service_backend, spawn, tiny_model, tmp_path, capsys
+) -> None:
+    from ppruning.cli.main import main
+    from tests.worker.conftest import served_api
+    from tests.worker.harness import API_KEY, prune_spec
+    from worker.client import Client
+
+    spawn(service_backend)
+    with served_api(service_backend) as url, Client(url, API_KEY) as client:
+        first = client.wait(client.submit(prune_spec(tiny_model, FIXTURES))["id"], timeout_s=90, poll_s=0.3)
+        assert first["state"] == "succeeded", first.get("error")
+        record = first["result"]["record"]
+        assert record["kind"] == "prune" and record["spec"]["params"]["lambda_val"] == 5.0  # defaults filled in
+        assert record["model"]["content"] == folder_digest(tiny_model) and record["steps"]["prune"]["data"]
+        assert record["data"]["examples"]["count"] == 32 and record["git_revision"]
+        client.download(first["id"], "record.json", tmp_path / "record.json")
+        assert json.loads((tmp_path / "record.json").read_text()) == record
+
+        (tmp_path / "job.json").write_text(json.dumps(first))
+        capsys.readouterr()
+        auth = ["--url", url, "--api-key", API_KEY]
+        assert main(["submit", str(tmp_path / "job.json"), "--from-record", "-q", *auth]) == 0
+        again = client.wait(capsys.readouterr().out.strip(), timeout_s=90, poll_s=0.3)
+        assert again["state"] == "succeeded" and again["id"] != first["id"]
+        digests = [{a["name"]: a["sha256"] for a in job["artifacts"]} for job in (first, again)]
+        assert digests[0]["masks.safetensors"] == digests[1]["masks.safetensors"]
+        for name in ("head_mask.pt", "neuron_mask.pt"):
+            masks = [torch.load(client.download(j["id"], name, tmp_path / j["id"] / name)) for j in (first, again)]
+            assert torch.equal(*masks)
+        assert again["result"]["record"]["data"] == record["data"]
+        assert again["result"]["record"]["spec"] == record["spec"]

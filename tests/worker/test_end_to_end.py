@@ -16,7 +16,7 @@ from tests.worker.harness import Backend, prune_spec, wait_for
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-PRUNE_ARTIFACTS = {"head_mask.pt", "neuron_mask.pt", "masks.safetensors", "model.tar.gz", "report.json"}
+PRUNE_ARTIFACTS = {"head_mask.pt", "neuron_mask.pt", "masks.safetensors", "model.tar.gz", "report.json", "record.json"}
 
 
 def slow_spec(model: Path) -> dict:

@@ -1,0 +1,61 @@
+"""A job's reproducibility record: the job spec to run again plus the record of each library step.
+
+The library writes one record per run (:mod:`ppruning.provenance`: model revision,
+data fingerprint, every parameter, versions); a job may run two (a pipeline prunes,
+then fine-tunes). The job's record wraps them with the stored job spec, so
+``POST /jobs`` with ``{"kind": record["kind"], **record["rerun_spec"]}`` (or ``ppruning
+submit --from-record``) runs the job again, a hub model pinned to the commit it used.
+It is stored as ``jobs.result["record"]`` and as the ``record.json`` artifact; the
+model archives hold each step's own ``record.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ppruning.provenance import RECORD_VERSION, rerun_spec
+from worker.stages import Outputs
+
+RECORD_ARTIFACT = "record.json"
+RECORD_KIND = "record"
+
+
+def step_records(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The library records inside a runner's ``result`` (the prune report, the fine-tune report)."""
+    steps = {}
+    for step, key in (("prune", "report"), ("finetune", "finetune_report")):
+        record = (result.get(key) or {}).get("record")
+        if isinstance(record, dict):
+            steps[step] = record
+    return steps
+
+
+def job_record(kind: str, spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    steps = step_records(result)
+    first = next(iter(steps.values()), {})
+    body = {k: v for k, v in spec.items() if k != "kind"}
+    model = first.get("model") or {}
+    return {
+        "record_version": RECORD_VERSION,
+        "kind": kind,
+        "spec": body,
+        "rerun_spec": rerun_spec(body, model) if "model" in body and body["model"] else body,
+        "seed": body.get("seed"),
+        "model": model,
+        "data": first.get("data"),
+        "steps": steps,
+        "versions": first.get("versions"),
+        "git_revision": first.get("git_revision"),
+    }
+
+
+def attach_record(outputs: Outputs, kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Put the job's record into ``outputs.result`` and ``record.json`` among its artifacts."""
+    record = job_record(kind, spec, outputs.result)
+    path = work / RECORD_ARTIFACT
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    outputs.result["record"] = record
+    outputs.files.append((RECORD_ARTIFACT, RECORD_KIND, path))
+    return record

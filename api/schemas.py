@@ -388,6 +388,9 @@ class ArtifactOut(BaseModel):
     sha256: str
     url: str
     created_at: datetime
+    meta: dict[str, Any] | None = Field(
+        default=None, description="Provenance: the job's record.json digest, model revision, seed, git revision."
+    )
 
 
 class JobSummary(BaseModel):

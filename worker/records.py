@@ -20,6 +20,7 @@ from worker.stages import Outputs
 
 RECORD_ARTIFACT = "record.json"
 RECORD_KIND = "record"
+_MODEL_KEYS = ("id", "source", "revision", "resolved_revision", "content")
 
 
 def step_records(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -59,3 +60,22 @@ def attach_record(outputs: Outputs, kind: str, spec: dict[str, Any], work: Path)
     outputs.result["record"] = record
     outputs.files.append((RECORD_ARTIFACT, RECORD_KIND, path))
     return record
+
+
+def artifact_meta(record: dict[str, Any] | None, stored: list[tuple[str, str, Any]]) -> dict[str, Any] | None:
+    """What every artifact of the job carries: the digest of its ``record.json`` and the record's headline."""
+    if not record:
+        return None
+    digest = next((obj.sha256 for name, _, obj in stored if name == RECORD_ARTIFACT), None)
+    model = record.get("model") or {}
+    return {
+        "record": {
+            "artifact": RECORD_ARTIFACT,
+            "sha256": digest,
+            "kind": record.get("kind"),
+            "seed": record.get("seed"),
+            "model": {k: model[k] for k in _MODEL_KEYS if k in model},
+            "examples": ((record.get("data") or {}).get("examples") or {}).get("sha256"),
+            "git_revision": record.get("git_revision"),
+        }
+    }

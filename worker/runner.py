@@ -35,7 +35,7 @@ from worker.callbacks import post_callback
 from worker.claims import Claim, lock_if_current
 from worker.errors import Failure, classify
 from worker.progress import JobProgress, LeaseLost
-from worker.records import attach_record
+from worker.records import artifact_meta, attach_record
 from worker.stages import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,9 @@ def _upload(store: ArtifactStore, claim: Claim, outputs: Outputs, progress: JobP
 
 def _register(session: Session, job: Job, outputs: Outputs, stored: Stored) -> None:
     artifacts = {}
+    meta = artifact_meta(outputs.result.get("record"), stored)
     for name, kind, obj in stored:
-        repo.add_artifact(session, job.id, name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256)
+        repo.add_artifact(session, job.id, name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256, meta=meta)
         artifacts[name] = {"uri": obj.uri, "size": obj.size, "sha256": obj.sha256}
     repo.record_metrics(session, job.id, outputs.metrics)
     repo.add_event(session, job.id, f"succeeded with {len(stored)} artifacts")

@@ -98,6 +98,8 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    #: Where it came from: ``{"record": {sha256 of the job's record.json, model, seed, git revision}}``.
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     job: Mapped[Job] = relationship(back_populates="artifacts")
 

@@ -261,11 +261,21 @@ def list_events(session: Session, job_id: uuid.UUID, *, after: int = 0, limit: i
 
 
 def add_artifact(
-    session: Session, job_id: uuid.UUID, name: str, kind: str, *, uri: str, size: int, sha256: str
+    session: Session,
+    job_id: uuid.UUID,
+    name: str,
+    kind: str,
+    *,
+    uri: str,
+    size: int,
+    sha256: str,
+    meta: dict[str, Any] | None = None,
 ) -> Artifact:
     """Record a stored object; an artifact of the same name is replaced (a re-run attempt)."""
     session.execute(delete(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
-    artifact = Artifact(job_id=job_id, name=name, kind=kind, uri=uri, size=size, sha256=sha256, created_at=utcnow())
+    artifact = Artifact(
+        job_id=job_id, name=name, kind=kind, uri=uri, size=size, sha256=sha256, meta=meta, created_at=utcnow()
+    )
     session.add(artifact)
     session.flush()
     return artifact

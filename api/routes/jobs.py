@@ -101,6 +101,7 @@ def job_view(
                 sha256=a.sha256,
                 url=f"{base}/artifacts/{quote(a.name)}",
                 created_at=a.created_at,
+                meta=a.meta,
             )
             for a in artifacts
         ],

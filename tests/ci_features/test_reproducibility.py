@@ -109,6 +109,10 @@ def test_a_job_rerun_from_its_record_through_the_api_makes_identical_masks(
         assert record["data"]["examples"]["count"] == 32 and record["git_revision"]
         client.download(first["id"], "record.json", tmp_path / "record.json")
         assert json.loads((tmp_path / "record.json").read_text()) == record
+        record_digest = next(a["sha256"] for a in first["artifacts"] if a["name"] == "record.json")
+        for artifact in first["artifacts"]:  # every artifact names the record it came from
+            meta = artifact["meta"]["record"]
+            assert meta["sha256"] == record_digest and meta["model"]["content"] == record["model"]["content"]
 
         (tmp_path / "job.json").write_text(json.dumps(first))
         capsys.readouterr()

@@ -35,8 +35,17 @@ def client(pg_url: str, tiny_bert_path: Path, tmp_path_factory: pytest.TempPathF
         api_keys=[f"discovery-owner:{KEY}"],
     )
     app = create_app(settings, dispatcher=RecordingDispatcher())
-    with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as c:
-        yield c
+    try:
+        with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as c:
+            yield c
+    finally:  # never run: real workers of later tests in this database would pick the queued rows up
+        from sqlalchemy import delete
+
+        from api.db.models import Job
+        from api.db.session import get_sessionmaker
+
+        with get_sessionmaker(pg_url).begin() as session:
+            session.execute(delete(Job).where(Job.owner == "discovery-owner"))
 
 
 def _base(model: Path, kind: str, method: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from pydantic import BaseModel
+
 from ppruning.methods.registry import MethodInfo, all_methods
 from ppruning.tasks.registry import TaskInfo, all_tasks
 
@@ -76,10 +78,12 @@ def _tighten_refs(defs: dict[str, Any]) -> None:
     """What the ``Target`` and ``TaskRef`` validators check, as schema: one target; custom files by split, suffix."""
     from ppruning.tasks.refs import CUSTOM_SPLITS, FILE_FORMATS
 
-    defs["Target"]["oneOf"] = [
-        {"required": [name], "properties": {name: {"type": "number"}}}
-        for name in ("flops_reduction", "params_reduction")
-    ]
+    for target_def, kind in (("Target", "number"), ("SweepTargets", "array")):
+        if target_def in defs:
+            defs[target_def]["oneOf"] = [
+                {"required": [name], "properties": {name: {"type": kind}}}
+                for name in ("flops_reduction", "params_reduction")
+            ]
     files = defs["TaskRef"]["properties"]["data_files"]
     suffixes = "|".join(_any_case(s) for s in sorted(FILE_FORMATS))
     for option in files.get("anyOf", [files]):
@@ -89,12 +93,16 @@ def _tighten_refs(defs: dict[str, Any]) -> None:
             option["additionalProperties"] = {"type": "string", "pattern": f"({suffixes})$"}
 
 
-def prune_config_schema(info: MethodInfo) -> dict[str, Any]:
+def prune_config_schema(info: MethodInfo, model: type[BaseModel] | None = None) -> dict[str, Any]:
     """``PruneConfig``'s JSON Schema for this method: ``method`` fixed, ``params`` the method's own,
-    ``task.name`` one of the registered tasks with each task's field rules."""
+    ``task.name`` one of the registered tasks with each task's field rules.
+
+    ``model``: another model with the same ``method``/``params``/``task`` fields (the service's
+    job specs, which add fields of their own) to specialise the same way.
+    """
     from ppruning.config import PruneConfig
 
-    schema = copy.deepcopy(PruneConfig.model_json_schema())
+    schema = copy.deepcopy((model or PruneConfig).model_json_schema())
     params = copy.deepcopy(info.json_schema())
     defs = schema.setdefault("$defs", {})
     for key, value in params.pop("$defs", {}).items():

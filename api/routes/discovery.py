@@ -2,13 +2,12 @@
 
 The descriptions come from :mod:`ppruning.discovery` (the same code ``ppruning methods``
 and ``ppruning tasks`` print); this module only adds what belongs to the service: the
-JSON Schema of a whole ``prune`` and ``pipeline`` job spec per method, built from
-the method's ``config_schema`` plus the spec models' own ``kind`` and ``finetune``.
+JSON Schema of a whole ``prune``, ``pipeline`` and ``sweep`` job spec per method, built
+from the spec models and specialised to the method.
 """
 
 from __future__ import annotations
 
-import copy
 from functools import cache
 from typing import Any
 
@@ -16,30 +15,29 @@ from fastapi import APIRouter
 
 from api.deps import CurrentOwner
 from api.errors import NotFound
-from api.schemas import ErrorOut, PipelineJobSpec
+from api.schemas import ErrorOut, PipelineJobSpec, PruneJobSpec, SweepJobSpec
+from ppruning.methods.registry import MethodInfo
 
 router = APIRouter(tags=["discovery"])
+_METHOD_SPECS = {"prune": PruneJobSpec, "pipeline": PipelineJobSpec, "sweep": SweepJobSpec}
 _ERRORS = {401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."}}
 
 
-def _spec_schemas(config_schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Job-spec schemas of this method: ``prune`` (the config plus ``kind``) and ``pipeline`` (plus ``finetune``)."""
-    prune = copy.deepcopy(config_schema)
-    prune["properties"] = {"kind": {"const": "prune"}, **prune["properties"]}
-    prune["required"] = ["kind", *prune.get("required", [])]
-    pipeline = copy.deepcopy(prune)
-    pipeline["properties"]["kind"] = {"const": "pipeline"}
-    spec = PipelineJobSpec.model_json_schema()
-    pipeline["properties"]["finetune"] = spec["properties"]["finetune"]
-    pipeline["$defs"]["FinetuneOptions"] = spec["$defs"]["FinetuneOptions"]
-    return {"prune": prune, "pipeline": pipeline}
+def _spec_schemas(info: MethodInfo) -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each job kind that runs a method, from the spec models themselves
+    (so service fields such as ``callback_url``, ``accept`` and sweep ``targets`` are in),
+    specialised to this method like its ``config_schema``."""
+    from ppruning.discovery import prune_config_schema
+
+    return {kind: prune_config_schema(info, model) for kind, model in _METHOD_SPECS.items()}
 
 
 @cache
 def _methods() -> list[dict[str, Any]]:
     from ppruning.discovery import describe_methods
+    from ppruning.methods.registry import get_method
 
-    return [{**m, "spec_schemas": _spec_schemas(m["config_schema"])} for m in describe_methods()]
+    return [{**m, "spec_schemas": _spec_schemas(get_method(m["name"]))} for m in describe_methods()]
 
 
 @cache

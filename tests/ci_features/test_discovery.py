@@ -108,6 +108,17 @@ PIPELINE_CASES = [
     ("finetune below range", {"finetune": {"epochs": 0}}),
     ("finetune gets its model from the pipeline", {"finetune": {"model": {"id": "bert-base-uncased"}}}),
     ("unknown precision", {"finetune": {"precision": "fp8"}}),
+    ("quality gate", {"finetune": {"epochs": 1}, "accept": {"max_metric_drop": 0.01}}),
+    ("gate with an unknown criterion", {"finetune": {"epochs": 1}, "accept": {"max_drop": 0.01}}),
+    ("callback", {"callback_url": "https://ci.example.com/hook"}),
+    ("callback not a URL", {"callback_url": 42}),
+]
+SWEEP_CASES = [
+    ("three targets", {"targets": {"flops_reduction": [0.1, 0.2, 0.3]}}),
+    ("params targets, fine-tuned", {"targets": {"params_reduction": [0.2, 0.4]}, "finetune": {"epochs": 1}}),
+    ("both kinds of target", {"targets": {"flops_reduction": [0.2], "params_reduction": [0.2]}}),
+    ("a target out of range", {"targets": {"flops_reduction": [0.2, 1.5]}}),
+    ("a single target instead of a list", {"targets": {"flops_reduction": 0.2}}),
 ]
 
 
@@ -143,6 +154,10 @@ def test_methods_schemas_accept_and_reject_what_post_jobs_does(client: TestClien
     for label, changes in PIPELINE_CASES:
         spec = _apply(_base(tiny_bert_path, "pipeline", "ppruning"), changes)
         outcomes["pipeline"] = [*outcomes.get("pipeline", []), _agree(client, pipeline, spec, f"pipeline: {label}")]
+    sweep = methods["ppruning"]["spec_schemas"]["sweep"]
+    for label, changes in SWEEP_CASES:
+        spec = _apply(_base(tiny_bert_path, "sweep", "ppruning"), {"target": None, **changes})
+        outcomes["sweep"] = [*outcomes.get("sweep", []), _agree(client, sweep, spec, f"sweep: {label}")]
     # Both verdicts occur for every method: the comparison is not trivially all-accept or all-reject.
     assert all(any(v) and not all(v) for v in outcomes.values()), outcomes
     assert outcomes["ppruning"][:4] == [True] * 4

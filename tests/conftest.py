@@ -36,29 +36,10 @@ def pg_admin_url() -> str:
 @pytest.fixture(scope="session")
 def pg_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh, uniquely named PostgreSQL database with every migration applied."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.support.databases import migrated_database
 
-    from api.db.migrate import upgrade
-
-    name = f"ppruning_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # pragma: no cover - environment problem, say it plainly
-        pytest.fail(f"PostgreSQL at {pg_admin_url} is not usable ({exc}); run `make test`, which starts it")
-    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with migrated_database(pg_admin_url, "ppruning_test") as url:
         yield url
-    finally:
-        from api.db.session import get_engine
-
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

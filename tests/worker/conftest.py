@@ -25,25 +25,10 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
     Real workers run a reaper that re-sends every queued job it finds: in a database
     shared with other tests it would pick up their rows.
     """
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+    from tests.support.databases import migrated_database
 
-    from api.db.migrate import upgrade
-    from api.db.session import get_engine
-
-    name = f"ppruning_worker_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
+    with migrated_database(pg_admin_url, "ppruning_worker_test") as url:
         yield url
-    finally:
-        get_engine(url).dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

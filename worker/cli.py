@@ -65,8 +65,16 @@ def _run(fn):  # type: ignore[no-untyped-def]
 
 @_run
 def _submit(args: argparse.Namespace) -> int:
+    source = "standard input" if args.spec == "-" else args.spec
     text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
-    spec = json.loads(text)
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        print(f"ppruning: {source} is not JSON: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if not isinstance(spec, dict):
+        print(f"ppruning: {source} must hold a JSON object (a job spec or a record)", file=sys.stderr)
+        return EXIT_ERROR
     if args.from_record:  # a record, a report or record.json holding one, or a job (GET /jobs/{id})
         from ppruning.provenance import spec_from_record
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,23 @@ def test_ci_commands_submit_wait_download_and_fail_the_pipeline_on_a_failed_job(
         assert "no_such_column" in failed["error"]["message"] and "DataError" in captured.err
         assert failed["artifacts"] == [] and stored_files(service_backend, bad_id) == []
         assert main(["status", "00000000-0000-0000-0000-000000000000", *auth]) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "extra", "says"),
+    [
+        ('{"kind": ', [], "is not JSON"),
+        ("[1, 2]", [], "must hold a JSON object"),
+        ('{"seed": 1}', ["--from-record"], "not a reproducibility record"),
+    ],
+)
+def test_submit_refuses_a_bad_file_in_one_line_without_calling_the_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture, content: str, extra: list[str], says: str
+) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(content)
+    # Nothing listens on port 9: a call to the service would fail with another message.
+    code = main(["submit", str(spec), *extra, "--api-key", "k", "--url", "http://127.0.0.1:9"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ppruning.cli.task_args import add_task_arguments, task_dict
 from ppruning.errors import InvalidConfigError
 
 #: flag dest -> method parameter name
@@ -40,13 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="hub id or local folder")
     p.add_argument("--revision", default=None, help="hub branch, tag or commit")
-    p.add_argument(
-        "--task", required=True, help="registered task (see `ppruning tasks`), e.g. sst2 or text-classification"
-    )
-    p.add_argument("--data-files", action="append", default=[], metavar="SPLIT=PATH", help="custom tasks: repeatable")
-    p.add_argument("--text-column", default=None)
-    p.add_argument("--text-pair-column", default=None)
-    p.add_argument("--label-column", default=None)
+    add_task_arguments(p)
     p.add_argument("--method", default="ppruning", help="a registered method (see `ppruning methods`)")
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--flops-reduction", type=float, help="fraction of attention+FFN FLOPs to remove")
@@ -86,12 +81,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
     params: dict[str, Any] = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     params.update({k: _json_value(v) for k, v in _pairs(args.param, "--param").items()})
-    task: dict[str, Any] = {"name": args.task}
-    if args.data_files:
-        task["data_files"] = _pairs(args.data_files, "--data-files")
-    for key in ("text_column", "text_pair_column", "label_column"):
-        if getattr(args, key) is not None:
-            task[key] = getattr(args, key)
+    task = task_dict(args)
     target = (
         {"flops_reduction": args.flops_reduction}
         if args.flops_reduction is not None

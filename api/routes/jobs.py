@@ -21,7 +21,6 @@ from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, Store
 from api.dispatch import queue_for
 from api.errors import Conflict, NotFound, ServiceUnavailable
 from api.schemas import (
-    SPEC_EXAMPLES,
     ArtifactOut,
     ErrorOut,
     EventOut,
@@ -33,6 +32,7 @@ from api.schemas import (
     JobSummary,
 )
 from api.spec_checks import checked_spec
+from api.spec_examples import SPEC_EXAMPLES
 
 log = logging.getLogger(__name__)
 

@@ -157,6 +157,9 @@ def _summary(report: dict[str, Any], job: dict[str, Any], model_dir: Path, out_d
         lines.append("  kept per layer (heads/neurons): " + "  ".join(
             f"{row['heads_kept']}/{row['heads_total']} {row['neurons_kept']}/{row['neurons_total']}" for row in layers
         ))  # fmt: skip
+    speed = report.get("speed") or {}
+    if speed.get("note"):
+        lines.append(f"  measured on {speed.get('device')}: {speed['note']}")
     timings = report.get("timings_s") or {}
     if timings:
         lines.append("  seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))

@@ -18,7 +18,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -333,6 +333,19 @@ class ArtifactOut(BaseModel):
     meta: dict[str, Any] | None = Field(
         default=None, description="Provenance: the job's record.json digest, model revision, seed, git revision."
     )
+
+    @classmethod
+    def of(cls, artifact: Any, job_url: str) -> ArtifactOut:
+        """The response body of an ``api.db.models.Artifact`` row of the job at ``job_url``."""
+        return cls(
+            name=artifact.name,
+            kind=artifact.kind,
+            size=artifact.size,
+            sha256=artifact.sha256,
+            url=f"{job_url}/artifacts/{quote(artifact.name)}",
+            created_at=artifact.created_at,
+            meta=artifact.meta,
+        )
 
 
 class JobSummary(BaseModel):

@@ -91,17 +91,7 @@ def _digest_headers(artifact: Artifact) -> dict[str, str]:
 def list_artifacts(request: Request, job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner) -> list[ArtifactOut]:
     owned_job(session, owner, job_id)
     base = job_url(request, job_id)
-    return [
-        ArtifactOut(
-            name=a.name,
-            kind=a.kind,
-            size=a.size,
-            sha256=a.sha256,
-            url=f"{base}/artifacts/{quote(a.name)}",
-            created_at=a.created_at,
-        )
-        for a in repository.list_artifacts(session, job_id)
-    ]
+    return [ArtifactOut.of(a, base) for a in repository.list_artifacts(session, job_id)]
 
 
 @router.head("/{name:path}", include_in_schema=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 from typing import Annotated, Literal
-from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
@@ -93,18 +92,7 @@ def job_view(
         worker=job.worker,
         error=error,
         metrics=repository.metrics_by_split(metrics),
-        artifacts=[
-            ArtifactOut(
-                name=a.name,
-                kind=a.kind,
-                size=a.size,
-                sha256=a.sha256,
-                url=f"{base}/artifacts/{quote(a.name)}",
-                created_at=a.created_at,
-                meta=a.meta,
-            )
-            for a in artifacts
-        ],
+        artifacts=[ArtifactOut.of(a, base) for a in artifacts],
         result=job.result,
     )
 

@@ -32,8 +32,9 @@ def stored_job(client, auth, prune_spec, pg_url, service_settings, tmp_path, tin
     with session_scope(pg_url) as session:
         for name, (kind, obj) in objects.items():
             repository.add_artifact(
-                session, uuid.UUID(job_id), name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256
-            )
+                session, uuid.UUID(job_id), name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256,
+                meta={"record": {"artifact": "record.json", "seed": 3407}},
+            )  # fmt: skip
     return job_id
 
 
@@ -108,6 +109,7 @@ def test_the_artifact_list_and_the_job_agree(client, auth, stored_job):
     listed = client.get(f"/jobs/{stored_job}/artifacts", headers=auth).json()
     in_job = client.get(f"/jobs/{stored_job}", headers=auth).json()["artifacts"]
     assert [a["name"] for a in listed] == ["head_mask.pt", "model.tar.gz"] and listed == in_job
+    assert all(a["meta"]["record"]["seed"] == 3407 for a in listed)
 
 
 def test_unknown_or_vanished_artifacts_are_404(client, auth, stored_job, service_settings):

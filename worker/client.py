@@ -11,7 +11,6 @@ against the sha256 the service sends.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from api.storage import file_sha256
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -231,20 +232,12 @@ class Client:
             except httpx.TransportError:
                 if attempt == attempts:
                     raise
-        digest = _sha256(part)
+        _, digest = file_sha256(part)
         if expected and digest != expected:
             part.unlink()
             raise ClientError(f"download of {name} has sha256 {digest}, the service said {expected}")
         os.replace(part, dest)
         return dest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def describe(job: dict[str, Any]) -> str:

@@ -38,13 +38,6 @@ from ppruning.methods.registry import MethodInfo, MethodParams, get_method
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.tasks.registry import TaskInfo
 
-#: Auto class per task kind; anything else loads the base model.
-_HEAD_CLASS = {
-    "classification": "AutoModelForSequenceClassification",
-    "regression": "AutoModelForSequenceClassification",
-    "question-answering": "AutoModelForQuestionAnswering",
-    "causal-lm": "AutoModelForCausalLM",
-}
 _INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -156,10 +149,12 @@ def seed_everything(seed: int) -> None:
 
 
 def load_model(ref: ModelRef, task: TaskInfo) -> tuple[nn.Module, Any]:
-    """The model with the task's head (base model when the kind has none) and its tokenizer."""
+    """The model with the head the task fine-tunes (``TaskInfo.head``) and its tokenizer."""
     import transformers
 
-    class_name = _HEAD_CLASS.get(task.kind, "AutoModel")
+    from ppruning.checkpoint import HEADS
+
+    class_name = HEADS[task.head]
     kwargs: dict[str, Any] = {}
     if task.kind == "regression":
         kwargs["num_labels"] = 1

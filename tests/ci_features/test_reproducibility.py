@@ -11,27 +11,13 @@ import torch
 from ppruning.config import ModelRef, PruneConfig
 from ppruning.pipeline import prune
 from ppruning.provenance import folder_digest, model_revision, spec_from_record
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "custom"
+from tests.worker.conftest import FIXTURES
+from tests.worker.harness import prune_config
 
 
 def _config(model: Path, **overrides) -> PruneConfig:
-    spec = {
-        "model": {"id": str(model)},
-        "task": {
-            "name": "text-classification",
-            "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-            "text_column": "review",
-            "label_column": "sentiment",
-        },
-        "method": "ppruning",
-        "target": {"flops_reduction": 0.2},
-        "params": {"max_instances": 24, "sampling_tokens": 30},
-        "seed": 11,
-        "device": "cpu",
-        "measure": False,
-    }
-    return PruneConfig.model_validate(spec | overrides)
+    mine = {"params": {"max_instances": 24, "sampling_tokens": 30}, "seed": 11, "measure": False}
+    return prune_config(model, FIXTURES, **(mine | overrides))
 
 
 def _masks(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,26 +12,15 @@ from torch import nn
 from ppruning.config import MeasureConfig, PruneConfig
 from ppruning.measure import measure_speedup
 from tests.worker.conftest import FIXTURES
+from tests.worker.harness import prune_config
 from worker.stages import prune_metrics
 
 MEASURE = {"batch_sizes": [4, 1], "repeats": 3, "warmup": 1}
 
 
 def _config(model: Path, **overrides) -> PruneConfig:
-    spec = {
-        "model": {"id": str(model)},
-        "task": {
-            "name": "text-classification",
-            "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-            "text_column": "review",
-            "label_column": "sentiment",
-        },
-        "target": {"flops_reduction": 0.25},
-        "params": {"max_instances": 16, "sampling_tokens": 30},
-        "device": "cpu",
-        "measure": MEASURE,
-    }
-    return PruneConfig.model_validate({**spec, **overrides})
+    mine = {"target": {"flops_reduction": 0.25}, "params": {"max_instances": 16, "sampling_tokens": 30}}
+    return prune_config(model, FIXTURES, **(mine | {"measure": MEASURE} | overrides))
 
 
 @pytest.mark.parametrize("family", ["bert", "gpt2"])

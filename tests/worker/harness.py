@@ -152,3 +152,12 @@ def prune_spec(model: Path, fixtures: Path, **overrides: Any) -> dict[str, Any]:
 
 def new_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def prune_config(model: Path, fixtures: Path, **overrides: Any) -> Any:
+    """The same small job as a library ``PruneConfig`` (no ``kind``), for tests that call ``prune()``."""
+    from ppruning.config import PruneConfig
+
+    spec = prune_spec(model, fixtures, **overrides)
+    spec.pop("kind")
+    return PruneConfig.model_validate(spec)

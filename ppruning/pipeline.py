@@ -112,16 +112,21 @@ def validate_prune_config(config: PruneConfig) -> None:
     Loads only the model's config. Feasibility is judged at the task's max length; the
     run re-checks at the data's average length before collecting.
     """
+    _checked(config)
+
+
+def _checked(config: PruneConfig) -> tuple[MethodInfo, MethodParams, TaskInfo]:
+    """:func:`validate_prune_config`, returning what it resolved so :func:`prune` need not redo it."""
+    from ppruning.tasks.features import resolve_max_length
     from ppruning.tasks.refs import validate_task_ref
 
     info, params = _method_params(config)
     task = validate_task_ref(config.task)
     hf_config = _load_hf_config(config.model)
     shape = _check_model_type(info, hf_config.model_type).shape_from_config(hf_config)
-    from ppruning.tasks.features import resolve_max_length
-
     seq_len = resolve_max_length(task, None, requested=getattr(params, "max_length", None), model_config=hf_config)
     make_budget(config.target, shape, seq_len, _lambda(params))
+    return info, params, task
 
 
 def _lambda(params: MethodParams) -> float:
@@ -264,16 +269,14 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
     from ppruning.checkpoint import save_pruned
     from ppruning.cost import model_costs
     from ppruning.masks import save_masks, validate_masks
+    from ppruning.provenance import write_record
     from ppruning.report import StageTimer, build_report, reset_peak_memory
     from ppruning.surgery import prune_model
     from ppruning.tasks.features import resolve_max_length
-    from ppruning.tasks.refs import validate_task_ref
 
     output_dir = Path(output_dir)
     timer = StageTimer(progress)
-    validate_prune_config(config)
-    info, params = _method_params(config)
-    task = validate_task_ref(config.task)
+    info, params, task = _checked(config)
     device = resolve_device(config.device)
     reset_peak_memory(device)
     seed_everything(config.seed)
@@ -344,8 +347,6 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
         details=ctx.details,
     )
     report["speed"] = speed
-    from ppruning.provenance import write_record
-
     report["record"] = write_record("prune", dumped, config.model, model.config, data_record, output_dir, model_dir)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return PruneResult(output_dir=output_dir, model_dir=model_dir, report=report)

@@ -172,6 +172,11 @@ class AcceptCriteria(BaseModel):
             raise ValueError("give 'max_metric_drop', 'min_speedup' or both")
         return self
 
+    @property
+    def needs_dense_run(self) -> bool:
+        """The worker must fine-tune the dense model: a drop is asked for and no dense score given."""
+        return self.max_metric_drop is not None and self.dense_score is None
+
 
 class PipelineJobSpec(PruneConfig):
     """Prune, then fine-tune the pruned model on the same task, in one job; optionally gate the result."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.schemas import AcceptCriteria
 from ppruning.config import ModelRef
 from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, Plan
 
@@ -146,7 +147,7 @@ def _judge(spec: Any, work: Path, progress: JobProgress, ctx: RunContext, output
     from worker.gates import decide, gate_metrics
 
     dense_metrics = None
-    if spec.accept.max_metric_drop is not None and spec.accept.dense_score is None:
+    if spec.accept.needs_dense_run:
         progress.set_phase("dense")
         progress.event("fine-tuning the dense model with the same settings (the gate's baseline)")
         dense = finetune(_with_device(spec.dense_finetune_config(), ctx.device), work / "dense", progress)
@@ -183,6 +184,6 @@ _GATED_PIPELINE = Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES), 
 def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
     """The progress plan of a job: a gated pipeline that fine-tunes the dense model too has a third phase."""
     accept = spec.get("accept") if kind == "pipeline" else None
-    if accept and accept.get("max_metric_drop") is not None and accept.get("dense_score") is None:
+    if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
         return _GATED_PIPELINE
     return PLANS[kind]

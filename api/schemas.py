@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote, urlsplit
 
 from pydantic import (
@@ -301,7 +302,14 @@ class SweepJobSpec(BaseModel):
 
 
 JobSpec = Annotated[PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec, Field(discriminator="kind")]
-JOB_KINDS: tuple[str, ...] = ("prune", "finetune", "pipeline", "sweep")
+#: The job kinds, read off the union's members.
+JOB_KINDS: tuple[str, ...] = tuple(
+    k
+    for member in (PruneJobSpec, FinetuneJobSpec, PipelineJobSpec, SweepJobSpec)
+    for k in get_args(member.model_fields["kind"].annotation)
+)
+#: The same as a type, for the ``GET /jobs?kind=`` filter.
+JobKind = StrEnum("JobKind", {k: k for k in JOB_KINDS})  # type: ignore[misc]
 _SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(JobSpec)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
@@ -25,6 +25,7 @@ from api.schemas import (
     EventOut,
     EventPage,
     JobError,
+    JobKind,
     JobOut,
     JobPage,
     JobSpec,
@@ -192,7 +193,7 @@ def list_jobs(
     session: SessionDep,
     owner: CurrentOwner,
     state: Annotated[list[JobState] | None, Query(description="Filter; repeat for several.")] = None,
-    kind: Annotated[list[Literal["prune", "finetune", "pipeline", "sweep"]] | None, Query()] = None,
+    kind: Annotated[list[JobKind] | None, Query(description="Filter; repeat for several.")] = None,
     parent: Annotated[uuid.UUID | None, Query(description="Only the children of this sweep.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
@@ -202,7 +203,7 @@ def list_jobs(
         session,
         owner,
         states=[s.value for s in state or ()],
-        kinds=list(kind or ()),
+        kinds=[k.value for k in kind or ()],
         parent_id=parent,
         limit=limit,
         cursor=cursor,

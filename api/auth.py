@@ -13,8 +13,8 @@ import secrets
 
 from sqlalchemy.orm import Session
 
-from api.db import repository
 from api.errors import Unauthorized
+from jobs.store import repository
 
 KEY_PREFIX = "pp_"
 

@@ -10,8 +10,8 @@ import sys
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from api.db.migrate import upgrade
-    from api.settings import get_settings
+    from jobs.settings import get_settings
+    from jobs.store.migrate import upgrade
 
     url = args.database_url or get_settings().database_url
     upgrade(url, args.revision)
@@ -20,8 +20,8 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
-    from api.db.migrate import downgrade
-    from api.settings import get_settings
+    from jobs.settings import get_settings
+    from jobs.store.migrate import downgrade
 
     url = args.database_url or get_settings().database_url
     downgrade(url, args.revision)
@@ -69,9 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _apikey_create(args: argparse.Namespace) -> int:
     from api.auth import new_secret
-    from api.db import repository
-    from api.db.session import session_scope
-    from api.settings import get_settings
+    from jobs.settings import get_settings
+    from jobs.store import repository
+    from jobs.store.session import session_scope
 
     secret = new_secret()
     with session_scope(args.database_url or get_settings().database_url) as session:
@@ -85,9 +85,9 @@ def _apikey_create(args: argparse.Namespace) -> int:
 
 
 def _apikey_revoke(args: argparse.Namespace) -> int:
-    from api.db import repository
-    from api.db.session import session_scope
-    from api.settings import get_settings
+    from jobs.settings import get_settings
+    from jobs.store import repository
+    from jobs.store.session import session_scope
 
     with session_scope(args.database_url or get_settings().database_url) as session:
         key = repository.revoke_api_key(session, args.name)

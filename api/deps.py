@@ -15,9 +15,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.auth import authenticate
-from api.dispatch import Dispatcher
-from api.settings import Settings
-from api.storage import ArtifactStore
+from jobs.artifacts import ArtifactStore
+from jobs.queue import Dispatcher
+from jobs.settings import Settings
 
 
 # Trivial dependencies are ``async``: a sync one costs a thread-pool hop per request.

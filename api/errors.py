@@ -18,8 +18,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.db.repository import IdempotencyConflict, InvalidCursor, NotCancellable
-from api.db.states import IllegalTransition
+from jobs.errors import InvalidSpec
+from jobs.store.repository import IdempotencyConflict, InvalidCursor, NotCancellable
+from jobs.store.states import IllegalTransition
 from ppruning.errors import PruningError
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,6 @@ class NotFound(ServiceError):
 class Conflict(ServiceError):
     status_code = 409
     type = "conflict"
-
-
-class InvalidSpec(ServiceError):
-    status_code = 422
-    type = "validation_error"
 
 
 class RangeNotSatisfiable(ServiceError):
@@ -158,6 +154,10 @@ def install_error_handlers(app: FastAPI, union_tags: set[str]) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, exc: ServiceError) -> JSONResponse:
         return error_response(exc.status_code, exc.type, exc.message, exc.field, exc.headers)
+
+    @app.exception_handler(InvalidSpec)
+    async def _invalid_spec(_: Request, exc: InvalidSpec) -> JSONResponse:
+        return error_response(422, exc.type, exc.message, exc.field)
 
     @app.exception_handler(PruningError)
     async def _pruning(_: Request, exc: PruningError) -> JSONResponse:

@@ -18,14 +18,14 @@ from sqlalchemy.orm import sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import bootstrap_hashes
-from api.db.session import get_engine, get_sessionmaker
-from api.dispatch import CeleryDispatcher, Dispatcher
 from api.errors import error_body, install_error_handlers
 from api.routes import artifacts, discovery, health, jobs
-from api.schemas import JOB_KINDS
-from api.settings import Settings, get_settings
-from api.spec_checks import warm_up
-from api.storage import ArtifactStore, open_store
+from jobs.artifacts import ArtifactStore, open_store
+from jobs.queue import CeleryDispatcher, Dispatcher
+from jobs.settings import Settings, get_settings
+from jobs.spec_checks import warm_up
+from jobs.specs import JOB_KINDS
+from jobs.store.session import get_engine, get_sessionmaker
 
 DESCRIPTION = """Prune Hugging Face transformer models as jobs.
 

@@ -26,10 +26,10 @@ import anyio
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from api.db import repository
-from api.db.models import JobEvent
-from api.db.states import TERMINAL, JobState
 from api.schemas import EventOut
+from jobs.store import repository
+from jobs.store.models import JobEvent
+from jobs.store.states import TERMINAL, JobState
 
 MEDIA_TYPE = "text/event-stream"
 BATCH = 500

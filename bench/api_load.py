@@ -96,7 +96,7 @@ def make_database(admin_url: str) -> tuple[str, str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from api.db.migrate import upgrade
+    from jobs.store.migrate import upgrade
 
     name = f"ppruning_bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -150,8 +150,8 @@ def write_model_config(folder: Path) -> Path:
 
 def create_key(db_url: str) -> str:
     from api.auth import new_secret
-    from api.db import repository
-    from api.db.session import session_scope
+    from jobs.store import repository
+    from jobs.store.session import session_scope
 
     secret = new_secret()
     with session_scope(db_url) as session:

@@ -10,12 +10,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
-# Installed editable from /app: api/db/migrate.py finds migrations/ beside the packages.
+# Installed editable from /app: jobs/store/migrate.py finds migrations/ beside the packages.
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY ppruning ./ppruning
+COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
+COPY client ./client
 COPY migrations ./migrations
 RUN pip install -e .
 

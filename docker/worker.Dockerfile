@@ -18,12 +18,14 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # torch first, pinned, from the CUDA index: the project's own range then admits it as installed.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
-# Installed editable from /app: api/db/migrate.py finds migrations/ beside the packages.
+# Installed editable from /app: jobs/store/migrate.py finds migrations/ beside the packages.
 WORKDIR /app
 COPY pyproject.toml README.md alembic.ini ./
 COPY ppruning ./ppruning
+COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
+COPY client ./client
 COPY migrations ./migrations
 RUN pip install -e .
 

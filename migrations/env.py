@@ -1,11 +1,11 @@
-"""Alembic environment: the URL comes from the caller (api.db.migrate) or the settings."""
+"""Alembic environment: the URL comes from the caller (jobs.store.migrate) or the settings."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from api.db.models import Base
+from jobs.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -15,7 +15,7 @@ def _url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from api.settings import get_settings
+    from jobs.settings import get_settings
 
     return get_settings().database_url
 

@@ -47,7 +47,7 @@ def db_session(pg_url: str) -> Iterator:
     """A session whose every change is rolled back after the test (savepoints inside)."""
     from sqlalchemy.orm import Session
 
-    from api.db.session import get_engine
+    from jobs.store.session import get_engine
 
     connection = get_engine(pg_url).connect()
     outer = connection.begin()

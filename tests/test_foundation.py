@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import inspect, text
 
-from api.db.migrate import downgrade, upgrade
-from api.db.states import TERMINAL, IllegalTransition, JobState, can_transition, check_transition
-from api.settings import Settings
+from jobs.settings import Settings
+from jobs.store.migrate import downgrade, upgrade
+from jobs.store.states import TERMINAL, IllegalTransition, JobState, can_transition, check_transition
 
 
 def test_settings_default_to_the_embedded_mode(tmp_path, monkeypatch):

@@ -16,6 +16,10 @@ import time
 from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs.settings import Settings
+from jobs.store import repository as repo
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +85,24 @@ def post_callback(
     finally:
         if own:
             client.close()
+
+
+def notify(sessions: sessionmaker[Session], settings: Settings, job_id: Any) -> None:
+    """POST the final state to the spec's ``callback_url``, if it has one."""
+    with sessions() as session:
+        job = repo.get_job(session, job_id, details=True)
+        if job is None or not isinstance(job.spec, dict) or not job.spec.get("callback_url"):
+            return
+        payload = {
+            "id": str(job.id),
+            "kind": job.kind,
+            "state": job.state,
+            "error_type": job.error_type,
+            "error_message": job.error_message,
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            "url": f"{settings.base_url.rstrip('/')}/jobs/{job.id}",
+            "metrics": repo.metrics_by_split(job.metrics),
+            "artifacts": {a.name: {"size": a.size, "sha256": a.sha256} for a in job.artifacts},
+        }
+        url = str(job.spec["callback_url"])
+    post_callback(url, payload, settings.callback_secret)

@@ -1,4 +1,4 @@
-"""The Celery application of the worker, configured from :mod:`api.settings` only.
+"""The Celery application of the worker, configured from :mod:`jobs.settings` only.
 
 Reliability comes from the combination, not from one flag:
 
@@ -27,18 +27,15 @@ import logging
 import os
 import shutil
 import subprocess
-import uuid
+from functools import partial
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Exchange, Queue
 
-from api.dispatch import CPU_QUEUE, GPU_QUEUE, TASK_NAME, queue_for
-from api.settings import Settings, get_settings
+from jobs.queue import CPU_QUEUE, EXCHANGE, GPU_QUEUE, QUEUES, TASK_NAME, declared_queues, send_job
+from jobs.settings import Settings, get_settings
 
-#: Queues a job can be routed to, by the device its spec asks for (routing: api.dispatch.queue_for).
-QUEUES = (GPU_QUEUE, CPU_QUEUE)
-__all__ = ["CPU_QUEUE", "GPU_QUEUE", "QUEUES", "TASK_NAME", "app", "make_celery", "send_job"]
+__all__ = ["CPU_QUEUE", "GPU_QUEUE", "QUEUES", "TASK_NAME", "app", "make_celery"]
 
 #: Extra time after the hard limit before Redis hands an unacknowledged message out again.
 VISIBILITY_MARGIN_S = 600
@@ -58,13 +55,12 @@ def make_celery(settings: Settings | None = None) -> Celery:
     """A Celery app for ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
     app = Celery("ppruning", broker=settings.broker_url, include=["worker.tasks"])
-    exchange = Exchange("ppruning", type="direct")
     app.conf.update(
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
-        task_queues=[Queue(name, exchange, routing_key=name) for name in QUEUES],
+        task_queues=declared_queues(),
         task_default_queue=GPU_QUEUE,
-        task_default_exchange="ppruning",
+        task_default_exchange=EXCHANGE.name,
         task_default_routing_key=GPU_QUEUE,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -85,11 +81,6 @@ def make_celery(settings: Settings | None = None) -> Celery:
 
 app = make_celery()
 log = logging.getLogger(__name__)
-
-
-def send_job(job_id: uuid.UUID | str, spec: dict[str, Any]) -> None:
-    """Send a job's message again (the reaper), to the queue the API would have chosen."""
-    app.send_task(TASK_NAME, args=[str(job_id)], queue=queue_for(spec))
 
 
 # --------------------------------------------------------------------------- one GPU per child
@@ -138,7 +129,7 @@ def _pin_child_to_one_gpu(**_: Any) -> None:
 
     Also: connections pooled by the parent (the reaper's) must not be shared with a child.
     """
-    from api.db.session import get_engine
+    from jobs.store.session import get_engine
 
     get_engine(get_settings().database_url).dispose(close=False)
     if not _GPUS:
@@ -157,7 +148,7 @@ _REAPER: list[Any] = []
 
 @signals.worker_ready.connect
 def _start_reaper(**_: Any) -> None:
-    from api.db.session import get_sessionmaker
+    from jobs.store.session import get_sessionmaker
     from worker.reaper import Reaper, reap_once
 
     settings = get_settings()
@@ -165,11 +156,11 @@ def _start_reaper(**_: Any) -> None:
     interval = max(1.0, min(settings.heartbeat_timeout_s, settings.queued_timeout_s) / 4)
 
     def sweep() -> object:
-        from worker.sweeps import finalise_ready
+        from worker.sweep_runs import finalise_ready
 
         resent = reap_once(
             sessions,
-            send_job,
+            partial(send_job, settings.broker_url),
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             queued_timeout_s=settings.queued_timeout_s,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.schemas import AcceptCriteria
+from jobs.specs import AcceptCriteria
 from ppruning.errors import DataError
 from ppruning.tasks.registry import TaskInfo
 

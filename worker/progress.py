@@ -1,6 +1,6 @@
 """The worker's progress listener: stage, fraction, message and events on the job row.
 
-Two writers, both fenced to the claimed attempt (:mod:`worker.claims`):
+Two writers, both fenced to the claimed attempt (:mod:`jobs.store.claims`):
 
 - the library's calls (``start_stage``, ``update``, ``event``) write stage, one overall
   fraction and a message, throttled to ``progress_min_interval_s`` (stage changes and
@@ -35,10 +35,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import JobEvent
+from jobs.store.claims import Claim, fenced_update, heartbeat
+from jobs.store.models import JobEvent
 from ppruning.errors import JobCancelled
 from ppruning.progress import Progress
-from worker.claims import Claim, fenced_update, heartbeat
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,7 @@
 """Re-send jobs whose message was lost; PostgreSQL, not the broker, is the source of truth.
 
-Two cases end with a job nobody works on:
-
-- ``running`` with a stale heartbeat: its worker died (SIGKILL, OOM killer, a lost
-  machine). Redis would redeliver the unacknowledged message only after the visibility
-  timeout (longer than the longest job), kombu's SQLAlchemy transport never does.
-- ``queued`` untouched for ``queued_timeout_s``: the message never reached a worker (a
-  Redis restart without persistence, a crash between commit and send).
+:func:`jobs.store.reaping.sweep` finds (and marks) the jobs nobody works on: running with a
+stale heartbeat (the worker died), or queued too long (the message was lost).
 
 Why a thread in every worker rather than Celery beat: beat is one more process that must
 run exactly once per deployment, and the embedded mode would need it too. The sweep is
@@ -20,72 +15,13 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import repository as repo
-from api.db.models import Job, utcnow
-from api.db.states import JobState, can_transition
-from api.sweeps import not_waiting
+from jobs.store.reaping import Resend, sweep
 
 log = logging.getLogger(__name__)
-
-assert can_transition(JobState.RUNNING, JobState.QUEUED) and can_transition(JobState.RUNNING, JobState.CANCELLED)
-
-
-@dataclass(frozen=True)
-class Resend:
-    job_id: uuid.UUID
-    spec: dict[str, Any]
-    reason: str
-
-
-def _stale(stale_before: datetime):  # type: ignore[no-untyped-def]
-    """Running without a recent heartbeat; a sweep parent waiting for its children has none and is not stale."""
-    return and_(
-        Job.state == JobState.RUNNING.value,
-        or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale_before),
-        not_waiting(),
-    )
-
-
-def sweep(
-    session: Session, *, heartbeat_timeout_s: float, queued_timeout_s: float, now: datetime | None = None
-) -> list[Resend]:
-    """Find (and mark) the jobs to re-send; the caller commits, then sends."""
-    now = now or utcnow()
-    stale_before = now - timedelta(seconds=heartbeat_timeout_s)
-    # A dead worker's job whose cancel was asked for is simply cancelled.
-    session.execute(
-        update(Job)
-        .where(_stale(stale_before), Job.cancel_requested.is_(True))
-        .values(state=JobState.CANCELLED.value, finished_at=now, updated_at=now, message="cancelled")
-        .execution_options(synchronize_session=False)
-    )
-    resends: list[Resend] = []
-    dead = session.execute(
-        update(Job)
-        .where(_stale(stale_before), Job.cancel_requested.is_(False))
-        .values(state=JobState.QUEUED.value, heartbeat_at=None, updated_at=now, message="worker lost; re-queued")
-        .returning(Job.id, Job.spec)
-        .execution_options(synchronize_session=False)
-    ).all()
-    resends += [Resend(r.id, r.spec, "heartbeat stale: the worker died") for r in dead]
-    waiting = session.execute(
-        update(Job)
-        .where(Job.state == JobState.QUEUED.value, Job.updated_at < now - timedelta(seconds=queued_timeout_s))
-        .values(updated_at=now)
-        .returning(Job.id, Job.spec)
-        .execution_options(synchronize_session=False)
-    ).all()
-    resends += [Resend(r.id, r.spec, "queued too long: the message was lost") for r in waiting]
-    for item in resends:
-        repo.add_event(session, item.job_id, f"re-sent by the reaper ({item.reason})", level="warning")
-    return resends
 
 
 def reap_once(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ppruning.provenance import RECORD_VERSION, rerun_spec
-from worker.stages import Outputs
+from worker.job_runners import Outputs
 
 RECORD_ARTIFACT = "record.json"
 RECORD_KIND = "record"

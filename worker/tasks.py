@@ -1,7 +1,7 @@
 """The one Celery task, ``worker.run_job(job_id)``: claim, run, record, notify.
 
 The message carries the job id only; everything else is read from the job row, so a
-duplicate or late message is harmless: the claim decides (:mod:`worker.claims`).
+duplicate or late message is harmless: the claim decides (:mod:`jobs.store.claims`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import uuid
 from celery import Task
 from celery.exceptions import Ignore
 
-from api.db.session import get_sessionmaker
-from api.settings import get_settings
+from jobs.settings import get_settings
+from jobs.store.claims import claim_job
+from jobs.store.session import get_sessionmaker
+from worker.attempt import Outcome, run_attempt
+from worker.callbacks import notify
 from worker.celery_app import TASK_NAME, app
-from worker.claims import claim_job
 from worker.errors import MAX_RETRIES, backoff_s, classify
-from worker.runner import Outcome, notify, run_attempt
-from worker.sweeps import after_child
+from worker.sweep_runs import after_child
 
 log = logging.getLogger(__name__)
 

@@ -18,13 +18,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.db import repository
-from api.db.models import Artifact
 from api.deps import CurrentOwner, SessionDep, StoreDep
 from api.errors import NotFound, RangeNotSatisfiable
 from api.routes.jobs import job_url, owned_job
 from api.schemas import ArtifactOut, ErrorOut
-from api.storage import StorageError
+from jobs.artifacts import StorageError
+from jobs.store import repository
+from jobs.store.models import Artifact
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
 

@@ -15,7 +15,8 @@ from fastapi import APIRouter
 
 from api.deps import CurrentOwner
 from api.errors import NotFound
-from api.schemas import ErrorOut, PipelineJobSpec, PruneJobSpec, SweepJobSpec
+from api.schemas import ErrorOut
+from jobs.specs import PipelineJobSpec, PruneJobSpec, SweepJobSpec
 from ppruning.methods.registry import MethodInfo
 
 router = APIRouter(tags=["discovery"])

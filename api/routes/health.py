@@ -13,10 +13,10 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.db import repository
 from api.deps import DispatcherDep, SessionDep
 from api.errors import ServiceUnavailable
 from api.schemas import ErrorOut
+from jobs.store import repository
 
 router = APIRouter(tags=["health"])
 

@@ -1,6 +1,6 @@
 """``/jobs``: submit, list, read, follow, cancel and delete jobs.
 
-Routes stay thin: validate (pydantic, then :mod:`api.spec_checks`), call repository
+Routes stay thin: validate (pydantic, then :mod:`jobs.spec_checks`), call repository
 functions, commit once, and only then talk to the broker or the artifact store.
 """
 
@@ -12,12 +12,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
-from api import sse, sweeps
-from api.db import repository
-from api.db.models import Artifact, Job, Metric
-from api.db.states import TERMINAL, JobState
+from api import sse
 from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
-from api.dispatch import queue_for
 from api.errors import Conflict, NotFound, ServiceUnavailable
 from api.schemas import (
     ArtifactOut,
@@ -25,14 +21,18 @@ from api.schemas import (
     EventOut,
     EventPage,
     JobError,
-    JobKind,
     JobOut,
     JobPage,
-    JobSpec,
     JobSummary,
 )
-from api.spec_checks import checked_spec
 from api.spec_examples import SPEC_EXAMPLES
+from jobs import sweeps
+from jobs.queue import queue_for
+from jobs.spec_checks import checked_spec
+from jobs.specs import JobKind, JobSpec
+from jobs.store import repository
+from jobs.store.models import Artifact, Job, Metric
+from jobs.store.states import TERMINAL, JobState
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from jobs.settings import Settings
 from ppruning.cli.main import main
 from ppruning.methods.registry import all_methods
 from ppruning.tasks.registry import all_tasks
@@ -41,8 +41,8 @@ def client(pg_url: str, tiny_bert_path: Path, tmp_path_factory: pytest.TempPathF
     finally:  # never run: real workers of later tests in this database would pick the queued rows up
         from sqlalchemy import delete
 
-        from api.db.models import Job
-        from api.db.session import get_sessionmaker
+        from jobs.store.models import Job
+        from jobs.store.session import get_sessionmaker
 
         with get_sessionmaker(pg_url).begin() as session:
             session.execute(delete(Job).where(Job.owner == "discovery-owner"))

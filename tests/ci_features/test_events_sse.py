@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from client.http_client import Client, SseEvent, parse_sse
+from client.live import LivePrinter
+from jobs.store.claims import claim_job
 from ppruning.cli.main import main
 from tests.worker.conftest import FIXTURES, served_api
 from tests.worker.harness import API_KEY, prune_spec
-from worker.claims import claim_job
-from worker.client import Client, SseEvent, parse_sse
-from worker.live import LivePrinter
 from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, Plan
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -36,7 +36,7 @@ def test_progress_events_carry_stage_step_fraction_eta_and_finetune_loss_and_met
     with sessions() as session:
         from sqlalchemy import select
 
-        from api.db.models import JobEvent
+        from jobs.store.models import JobEvent
 
         rows = list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
     stage, first, last = (r.data for r in rows)

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.schemas import AcceptCriteria
+from client.commands import EXIT_REJECTED
+from jobs.specs import AcceptCriteria
 from ppruning.cli.main import main
 from ppruning.tasks.registry import get_task
 from tests.worker.conftest import FIXTURES, api_client, served_api
 from tests.worker.harness import API_KEY, WorkerProcess, new_name, prune_spec
-from worker.cli import EXIT_REJECTED
 from worker.gates import decide
 
 FINETUNE = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "max_train_samples": 24, "max_eval_samples": 8}

@@ -13,7 +13,7 @@ from ppruning.config import MeasureConfig, PruneConfig
 from ppruning.measure import measure_speedup
 from tests.worker.conftest import FIXTURES
 from tests.worker.harness import prune_config
-from worker.stages import prune_metrics
+from worker.job_runners import prune_metrics
 
 MEASURE = {"batch_sizes": [4, 1], "repeats": 3, "warmup": 1}
 

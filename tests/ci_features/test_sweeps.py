@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.db.models import Job
-from api.schemas import parse_spec
+from jobs.specs import parse_spec
+from jobs.store.models import Job
 from tests.worker.conftest import FIXTURES, api_client
 from tests.worker.harness import WorkerProcess, new_name, prune_spec, wait_for
-from worker.sweeps import COLUMNS, table_row, write_outputs
+from worker.sweep_runs import COLUMNS, table_row, write_outputs
 
 MEASURE = {"batch_sizes": [1, 2], "repeats": 2, "warmup": 0}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

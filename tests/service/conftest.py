@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from api.settings import Settings
+from jobs.settings import Settings
 
 
 @dataclass
@@ -80,8 +80,8 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 
 def _new_key(pg_url: str, owner: str) -> str:
     from api.auth import new_secret
-    from api.db import repository
-    from api.db.session import session_scope
+    from jobs.store import repository
+    from jobs.store.session import session_scope
 
     secret = new_secret()
     with session_scope(pg_url) as session:
@@ -120,8 +120,8 @@ def prune_spec(model_root: Path) -> dict:
 def count_jobs(pg_url: str, owner: str) -> int:
     from sqlalchemy import func, select
 
-    from api.db.models import Job
-    from api.db.session import session_scope
+    from jobs.store.models import Job
+    from jobs.store.session import session_scope
 
     with session_scope(pg_url) as session:
         return int(session.scalar(select(func.count()).select_from(Job).where(Job.owner == owner)))

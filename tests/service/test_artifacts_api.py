@@ -10,11 +10,11 @@ import uuid
 
 import pytest
 
-from api.db import repository
-from api.db.session import session_scope
 from api.errors import RangeNotSatisfiable
 from api.routes.artifacts import parse_range
-from api.storage import job_key, open_store
+from jobs.artifacts import job_key, open_store
+from jobs.store import repository
+from jobs.store.session import session_scope
 
 PAYLOAD = bytes(range(256)) * 40  # 10240 bytes, every offset distinguishable
 

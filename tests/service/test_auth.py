@@ -6,8 +6,8 @@ import uuid
 
 from sqlalchemy import select
 
-from api.db.models import ApiKey
-from api.db.session import session_scope
+from jobs.store.models import ApiKey
+from jobs.store.session import session_scope
 from ppruning.cli.main import main as cli
 
 

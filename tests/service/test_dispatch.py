@@ -9,8 +9,8 @@ import uuid
 import redis
 from fastapi.testclient import TestClient
 
-from api.dispatch import CeleryDispatcher, queue_for
 from api.main import create_app
+from jobs.queue import CeleryDispatcher, queue_for
 
 
 def _messages(redis_url: str, queue: str) -> list[dict]:

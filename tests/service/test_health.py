@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from api.dispatch import CeleryDispatcher
 from api.main import create_app
+from jobs.queue import CeleryDispatcher
 
 
 def test_healthz_answers_without_a_key(client):

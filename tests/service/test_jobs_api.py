@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from api.db import repository
-from api.db.models import Job
-from api.db.session import session_scope
-from api.db.states import JobState
-from api.storage import job_key, open_store
+from jobs.artifacts import job_key, open_store
+from jobs.store import repository
+from jobs.store.models import Job
+from jobs.store.session import session_scope
+from jobs.store.states import JobState
 from tests.service.conftest import count_jobs
 
 

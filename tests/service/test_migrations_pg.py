@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from api.db.migrate import downgrade, upgrade
-from api.db.models import Base
+from jobs.store.migrate import downgrade, upgrade
+from jobs.store.models import Base
 
 
 def test_migrations_upgrade_a_fresh_database_and_downgrade_cleanly(pg_admin_url):

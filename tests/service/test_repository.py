@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.db import repository
-from api.db.models import Job
-from api.db.states import IllegalTransition, JobState
+from jobs.store import repository
+from jobs.store.models import Job
+from jobs.store.states import IllegalTransition, JobState
 
 
 def _job(db_session, **kw) -> Job:  # type: ignore[no-untyped-def]
@@ -73,7 +73,7 @@ def test_cancel_depends_on_the_state(db_session):
 def test_repository_functions_do_not_commit(pg_url):
     from sqlalchemy import func, select
 
-    from api.db.session import get_sessionmaker
+    from jobs.store.session import get_sessionmaker
 
     owner = "no-commit-owner"
     writer, reader = get_sessionmaker(pg_url)(), get_sessionmaker(pg_url)()

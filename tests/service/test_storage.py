@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from api.storage import ArtifactStore, StorageError, job_key, open_store
+from jobs.artifacts import ArtifactStore, StorageError, job_key, open_store
 
 
 @pytest.fixture(scope="module")

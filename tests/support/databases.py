@@ -14,8 +14,8 @@ def migrated_database(admin_url: str, prefix: str) -> Iterator[str]:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from api.db.migrate import upgrade
-    from api.db.session import get_engine
+    from jobs.store.migrate import upgrade
+    from jobs.store.session import get_engine
 
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db.models import Job
+from client.http_client import Client
+from jobs.store.models import Job
 from tests.worker.harness import API_KEY, Backend, WorkerProcess, new_name
-from worker.client import Client
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def sessions(pg_url: str) -> sessionmaker[Session]:
-    from api.db.session import get_sessionmaker
+    from jobs.store.session import get_sessionmaker
 
     return get_sessionmaker(pg_url)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from api.settings import Settings
+from jobs.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "worker-tests-key"

@@ -109,8 +109,8 @@ def test_only_connection_errors_are_transient():
 
 
 def test_a_finished_job_with_a_callback_url_is_reported_signed(receiver, sessions, make_job, pg_url, tmp_path):
-    from api.settings import Settings
-    from worker.runner import notify
+    from jobs.settings import Settings
+    from worker.callbacks import notify
 
     url, got, _ = receiver
     job_id = make_job({"kind": "prune", "callback_url": url}, state="failed", error_type="DataError")
@@ -124,20 +124,20 @@ def test_a_finished_job_with_a_callback_url_is_reported_signed(receiver, session
 
 
 def test_a_transient_error_hands_the_job_back_to_the_queue(sessions, make_job, pg_url, tmp_path, monkeypatch):
-    from api.settings import Settings
-    from worker import runner
-    from worker.claims import claim_job
+    from jobs.settings import Settings
+    from jobs.store.claims import claim_job
+    from worker import attempt
 
     def database_went_away(*args, **kwargs):
         raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setitem(runner.RUNNERS, "prune", database_went_away)
+    monkeypatch.setitem(attempt.RUNNERS, "prune", database_went_away)
     job_id = make_job(prune_spec(tmp_path / "model", FIXTURES))
     with sessions.begin() as session:
         claim = claim_job(session, job_id, "w1", 60.0)
     settings = Settings(data_dir=tmp_path, database_url=pg_url, artifact_root=(tmp_path / "a").as_uri())
-    result = runner.run_attempt(claim, settings, sessions, may_retry=True)
-    assert result.outcome is runner.Outcome.RETRY and result.failure.transient
+    result = attempt.run_attempt(claim, settings, sessions, may_retry=True)
+    assert result.outcome is attempt.Outcome.RETRY and result.failure.transient
     job = load(sessions, job_id)
     assert (job.state, job.heartbeat_at, job.attempts) == ("queued", None, 1)
     with sessions.begin() as session:  # the retry's claim takes it as attempt 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.settings import Settings
+from jobs.settings import Settings
 from worker.celery_app import make_celery, visible_gpus
 
 

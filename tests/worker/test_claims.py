@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from api.db.models import utcnow
-from worker.claims import MAX_ATTEMPTS, claim_job, fenced_update, heartbeat
+from jobs.store.claims import MAX_ATTEMPTS, claim_job, fenced_update, heartbeat
+from jobs.store.models import utcnow
 
 from .conftest import load
 

@@ -76,7 +76,7 @@ def test_prune_job_runs_end_to_end_on_postgres_and_redis(service_backend, spawn,
 
 
 def test_prune_job_runs_end_to_end_in_the_embedded_mode(e2e_root, spawn, tiny_model, tmp_path):
-    from api.db.migrate import upgrade
+    from jobs.store.migrate import upgrade
 
     data = e2e_root / "embedded"
     data.mkdir(exist_ok=True)

@@ -8,9 +8,9 @@ import time
 import pytest
 from sqlalchemy import select
 
-from api.db.models import Job, JobEvent
+from jobs.store.claims import claim_job
+from jobs.store.models import Job, JobEvent
 from ppruning.errors import JobCancelled
-from worker.claims import claim_job
 from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, LeaseLost, Plan
 
 from .conftest import load
@@ -69,7 +69,7 @@ def test_checkpoint_raises_job_cancelled_once_the_heartbeat_sees_the_cancel_flag
 def test_checkpoint_raises_lease_lost_when_another_attempt_took_the_job(sessions, make_job):
     from datetime import timedelta
 
-    from api.db.models import utcnow
+    from jobs.store.models import utcnow
 
     claim = _claimed(sessions, make_job)
     with sessions.begin() as session:

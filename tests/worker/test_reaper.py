@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from api.db.models import utcnow
+from jobs.store.models import utcnow
 from worker.reaper import reap_once
 
 from .conftest import load

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from api.settings import Settings
+from jobs.settings import Settings
+from jobs.store.claims import claim_job
 from tests.worker.conftest import FIXTURES, load
 from tests.worker.harness import prune_spec
-from worker.claims import claim_job
-from worker.runner import Outcome, run_attempt
+from worker.attempt import Outcome, run_attempt
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 No worker slot ever waits on another (one worker with concurrency 1 runs a sweep):
 
 1. The sweep's attempt (:func:`start_sweep`) creates one child job per target, in the
-   same transaction that marks the parent ``waiting`` (:mod:`api.sweeps`), sends the
+   same transaction that marks the parent ``waiting`` (:mod:`jobs.sweeps`), sends the
    children's messages and returns. A re-run attempt finds the children and creates none.
 2. Every worker that finishes a job with a parent calls :func:`after_child`, which locks
    the parent row (``SELECT ... FOR UPDATE``); whoever sees no unfinished child left
@@ -31,14 +31,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import sweeps
-from api.db import repository as repo
-from api.db.models import Job, utcnow
-from api.db.states import JobState
-from api.schemas import SweepJobSpec, parse_spec
-from api.settings import Settings
-from api.storage import job_key, open_store
-from worker.claims import Claim, fenced_update, lock_if_current
+from jobs import sweeps
+from jobs.artifacts import job_key, open_store
+from jobs.queue import send_job
+from jobs.settings import Settings
+from jobs.specs import SweepJobSpec, parse_spec
+from jobs.store import repository as repo
+from jobs.store.claims import Claim, fenced_update, lock_if_current
+from jobs.store.models import Job, utcnow
+from jobs.store.states import JobState
+from worker.callbacks import notify
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +89,15 @@ def start_sweep(claim: Claim, settings: Settings, sessions: sessionmaker[Session
             message=f"{done}/{len(kids)} child jobs finished",
         )  # fmt: skip
         to_send = [(child.id, child.spec) for child in kids if child.state == JobState.QUEUED.value]
-    _send(to_send)
+    _send(settings, to_send)
     finalise(sessions, settings, claim.job_id)  # all may be finished already (a re-run, a cancel)
     return "waiting"
 
 
-def _send(jobs: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
-    from worker.celery_app import send_job
-
+def _send(settings: Settings, jobs: list[tuple[uuid.UUID, dict[str, Any]]]) -> None:
     for job_id, spec in jobs:
         try:
-            send_job(job_id, spec)
+            send_job(settings.broker_url, job_id, spec)
         except Exception:  # the row is queued: the reaper re-sends it after queued_timeout_s
             log.warning("could not send child job %s; the reaper will", job_id, exc_info=True)
 
@@ -147,8 +147,6 @@ def finalise(sessions: sessionmaker[Session], settings: Settings, parent_id: uui
             repo.transition(session, parent, JobState.CANCELLED, message="cancelled with its children")
         else:
             _conclude(session, parent, kids, settings)
-    from worker.runner import notify
-
     try:
         notify(sessions, settings, parent_id)
     except Exception:

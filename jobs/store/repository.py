@@ -2,7 +2,7 @@
 
 Every function takes a ``Session`` and never commits: the route (or the worker step)
 that owns the unit of work commits once. :func:`transition` is the one way a job's
-state changes outside the worker's claim; it enforces :mod:`api.db.states`.
+state changes outside the worker's claim; it enforces :mod:`jobs.store.states`.
 """
 
 from __future__ import annotations
@@ -11,19 +11,19 @@ import base64
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, tuple_, update
+from sqlalchemy import Row, Update, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 
-from api.db.models import ApiKey, Artifact, Job, JobEvent, Metric, utcnow
-from api.db.states import TERMINAL, IllegalTransition, JobState, check_transition
+from jobs.store.models import ApiKey, Artifact, Job, JobEvent, Metric, utcnow
+from jobs.store.states import TERMINAL, IllegalTransition, JobState, check_transition
 
 
 class IdempotencyConflict(Exception):
@@ -197,6 +197,31 @@ def transition(session: Session, job: Job, target: JobState | str, **fields: Any
         for name, value in values.items():
             set_committed_value(job, name, value)
     return job
+
+
+def transition_where(
+    sources: Iterable[JobState], target: JobState, *criteria: Any, via: JobState | None = None, **values: Any
+) -> Update:
+    """``UPDATE jobs SET state = target, values... WHERE state IN sources AND criteria``.
+
+    Each source must reach ``target`` by a legal edge, or by two through ``via`` (a stale
+    ``running`` job re-claimed is ``running -> queued -> running`` in one statement, so no
+    window exists in which another message could take it). The state filter is part of
+    the statement, so a row that moved meanwhile is left alone; the caller executes it.
+    """
+    sources = tuple(JobState(s) for s in sources)
+    for source in sources:
+        if via is not None and source is not via:
+            check_transition(source, via)
+            check_transition(via, target)
+        else:
+            check_transition(source, target)
+    return (
+        update(Job)
+        .where(Job.state.in_([s.value for s in sources]), *criteria)
+        .values(state=target.value, **values)
+        .execution_options(synchronize_session=False)
+    )
 
 
 class NotCancellable(Exception):

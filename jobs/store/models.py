@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from api.db.states import JobState
+from jobs.store.states import JobState
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 # SQLite autoincrements only INTEGER PRIMARY KEY; PostgreSQL gets a bigint identity.

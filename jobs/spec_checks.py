@@ -1,6 +1,6 @@
 """Checks of a job spec that depend on this deployment, run at submission.
 
-pydantic (:mod:`api.schemas`) already checked types and ranges. Here: local paths are
+pydantic (:mod:`jobs.specs`) already checked types and ranges. Here: local paths are
 inside ``settings.allowed_model_roots`` (no traversal, symlinks resolved), hub ids look
 like hub ids, the task exists and has what it needs (the task registry), the model's
 type is supported and the target feasible (the library's ``validate_prune_config``,
@@ -25,11 +25,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from api.db import repository
-from api.db.states import JobState
-from api.errors import InvalidSpec
-from api.schemas import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, parse_spec
-from api.settings import Settings
+from jobs.errors import InvalidSpec
+from jobs.settings import Settings
+from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, parse_spec
+from jobs.store import repository
+from jobs.store.states import JobState
 from ppruning.config import ModelRef, PruneConfig, TaskRef
 from ppruning.errors import ModelLoadError
 

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from worker.client import SseEvent
+from client.http_client import SseEvent
 
 
 def _duration(seconds: float | None) -> str:
@@ -45,7 +45,7 @@ def progress_text(data: dict[str, Any], width: int = 24) -> str:
 
 
 class LivePrinter:
-    """Call with each :class:`~worker.client.SseEvent` of a job's stream."""
+    """Call with each :class:`~client.http_client.SseEvent` of a job's stream."""
 
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, plain_interval_s: float = 10.0):
         self.stream = stream or sys.stderr

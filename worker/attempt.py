@@ -7,7 +7,7 @@ are registered, in the same transaction that moves the job to ``succeeded``. So:
 - a cancelled, failed or taken-over attempt deletes its own prefix and registers nothing;
 - a dead attempt's leftovers are deleted by the attempt that succeeds after it;
 - a zombie attempt (declared dead, still running) cannot commit: every write is fenced
-  to its attempt number (:mod:`worker.claims`).
+  to its attempt number (:mod:`jobs.store.claims`).
 """
 
 from __future__ import annotations
@@ -24,19 +24,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.db import repository as repo
-from api.db.models import Job
-from api.db.states import JobState
-from api.schemas import parse_spec
-from api.settings import Settings
-from api.storage import ArtifactStore, StoredObject, job_key, open_store
+from jobs.artifacts import ArtifactStore, StoredObject, job_key, open_store
+from jobs.settings import Settings
+from jobs.specs import parse_spec
+from jobs.store import repository as repo
+from jobs.store.claims import Claim, lock_if_current
+from jobs.store.models import Job
+from jobs.store.states import JobState
 from ppruning.errors import InvalidConfigError, JobCancelled
-from worker.callbacks import post_callback
-from worker.claims import Claim, lock_if_current
 from worker.errors import Failure, classify
+from worker.job_runners import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 from worker.progress import JobProgress, LeaseLost
 from worker.records import artifact_meta, attach_record
-from worker.stages import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +150,7 @@ def run_attempt(
 ) -> AttemptResult:
     """Run the claimed job to a final state (or hand it back) and report what happened."""
     if claim.kind == "sweep":
-        from worker.sweeps import start_sweep
+        from worker.sweep_runs import start_sweep
 
         return AttemptResult(Outcome(start_sweep(claim, settings, sessions)))
     store = open_store(settings.artifact_root)
@@ -204,23 +203,3 @@ def run_attempt(
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-
-def notify(sessions: sessionmaker[Session], settings: Settings, job_id: Any) -> None:
-    """POST the final state to the spec's ``callback_url``, if it has one."""
-    with sessions() as session:
-        job = repo.get_job(session, job_id, details=True)
-        if job is None or not isinstance(job.spec, dict) or not job.spec.get("callback_url"):
-            return
-        payload = {
-            "id": str(job.id),
-            "kind": job.kind,
-            "state": job.state,
-            "error_type": job.error_type,
-            "error_message": job.error_message,
-            "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-            "url": f"{settings.base_url.rstrip('/')}/jobs/{job.id}",
-            "metrics": repo.metrics_by_split(job.metrics),
-            "artifacts": {a.name: {"size": a.size, "sha256": a.sha256} for a in job.artifacts},
-        }
-        url = str(job.spec["callback_url"])
-    post_callback(url, payload, settings.callback_secret)

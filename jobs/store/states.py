@@ -1,7 +1,10 @@
 """The job state machine, written once for the API and the worker.
 
 ``running -> queued`` exists for an attempt that is handed back for a retry (a
-transient error, or a reaper re-sending a job whose worker died).
+transient error, or a reaper re-sending a job whose worker died). Every write of
+``jobs.state`` goes through this module: one job at a time through
+:func:`jobs.store.repository.transition`, many rows at once (claims, the reaper)
+through :func:`jobs.store.repository.transition_where`, which refuses an edge the machine does not have.
 """
 
 from __future__ import annotations
@@ -44,3 +47,4 @@ def can_transition(current: JobState | str, target: JobState | str) -> bool:
 def check_transition(current: JobState | str, target: JobState | str) -> None:
     if not can_transition(current, target):
         raise IllegalTransition(JobState(current), JobState(target))
+

@@ -1,4 +1,4 @@
-"""Sending a committed job to the workers, without importing the worker.
+"""The queue contract between the API and the workers, declared once, and the sender of job messages.
 
 The message is the job id only, to the task ``worker.run_job`` on the queue the job's
 device asks for (``cpu`` for ``device: "cpu"``, else ``gpu``). The route commits the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from functools import lru_cache
 from typing import Any, Protocol
 
 from celery import Celery
@@ -22,7 +23,14 @@ from kombu import Exchange, Queue
 TASK_NAME = "worker.run_job"
 GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
-_EXCHANGE = Exchange("ppruning", type="direct")
+#: Queues a job can be routed to, by the device its spec asks for (:func:`queue_for`).
+QUEUES = (GPU_QUEUE, CPU_QUEUE)
+EXCHANGE = Exchange("ppruning", type="direct")
+
+
+def declared_queues() -> list[Queue]:
+    """The queues as both sides declare them: direct exchange ``ppruning``, routing key = queue name."""
+    return [Queue(name, EXCHANGE, routing_key=name) for name in QUEUES]
 
 
 def queue_for(spec: dict[str, Any]) -> str:
@@ -53,8 +61,8 @@ class CeleryDispatcher:
             if self._app is None:
                 app = Celery("ppruning-api", broker=self.broker_url, set_as_current=False)
                 app.conf.update(
-                    task_queues=[Queue(name, _EXCHANGE, routing_key=name) for name in (GPU_QUEUE, CPU_QUEUE)],
-                    task_default_exchange=_EXCHANGE.name,
+                    task_queues=declared_queues(),
+                    task_default_exchange=EXCHANGE.name,
                     task_serializer="json",
                     accept_content=["json"],
                     broker_connection_timeout=2.0,
@@ -86,3 +94,14 @@ class CeleryDispatcher:
             if self._app is not None:
                 self._app.close()
                 self._app = None
+
+
+@lru_cache(maxsize=4)
+def dispatcher_for(broker_url: str) -> CeleryDispatcher:
+    """One sender per broker for a process (the worker re-sends lost jobs and sends a sweep's children)."""
+    return CeleryDispatcher(broker_url)
+
+
+def send_job(broker_url: str, job_id: uuid.UUID | str, spec: dict[str, Any]) -> None:
+    """Send a job's message to the queue its spec is routed to (:func:`queue_for`)."""
+    dispatcher_for(broker_url).send(uuid.UUID(str(job_id)), queue_for(spec))

@@ -3,7 +3,7 @@
 A sweep never holds a worker slot while its children run. Its one attempt creates the
 children (ordinary jobs with ``parent_id``), sends them, and leaves the parent
 ``running`` at stage ``waiting`` with no heartbeat; whichever worker finishes the last
-child finalises the parent under a row lock (:mod:`worker.sweeps`). A waiting parent is
+child finalises the parent under a row lock (:mod:`worker.sweep_runs`). A waiting parent is
 therefore neither stale to the reaper nor claimable by a duplicate message:
 :func:`not_waiting` is part of both queries.
 
@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from api.db import repository as repo
-from api.db.models import Job
-from api.db.states import TERMINAL, JobState
+from jobs.store import repository as repo
+from jobs.store.models import Job
+from jobs.store.states import TERMINAL, JobState
 
 SWEEP = "sweep"
 #: ``jobs.stage`` of a sweep parent whose children are running.

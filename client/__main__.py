@@ -1,0 +1,5 @@
+import sys
+
+from client.commands import main
+
+sys.exit(main())

@@ -1,0 +1,317 @@
+"""Job specs: one discriminated union on ``kind``, shared by the API (validation) and the worker.
+
+A spec embeds the library's own configs (:mod:`ppruning.config`) instead of restating
+them: a ``prune`` spec *is* a ``PruneConfig`` plus ``kind``, so the same validators
+(ranges, the method's parameter model and its defaults) run here, in the CLI and in the
+worker. Checks that depend on the deployment (the path allow-list, the task registry,
+the model's config, other jobs) live in :mod:`jobs.spec_checks`.
+
+Every kind may carry ``callback_url`` (the worker POSTs the final state there, signed);
+it is the service's business and never reaches the library configs. A ``pipeline`` may
+carry ``accept`` (quality gates, :class:`AcceptCriteria`); a ``sweep`` runs one method at
+several targets as child jobs (:class:`SweepJobSpec`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from ppruning.config import FinetuneConfig, MeasureConfig, ModelRef, PruneConfig, TaskRef
+from ppruning.errors import InvalidConfigError
+from ppruning.methods.registry import UnknownMethodError, get_method
+
+# --------------------------------------------------------------------------- job specs
+
+
+class InvalidParamsError(InvalidConfigError, ValueError):
+    """A method parameter is wrong; ``field`` is its name inside ``params``."""
+
+
+def _check_method_params(params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """Validate ``params`` against the method's model here, so a 422 names ``params.<name>``.
+
+    PruneConfig's own validator does the same at model level, where pydantic loses the path.
+    """
+    method = info.data.get("method")
+    if not isinstance(method, str):
+        return params
+    try:
+        params_model = get_method(method).params_model
+    except UnknownMethodError:
+        return params  # PruneConfig's model validator reports it, naming 'method'
+    try:
+        return params_model.model_validate(params).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidParamsError(f"params.{where}: {first['msg']}", field=where or None) from None
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if any(ch.isspace() for ch in value):
+        raise ValueError("must not contain whitespace")
+    return value
+
+
+CallbackUrl = Annotated[
+    Annotated[str, Field(max_length=2048)] | None,
+    AfterValidator(_http_url),
+    Field(
+        default=None,
+        description="POSTed the job's final state (JSON, signed with X-PPruning-Signature) when it finishes.",
+    ),
+]
+#: Spec fields that belong to the service, not to the library configs.
+_SERVICE_FIELDS = {"kind", "callback_url"}
+
+
+class PruneJobSpec(PruneConfig):
+    """Prune ``model`` for ``task`` with ``method`` down to ``target``."""
+
+    kind: Literal["prune"]
+    callback_url: CallbackUrl
+    _params = field_validator("params")(_check_method_params)
+
+    def prune_config(self) -> PruneConfig:
+        return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS))
+
+
+#: Fine-tuning options of a pipeline: FinetuneConfig's fields minus what the pipeline supplies.
+_PIPELINE_SUPPLIED = {"model", "task", "masks", "device"}
+FinetuneOptions: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "FinetuneOptions",
+    __config__=ConfigDict(extra="forbid", str_max_length=4096),
+    __doc__="FinetuneConfig's hyperparameters; the model, task and device come from the pipeline.",
+    **{
+        name: (info.annotation, info)
+        for name, info in FinetuneConfig.model_fields.items()
+        if name not in _PIPELINE_SUPPLIED
+    },
+)
+
+
+class FinetuneJobSpec(FinetuneConfig):
+    """Fine-tune a model (hub id or allowed path), or the pruned output of a finished job (``from_job``)."""
+
+    kind: Literal["finetune"]
+    callback_url: CallbackUrl
+    model: ModelRef | None = None  # type: ignore[assignment]
+    from_job: uuid.UUID | None = Field(
+        default=None, description="A succeeded prune or pipeline job whose pruned model is fine-tuned."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FinetuneJobSpec:
+        if (self.model is None) == (self.from_job is None):
+            raise ValueError("give exactly one of 'model' or 'from_job'")
+        return self
+
+    def finetune_config(self, model: ModelRef | None = None, masks: str | None = None) -> FinetuneConfig:
+        """The library config; ``model`` replaces ``from_job`` once the worker has the pruned folder."""
+        data = self.model_dump(exclude=_SERVICE_FIELDS | {"from_job"})
+        data["model"] = (model or self.model).model_dump()  # type: ignore[union-attr]
+        if masks is not None:
+            data["masks"] = masks
+        return FinetuneConfig.model_validate(data)
+
+
+class AcceptCriteria(BaseModel):
+    """Quality gates of a pipeline: the job ends ``succeeded`` with ``result.verdict`` passed or rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_metric_drop: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Largest allowed drop of the task's main metric from the dense score, in the metric's own units "
+        "(accuracy 0.01 = one point). Where higher is better the drop is dense - pruned; where lower is better "
+        "(perplexity) it is pruned - dense. A pruned model that scores better has a negative drop.",
+    )
+    min_speedup: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Smallest allowed measured speedup: dense latency / pruned latency at the largest measured batch "
+        "size on the job's device (the report's speed.speedup).",
+    )
+    dense_score: float | None = Field(
+        default=None,
+        description="The dense model's main-metric score to compare with. Left out, the worker fine-tunes the dense "
+        "model with the same settings and scores it on the same split.",
+    )
+    split: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Evaluation split the scores come from; default: the task's first evaluation split scored.",
+    )
+
+    @model_validator(mode="after")
+    def _some_criterion(self) -> AcceptCriteria:
+        if self.max_metric_drop is None and self.min_speedup is None:
+            raise ValueError("give 'max_metric_drop', 'min_speedup' or both")
+        return self
+
+    @property
+    def needs_dense_run(self) -> bool:
+        """The worker must fine-tune the dense model: a drop is asked for and no dense score given."""
+        return self.max_metric_drop is not None and self.dense_score is None
+
+
+class PipelineJobSpec(PruneConfig):
+    """Prune, then fine-tune the pruned model on the same task, in one job; optionally gate the result."""
+
+    kind: Literal["pipeline"]
+    callback_url: CallbackUrl
+    _params = field_validator("params")(_check_method_params)
+    finetune: FinetuneOptions = Field(default_factory=FinetuneOptions)  # type: ignore[valid-type]
+    accept: AcceptCriteria | None = Field(
+        default=None, description="Acceptance criteria; the verdict is in result.verdict ('passed' or 'rejected')."
+    )
+
+    @model_validator(mode="after")
+    def _speed_for_the_gate(self) -> PipelineJobSpec:
+        if self.accept is not None and self.accept.min_speedup is not None and self.measure is False:
+            raise InvalidConfigError(
+                "accept.min_speedup needs the measured speedup; remove 'measure: false'", field="accept.min_speedup"
+            )
+        return self
+
+    def prune_config(self) -> PruneConfig:
+        return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS | {"finetune", "accept"}))
+
+    def dense_finetune_config(self) -> FinetuneConfig:
+        """The same fine-tuning, of the unpruned model: the baseline of ``accept.max_metric_drop``."""
+        return FinetuneConfig.model_validate(
+            {
+                **self.finetune.model_dump(),
+                "model": self.model.model_dump(),
+                "task": self.task.model_dump(),
+                "device": self.device,
+            }
+        )
+
+    def finetune_config(self, pruned_model_dir: Path | str) -> FinetuneConfig:
+        return FinetuneConfig.model_validate(
+            {
+                **self.finetune.model_dump(),
+                "model": {"id": str(pruned_model_dir)},
+                "task": self.task.model_dump(),
+                "device": self.device,
+            }
+        )
+
+
+class SweepTargets(BaseModel):
+    """Exactly one list: the targets of the children, each a fraction in (0, 1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    flops_reduction: list[Annotated[float, Field(gt=0.0, lt=1.0)]] | None = Field(
+        default=None, min_length=1, max_length=20
+    )
+    params_reduction: list[Annotated[float, Field(gt=0.0, lt=1.0)]] | None = Field(
+        default=None, min_length=1, max_length=20
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SweepTargets:
+        if (self.flops_reduction is None) == (self.params_reduction is None):
+            raise ValueError("give exactly one of 'flops_reduction' or 'params_reduction' (a list of targets)")
+        values = self.values
+        if len(set(values)) != len(values):
+            raise ValueError("targets must not repeat")
+        return self
+
+    @property
+    def key(self) -> str:
+        return "flops_reduction" if self.flops_reduction is not None else "params_reduction"
+
+    @property
+    def values(self) -> list[float]:
+        return list(self.flops_reduction if self.flops_reduction is not None else self.params_reduction or [])
+
+
+class SweepJobSpec(BaseModel):
+    """One method at several targets, as child jobs (``prune``, or ``pipeline`` with ``finetune``).
+
+    The children are ordinary jobs (``parent_id`` = this job): listed, cancellable and
+    downloadable on their own. When the last one has finished, this job gets the table
+    (``sweep.json``, ``sweep.csv``) and the plot (``sweep.png``).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+    kind: Literal["sweep"]
+    callback_url: CallbackUrl
+    model: ModelRef
+    task: TaskRef
+    method: str = Field(default="ppruning", description="A registered method (see GET /methods).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The method's own parameters, for every child.")
+    _params = field_validator("params")(_check_method_params)
+    targets: SweepTargets
+    seed: int = Field(default=3407, ge=0, le=2**32 - 1)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    measure: MeasureConfig | Literal[False] = Field(default_factory=MeasureConfig)
+    finetune: FinetuneOptions | None = Field(  # type: ignore[valid-type]
+        default=None, description="Fine-tune every pruned child (children are pipelines); the table gets its metric."
+    )
+
+    @field_validator("measure", mode="before")
+    @classmethod
+    def _true_means_defaults(cls, v: Any) -> Any:
+        return {} if v is True or v is None else v
+
+    @model_validator(mode="after")
+    def _children_valid(self) -> SweepJobSpec:
+        self.child_specs()  # method and params checked as each child will be
+        return self
+
+    def child_specs(self) -> list[dict[str, Any]]:
+        """The children's specs, in target order, validated and with every default filled in."""
+        base = self.model_dump(mode="json", exclude={"kind", "callback_url", "targets", "finetune"})
+        kind = "prune" if self.finetune is None else "pipeline"
+        specs = []
+        for value in self.targets.values:
+            child: dict[str, Any] = {**base, "kind": kind, "target": {self.targets.key: value}}
+            if self.finetune is not None:
+                child["finetune"] = self.finetune.model_dump(mode="json")
+            specs.append(parse_spec(child).model_dump(mode="json"))
+        return specs
+
+
+JobSpec = Annotated[PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec, Field(discriminator="kind")]
+#: The job kinds, read off the union's members.
+JOB_KINDS: tuple[str, ...] = tuple(
+    k
+    for member in (PruneJobSpec, FinetuneJobSpec, PipelineJobSpec, SweepJobSpec)
+    for k in get_args(member.model_fields["kind"].annotation)
+)
+#: The same as a type, for the ``GET /jobs?kind=`` filter.
+JobKind = StrEnum("JobKind", {k: k for k in JOB_KINDS})  # type: ignore[misc]
+_SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(JobSpec)
+
+
+def parse_spec(spec: dict[str, Any]) -> PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec:
+    """A stored ``jobs.spec`` back as its model (the worker's entry point to a job's config)."""
+    return _SPEC_ADAPTER.validate_python(spec)

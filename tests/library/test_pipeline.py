@@ -11,7 +11,7 @@ import torch
 from ppruning import load_pruned
 from ppruning.config import PruneConfig
 from ppruning.errors import InfeasibleTargetError, ModelLoadError, UnknownTaskError, UnsupportedModelError
-from ppruning.masking import apply_masks
+from ppruning.mask_hooks import apply_masks
 from ppruning.masks import load_masks
 from ppruning.pipeline import prune, validate_prune_config
 from ppruning.progress import Progress

@@ -11,6 +11,7 @@ run performs this same check first and fails with the same error type.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,8 +86,14 @@ def method_params(method: MethodSpec, params: dict[str, Any]) -> MethodParams:
         raise InvalidConfigError(f"{field}: {message}", field=field) from None
 
 
-def prune_stages(config: PruneConfig) -> tuple[str, ...]:
-    """The progress stages a run of ``config`` reports, in order, read from the method's declaration."""
+def prune_stages(config: PruneConfig | Mapping[str, Any]) -> tuple[str, ...]:
+    """The progress stages a run of ``config`` reports, in order, read from the method's declaration.
+
+    ``config`` may also be a job spec as JSON (fields beyond PruneConfig's are ignored),
+    so a progress listener can plan its bar from what it was handed.
+    """
+    if not isinstance(config, PruneConfig):
+        config = PruneConfig.model_validate({k: v for k, v in config.items() if k in PruneConfig.model_fields})
     method = get_method(config.method)
     params = method_params(method, config.params)
     return run_stages(config, method, params, method.reads_data(params))

@@ -15,7 +15,7 @@ from typing import Any
 
 from api.schemas import AcceptCriteria
 from ppruning.config import ModelRef
-from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, Plan
+from worker.progress import FINETUNE_STAGES, JobProgress, Plan
 
 #: Artifact kinds, as stored in ``artifacts.kind``.
 MASK, MODEL, REPORT, METRICS, LOG = "mask", "model", "report", "metrics", "log"
@@ -173,17 +173,24 @@ class RunContext:
 
 Runner = Callable[[Any, Path, JobProgress, RunContext], Outputs]
 RUNNERS: dict[str, Runner] = {"prune": run_prune, "finetune": run_finetune, "pipeline": run_pipeline}
-PLANS: dict[str, Plan] = {
-    "prune": Plan([("prune", PRUNE_STAGES)]),
-    "finetune": Plan([("finetune", FINETUNE_STAGES)]),
-    "pipeline": Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES)]),
-}
-_GATED_PIPELINE = Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES), ("dense", FINETUNE_STAGES)])
+def _prune_stages(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The stages the spec's method declares; none when the spec does not resolve (the run fails on it)."""
+    from ppruning import PruningError, prune_stages
+
+    try:
+        return prune_stages(spec)
+    except (PruningError, ValueError):
+        return ()
 
 
 def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
     """The progress plan of a job: a gated pipeline that fine-tunes the dense model too has a third phase."""
-    accept = spec.get("accept") if kind == "pipeline" else None
-    if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
-        return _GATED_PIPELINE
-    return PLANS[kind]
+    if kind == "finetune":
+        return Plan([("finetune", FINETUNE_STAGES)])
+    phases = [("prune", _prune_stages(spec))]
+    if kind == "pipeline":
+        phases.append(("finetune", FINETUNE_STAGES))
+        accept = spec.get("accept")
+        if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
+            phases.append(("dense", FINETUNE_STAGES))
+    return Plan(phases)

@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from ppruning.config import FinetuneConfig, MeasureConfig, ModelRef, PruneConfig, TaskRef
+from ppruning.config import SAMPLING_KEYS, FinetuneConfig, MeasureConfig, ModelRef, PruneConfig, TaskRef
 from ppruning.errors import InvalidConfigError
 from ppruning.methods.registry import UnknownMethodError, get_method
 
@@ -57,8 +57,10 @@ def _check_method_params(params: dict[str, Any], info: ValidationInfo) -> dict[s
         params_model = get_method(method).params_model
     except UnknownMethodError:
         return params  # PruneConfig's model validator reports it, naming 'method'
+    sampling = {k: params[k] for k in SAMPLING_KEYS if k in params}  # the library moves these to 'sampling'
     try:
-        return params_model.model_validate(params).model_dump(mode="json")
+        own = {k: v for k, v in params.items() if k not in sampling}
+        return {**params_model.model_validate(own).model_dump(mode="json"), **sampling}
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

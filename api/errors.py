@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from jobs.errors import InvalidSpec
 from jobs.store.repository import IdempotencyConflict, InvalidCursor, NotCancellable
 from jobs.store.states import IllegalTransition
-from ppruning.errors import PruningError
+from ppruning import PruningError
 
 log = logging.getLogger(__name__)
 

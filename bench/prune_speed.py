@@ -31,14 +31,16 @@ from ppruning.budget import make_budget  # noqa: E402
 from ppruning.cluster import cut  # noqa: E402
 from ppruning.config import PruneConfig, Target  # noqa: E402
 from ppruning.cost import model_costs  # noqa: E402
+from ppruning.loading import resolve_device  # noqa: E402
 from ppruning.masks import Masks  # noqa: E402
 from ppruning.measure import paired_latency_ms, random_inputs  # noqa: E402
-from ppruning.methods.ppruning_method import allocate_clusters, cluster_layers  # noqa: E402
-from ppruning.pipeline import PruneContext, resolve_device  # noqa: E402
+from ppruning.methods import MethodContext  # noqa: E402
+from ppruning.methods.ppruning_method import cluster_layers, removed_per_layer  # noqa: E402
 from ppruning.progress import Progress  # noqa: E402
 from ppruning.report import StageTimer, peak_device_bytes, peak_host_rss_bytes, reset_peak_memory  # noqa: E402
 from ppruning.select import centroids, keep_mask  # noqa: E402
 from ppruning.surgery import prune_model  # noqa: E402
+from ppruning.tasks import get_task  # noqa: E402
 
 
 def build(shape: str) -> torch.nn.Module:
@@ -55,18 +57,18 @@ def examples(n: int, length: int, vocab: int, seed: int = 0) -> list[dict[str, l
     return [{"input_ids": row.tolist(), "attention_mask": [1] * length} for row in ids]
 
 
-def masks_for(ctx: PruneContext, clusters: Any) -> Masks:
-    heads, neurons = allocate_clusters(ctx, clusters)
+def masks_for(ctx: MethodContext, clusters: Any) -> Masks:
+    heads, neurons = removed_per_layer(ctx, clusters, "global")
     hm, nm = [], []
     for i, la in enumerate(ctx.shape.layers):
         hm.append(
             keep_mask(
-                la.num_head_units, centroids(cut(clusters.heads[i], int(heads.removed[i])), clusters.head_magnitude[i])
+                la.num_head_units, centroids(cut(clusters.heads[i], int(heads[i])), clusters.head_magnitude[i])
             )
         )
         nm.append(
             keep_mask(
-                la.ffn_size, centroids(cut(clusters.neurons[i], int(neurons.removed[i])), clusters.neuron_magnitude[i])
+                la.ffn_size, centroids(cut(clusters.neurons[i], int(neurons[i])), clusters.neuron_magnitude[i])
             )
         )
     return Masks(torch.stack(hm), torch.stack(nm))
@@ -92,7 +94,7 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tup
         model={"id": shape},
         task={"name": "sst2"},
         target={"flops_reduction": args.reductions[0]},
-        params={
+        sampling={
             "max_instances": args.instances,
             "sampling_tokens": args.sampling_tokens,
             "batch_size": args.batch_size,
@@ -103,7 +105,21 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tup
     params = PPruningParams.model_validate(config.params)
     timer = StageTimer(Progress())
     budget = make_budget(config.target, model_shape, args.length, params.lambda_val)
-    ctx = PruneContext(config, params, model, None, adapter, model_shape, budget, timer, data, 0)
+    ctx = MethodContext(
+        params=params,
+        sampling=config.sampling,
+        seed=config.seed,
+        task=get_task("sst2"),
+        task_ref=config.task,
+        model=model,
+        tokenizer=None,
+        adapter=adapter,
+        shape=model_shape,
+        budget=budget,
+        progress=timer,
+        examples=data,
+        pad_token_id=0,
+    )
     t0 = time.perf_counter()
     clusters = cluster_layers(ctx, params)  # stages collect + cluster
     timer.start_stage("select")

@@ -32,7 +32,6 @@ from typing import Any
 
 from ppruning.config import FinetuneConfig, ModelRef, PruneConfig, Target, TaskRef
 from ppruning.finetune import finetune
-from ppruning.methods.registry import get_method
 from ppruning.pipeline import prune
 from ppruning.progress import Progress, StderrProgress
 
@@ -94,14 +93,14 @@ def method_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
     return spec, name, params
 
 
-def method_params(name: str, extra: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    fields = get_method(name).params_model.model_fields
+def sampling(args: argparse.Namespace) -> dict[str, Any]:
+    """The sampling block, the same for every method: it also fixes the budget's sequence length."""
     wanted = {
         "max_instances": args.max_instances,
         "sampling_tokens": args.sampling_tokens,
         "max_length": args.max_length,
     }
-    return {**{k: v for k, v in wanted.items() if k in fields}, **extra}
+    return {k: v for k, v in wanted.items() if v is not None}
 
 
 def run_one(
@@ -206,7 +205,8 @@ def run_seed(
                     task=task,
                     method=name,
                     target=Target(flops_reduction=reduction),
-                    params=method_params(name, extra, args),
+                    params=extra,
+                    sampling=sampling(args),
                     seed=seed,
                     device=args.device,
                 ),

@@ -52,7 +52,7 @@ def interleaved_timings(
     rounds: int = 5,
 ) -> list[dict[str, float]]:
     """Per model: best-round ms per batch for inference and for a training step."""
-    from ppruning.finetune.modeling import load_saved_task_model, resolve_device
+    from ppruning.loading import load_saved_task_model, resolve_device
     from ppruning.tasks.refs import validate_task_ref
 
     info = validate_task_ref(task)

@@ -30,8 +30,7 @@ from jobs.settings import Settings
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, parse_spec
 from jobs.store import repository
 from jobs.store.states import JobState
-from ppruning.config import ModelRef, PruneConfig, TaskRef
-from ppruning.errors import ModelLoadError
+from ppruning import ModelLoadError, ModelRef, PruneConfig, TaskRef
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def check_model(ref: ModelRef, settings: Settings, field: str = "model") -> Mode
 
 def check_task(ref: TaskRef, settings: Settings, field: str = "task") -> TaskRef:
     """Known task with the fields it needs (the task registry); data files inside the allow-list."""
-    from ppruning.tasks.refs import validate_task_ref
+    from ppruning import validate_task_ref
 
     try:
         validate_task_ref(ref)
@@ -109,7 +108,7 @@ def _rebase(exc: Exception, prefix: str, field: str) -> None:
 def _library_validator() -> Callable[[PruneConfig], None] | None:
     """``ppruning.pipeline.validate_prune_config`` once the library has it; None before."""
     try:
-        from ppruning.pipeline import validate_prune_config
+        from ppruning import validate_prune_config
     except ModuleNotFoundError as exc:
         if exc.name == "ppruning.pipeline":
             return None
@@ -126,8 +125,7 @@ def warm_up() -> None:
     _library_validator()
     from transformers import AutoConfig  # noqa: F401
 
-    from ppruning.methods.registry import all_methods
-    from ppruning.tasks.registry import all_tasks
+    from ppruning import all_methods, all_tasks
 
     all_methods()
     all_tasks()

@@ -33,9 +33,17 @@ from pydantic import (
     model_validator,
 )
 
-from ppruning.config import FinetuneConfig, MeasureConfig, ModelRef, PruneConfig, TaskRef
-from ppruning.errors import InvalidConfigError
-from ppruning.methods.registry import UnknownMethodError, get_method
+from ppruning import (
+    FinetuneConfig,
+    InvalidConfigError,
+    MeasureConfig,
+    ModelRef,
+    PruneConfig,
+    SamplingConfig,
+    TaskRef,
+    UnknownMethodError,
+    get_method,
+)
 
 # --------------------------------------------------------------------------- job specs
 
@@ -55,9 +63,11 @@ def _check_method_params(params: dict[str, Any], info: ValidationInfo) -> dict[s
     try:
         params_model = get_method(method).params_model
     except UnknownMethodError:
-        return params  # PruneConfig's model validator reports it, naming 'method'
+        return params  # resolving the plan at submission reports it, naming 'method'
+    sampling = {k: params[k] for k in SamplingConfig.model_fields if k in params}  # the library moves these
     try:
-        return params_model.model_validate(params).model_dump(mode="json")
+        own = {k: v for k, v in params.items() if k not in sampling}
+        return {**params_model.model_validate(own).model_dump(mode="json"), **sampling}
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -1,18 +1,89 @@
 """P-pruning: structured pruning of transformer models before fine-tuning.
 
 The library knows nothing of the service: it turns a model, task data and a budget into
-masks, a physically smaller checkpoint and a report. Heavy imports (torch,
-transformers) happen on first use, so ``import ppruning`` stays cheap.
+masks, a physically smaller checkpoint and a report. ``__all__`` is the public surface,
+declared here once: every name code outside the library (the API, the worker, the
+migrations) may import. Each loads on first use (PEP 562), so ``import ppruning`` stays
+cheap and imports neither torch nor transformers. No module of the library imports this
+package root, so the table below can name any of them without a cycle.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+from typing import Any
+
+from ppruning.version import __version__
+
+#: Public name -> the module that defines it (``module:attribute`` where the names differ).
+_PUBLIC: dict[str, str] = {
+    # running
+    "prune": "ppruning.pipeline",
+    "PruneResult": "ppruning.pipeline",
+    # the subpackage ppruning.finetune shadows a public name 'finetune' once imported
+    "finetune_model": "ppruning.finetune:finetune",
+    "FinetuneResult": "ppruning.finetune",
+    "load_pruned": "ppruning.checkpoint",
+    "resolve_device": "ppruning.loading",
+    "load_task_model": "ppruning.loading",
+    "load_saved_task_model": "ppruning.loading",
+    # configs and resolving them
+    "PruneConfig": "ppruning.config",
+    "FinetuneConfig": "ppruning.config",
+    "SamplingConfig": "ppruning.config",
+    "ModelRef": "ppruning.config",
+    "TaskRef": "ppruning.config",
+    "Target": "ppruning.config",
+    "MeasureConfig": "ppruning.config",
+    "PrunePlan": "ppruning.plan",
+    "resolve_prune_plan": "ppruning.plan",
+    "validate_prune_config": "ppruning.plan",
+    "prune_stages": "ppruning.plan",
+    # errors
+    "PruningError": "ppruning.errors",
+    "InvalidConfigError": "ppruning.errors",
+    "ModelLoadError": "ppruning.errors",
+    "JobCancelled": "ppruning.errors",
+    "DataError": "ppruning.errors",
+    "InfeasibleTargetError": "ppruning.errors",
+    "UnsupportedModelError": "ppruning.errors",
+    "UnknownTaskError": "ppruning.errors",
+    "UnknownMethodError": "ppruning.methods",
+    # progress
+    "Progress": "ppruning.progress",
+    "StderrProgress": "ppruning.progress",
+    # methods and tasks
+    "MethodSpec": "ppruning.methods",
+    "MethodInfo": "ppruning.methods",
+    "MethodContext": "ppruning.methods",
+    "MethodParams": "ppruning.methods",
+    "get_method": "ppruning.methods",
+    "all_methods": "ppruning.methods",
+    "get_task": "ppruning.tasks",
+    "all_tasks": "ppruning.tasks",
+    "TaskInfo": "ppruning.tasks",
+    "validate_task_ref": "ppruning.tasks",
+    "describe_methods": "ppruning.discovery",
+    "describe_tasks": "ppruning.discovery",
+    "prune_config_schema": "ppruning.discovery",
+    # records
+    "RECORD_VERSION": "ppruning.provenance",
+    "spec_from_record": "ppruning.provenance",
+    "rerun_spec": "ppruning.provenance",
+}
+
+__all__ = ["__version__", *sorted(_PUBLIC)]
 
 
-def __getattr__(name: str):  # PEP 562: heavy imports only when the name is used
-    if name == "load_pruned":
-        from ppruning.checkpoint import load_pruned
+def __getattr__(name: str) -> Any:  # PEP 562: the defining module is imported on first use
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ppruning' has no attribute {name!r}")
+    module, _, attribute = module.partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
+    globals()[name] = value
+    return value
 
-        return load_pruned
-    raise AttributeError(f"module 'ppruning' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

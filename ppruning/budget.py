@@ -129,6 +129,13 @@ def ranked_heights(scores: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [np.sort(np.asarray(s, dtype=np.float64))[:-1] for s in scores]
 
 
+def uniform_removal(budget: Budget, shape: ModelShape) -> tuple[np.ndarray, np.ndarray]:
+    """(heads, neurons) removed per layer, spread as evenly as the budget allows (``allocation="uniform"``)."""
+    heads = uniform_allocation(head_counts(shape), budget.costs.head, budget.head_removal)
+    neurons = uniform_allocation(neuron_counts(shape), budget.costs.neuron, budget.neuron_removal)
+    return heads, neurons
+
+
 def uniform_allocation(counts: np.ndarray, unit_cost: np.ndarray, removal: float) -> np.ndarray:
     """Remove units round-robin over the layers (as evenly as possible) until ``removal`` is met."""
     counts = np.asarray(counts, dtype=np.int64)

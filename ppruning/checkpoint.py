@@ -60,7 +60,7 @@ def save_pruned(model: nn.Module, tokenizer: Any, directory: Path, extra: dict[s
     """``save_pretrained`` + tokenizer + ``pruning.json``; returns the folder."""
     import transformers
 
-    import ppruning
+    from ppruning.version import __version__
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -81,7 +81,7 @@ def save_pruned(model: nn.Module, tokenizer: Any, directory: Path, extra: dict[s
         "head_unit_width": [la.head_unit_width for la in shape.layers],
         "parameters": count_parameters(model),
         "versions": {
-            "ppruning": ppruning.__version__,
+            "ppruning": __version__,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },

@@ -2,10 +2,14 @@
 
 These pydantic models are the contract between the CLI, the library entry points
 (:func:`ppruning.pipeline.prune`, :func:`ppruning.finetune.finetune`) and the REST
-service, whose job specs embed them unchanged. A method's own parameters live in the
-method's ``params_model`` (see :mod:`ppruning.methods.registry`); ``PruneConfig``
-validates ``params`` against it and fills in the defaults, so a stored config is a
-complete record of what ran.
+service, whose job specs embed them unchanged. They import nothing else of the library.
+
+A method's own parameters live in the method's ``params_model`` (see
+:mod:`ppruning.methods.registry`). ``PruneConfig`` keeps ``params`` as given: they are
+validated once, with the task and the budget, by :func:`ppruning.plan.resolve_prune_plan`,
+whose errors name the field (``params.lambda_val``). How data-driven methods sample the
+task (``max_instances``, ``max_length``, ``batch_size``, ``sampling_tokens``) is one
+block shared by every method, :class:`SamplingConfig`.
 """
 
 from __future__ import annotations
@@ -102,12 +106,37 @@ class MeasureConfig(_Strict):
         )
 
 
+class SamplingConfig(_Strict):
+    """How a method that reads task inputs samples them; one set of defaults for every method.
+
+    ``max_length`` also fixes the sequence length the budget is computed at (the task's
+    when left out), for every method, so methods of one comparison are budgeted alike.
+    A method that reads no data accepts the block and its report says it was not used.
+    """
+
+    max_instances: int = Field(default=3000, ge=1, le=1_000_000, description="Task examples read (train split).")
+    max_length: int | None = Field(
+        default=None, ge=8, le=65536, description="Token limit, also the budget's sequence length; default the task's."
+    )
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Examples per forward pass while reading data.")
+    sampling_tokens: int = Field(
+        default=200, ge=2, le=100_000, description="Real token positions sampled (methods that sample positions)."
+    )
+
+
+#: Keys of :class:`SamplingConfig` that older specs gave under ``params``.
+SAMPLING_KEYS = tuple(SamplingConfig.model_fields)
+
+
 class PruneConfig(_Strict):
     model: ModelRef
     task: TaskRef
     method: str = Field(default="ppruning", description="A registered method (see GET /methods).")
     target: Target
     params: dict[str, Any] = Field(default_factory=dict, description="The method's own parameters.")
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig, description="How task inputs are sampled; also fixes the budget's length."
+    )
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     measure: MeasureConfig | Literal[False] = Field(
@@ -120,13 +149,25 @@ class PruneConfig(_Strict):
     def _true_means_defaults(cls, v: Any) -> Any:
         return {} if v is True or v is None else v
 
-    @model_validator(mode="after")
-    def _method_and_params(self) -> PruneConfig:
-        from ppruning.methods.registry import get_method
-
-        info = get_method(self.method)  # raises a ValueError-derived error naming the choices
-        self.params = info.params_model.model_validate(self.params).model_dump(mode="json")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _sampling_keys_from_params(cls, data: Any) -> Any:
+        """Specs written before the sampling block gave its keys under ``params``; move them there."""
+        if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
+            return data
+        moved = {k: data["params"][k] for k in SAMPLING_KEYS if k in data["params"]}
+        if not moved:
+            return data
+        sampling = data.get("sampling")
+        sampling = dict(sampling) if isinstance(sampling, dict) else {}
+        for key, value in moved.items():
+            if key in sampling and sampling[key] != value:
+                raise ValueError(
+                    f"params.{key}={value!r} and sampling.{key}={sampling[key]!r} disagree; give it once, in 'sampling'"
+                )
+            sampling[key] = value
+        params = {k: v for k, v in data["params"].items() if k not in moved}
+        return {**data, "params": params, "sampling": sampling}
 
 
 class FinetuneConfig(_Strict):

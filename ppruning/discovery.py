@@ -16,7 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ppruning.methods.registry import MethodInfo, all_methods
+from ppruning.config import PruneConfig, SamplingConfig, TaskRef
+from ppruning.methods import MethodSpec, all_methods
 from ppruning.tasks.registry import TaskInfo, all_tasks
 
 #: JSON Schema keywords that bound a parameter, copied into the flat parameter listing.
@@ -45,7 +46,7 @@ def _parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _model_types(info: MethodInfo) -> list[str]:
+def _model_types(info: MethodSpec) -> list[str]:
     from ppruning.arch import supported_model_types
 
     return sorted(info.model_types) if info.model_types else supported_model_types()
@@ -53,8 +54,6 @@ def _model_types(info: MethodInfo) -> list[str]:
 
 def task_ref_schema_rules() -> list[dict[str, Any]]:
     """JSON Schema ``if/then`` rules: per task, the ``TaskRef`` fields it needs and the ones it refuses."""
-    from ppruning.config import TaskRef
-
     optional_fields = [f for f in TaskRef.model_fields if f != "name"]
     rules = []
     for name, info in all_tasks().items():
@@ -93,15 +92,13 @@ def _tighten_refs(defs: dict[str, Any]) -> None:
             option["additionalProperties"] = {"type": "string", "pattern": f"({suffixes})$"}
 
 
-def prune_config_schema(info: MethodInfo, model: type[BaseModel] | None = None) -> dict[str, Any]:
+def prune_config_schema(info: MethodSpec, model: type[BaseModel] | None = None) -> dict[str, Any]:
     """``PruneConfig``'s JSON Schema for this method: ``method`` fixed, ``params`` the method's own,
     ``task.name`` one of the registered tasks with each task's field rules.
 
     ``model``: another model with the same ``method``/``params``/``task`` fields (the service's
     job specs, which add fields of their own) to specialise the same way.
     """
-    from ppruning.config import PruneConfig
-
     schema = copy.deepcopy((model or PruneConfig).model_json_schema())
     params = copy.deepcopy(info.json_schema())
     defs = schema.setdefault("$defs", {})
@@ -120,13 +117,21 @@ def prune_config_schema(info: MethodInfo, model: type[BaseModel] | None = None) 
     return schema
 
 
-def describe_method(info: MethodInfo) -> dict[str, Any]:
+def describe_method(info: MethodSpec) -> dict[str, Any]:
+    """One method's declaration as JSON: what it needs, reports, accepts and writes, and its parameters."""
     schema = info.json_schema()
     return {
         "name": info.name,
+        "version": info.version,
         "summary": info.summary,
         "kind": info.kind,
         "data": info.data,
+        "needs": info.needs,
+        "stages": list(info.stages),
+        "targets": sorted(info.targets),
+        "artifacts": list(info.artifacts),
+        "resumable": info.resumable,
+        "sampling_defaults": SamplingConfig().model_dump(mode="json"),
         "model_types": _model_types(info),
         "model_types_restricted": bool(info.model_types),
         "defaults": info.params_model().model_dump(mode="json"),
@@ -142,8 +147,6 @@ def describe_methods() -> list[dict[str, Any]]:
 
 
 def _ref_fields(names: tuple[str, ...]) -> dict[str, str]:
-    from ppruning.config import TaskRef
-
     return {n: TaskRef.model_fields[n].description or "" for n in names}
 
 

@@ -40,7 +40,7 @@ def evaluate(
     ``model_path`` is a folder saved by fine-tuning or pruning (pruned or not). Splits
     whose labels are hidden (GLUE test) are skipped; ``splits`` picks others.
     """
-    from ppruning.finetune.modeling import load_saved_task_model, resolve_device
+    from ppruning.loading import load_saved_task_model, resolve_device
     from ppruning.tasks.data import get_split, load_task_dataset
     from ppruning.tasks.features import resolve_max_length
     from ppruning.tasks.refs import validate_task_ref

@@ -1,11 +1,13 @@
 """``prune()``: one prune run from a :class:`~ppruning.config.PruneConfig` to files on disk.
 
-Stages (names the progress listener sees): load_model -> load_data (methods that read
-task inputs) -> collect -> cluster -> select (inside the method) -> materialise ->
-measure -> write. Everything that can be checked without a forward pass is checked
-first: :func:`validate_prune_config` (config only, also what the API runs at
-submission), then the budget again with the task's real average length, before the
-first batch runs.
+Everything that can be checked without a forward pass is resolved first, once, by
+:func:`ppruning.plan.resolve_prune_plan` (also what the service runs at submission):
+task, method, parameters, sampling block, the budget at the sequence length fixed at
+submission. The method's declaration (:class:`~ppruning.methods.MethodSpec`) says
+whether the run reads task inputs and which stages it reports; its entry point gets a
+:class:`~ppruning.methods.MethodContext` and returns the masks. Stages the progress
+listener sees: ``PrunePlan.stages`` (load_model -> load_data when the method reads
+data -> the method's own -> materialise -> measure -> write).
 
 The ``measure`` stage also times the dense and the pruned model (``config.measure``,
 :mod:`ppruning.measure`); the dense copy it needs lives only until then.
@@ -22,7 +24,7 @@ import copy
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +32,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from ppruning.arch.base import ArchAdapter, ModelShape
-from ppruning.budget import Budget, make_budget
-from ppruning.config import ModelRef, PruneConfig
-from ppruning.errors import InvalidConfigError, ModelLoadError, UnsupportedModelError
-from ppruning.methods.registry import MethodInfo, MethodParams, get_method
+from ppruning.arch import get_adapter
+from ppruning.arch.base import ModelShape
+from ppruning.checkpoint import save_pruned
+from ppruning.config import PruneConfig
+from ppruning.cost import model_costs
+from ppruning.errors import InvalidConfigError
+from ppruning.loading import load_task_model, resolve_device
+from ppruning.masks import save_masks, validate_masks
+from ppruning.measure import measure_speedup
+from ppruning.methods import MethodContext
+from ppruning.plan import PrunePlan, resolve_prune_plan, validate_prune_config
 from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.provenance import data_fingerprint, write_record
+from ppruning.report import StageTimer, build_report, reset_peak_memory
+from ppruning.surgery import prune_model
+from ppruning.tasks.data import tokenized_inputs
+from ppruning.tasks.features import resolve_max_length
 from ppruning.tasks.registry import TaskInfo
+
+__all__ = ["PruneResult", "prune", "resolve_device", "resolve_prune_plan", "validate_prune_config"]
 
 _INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -48,142 +63,21 @@ class PruneResult:
     report: dict[str, Any]
 
 
-@dataclass
-class PruneContext:
-    """What a method's ``compute_masks`` receives: the loaded model, its data and its budget."""
-
-    config: PruneConfig
-    params: MethodParams
-    model: nn.Module
-    tokenizer: Any
-    adapter: ArchAdapter
-    shape: ModelShape
-    budget: Budget
-    progress: Progress
-    examples: Sequence[dict[str, Any]] | None
-    pad_token_id: int
-    #: Method-specific facts for the report (thresholds, collection counts).
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def _method_params(config: PruneConfig) -> tuple[MethodInfo, MethodParams]:
-    info = get_method(config.method)
-    return info, info.params_model.model_validate(config.params)
-
-
-def _uses_data(info: MethodInfo, params: MethodParams) -> bool:
-    return bool(getattr(params, "uses_data", info.data != "none"))
-
-
-def _load_hf_config(ref: ModelRef) -> Any:
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(ref.id, revision=ref.revision)
-    except Exception as exc:  # OSError, ValueError, hub errors: all mean "cannot load this"
-        raise ModelLoadError(_load_message(ref, exc), field="model.id") from exc
-
-
-def _load_message(ref: ModelRef, exc: Exception) -> str:
-    rev = f" at revision {ref.revision!r}" if ref.revision else ""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot load model {ref.id!r}{rev}: {reason}"
-
-
-def _check_model_type(info: MethodInfo, model_type: str) -> type[ArchAdapter]:
-    from ppruning.arch import adapter_class
-
-    cls = adapter_class(model_type)  # UnsupportedModelError listing the supported types
-    if info.model_types and model_type not in info.model_types:
-        raise UnsupportedModelError(
-            f"method {info.name!r} does not support model type {model_type!r}; "
-            f"it supports: {', '.join(sorted(info.model_types))}",
-            field="model.id",
-        )
-    return cls
-
-
-def validate_prune_config(config: PruneConfig) -> None:
-    """Cheap checks before any forward pass: task, model type, parameters, feasibility of the target.
-
-    Loads only the model's config. Feasibility is judged at the task's max length; the
-    run re-checks at the data's average length before collecting.
-    """
-    _checked(config)
-
-
-def _checked(config: PruneConfig) -> tuple[MethodInfo, MethodParams, TaskInfo]:
-    """:func:`validate_prune_config`, returning what it resolved so :func:`prune` need not redo it."""
-    from ppruning.tasks.features import resolve_max_length
-    from ppruning.tasks.refs import validate_task_ref
-
-    info, params = _method_params(config)
-    task = validate_task_ref(config.task)
-    hf_config = _load_hf_config(config.model)
-    shape = _check_model_type(info, hf_config.model_type).shape_from_config(hf_config)
-    seq_len = resolve_max_length(task, None, requested=getattr(params, "max_length", None), model_config=hf_config)
-    make_budget(config.target, shape, seq_len, _lambda(params))
-    return info, params, task
-
-
-def _lambda(params: MethodParams) -> float:
-    return float(getattr(params, "lambda_val", 5.0))
-
-
-# --------------------------------------------------------------------------- stages
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidConfigError(
-            f"device {name!r} requested but CUDA is not available; use 'auto' or 'cpu'", field="device"
-        )
-    return device
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def load_model(ref: ModelRef, task: TaskInfo) -> tuple[nn.Module, Any]:
-    """The model with the head the task fine-tunes (``TaskInfo.head``) and its tokenizer."""
-    import transformers
-
-    from ppruning.checkpoint import HEADS
-
-    class_name = HEADS[task.head]
-    kwargs: dict[str, Any] = {}
-    if task.kind == "regression":
-        kwargs["num_labels"] = 1
-    elif task.kind == "classification" and task.num_labels:
-        kwargs["num_labels"] = task.num_labels
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(ref.id, revision=ref.revision)
-        model = getattr(transformers, class_name).from_pretrained(ref.id, revision=ref.revision, **kwargs)
-    except Exception as exc:
-        raise ModelLoadError(_load_message(ref, exc), field="model.id") from exc
-    return model, tokenizer
-
-
-def load_examples(config: PruneConfig, params: MethodParams, tokenizer: Any, model: nn.Module) -> list[dict[str, Any]]:
-    """``max_instances`` tokenised train examples (seeded), as plain rows with only the input columns."""
-    from ppruning.tasks.data import tokenized_inputs
-
+def load_examples(plan: PrunePlan, tokenizer: Any, model: nn.Module) -> list[dict[str, Any]]:
+    """``sampling.max_instances`` tokenised train examples (seeded), as plain rows with only the input columns."""
     data = tokenized_inputs(
-        config.task,
+        plan.config.task,
         tokenizer,
         split="train",
-        max_instances=int(getattr(params, "max_instances", 3000)),
-        seed=config.seed,
-        max_length=getattr(params, "max_length", None),
+        max_instances=plan.sampling.max_instances,
+        seed=plan.config.seed,
+        max_length=plan.sampling.max_length,
         model_config=model.config,
     )
     columns = [c for c in _INPUT_COLUMNS if c in data.column_names]
@@ -203,12 +97,14 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
-def _budget_record(budget: Budget, seq_len: float) -> dict[str, Any]:
+def _budget_record(plan: PrunePlan) -> dict[str, Any]:
+    budget = plan.budget
     return {
         "kind": budget.kind,
         "target": budget.target,
         "lambda_val": budget.lambda_val,
-        "seq_len": seq_len,
+        "seq_len": plan.seq_len,
+        "seq_len_from": "sampling.max_length" if plan.sampling.max_length else "task",
         "total_cost": budget.total,
         "head_removal": budget.head_removal,
         "neuron_removal": budget.neuron_removal,
@@ -226,11 +122,6 @@ def measure_models(
     progress: Progress,
 ) -> dict[str, Any]:
     """The report's ``speed``: both models timed on ``device`` (:mod:`ppruning.measure`), or why not."""
-    from ppruning.arch import get_adapter
-    from ppruning.cost import model_costs
-    from ppruning.measure import measure_speedup
-    from ppruning.tasks.features import resolve_max_length
-
     if not config.measure or dense is None:
         return {"measured": False, "note": "not measured (measure: false)"}
     options = config.measure.resolved(device.type)
@@ -249,15 +140,28 @@ def measure_models(
     return {"measured": True, **speed}
 
 
-def _data_record(config: PruneConfig, params: MethodParams, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    from ppruning.provenance import data_fingerprint
-
+def _data_record(plan: PrunePlan, examples: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
+    if examples is None:
+        return {
+            "source": None,
+            "note": f"method {plan.method.name!r} read no task data; the sampling block was not used",
+        }
     selection = {
-        "seed": config.seed,
-        "max_instances": int(getattr(params, "max_instances", 3000)),
-        "max_length": getattr(params, "max_length", None),
+        "seed": plan.config.seed,
+        "max_instances": plan.sampling.max_instances,
+        "max_length": plan.sampling.max_length,
     }
-    return data_fingerprint(config.task, "train", examples, **selection)
+    return data_fingerprint(plan.config.task, "train", examples, **selection)
+
+
+def _load_unpruned(plan: PrunePlan, device: torch.device) -> tuple[nn.Module, Any]:
+    model, tokenizer, _ = load_task_model(plan.config.model, plan.task)
+    model.to(device).eval()
+    if not get_adapter(model).shape().is_uniform:
+        raise InvalidConfigError(
+            "the model is already pruned (layers differ); prune the original model", field="model.id"
+        )
+    return model, tokenizer
 
 
 # --------------------------------------------------------------------------- the run
@@ -265,51 +169,42 @@ def _data_record(config: PruneConfig, params: MethodParams, examples: Sequence[d
 
 def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGRESS) -> PruneResult:
     """Compute masks with ``config.method``, cut the model, write every artifact into ``output_dir``."""
-    from ppruning.arch import get_adapter
-    from ppruning.checkpoint import save_pruned
-    from ppruning.cost import model_costs
-    from ppruning.masks import save_masks, validate_masks
-    from ppruning.provenance import write_record
-    from ppruning.report import StageTimer, build_report, reset_peak_memory
-    from ppruning.surgery import prune_model
-    from ppruning.tasks.features import resolve_max_length
-
     output_dir = Path(output_dir)
     timer = StageTimer(progress)
-    info, params, task = _checked(config)
+    plan = resolve_prune_plan(config)  # the same checks as at submission, before any weight is read
     device = resolve_device(config.device)
     reset_peak_memory(device)
     seed_everything(config.seed)
 
     timer.start_stage("load_model", message=config.model.id)
-    model, tokenizer = load_model(config.model, task)
-    model.to(device).eval()
+    model, tokenizer = _load_unpruned(plan, device)
     adapter = get_adapter(model)
     shape = adapter.shape()
-    if not shape.is_uniform:
-        raise InvalidConfigError(
-            "the model is already pruned (layers differ); prune the original model", field="model.id"
-        )
 
-    examples, data_record = None, {"source": None, "note": f"method {info.name!r} reads no task data"}
-    if _uses_data(info, params):
+    examples = None
+    if plan.reads_data:
         timer.start_stage("load_data", message=config.task.name)
-        examples = load_examples(config, params, tokenizer, model)
-        data_record = _data_record(config, params, examples)
-        seq_len = mean_real_length(examples)
-        timer.event(f"{len(examples)} examples, mean length {seq_len:.1f} tokens")
-    else:
-        seq_len = float(
-            resolve_max_length(
-                task, tokenizer, requested=getattr(params, "max_length", None), model_config=model.config
-            )
-        )
-    budget = make_budget(config.target, shape, seq_len, _lambda(params))  # before any forward pass
-    before = model_costs(model, shape, seq_len)
+        examples = load_examples(plan, tokenizer, model)
+        timer.event(f"{len(examples)} examples, mean length {mean_real_length(examples):.1f} tokens")
+    data_record = _data_record(plan, examples)
+    before = model_costs(model, shape, plan.seq_len)
 
-    ctx = PruneContext(config, params, model, tokenizer, adapter, shape, budget, timer, examples, _pad_id(tokenizer))
-    assert info.compute_masks is not None, f"method {info.name} registered without compute_masks"
-    masks = info.compute_masks(ctx)
+    ctx = MethodContext(
+        params=plan.params,
+        sampling=plan.sampling,
+        seed=config.seed,
+        task=plan.task,
+        task_ref=config.task,
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        shape=shape,
+        budget=plan.budget,
+        progress=timer,
+        examples=examples,
+        pad_token_id=_pad_id(tokenizer),
+    )
+    masks = plan.method.run(ctx)
     validate_masks(masks, shape)
     ctx.examples = examples = None  # the sample is all the method needed
 
@@ -320,9 +215,10 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
     dense = copy.deepcopy(model) if config.measure else None  # timed against the pruned model below
     prune_model(model, masks, adapter)
 
-    timer.start_stage("measure")
-    after = model_costs(model, adapter.shape(), seq_len)
-    speed = measure_models(config, dense, model, shape, task, tokenizer, device, timer)
+    if config.measure:
+        timer.start_stage("measure")
+    after = model_costs(model, adapter.shape(), plan.seq_len)
+    speed = measure_models(config, dense, model, shape, plan.task, tokenizer, device, timer)
     del dense
 
     timer.start_stage("write")
@@ -332,21 +228,28 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
         output_dir / "model",
         extra={"method": config.method, "seed": config.seed, "source_model": config.model.model_dump(mode="json")},
     )
-    dumped = config.model_dump(mode="json")
+    spec = plan.resolved_spec()
+    method = plan.method_record()
     report = build_report(
-        config=dumped,
-        method_params=params.model_dump(mode="json"),
+        config=spec,
+        method_params=method["params"],
         head_kept=masks.head_counts(),
         neuron_kept=masks.neuron_counts(),
         original=shape.structure(),
         before=before,
         after=after,
-        budget=_budget_record(budget, seq_len),
+        budget=_budget_record(plan),
         stage_seconds=timer.finish(),
         device=device,
         details=ctx.details,
     )
+    report["method_version"] = method["version"]
+    report["sampling"] = method["sampling"]
+    if not plan.reads_data:
+        report["sampling"]["note"] = f"method {plan.method.name!r} reads no task data; the sampling block was not used"
     report["speed"] = speed
-    report["record"] = write_record("prune", dumped, config.model, model.config, data_record, output_dir, model_dir)
+    report["record"] = write_record(
+        "prune", spec, config.model, model.config, data_record, output_dir, model_dir, method=method
+    )
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return PruneResult(output_dir=output_dir, model_dir=model_dir, report=report)

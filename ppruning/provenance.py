@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 
 from ppruning.config import ModelRef, TaskRef
+from ppruning.errors import InvalidConfigError
 
-RECORD_VERSION = 1
+#: 2: records carry ``method`` (name, version, resolved params, sampling block); version 1 records still rerun.
+RECORD_VERSION = 2
 #: Files of a local model folder left out of its content hash: they do not change what loads.
 _SKIP_NAMES = {"record.json", "README.md", ".gitattributes"}
 
@@ -120,10 +122,20 @@ def rerun_spec(spec: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
     return pinned
 
 
-def build_record(kind: str, spec: dict[str, Any], model: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """The record of one library run (``kind``: 'prune' or 'finetune'); ``spec`` is the validated config as JSON."""
+def build_record(
+    kind: str,
+    spec: dict[str, Any],
+    model: dict[str, Any],
+    data: dict[str, Any],
+    method: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The record of one library run (``kind``: 'prune' or 'finetune'); ``spec`` is the validated config as JSON.
+
+    ``method`` (prune runs): name, version, fully resolved parameters and sampling block,
+    so a record made before a default changed still reruns to the same masks.
+    """
     v = versions()
-    return {
+    record = {
         "record_version": RECORD_VERSION,
         "kind": kind,
         "spec": spec,
@@ -134,6 +146,9 @@ def build_record(kind: str, spec: dict[str, Any], model: dict[str, Any], data: d
         "versions": v,
         "git_revision": v.get("ppruning_git"),
     }
+    if method is not None:
+        record["method"] = method
+    return record
 
 
 def spec_from_record(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -141,17 +156,21 @@ def spec_from_record(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if "record" in record and isinstance(record["record"], dict):
         record = record["record"]
     if "rerun_spec" not in record or "kind" not in record:
-        from ppruning.errors import InvalidConfigError
-
         raise InvalidConfigError("not a reproducibility record (no 'kind' and 'rerun_spec')", field="record")
     return record["kind"], dict(record["rerun_spec"])
 
 
 def write_record(
-    kind: str, spec: dict[str, Any], ref: ModelRef, hf_config: Any, data: dict[str, Any], *folders: Path
+    kind: str,
+    spec: dict[str, Any],
+    ref: ModelRef,
+    hf_config: Any,
+    data: dict[str, Any],
+    *folders: Path,
+    method: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The run's record, also written as ``record.json`` into each of ``folders``."""
-    record = build_record(kind, spec, model_revision(ref, hf_config), data)
+    record = build_record(kind, spec, model_revision(ref, hf_config), data, method)
     for folder in folders:
         (Path(folder) / "record.json").write_text(json.dumps(record, indent=2) + "\n")
     return record

@@ -85,10 +85,10 @@ def peak_device_bytes(device: torch.device | None) -> int | None:
 def library_versions() -> dict[str, str | None]:
     import transformers
 
-    import ppruning
+    from ppruning.version import __version__
 
     return {
-        "ppruning": ppruning.__version__,
+        "ppruning": __version__,
         "ppruning_git": _git_revision(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -31,7 +31,7 @@ from jobs.store import repository as repo
 from jobs.store.claims import Claim, lock_if_current
 from jobs.store.models import Job
 from jobs.store.states import JobState
-from ppruning.errors import InvalidConfigError, JobCancelled
+from ppruning import InvalidConfigError, JobCancelled
 from worker.errors import Failure, classify
 from worker.job_runners import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 from worker.progress import JobProgress, LeaseLost

@@ -118,7 +118,7 @@ def _find_gpus(**_: Any) -> None:
     if _GPUS:
         log.info("worker GPUs: %s (one per pool process)", ",".join(_GPUS))
     try:  # imported once here, shared by every forked child (importing torch starts no CUDA context)
-        import ppruning.pipeline  # noqa: F401
+        from ppruning import prune  # noqa: F401
     except ImportError:
         pass
 

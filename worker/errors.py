@@ -15,7 +15,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ppruning.errors import PruningError
+from ppruning import PruningError
 
 #: Retries of a transient error, and the backoff between them (seconds, doubled each time).
 MAX_RETRIES = 5

@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from jobs.specs import AcceptCriteria
-from ppruning.errors import DataError
-from ppruning.tasks.registry import TaskInfo
+from ppruning import DataError, TaskInfo
 
 PASSED, REJECTED = "passed", "rejected"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from jobs.specs import AcceptCriteria
-from ppruning.config import ModelRef
-from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, Plan
+from ppruning import ModelRef
+from worker.progress import FINETUNE_STAGES, JobProgress, Plan
 
 #: Artifact kinds, as stored in ``artifacts.kind``.
 MASK, MODEL, REPORT, METRICS, LOG = "mask", "model", "report", "metrics", "log"
@@ -72,7 +72,7 @@ def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
-    from ppruning.pipeline import prune
+    from ppruning import prune
 
     config = _with_device(spec.prune_config(), ctx.device)
     progress.set_phase("prune")
@@ -101,7 +101,7 @@ def _finetune_outputs(result: Any, outputs: Outputs) -> Outputs:
 
 def run_finetune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
     """Fine-tune a model, or (``from_job``) the pruned model another job produced."""
-    from ppruning.finetune import finetune
+    from ppruning import finetune_model
 
     model = None
     if spec.from_job is not None:
@@ -110,7 +110,7 @@ def run_finetune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
         model = ModelRef(id=str(ctx.fetch_model(spec.from_job, work / "from_job")))
     config = _with_device(spec.finetune_config(model=model), ctx.device)
     progress.set_phase("finetune")
-    result = finetune(config, work / "finetune", progress)
+    result = finetune_model(config, work / "finetune", progress)
     outputs = Outputs(archives=[(MODEL_ARCHIVE, MODEL, Path(result.model_dir))])
     return _finetune_outputs(result, outputs)
 
@@ -121,13 +121,13 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
     With ``accept``, the dense model is fine-tuned the same way too (unless the spec gives
     its score) and the verdict goes into ``result`` (:mod:`worker.gates`).
     """
-    from ppruning.finetune import finetune
+    from ppruning import finetune_model
 
     pruned = run_prune(spec, work, progress, ctx)
     pruned_model = next(folder for name, _, folder in pruned.archives if name == MODEL_ARCHIVE)
     config = _with_device(spec.finetune_config(pruned_model), ctx.device)
     progress.set_phase("finetune")
-    result = finetune(config, work / "finetune", progress)
+    result = finetune_model(config, work / "finetune", progress)
     outputs = Outputs(
         files=pruned.files,
         archives=[("pruned_model.tar.gz", MODEL, pruned_model), (MODEL_ARCHIVE, MODEL, Path(result.model_dir))],
@@ -142,15 +142,14 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
 
 def _judge(spec: Any, work: Path, progress: JobProgress, ctx: RunContext, outputs: Outputs) -> None:
     """Fine-tune the dense baseline when needed, then record the gate's verdict and figures."""
-    from ppruning.finetune import finetune
-    from ppruning.tasks.refs import validate_task_ref
+    from ppruning import finetune_model, validate_task_ref
     from worker.gates import decide, gate_metrics
 
     dense_metrics = None
     if spec.accept.needs_dense_run:
         progress.set_phase("dense")
         progress.event("fine-tuning the dense model with the same settings (the gate's baseline)")
-        dense = finetune(_with_device(spec.dense_finetune_config(), ctx.device), work / "dense", progress)
+        dense = finetune_model(_with_device(spec.dense_finetune_config(), ctx.device), work / "dense", progress)
         dense_metrics = dense.metrics
         if (Path(dense.output_dir) / "metrics.json").exists():
             outputs.files.append(("dense_metrics.json", METRICS, Path(dense.output_dir) / "metrics.json"))
@@ -173,17 +172,24 @@ class RunContext:
 
 Runner = Callable[[Any, Path, JobProgress, RunContext], Outputs]
 RUNNERS: dict[str, Runner] = {"prune": run_prune, "finetune": run_finetune, "pipeline": run_pipeline}
-PLANS: dict[str, Plan] = {
-    "prune": Plan([("prune", PRUNE_STAGES)]),
-    "finetune": Plan([("finetune", FINETUNE_STAGES)]),
-    "pipeline": Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES)]),
-}
-_GATED_PIPELINE = Plan([("prune", PRUNE_STAGES), ("finetune", FINETUNE_STAGES), ("dense", FINETUNE_STAGES)])
+def _prune_stages(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The stages the spec's method declares; none when the spec does not resolve (the run fails on it)."""
+    from ppruning import PruningError, prune_stages
+
+    try:
+        return prune_stages(spec)
+    except (PruningError, ValueError):
+        return ()
 
 
 def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
     """The progress plan of a job: a gated pipeline that fine-tunes the dense model too has a third phase."""
-    accept = spec.get("accept") if kind == "pipeline" else None
-    if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
-        return _GATED_PIPELINE
-    return PLANS[kind]
+    if kind == "finetune":
+        return Plan([("finetune", FINETUNE_STAGES)])
+    phases = [("prune", _prune_stages(spec))]
+    if kind == "pipeline":
+        phases.append(("finetune", FINETUNE_STAGES))
+        accept = spec.get("accept")
+        if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
+            phases.append(("dense", FINETUNE_STAGES))
+    return Plan(phases)

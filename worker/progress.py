@@ -37,8 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.store.claims import Claim, fenced_update, heartbeat
 from jobs.store.models import JobEvent
-from ppruning.errors import JobCancelled
-from ppruning.progress import Progress
+from ppruning import JobCancelled, Progress
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ STAGE_WEIGHTS: dict[str, float] = {
     "measure": 0.5,
     "write": 0.5,
 }
-PRUNE_STAGES = ("load_model", "load_data", "collect", "cluster", "select", "materialise", "measure", "write")
+#: A prune phase's stages are the method's own declaration (``ppruning.prune_stages(spec)``).
 FINETUNE_STAGES = ("load_model", "load_data", "finetune", "evaluate", "write")
 #: Events per stage kept beyond this are dropped (warnings always pass).
 MAX_EVENTS_PER_STAGE = 50

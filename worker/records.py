@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ppruning.provenance import RECORD_VERSION, rerun_spec
+from ppruning import RECORD_VERSION, rerun_spec
 from worker.job_runners import Outputs
 
 RECORD_ARTIFACT = "record.json"

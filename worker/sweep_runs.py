@@ -191,7 +191,7 @@ def _main_score(child: Job, result: dict[str, Any]) -> tuple[str | None, str | N
     scores = result.get("metrics") or {}
     if not metric or not scores:
         return None, None, None
-    from ppruning.tasks.registry import get_task
+    from ppruning import get_task
 
     try:
         order = list(get_task(child.spec["task"]["name"]).eval_splits)

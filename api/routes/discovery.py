@@ -17,7 +17,7 @@ from api.deps import CurrentOwner
 from api.errors import NotFound
 from api.schemas import ErrorOut
 from jobs.specs import PipelineJobSpec, PruneJobSpec, SweepJobSpec
-from ppruning.methods.registry import MethodInfo
+from ppruning import MethodInfo
 
 router = APIRouter(tags=["discovery"])
 _METHOD_SPECS = {"prune": PruneJobSpec, "pipeline": PipelineJobSpec, "sweep": SweepJobSpec}
@@ -28,22 +28,21 @@ def _spec_schemas(info: MethodInfo) -> dict[str, dict[str, Any]]:
     """The JSON Schema of each job kind that runs a method, from the spec models themselves
     (so service fields such as ``callback_url``, ``accept`` and sweep ``targets`` are in),
     specialised to this method like its ``config_schema``."""
-    from ppruning.discovery import prune_config_schema
+    from ppruning import prune_config_schema
 
     return {kind: prune_config_schema(info, model) for kind, model in _METHOD_SPECS.items()}
 
 
 @cache
 def _methods() -> list[dict[str, Any]]:
-    from ppruning.discovery import describe_methods
-    from ppruning.methods.registry import get_method
+    from ppruning import describe_methods, get_method
 
     return [{**m, "spec_schemas": _spec_schemas(get_method(m["name"]))} for m in describe_methods()]
 
 
 @cache
 def _tasks() -> list[dict[str, Any]]:
-    from ppruning.discovery import describe_tasks
+    from ppruning import describe_tasks
 
     return describe_tasks()
 

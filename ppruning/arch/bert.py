@@ -14,8 +14,8 @@ from typing import Any
 
 from torch import nn
 
-from ppruning.arch import register_adapter
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
+from ppruning.arch.registry import register_adapter
 from ppruning.arch.slicing import keep_linear_inputs, keep_linear_outputs, unit_columns
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ppruning.arch import register_adapter
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
+from ppruning.arch.registry import register_adapter
 from ppruning.arch.slicing import keep_conv1d_inputs, keep_conv1d_outputs, unit_columns
 
 

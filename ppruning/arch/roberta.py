@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppruning.arch import register_adapter
 from ppruning.arch.bert import BertAdapter
+from ppruning.arch.registry import register_adapter
 
 
 @register_adapter

@@ -4,9 +4,12 @@
     ppruning prune --model ./my-model --task text-classification --data-files train=a.csv \\
         --text-column text --label-column label --method random --params-reduction 0.4 --output out/
 
-Method parameters have flags of their own (``--sampling-tokens`` ...) or ``--param KEY=VALUE``;
-only the ones given are passed, so each method's defaults apply. A bad input exits 2 with
-one line naming the field.
+The sampling flags (``--max-instances``, ``--max-length``, ``--batch-size``,
+``--sampling-tokens``) fill the sampling block every method accepts (``--max-length`` also
+fixes the budget's sequence length), so one command line serves every method; a method
+that reads no data says in its report that it did not use them. Method parameters have
+flags of their own (``--lambda-val`` ...) or ``--param KEY=VALUE``; only the ones given are
+passed, so each method's defaults apply. A bad input exits 2 with one line naming the field.
 """
 
 from __future__ import annotations
@@ -20,16 +23,10 @@ from typing import Any
 from ppruning.cli.task_args import add_task_arguments, task_dict
 from ppruning.errors import InvalidConfigError
 
-#: flag dest -> method parameter name
-_PARAM_FLAGS = {
-    "max_instances": int,
-    "sampling_tokens": int,
-    "lambda_val": float,
-    "distance_mode": str,
-    "head_matching": str,
-    "batch_size": int,
-    "max_length": int,
-}
+#: flag dest -> type, for the sampling block shared by every method
+_SAMPLING_FLAGS = {"max_instances": int, "max_length": int, "batch_size": int, "sampling_tokens": int}
+#: flag dest -> type, for method parameters (passed only when given)
+_PARAM_FLAGS = {"lambda_val": float, "allocation": str, "distance_mode": str, "head_matching": str}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, type=Path, help="folder for masks, model/ and report.json")
     p.add_argument("--seed", type=int, default=3407)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, mps")
-    for name, kind in _PARAM_FLAGS.items():
+    for name, kind in {**_SAMPLING_FLAGS, **_PARAM_FLAGS}.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any method parameter (JSON)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -74,13 +71,17 @@ def _json_value(text: str) -> Any:
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """The :class:`PruneConfig` the flags describe; pydantic errors become one-line InvalidConfigErrors."""
+    """The :class:`PruneConfig` the flags describe; pydantic errors become one-line InvalidConfigErrors.
+
+    Method parameters are checked with the rest of the plan when the run resolves it.
+    """
     from pydantic import ValidationError
 
     from ppruning.config import PruneConfig
 
     params: dict[str, Any] = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     params.update({k: _json_value(v) for k, v in _pairs(args.param, "--param").items()})
+    sampling = {k: getattr(args, k) for k in _SAMPLING_FLAGS if getattr(args, k) is not None}
     task = task_dict(args)
     target = (
         {"flops_reduction": args.flops_reduction}
@@ -93,6 +94,7 @@ def build_config(args: argparse.Namespace) -> Any:
         "method": args.method,
         "target": target,
         "params": params,
+        "sampling": sampling,
         "seed": args.seed,
         "device": args.device,
     }
@@ -100,14 +102,8 @@ def build_config(args: argparse.Namespace) -> Any:
         return PruneConfig.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = [str(part) for part in first["loc"]]
-        if loc and loc[0] not in PruneConfig.model_fields:  # raised by the method's own params model
-            loc = ["params", *loc]
-        field = ".".join(loc) or "config"
-        if first["type"] == "extra_forbidden" and field.startswith("params."):
-            message = f"method {args.method!r} has no parameter {loc[-1]!r} (see `ppruning methods`)"
-        else:
-            message = first["msg"].replace("Value error, ", "")
+        field = ".".join(str(part) for part in first["loc"]) or "config"
+        message = first["msg"].replace("Value error, ", "")
         raise InvalidConfigError(message, field=field) from None
 
 

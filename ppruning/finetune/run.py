@@ -24,7 +24,7 @@ from ppruning.config import FinetuneConfig
 from ppruning.errors import DataError, InvalidConfigError
 from ppruning.finetune.callbacks import JsonlLogCallback, ProgressCallback, SelectionCallback
 from ppruning.finetune.hparams import Hyperparameters, resolve_hparams
-from ppruning.finetune.modeling import load_task_model, resolve_device
+from ppruning.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.prepare import PreparedSplit, has_labels, prepare_split
@@ -264,8 +264,8 @@ def _report(
 ) -> dict[str, Any]:
     import transformers
 
-    import ppruning
     from ppruning.surgery import count_parameters
+    from ppruning.version import __version__
 
     return {
         "task": info.name,
@@ -280,7 +280,7 @@ def _report(
         "metrics": metrics,
         **run,
         "versions": {
-            "ppruning": ppruning.__version__,
+            "ppruning": __version__,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },

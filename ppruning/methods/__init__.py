@@ -1,9 +1,29 @@
-"""Pruning methods; importing this package registers every built-in method.
+"""Pruning methods: the contract, the registry and the built-in methods, listed explicitly.
 
-Each method module calls ``register_method`` at import; list new modules below.
+A new method is one module here that registers a :class:`MethodSpec`; add its import
+below. Nothing else in the library, the CLI or the service names a method.
 """
 
-from ppruning.methods import baselines, ppruning_method  # noqa: F401 - importing registers each method
-from ppruning.methods.registry import MethodInfo, MethodParams, all_methods, get_method, register_method
+from ppruning.methods import baselines, ppruning_method  # noqa: F401 - each module registers its method
+from ppruning.methods.contract import DataNeed, MethodContext, MethodParams, MethodSpec
+from ppruning.methods.registry import (
+    MethodInfo,
+    UnknownMethodError,
+    all_methods,
+    get_method,
+    register_method,
+    unregister_method,
+)
 
-__all__ = ["MethodInfo", "MethodParams", "all_methods", "get_method", "register_method"]
+__all__ = [
+    "DataNeed",
+    "MethodContext",
+    "MethodInfo",
+    "MethodParams",
+    "MethodSpec",
+    "UnknownMethodError",
+    "all_methods",
+    "get_method",
+    "register_method",
+    "unregister_method",
+]

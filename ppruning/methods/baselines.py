@@ -5,7 +5,7 @@ layer and go through the same materialisation, so every comparison is like for l
 
 - ``random``: per layer a uniformly random choice of units, at *uniform* counts (as even
   as the budget allows over the layers, no data needed) or at the per-layer counts
-  *P-pruning* would keep (``counts="ppruning"``: runs P-pruning's collection and
+  *P-pruning* would keep (``allocation="ppruning"``: runs P-pruning's collection and
   clustering for the counts, then ignores which units it chose).
 - ``magnitude``: keep the units with the largest weight norms: a head's columns of the
   attention output projection; a neuron's FFN-out column norm times its FFN-in row norm
@@ -15,57 +15,58 @@ layer and go through the same materialisation, so every comparison is like for l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter
-from ppruning.budget import allocate, ranked_heights, uniform_allocation
-from ppruning.cost import head_counts, neuron_counts
-from ppruning.methods.ppruning_method import PPruningParams, allocate_clusters, cluster_layers
-from ppruning.methods.registry import MethodInfo, MethodParams, register_method
+from ppruning.budget import allocate, ranked_heights, uniform_removal
+from ppruning.masks import Masks
+from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
+from ppruning.methods.ppruning_method import ClusteringParams, cluster_layers, removed_per_layer
+from ppruning.methods.registry import register_method
 from ppruning.select import keep_mask, random_k, top_k
-
-if TYPE_CHECKING:
-    from ppruning.masks import Masks
-    from ppruning.pipeline import PruneContext
-
 
 # --------------------------------------------------------------------------- random
 
 
-class RandomParams(PPruningParams):
-    """``counts="ppruning"`` uses every P-pruning parameter to find the counts; ``uniform`` only lambda_val."""
+class RandomParams(ClusteringParams):
+    """``allocation="ppruning"`` finds the counts with P-pruning's clustering; ``uniform`` needs only lambda_val."""
 
-    counts: Literal["uniform", "ppruning"] = Field(
+    allocation: Literal["uniform", "ppruning"] = Field(
         default="uniform", description="Per-layer counts: as even as possible, or those P-pruning would keep."
     )
 
-    @property
-    def uses_data(self) -> bool:
-        return self.counts == "ppruning"
+    @model_validator(mode="before")
+    @classmethod
+    def _counts_is_allocation(cls, data: Any) -> Any:
+        """Older specs named the field ``counts``."""
+        if isinstance(data, dict) and "counts" in data:
+            data = dict(data)
+            counts = data.pop("counts")
+            if data.setdefault("allocation", counts) != counts:
+                raise ValueError("give 'allocation' only ('counts' is its older name)")
+        return data
 
 
-def _uniform_removed(ctx: PruneContext) -> tuple[np.ndarray, np.ndarray]:
-    b = ctx.budget
-    heads = uniform_allocation(head_counts(ctx.shape), b.costs.head, b.head_removal)
-    neurons = uniform_allocation(neuron_counts(ctx.shape), b.costs.neuron, b.neuron_removal)
-    return heads, neurons
+def _random_uses_data(params: RandomParams) -> bool:
+    return params.allocation == "ppruning"
 
 
-def random_masks(ctx: PruneContext) -> Masks:
-    from ppruning.masks import Masks
+def _random_stages(params: RandomParams) -> tuple[str, ...]:
+    return ("collect", "cluster", "select") if _random_uses_data(params) else ("select",)
 
-    params = RandomParams.model_validate(ctx.config.params)
-    if params.counts == "ppruning":
-        heads_alloc, neurons_alloc = allocate_clusters(ctx, cluster_layers(ctx, params))
-        removed_heads, removed_neurons = heads_alloc.removed, neurons_alloc.removed
+
+def random_masks(ctx: MethodContext) -> Masks:
+    params: RandomParams = ctx.params
+    if params.allocation == "ppruning":
+        removed_heads, removed_neurons = removed_per_layer(ctx, cluster_layers(ctx, params), "global")
     else:
-        removed_heads, removed_neurons = _uniform_removed(ctx)
-    generator = torch.Generator().manual_seed(ctx.config.seed)
+        removed_heads, removed_neurons = uniform_removal(ctx.budget, ctx.shape)
+    generator = torch.Generator().manual_seed(ctx.seed)
     ctx.progress.start_stage("select", total=ctx.shape.num_layers)
     head_rows, neuron_rows = [], []
     for i, la in enumerate(ctx.shape.layers):
@@ -80,16 +81,9 @@ def random_masks(ctx: PruneContext) -> Masks:
 
 
 class MagnitudeParams(MethodParams):
-    lambda_val: float = Field(
-        default=5.0, ge=0.0, le=1000.0, description="Removed cost split 1 : lambda_val between attention and FFN."
-    )
     allocation: Literal["uniform", "global"] = Field(
         default="uniform", description="Per-layer counts as even as possible, or one global ranking per unit type."
     )
-
-    @property
-    def uses_data(self) -> bool:
-        return False
 
 
 def _weight_as_out_in(module: nn.Module) -> torch.Tensor:
@@ -110,10 +104,9 @@ def magnitude_scores(adapter: ArchAdapter, layer: int) -> tuple[np.ndarray, np.n
     return heads.double().cpu().numpy(), neurons.double().cpu().numpy()
 
 
-def magnitude_masks(ctx: PruneContext) -> Masks:
-    from ppruning.masks import Masks
-
-    params = MagnitudeParams.model_validate(ctx.config.params)
+def magnitude_masks(ctx: MethodContext) -> Masks:
+    params: MagnitudeParams = ctx.params
+    ctx.progress.start_stage("select", total=ctx.shape.num_layers)
     scores = [magnitude_scores(ctx.adapter, i) for i in range(ctx.shape.num_layers)]
     head_scores, neuron_scores = [s[0] for s in scores], [s[1] for s in scores]
     if params.allocation == "global":
@@ -121,32 +114,35 @@ def magnitude_masks(ctx: PruneContext) -> Masks:
         removed_heads = allocate(ranked_heights(head_scores), b.costs.head, b.head_removal).removed
         removed_neurons = allocate(ranked_heights(neuron_scores), b.costs.neuron, b.neuron_removal).removed
     else:
-        removed_heads, removed_neurons = _uniform_removed(ctx)
+        removed_heads, removed_neurons = uniform_removal(ctx.budget, ctx.shape)
     head_rows, neuron_rows = [], []
     for i, la in enumerate(ctx.shape.layers):
         head_rows.append(keep_mask(la.num_head_units, top_k(head_scores[i], la.num_head_units - removed_heads[i])))
         neuron_rows.append(keep_mask(la.ffn_size, top_k(neuron_scores[i], la.ffn_size - removed_neurons[i])))
+        ctx.progress.update(i + 1)
     return Masks(torch.stack(head_rows), torch.stack(neuron_rows))
 
 
 RANDOM = register_method(
-    MethodInfo(
+    MethodSpec(
         name="random",
         summary="Baseline: seeded random heads and neurons per layer, at uniform counts or at P-pruning's counts.",
         kind="structured",
-        data="none",
+        needs="weights",
         params_model=RandomParams,
-        compute_masks=random_masks,
+        run=random_masks,
+        stages_for=_random_stages,
+        reads_data_for=_random_uses_data,
     )
 )
 
 MAGNITUDE = register_method(
-    MethodInfo(
+    MethodSpec(
         name="magnitude",
         summary="Baseline: keep the heads and neurons with the largest weight norms.",
         kind="structured",
-        data="none",
+        needs="weights",
         params_model=MagnitudeParams,
-        compute_masks=magnitude_masks,
+        run=magnitude_masks,
     )
 )

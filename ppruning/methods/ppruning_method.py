@@ -3,39 +3,35 @@
 Reads top to bottom as the paper's steps (ALGORITHMS.md): collect unit outputs at
 sampled tokens -> per-layer distances -> complete linkage -> one global threshold per
 unit type from the budget -> keep each cluster's largest-magnitude member.
+``allocation="uniform"`` instead cuts every layer's dendrograms at the same number of
+clusters (as even as the same budget allows).
+
+How many examples are read and how (``max_instances``, ``max_length``, ``batch_size``,
+``sampling_tokens``) is the shared sampling block, ``ctx.sampling``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import Field
 
-from ppruning.budget import Allocation, allocate
+from ppruning.budget import allocate, uniform_removal
 from ppruning.cluster import Dendrogram, cut, layer_dendrogram
 from ppruning.collect import collect
-from ppruning.methods.registry import MethodInfo, MethodParams, register_method
+from ppruning.masks import Masks
+from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
+from ppruning.methods.registry import register_method
 from ppruning.select import centroids, keep_mask
 from ppruning.similarity import head_distances_square, mean_abs_activation, neuron_distances_square
 
-if TYPE_CHECKING:
-    from ppruning.masks import Masks
-    from ppruning.pipeline import PruneContext
 
+class ClusteringParams(MethodParams):
+    """How P-pruning clusters units (also what ``random`` uses for ``allocation="ppruning"``)."""
 
-class PPruningParams(MethodParams):
-    """P-pruning's parameters (the reference's defaults)."""
-
-    max_instances: int = Field(default=3000, ge=1, le=1_000_000, description="Task examples read (train split).")
-    sampling_tokens: int = Field(
-        default=200, ge=2, le=100_000, description="Real token positions sampled, shared by every layer."
-    )
-    lambda_val: float = Field(
-        default=5.0, ge=0.0, le=1000.0, description="Removed cost split 1 : lambda_val between attention and FFN."
-    )
     distance_mode: Literal["condensed", "reference"] = Field(
         default="condensed",
         description="'condensed': linkage on D; 'reference': the reference's Chebyshev over rows of D.",
@@ -43,12 +39,16 @@ class PPruningParams(MethodParams):
     head_matching: Literal["greedy", "hungarian"] = Field(
         default="greedy", description="Matching of head dimensions: greedy (reference) or exact (Hungarian)."
     )
-    batch_size: int = Field(default=32, ge=1, le=4096, description="Examples per forward pass during collection.")
-    max_length: int | None = Field(default=None, ge=8, le=65536, description="Token limit; default the task's.")
 
-    @property
-    def uses_data(self) -> bool:
-        return True
+
+class PPruningParams(ClusteringParams):
+    """P-pruning's parameters (the reference's defaults)."""
+
+    allocation: Literal["global", "uniform"] = Field(
+        default="global",
+        description="'global': one threshold per unit type over all layers (the paper); "
+        "'uniform': every layer cut at the same number of clusters.",
+    )
 
 
 @dataclass
@@ -61,15 +61,16 @@ class LayerClusters:
     neuron_magnitude: list[np.ndarray]
 
 
-def cluster_layers(ctx: PruneContext, params: PPruningParams) -> LayerClusters:
+def cluster_layers(ctx: MethodContext, params: ClusteringParams) -> LayerClusters:
     """Collect activations and cluster every layer's heads and neurons (stages collect, cluster)."""
+    assert ctx.examples is not None, "P-pruning's clustering runs on task inputs"
     acts = collect(
         ctx.model,
         ctx.adapter,
         ctx.examples,
-        sampling_tokens=params.sampling_tokens,
-        seed=ctx.config.seed,
-        batch_size=params.batch_size,
+        sampling_tokens=ctx.sampling.sampling_tokens,
+        seed=ctx.seed,
+        batch_size=ctx.sampling.batch_size,
         pad_token_id=ctx.pad_token_id,
         progress=ctx.progress,
     )
@@ -97,40 +98,43 @@ def cluster_layers(ctx: PruneContext, params: PPruningParams) -> LayerClusters:
     return result
 
 
-def allocate_clusters(ctx: PruneContext, clusters: LayerClusters) -> tuple[Allocation, Allocation]:
-    """Merges per layer for heads and neurons: the exact global thresholds the budget asks for."""
+def removed_per_layer(
+    ctx: MethodContext, clusters: LayerClusters, allocation: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merges to take per layer for heads and neurons: global thresholds (exact) or uniform counts."""
+    if allocation == "uniform":
+        return uniform_removal(ctx.budget, ctx.shape)
     budget = ctx.budget
     heads = allocate([d.heights for d in clusters.heads], budget.costs.head, budget.head_removal)
     neurons = allocate([d.heights for d in clusters.neurons], budget.costs.neuron, budget.neuron_removal)
     ctx.details["thresholds"] = {"heads": heads.threshold, "neurons": neurons.threshold}
-    return heads, neurons
+    return heads.removed, neurons.removed
 
 
-def compute_masks(ctx: PruneContext) -> Masks:
-    from ppruning.masks import Masks
-
-    params = PPruningParams.model_validate(ctx.config.params)
+def compute_masks(ctx: MethodContext) -> Masks:
+    params: PPruningParams = ctx.params
     clusters = cluster_layers(ctx, params)
-    heads, neurons = allocate_clusters(ctx, clusters)
+    removed_heads, removed_neurons = removed_per_layer(ctx, clusters, params.allocation)
     ctx.progress.start_stage("select", total=ctx.shape.num_layers)
     head_rows, neuron_rows = [], []
     for i, la in enumerate(ctx.shape.layers):
-        labels = cut(clusters.heads[i], int(heads.removed[i]))
+        labels = cut(clusters.heads[i], int(removed_heads[i]))
         head_rows.append(keep_mask(la.num_head_units, centroids(labels, clusters.head_magnitude[i])))
-        labels = cut(clusters.neurons[i], int(neurons.removed[i]))
+        labels = cut(clusters.neurons[i], int(removed_neurons[i]))
         neuron_rows.append(keep_mask(la.ffn_size, centroids(labels, clusters.neuron_magnitude[i])))
         ctx.progress.update(i + 1)
     return Masks(torch.stack(head_rows), torch.stack(neuron_rows))
 
 
-INFO = register_method(
-    MethodInfo(
+SPEC = register_method(
+    MethodSpec(
         name="ppruning",
         summary="P-pruning: cluster heads and FFN neurons by output similarity on unlabeled task inputs, "
         "keep one centroid per cluster (structured, before fine-tuning, forward passes only).",
         kind="structured",
-        data="unlabeled",
+        needs="inputs",
         params_model=PPruningParams,
-        compute_masks=compute_masks,
+        run=compute_masks,
+        stages=("collect", "cluster", "select"),
     )
 )

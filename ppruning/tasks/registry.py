@@ -1,7 +1,8 @@
 """The registry of tasks: GLUE, SQuAD, language modelling and custom local-file tasks.
 
-A task module calls :func:`register_task` at import. The CLI, the API's validation of
-``task.name`` and ``GET /tasks`` read this registry.
+A task module calls :func:`register_task` at import; the package ``ppruning.tasks``
+lists and imports the task modules, so this registry never imports the package back.
+The CLI, the API's validation of ``task.name`` and ``GET /tasks`` read this registry.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class TaskInfo:
     #: Reference fine-tuning hyperparameters (ALGORITHMS.md, P-pruning step 8).
     paper_hparams: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
-    # --- added by the tasks module (issue 4); every field has a default, so older callers still work.
+    # --- every field below has a default, so older callers still work.
     #: The model head fine-tuning trains: "sequence-classification", "question-answering" or "causal-lm".
     head: str = "sequence-classification"
     #: ``TaskRef`` fields a job spec must set for this task (custom tasks), checked at submission.
@@ -61,12 +62,7 @@ def register_task(info: TaskInfo) -> TaskInfo:
     return info
 
 
-def _load_builtin() -> None:
-    import ppruning.tasks  # noqa: F401
-
-
 def get_task(name: str) -> TaskInfo:
-    _load_builtin()
     try:
         return _TASKS[name]
     except KeyError:
@@ -77,5 +73,4 @@ def get_task(name: str) -> TaskInfo:
 
 
 def all_tasks() -> dict[str, TaskInfo]:
-    _load_builtin()
     return dict(sorted(_TASKS.items()))

@@ -17,7 +17,10 @@ from jobs.store.claims import claim_job
 from ppruning.cli.main import main
 from tests.worker.conftest import FIXTURES, served_api
 from tests.worker.harness import API_KEY, prune_spec
-from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, Plan
+from worker.progress import FINETUNE_STAGES, JobProgress, Plan
+
+#: What P-pruning declares for a run with measuring on (``ppruning.prune_stages``).
+PRUNE_STAGES = ("load_model", "load_data", "collect", "cluster", "select", "materialise", "measure", "write")
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

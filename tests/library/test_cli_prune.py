@@ -75,8 +75,8 @@ def test_prune_on_a_local_csv_exits_0_and_writes_the_outputs(tiny_bert_path: Pat
         (["--flops-reduction", "1.5"], "target.flops_reduction", "less than 1"),
         (["--flops-reduction", "0.9"], "target.flops_reduction", "allows at most 0."),
         (
-            ["--params-reduction", "0.2", "--method", "magnitude", "--sampling-tokens", "9"],
-            "params.sampling_tokens",
+            ["--params-reduction", "0.2", "--method", "magnitude", "--param", "no_such=9"],
+            "params.no_such",
             "has no parameter",
         ),
         (["--flops-reduction", "0.2", "--distance-mode", "euclid"], "params.distance_mode", "condensed"),

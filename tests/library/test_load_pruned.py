@@ -16,7 +16,7 @@ import ppruning
 from ppruning.arch import get_adapter
 from ppruning.checkpoint import save_pruned
 from ppruning.errors import InvalidConfigError, ModelLoadError
-from ppruning.masking import apply_masks
+from ppruning.mask_hooks import apply_masks
 from ppruning.masks import Masks
 from ppruning.surgery import count_parameters, prune_model
 from tests.library.arch_cases import random_masks

@@ -9,7 +9,7 @@ import torch
 import transformers
 
 from ppruning.arch import ArchAdapter, get_adapter
-from ppruning.masking import apply_masks
+from ppruning.mask_hooks import apply_masks
 from ppruning.masks import Masks
 from tests.library.arch_cases import family_paths  # noqa: F401 - fixture
 

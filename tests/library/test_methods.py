@@ -10,11 +10,13 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModel
 
-from ppruning.config import PruneConfig
+from ppruning.config import PruneConfig, SamplingConfig
+from ppruning.errors import InvalidConfigError
 from ppruning.masks import load_masks
 from ppruning.methods.baselines import magnitude_scores
 from ppruning.methods.registry import all_methods
 from ppruning.pipeline import prune
+from ppruning.plan import resolve_prune_plan
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
 REVIEWS = {
@@ -40,20 +42,36 @@ def test_registry_lists_the_methods_with_their_json_schemas() -> None:
     methods = all_methods()
     assert {"ppruning", "random", "magnitude"} <= set(methods)
     schema = methods["ppruning"].json_schema()["properties"]
-    assert schema["sampling_tokens"]["default"] == 200 and schema["max_instances"]["default"] == 3000
+    sampling = SamplingConfig.model_json_schema()["properties"]  # one block, shared by every method
+    assert sampling["sampling_tokens"]["default"] == 200 and sampling["max_instances"]["default"] == 3000
+    assert "sampling_tokens" not in schema and "max_instances" not in schema
     assert schema["lambda_val"]["default"] == 5.0
     assert set(schema["distance_mode"]["enum"]) == {"condensed", "reference"}
     assert set(schema["head_matching"]["enum"]) == {"greedy", "hungarian"}
-    assert set(methods["random"].json_schema()["properties"]["counts"]["enum"]) == {"uniform", "ppruning"}
+    assert set(methods["random"].json_schema()["properties"]["allocation"]["enum"]) == {"uniform", "ppruning"}
+    for name in ("ppruning", "random", "magnitude"):  # one allocation field, 'uniform' for every method
+        assert "uniform" in methods[name].json_schema()["properties"]["allocation"]["enum"]
+
+
+@pytest.mark.parametrize("params", [{"sampling_tokens": 1}, {"max_instances": 0}])
+def test_out_of_range_sampling_settings_are_rejected_by_the_config(params: dict) -> None:
+    with pytest.raises(ValidationError):
+        PruneConfig(model={"id": "m"}, task={"name": "sst2"}, target={"flops_reduction": 0.3}, params=params)
 
 
 @pytest.mark.parametrize(
-    "params",
-    [{"sampling_tokens": 1}, {"max_instances": 0}, {"lambda_val": -1}, {"distance_mode": "euclid"}, {"bogus": 1}],
+    ("params", "field"),
+    [
+        ({"lambda_val": -1}, "params.lambda_val"),
+        ({"distance_mode": "euclid"}, "params.distance_mode"),
+        ({"bogus": 1}, "params.bogus"),
+    ],
 )
-def test_out_of_range_parameters_are_rejected(params: dict) -> None:
-    with pytest.raises(ValidationError):
-        PruneConfig(model={"id": "m"}, task={"name": "sst2"}, target={"flops_reduction": 0.3}, params=params)
+def test_out_of_range_parameters_are_rejected_when_the_plan_resolves(params: dict, field: str) -> None:
+    config = PruneConfig(model={"id": "m"}, task={"name": "sst2"}, target={"flops_reduction": 0.3}, params=params)
+    with pytest.raises(InvalidConfigError) as err:
+        resolve_prune_plan(config)
+    assert err.value.field == field
 
 
 def test_duplicated_head_shares_a_cluster_and_the_larger_member_is_kept(tiny_bert_path: Path, tmp_path: Path) -> None:
@@ -104,7 +122,7 @@ def test_random_is_seeded_and_uses_uniform_counts(tiny_bert_path: Path, tmp_path
 def test_random_at_ppruning_counts_matches_ppruning_per_layer(tiny_bert_path: Path, tmp_path: Path) -> None:
     pp = load_masks(prune(_config(tiny_bert_path, sampling_tokens=40), tmp_path / "p").output_dir)
     rnd = load_masks(
-        prune(_config(tiny_bert_path, "random", sampling_tokens=40, counts="ppruning"), tmp_path / "r").output_dir
+        prune(_config(tiny_bert_path, "random", sampling_tokens=40, allocation="ppruning"), tmp_path / "r").output_dir
     )
     assert pp.head_counts() == rnd.head_counts() and pp.neuron_counts() == rnd.neuron_counts()
 

@@ -11,7 +11,7 @@ import torch
 from ppruning import load_pruned
 from ppruning.config import PruneConfig
 from ppruning.errors import InfeasibleTargetError, ModelLoadError, UnknownTaskError, UnsupportedModelError
-from ppruning.masking import apply_masks
+from ppruning.mask_hooks import apply_masks
 from ppruning.masks import load_masks
 from ppruning.pipeline import prune, validate_prune_config
 from ppruning.progress import Progress
@@ -77,7 +77,8 @@ def test_prune_bert_writes_every_artifact_and_reloads_equal_to_masked(tiny_bert_
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report == json.loads(json.dumps(result.report))
     assert report["method"] == "ppruning" and report["seed"] == 11
-    assert report["params"]["sampling_tokens"] == 40 and report["params"]["max_instances"] == 3000
+    assert report["sampling"]["sampling_tokens"] == 40 and report["sampling"]["max_instances"] == 3000
+    assert report["sampling"]["used"] is True and report["params"]["allocation"] == "global"
     assert [la["heads_kept"] for la in report["layers"]] == load_masks(result.output_dir).head_counts()
     assert report["cost"]["after"]["flops"]["pruned_part"] < report["cost"]["before"]["flops"]["pruned_part"]
     assert report["achieved"]["flops_reduction_pruned_part"] >= 0.2
@@ -155,7 +156,7 @@ def test_real_minilm_ppruning_masks_differ_from_random_at_the_same_counts(minilm
             task=REVIEWS,
             target=target,
             method="random",
-            params={**params, "counts": "ppruning"},
+            params={**params, "allocation": "ppruning"},
         ),
         tmp_path / "r",
     )

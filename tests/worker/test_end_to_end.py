@@ -34,7 +34,7 @@ def assert_pruned_equals_masked(client, job_id: str, source_model: Path, dest: P
     from transformers import AutoModel, AutoTokenizer
 
     from ppruning import load_pruned
-    from ppruning.masking import apply_masks
+    from ppruning.mask_hooks import apply_masks
     from ppruning.masks import load_masks
 
     for name in ("model.tar.gz", "head_mask.pt", "neuron_mask.pt"):

@@ -11,9 +11,12 @@ from sqlalchemy import select
 from jobs.store.claims import claim_job
 from jobs.store.models import Job, JobEvent
 from ppruning.errors import JobCancelled
-from worker.progress import FINETUNE_STAGES, PRUNE_STAGES, JobProgress, LeaseLost, Plan
+from worker.progress import FINETUNE_STAGES, JobProgress, LeaseLost, Plan
 
 from .conftest import load
+
+#: What P-pruning declares for a run with measuring on (``ppruning.prune_stages``).
+PRUNE_STAGES = ("load_model", "load_data", "collect", "cluster", "select", "materialise", "measure", "write")
 
 
 def _claimed(sessions, make_job):

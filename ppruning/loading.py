@@ -1,6 +1,8 @@
-"""Loading the model fine-tuning trains: a pruned checkpoint, or a full model cut by mask files first.
+"""Loading a model for a task, and choosing the device: one place for pruning, fine-tuning and evaluation.
 
-Cutting before training is the point of P-pruning: the smaller model trains faster.
+:func:`load_task_model` gives the model with the head the task uses (``TaskInfo.head``):
+a hub id or folder, a pruned checkpoint, or a full model cut by mask files first
+(cutting before training is the point of P-pruning: the smaller model trains faster).
 A pruned folder is recognised by its recorded structure (``pruning.json`` or the
 config's ``ppruning_structure``) and rebuilt with :func:`ppruning.checkpoint.load_pruned`;
 the task head gets the task's label count and names (a freshly initialised head
@@ -21,10 +23,13 @@ from ppruning.tasks.registry import TaskInfo
 
 
 def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when available, else the CPU; an unavailable CUDA device is an input error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidConfigError(f"device {device!r} asked for, but CUDA is not available", field="device")
+        raise InvalidConfigError(
+            f"device {device!r} requested but CUDA is not available; use 'auto' or 'cpu'", field="device"
+        )
     return torch.device(device)
 
 
@@ -57,6 +62,8 @@ def task_config_overrides(info: TaskInfo, label_names: list[str] | None) -> dict
         return {"num_labels": 1, "problem_type": "regression"}
     if info.kind == "classification":
         names = label_names or list(info.label_names)
+        if not names:  # labels not read yet (pruning reads inputs only): the task's count, if it has one
+            return {"num_labels": info.num_labels} if info.num_labels else {}
         return {
             "num_labels": len(names),
             "id2label": dict(enumerate(names)),

@@ -1,0 +1,219 @@
+"""The method contract: a method is one module's declaration, resolved once into a plan.
+
+- a throw-away method registers itself, shows up in the discovery listing and runs
+  through ``prune()`` end to end with no edit to the pipeline, the CLI or the service;
+- the budget's sequence length is fixed when the plan resolves (submission) and is the
+  one the run uses and records; every method of a comparison is budgeted at it;
+- one command line serves every method; a method that reads no data says so;
+- a record made before records carried the method's version still reruns.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from ppruning import all_methods, describe_methods, prune_stages, resolve_prune_plan, spec_from_record
+from ppruning.budget import uniform_removal
+from ppruning.config import PruneConfig
+from ppruning.masks import Masks, load_masks
+from ppruning.methods import MethodContext, MethodParams, MethodSpec, register_method, unregister_method
+from ppruning.pipeline import prune
+from ppruning.progress import Progress
+from ppruning.select import keep_mask
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
+REVIEWS = {
+    "name": "text-classification",
+    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
+    "text_column": "review",
+    "label_column": "sentiment",
+}
+
+
+class _Stages(Progress):
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+
+    def start_stage(self, stage: str, total: int | None = None, message: str = "") -> None:
+        self.stages.append(stage)
+
+
+# --------------------------------------------------------------------------- a throw-away method
+
+
+class FirstUnitsParams(MethodParams):
+    allocation: str = "uniform"
+
+
+def first_units(ctx: MethodContext) -> Masks:
+    """Keep the first units of every layer, at the uniform counts of the budget it was handed."""
+    ctx.progress.start_stage("pick", total=ctx.shape.num_layers)
+    heads, neurons = uniform_removal(ctx.budget, ctx.shape)
+    rows_h = [
+        keep_mask(la.num_head_units, list(range(la.num_head_units - int(heads[i]))))
+        for i, la in enumerate(ctx.shape.layers)
+    ]
+    rows_n = [
+        keep_mask(la.ffn_size, list(range(la.ffn_size - int(neurons[i])))) for i, la in enumerate(ctx.shape.layers)
+    ]
+    ctx.details["seen_examples"] = ctx.examples is not None
+    return Masks(torch.stack(rows_h), torch.stack(rows_n))
+
+
+@pytest.fixture
+def first_units_method() -> Iterator[MethodSpec]:
+    spec = register_method(
+        MethodSpec(
+            name="first-units",
+            summary="Test method: keep the first units of each layer.",
+            kind="structured",
+            needs="weights",
+            params_model=FirstUnitsParams,
+            run=first_units,
+            version="7",
+            stages=("pick",),
+        )
+    )
+    try:
+        yield spec
+    finally:
+        unregister_method(spec.name)
+
+
+def _config(model: Path, method: str, **extra) -> PruneConfig:
+    return PruneConfig.model_validate(
+        {
+            "model": {"id": str(model)},
+            "task": REVIEWS,
+            "method": method,
+            "target": {"flops_reduction": 0.2},
+            "measure": False,
+            **extra,
+        }
+    )
+
+
+def test_a_method_declared_in_one_place_is_listed_and_runs_end_to_end(
+    first_units_method: MethodSpec, tiny_bert_path: Path, tmp_path: Path
+) -> None:
+    listed = {m["name"]: m for m in describe_methods()}["first-units"]
+    assert listed["version"] == "7" and listed["stages"] == ["pick"] and listed["needs"] == "weights"
+    config = _config(tiny_bert_path, "first-units")
+    assert prune_stages(config) == ("load_model", "pick", "materialise", "write")
+
+    progress = _Stages()
+    result = prune(config, tmp_path / "out", progress)
+    assert progress.stages == list(prune_stages(config))
+    masks = load_masks(result.output_dir)
+    assert masks.head_mask[:, 0].tolist() == [1.0] * masks.head_mask.shape[0]  # the first units stay
+    report = result.report
+    assert report["method"] == "first-units" and report["method_version"] == "7"
+    assert report["details"]["seen_examples"] is False and report["sampling"]["used"] is False
+    assert report["record"]["method"]["name"] == "first-units" and report["record"]["method"]["version"] == "7"
+    assert report["achieved"]["flops_reduction_pruned_part"] >= 0.2
+
+    unregister_method("first-units")
+    assert "first-units" not in all_methods()
+    assert "first-units" not in {m["name"] for m in describe_methods()}
+
+
+# --------------------------------------------------------------------------- one budget length
+
+
+def test_the_budget_length_is_fixed_at_validation_and_recorded(tiny_bert_path: Path, tmp_path: Path) -> None:
+    config = _config(
+        tiny_bert_path, "ppruning", params={"lambda_val": 1}, sampling={"sampling_tokens": 40, "max_length": 24}
+    )
+    plan = resolve_prune_plan(config)  # what the service runs at submission
+    assert plan.seq_len == 24
+    report = prune(config, tmp_path / "out").report
+    assert report["budget"]["seq_len"] == plan.seq_len and report["budget"]["seq_len_from"] == "sampling.max_length"
+    assert report["budget"]["total_cost"] == pytest.approx(plan.budget.total)
+    assert report["record"]["method"]["sampling"]["max_length"] == 24
+
+
+def test_every_method_of_a_comparison_is_budgeted_at_the_same_length(tiny_bert_path: Path) -> None:
+    lengths = {
+        method: resolve_prune_plan(_config(tiny_bert_path, method, params={"lambda_val": 1})).seq_len
+        for method in ("ppruning", "random", "magnitude")
+    }
+    assert len(set(lengths.values())) == 1, lengths
+    budgets = {
+        method: resolve_prune_plan(_config(tiny_bert_path, method, params={"lambda_val": 1})).budget.total
+        for method in ("ppruning", "random", "magnitude")
+    }
+    assert len(set(budgets.values())) == 1, budgets
+
+
+def test_one_command_line_serves_a_method_that_reads_no_data(tiny_bert_path: Path, tmp_path: Path) -> None:
+    from ppruning.cli.main import main
+
+    out = tmp_path / "out"
+    args = [
+        "prune",
+        "--model",
+        str(tiny_bert_path),
+        "--task",
+        "text-classification",
+        "--data-files",
+        f"train={FIXTURES / 'reviews_train.csv'}",
+        "--text-column",
+        "review",
+        "--label-column",
+        "sentiment",
+        "--method",
+        "magnitude",
+        "--flops-reduction",
+        "0.2",
+        "--max-length",
+        "64",
+        "--max-instances",
+        "10",
+        "--output",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    assert main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["sampling"]["used"] is False and "not used" in report["sampling"]["note"]
+    assert report["sampling"]["max_instances"] == 10 and report["budget"]["seq_len"] == 64
+
+
+def test_sampling_keys_given_under_params_move_to_the_sampling_block() -> None:
+    base = {"model": {"id": "m"}, "task": {"name": "sst2"}, "target": {"flops_reduction": 0.3}}
+    config = PruneConfig.model_validate({**base, "params": {"max_instances": 300, "lambda_val": 2}})
+    assert config.sampling.max_instances == 300 and config.params == {"lambda_val": 2}
+    with pytest.raises(ValueError, match="disagree"):
+        PruneConfig.model_validate({**base, "params": {"max_instances": 300}, "sampling": {"max_instances": 5}})
+
+
+def test_a_record_without_method_version_still_reruns(tiny_bert_path: Path, tmp_path: Path) -> None:
+    """A record written before the sampling block and method versions: old keys, ``counts``, no ``method``."""
+    first = prune(_config(tiny_bert_path, "random", params={"lambda_val": 1}), tmp_path / "a").report["record"]
+    legacy = json.loads(json.dumps(first))
+    legacy.pop("method")
+    legacy["record_version"] = 1
+    legacy["rerun_spec"].pop("sampling")
+    legacy["rerun_spec"]["params"] = {
+        "lambda_val": 1,
+        "counts": "uniform",
+        "max_instances": 3000,
+        "sampling_tokens": 200,
+        "batch_size": 32,
+        "max_length": None,
+        "distance_mode": "condensed",
+        "head_matching": "greedy",
+    }
+    kind, spec = spec_from_record(legacy)
+    assert kind == "prune"
+    again = prune(PruneConfig.model_validate(spec), tmp_path / "b")
+    assert torch.equal(load_masks(tmp_path / "a").head_mask, load_masks(again.output_dir).head_mask)
+    assert torch.equal(load_masks(tmp_path / "a").neuron_mask, load_masks(again.output_dir).neuron_mask)
+    assert again.report["record"]["method"]["version"] == all_methods()["random"].version

@@ -52,6 +52,9 @@ class InvalidParamsError(InvalidConfigError, ValueError):
     """A method parameter is wrong; ``field`` is its name inside ``params``."""
 
 
+_PARAMS_HELP = "The method's own parameters (GET /methods/{name}); defaults filled in."
+
+
 def _check_method_params(params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
     """Validate ``params`` against the method's model here, so a 422 names ``params.<name>``.
 
@@ -102,6 +105,7 @@ class PruneJobSpec(PruneConfig):
 
     kind: Literal["prune"]
     callback_url: CallbackUrl
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
     _params = field_validator("params")(_check_method_params)
 
     def prune_config(self) -> PruneConfig:
@@ -193,6 +197,7 @@ class PipelineJobSpec(PruneConfig):
 
     kind: Literal["pipeline"]
     callback_url: CallbackUrl
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
     _params = field_validator("params")(_check_method_params)
     finetune: FinetuneOptions = Field(default_factory=FinetuneOptions)  # type: ignore[valid-type]
     accept: AcceptCriteria | None = Field(
@@ -277,7 +282,9 @@ class SweepJobSpec(BaseModel):
     model: ModelRef
     task: TaskRef
     method: str = Field(default="ppruning", description="A registered method (see GET /methods).")
-    params: dict[str, Any] = Field(default_factory=dict, description="The method's own parameters, for every child.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, validate_default=True, description="The method's own parameters, for every child."
+    )
     _params = field_validator("params")(_check_method_params)
     targets: SweepTargets
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)

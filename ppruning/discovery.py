@@ -109,6 +109,10 @@ def prune_config_schema(info: MethodSpec, model: type[BaseModel] | None = None) 
     props = schema["properties"]
     props["method"] = {**props["method"], "const": info.name}
     props["method"].pop("type", None)
+    # Specs written before the sampling block gave its keys under ``params``; PruneConfig moves them.
+    sampling = SamplingConfig.model_json_schema()["properties"]
+    legacy = {k: {**v, "description": f"Accepted here too; prefer sampling.{k}."} for k, v in sampling.items()}
+    params["properties"] = {**params.get("properties", {}), **legacy}
     props["params"] = {**params, "default": {}}
     task = defs["TaskRef"]
     task["properties"]["name"] = {**task["properties"]["name"], "enum": sorted(all_tasks())}

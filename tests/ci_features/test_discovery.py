@@ -99,7 +99,7 @@ CASES: dict[str, list[tuple[str, dict[str, Any]]]] = {
         ("param not a choice", {"params": {"allocation": "local"}}),
     ],
     "random": [
-        ("counts", {"params": {"counts": "uniform"}}),
+        ("allocation", {"params": {"allocation": "uniform"}}),
         ("param above range", {"params": {"lambda_val": 5000}}),
     ],
 }
@@ -177,10 +177,11 @@ def test_method_rows_carry_ranges_choices_and_model_families(client: TestClient)
 
     method = client.get("/methods/ppruning").json()
     rows = {p["name"]: p for p in method["parameters"]}
-    assert rows["max_instances"] | {"description": ""} == {
-        "name": "max_instances", "type": "integer", "default": 3000, "required": False,
-        "minimum": 1, "maximum": 1_000_000, "description": "",
+    assert rows["lambda_val"] | {"description": ""} == {
+        "name": "lambda_val", "type": "number", "default": 5.0, "required": False,
+        "minimum": 0.0, "maximum": 1000.0, "description": "",
     }  # fmt: skip
+    assert method["sampling_defaults"]["max_instances"] == 3000  # the sampling block every method accepts
     assert rows["head_matching"]["choices"] == ["greedy", "hungarian"]
     assert method["model_types"] == supported_model_types() and not method["model_types_restricted"]
     assert client.get("/methods/nope").status_code == 404
@@ -205,4 +206,4 @@ def test_the_cli_prints_what_the_api_serves(client: TestClient, capsys: pytest.C
     assert main(["tasks", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {t["name"]: t for t in client.get("/tasks").json()["items"]}
     assert main(["methods"]) == 0
-    assert "max_instances: integer = 3000 (>=1 <=1000000)" in capsys.readouterr().out
+    assert "lambda_val: number = 5.0 (>=0.0 <=1000.0)" in capsys.readouterr().out

@@ -41,8 +41,11 @@ def test_prune_report_has_dense_and_pruned_latency_and_the_ratio_to_ideal(
             row["batch_size"] * 1000 / row["pruned_latency_ms"], rel=1e-3
         )
         assert row["fraction_of_ideal"] == pytest.approx(row["speedup"] / speed["ideal_speedup"], rel=1e-3)
-    # 25% of attention+FFN FLOPs removed: the ideal whole-model speedup is above 1 and below 1/0.75
-    assert 1.02 < speed["ideal_speedup"] < 1 / 0.75 + 1e-6
+    # About 25% of attention+FFN FLOPs removed (budgeted at the task's length, 128, where one head of
+    # the tiny model is a large unit): the ideal whole-model speedup is above 1 and below 1/(1-removed)
+    removed = report["achieved"]["flops_reduction_pruned_part"]
+    assert 0.25 <= removed < 0.30
+    assert 1.02 < speed["ideal_speedup"] < 1 / (1 - removed) + 1e-6
     assert speed["speedup"] == speed["by_batch"][-1]["speedup"] and speed["speedup_batch_size"] == 4
     assert speed["seq_len"] == 128  # the custom task's max length (the tiny models allow 128 positions)
     assert ("not faster" in speed["note"]) is (not speed["faster"])

@@ -2,10 +2,16 @@
 
 A pruned checkpoint is an ordinary ``save_pretrained`` folder (config, safetensors,
 tokenizer) plus ``pruning.json``; the per-layer structure is also in the config under
-``ppruning_structure``. HF's ``from_pretrained`` cannot build per-layer head counts, so
-:func:`load_pruned` builds the full-size model from the config, cuts every layer to the
-recorded counts (random weights, nothing worth keeping is copied) and then loads the
-saved state dict into the reduced shapes.
+``ppruning_structure``. Its ``config.json`` is written so that plain transformers loads
+it too (:mod:`ppruning.portable.describe`): a stock config when every layer has the
+same shape, else a ``pruned_<family>`` model type with its modelling code beside it
+(``trust_remote_code=True``).
+
+:func:`load_pruned` returns the stock transformers classes the library works on: it
+builds the model from the stock form of the config, cuts every layer to the recorded
+counts (random weights, nothing worth keeping is copied) and then loads the saved state
+dict into the reduced shapes. Checkpoints written before the config was made
+self-describing (stock model type, dense sizes) load the same way.
 
 The backbone is matched by its own parameter names, whatever prefix the saving class
 used (``bert.``, ``transformer.``, ``model.`` or none), so a checkpoint saved with one
@@ -26,6 +32,7 @@ from ppruning.arch import get_adapter
 from ppruning.arch.base import STRUCTURE_KEY
 from ppruning.errors import InvalidConfigError, ModelLoadError
 from ppruning.masks import Masks
+from ppruning.portable.describe import stock_values, write_config
 from ppruning.surgery import count_parameters, prune_model
 
 log = logging.getLogger(__name__)
@@ -70,13 +77,16 @@ def save_pruned(model: nn.Module, tokenizer: Any, directory: Path, extra: dict[s
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
     shape = adapter.shape()
+    original = record.get("original", shape.structure())
+    remote_code = write_config(directory, shape, original)
     info: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "model_type": model.config.model_type,
         "head": head_name(model),
         "head_class": type(model).__name__,
         "structure": {k: v for k, v in record.items() if k != "original"},
-        "original": record.get("original", shape.structure()),
+        "original": original,
+        "loads_with": "trust_remote_code" if remote_code else "stock",
         "hidden_size": shape.hidden_size,
         "head_unit_width": [la.head_unit_width for la in shape.layers],
         "parameters": count_parameters(model),
@@ -138,25 +148,59 @@ def _remap(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.
     return out
 
 
+def resolve_checkpoint(path: str | Path, revision: str | None = None) -> Path:
+    """A local folder as is; otherwise a hub id, fetched (or found in the hub cache when offline)."""
+    directory = Path(path)
+    if directory.is_dir():
+        return directory
+    ident = str(path)
+    if directory.is_absolute() or ident.startswith(".") or ident.count("/") > 1:
+        raise ModelLoadError(f"{directory} is not a folder with a saved model", field="model")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(ident, revision=revision))
+    except Exception as exc:  # offline cache miss, unknown repo or revision, no network
+        raise ModelLoadError(
+            f"{ident!r} is not a folder with a saved model and could not be fetched from the hub"
+            f"{f' at revision {revision!r}' if revision else ''}: {exc}",
+            field="model",
+        ) from exc
+
+
+def _read_config(directory: Path) -> Any:
+    """The stock transformers config of a checkpoint (a ``pruned_<family>`` one in its stock form)."""
+    from transformers import AutoConfig, PretrainedConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    try:
+        values, _ = PretrainedConfig.get_config_dict(directory)
+        if values.get("model_type") in CONFIG_MAPPING and "auto_map" not in values:
+            return AutoConfig.from_pretrained(directory)
+        values = stock_values(values)
+        return CONFIG_MAPPING[values["model_type"]].from_dict(values)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"cannot read the config in {directory}: {exc}", field="model") from exc
+
+
 def load_pruned(
-    path: str | Path, head: str | None = None, *, dtype: torch.dtype | None = None, device: str | None = None
+    path: str | Path,
+    head: str | None = None,
+    *,
+    revision: str | None = None,
+    dtype: torch.dtype | None = None,
+    device: str | None = None,
 ) -> nn.Module:
     """Rebuild the reduced shapes recorded with the checkpoint and load its weights (eval mode).
 
-    ``head``: None (what was saved), ``"base"``, ``"sequence-classification"``,
-    ``"question-answering"`` or ``"causal-lm"``. A plain (unpruned) HF checkpoint loads too.
+    ``path``: a folder, or a hub id (``org/name``, at ``revision``). ``head``: None (what
+    was saved), ``"base"``, ``"sequence-classification"``, ``"question-answering"`` or
+    ``"causal-lm"``. A plain (unpruned) HF checkpoint loads too.
     """
-    from transformers import AutoConfig
-
-    directory = Path(path)
-    if not directory.is_dir():
-        raise ModelLoadError(f"{directory} is not a folder with a saved model", field="model")
+    directory = resolve_checkpoint(path, revision)
     info_file = directory / PRUNING_FILE
     info: dict[str, Any] = json.loads(info_file.read_text()) if info_file.is_file() else {}
-    try:
-        config = AutoConfig.from_pretrained(directory)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read the config in {directory}: {exc}", field="model") from exc
+    config = _read_config(directory)
     cls = _model_class(head, info, config)
     structure = info.get("structure") or getattr(config, STRUCTURE_KEY, None)
     if not structure:

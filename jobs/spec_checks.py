@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from jobs.errors import InvalidSpec
 from jobs.settings import Settings
-from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, parse_spec
+from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec, parse_spec
 from jobs.store import repository
 from jobs.store.states import JobState
 from ppruning import ModelLoadError, ModelRef, PruneConfig, TaskRef
@@ -219,10 +220,25 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
 
 
 def _check_source_job(spec: FinetuneJobSpec, session: Session, owner: str) -> None:
-    source = repository.get_job(session, spec.from_job, owner)  # type: ignore[arg-type]
+    _check_finished_job(spec.from_job, ("prune", "pipeline"), session, owner, "from_job")  # type: ignore[arg-type]
+
+
+def _check_finished_job(
+    job_id: uuid.UUID, kinds: tuple[str, ...], session: Session, owner: str, field: str
+) -> None:
+    """``job_id`` is the owner's, of one of ``kinds``, and succeeded (its model can be downloaded)."""
+    source = repository.get_job(session, job_id, owner)
     if source is None:
-        raise InvalidSpec(f"job {spec.from_job} not found", field="from_job")
-    if source.kind not in ("prune", "pipeline"):
-        raise InvalidSpec(f"job {spec.from_job} is a {source.kind} job, not a prune", field="from_job")
+        raise InvalidSpec(f"job {job_id} not found", field=field)
+    if source.kind not in kinds:
+        raise InvalidSpec(f"job {job_id} is a {source.kind} job, not a {' or '.join(kinds)}", field=field)
     if source.state != JobState.SUCCEEDED.value:
-        raise InvalidSpec(f"job {spec.from_job} is {source.state}; it must have succeeded", field="from_job")
+        raise InvalidSpec(f"job {job_id} is {source.state}; it must have succeeded", field=field)
+
+
+def check_teacher(teacher: TeacherSpec, settings: Settings, session: Session, owner: str, field: str) -> TeacherSpec:
+    """A teacher model inside the allow-list (or a hub id), or a finished fine-tune of the owner's."""
+    if teacher.teacher is not None:
+        return teacher.model_copy(update={"teacher": check_model(teacher.teacher, settings, f"{field}.teacher")})
+    _check_finished_job(teacher.from_job, ("finetune", "pipeline"), session, owner, f"{field}.from_job")  # type: ignore[arg-type]
+    return teacher

@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from ppruning import (
+    DistillConfig,
     FinetuneConfig,
     InvalidConfigError,
     MeasureConfig,
@@ -124,6 +125,30 @@ FinetuneOptions: type[BaseModel] = create_model(  # type: ignore[call-overload]
         if name not in _PIPELINE_SUPPLIED
     },
 )
+
+
+class TeacherSpec(DistillConfig):
+    """A distillation teacher: a model (hub id or allowed folder), or the model a finished job fine-tuned.
+
+    The worker downloads a ``from_job`` teacher and hands the library a plain
+    :class:`ppruning.DistillConfig` naming that folder (:meth:`distill_config`).
+    """
+
+    teacher: ModelRef | None = Field(default=None, description="Hub id or allowed folder of the teacher.")  # type: ignore[assignment]
+    from_job: uuid.UUID | None = Field(
+        default=None, description="A succeeded finetune or pipeline job whose fine-tuned model teaches."
+    )
+
+    @model_validator(mode="after")
+    def _one_teacher(self) -> TeacherSpec:
+        if (self.teacher is None) == (self.from_job is None):
+            raise ValueError("give exactly one of 'teacher' or 'from_job'")
+        return self
+
+    def distill_config(self, folder: str | None = None) -> DistillConfig:
+        """The library's config; ``folder`` replaces ``from_job`` once the worker has the teacher's files."""
+        teacher = ModelRef(id=folder) if folder is not None else self.teacher
+        return DistillConfig.model_validate({**self.model_dump(exclude={"from_job", "teacher"}), "teacher": teacher})
 
 
 class FinetuneJobSpec(FinetuneConfig):

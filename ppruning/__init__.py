@@ -35,6 +35,7 @@ _PUBLIC: dict[str, str] = {
     "TaskRef": "ppruning.config",
     "Target": "ppruning.config",
     "MeasureConfig": "ppruning.config",
+    "DistillConfig": "ppruning.distill",
     "PrunePlan": "ppruning.plan",
     "resolve_prune_plan": "ppruning.plan",
     "validate_prune_config": "ppruning.plan",

@@ -50,7 +50,7 @@ def evaluate(
     progress.start_stage("load_model")
     model, tokenizer = load_saved_task_model(Path(model_path), info, dev)
     progress.start_stage("load_data")
-    dsd = load_task_dataset(task)
+    dsd = load_task_dataset(task, info)
     length = resolve_max_length(info, tokenizer, requested=max_length, model_config=model.config)
     results: dict[str, dict[str, float]] = {}
     wanted = splits or tuple(s for s in info.eval_splits if s in dsd)

@@ -79,6 +79,7 @@ def load_examples(plan: PrunePlan, tokenizer: Any, model: nn.Module) -> list[dic
         seed=plan.config.seed,
         max_length=plan.sampling.max_length,
         model_config=model.config,
+        info=plan.task,
     )
     columns = [c for c in _INPUT_COLUMNS if c in data.column_names]
     return data.select_columns(columns).to_list()

@@ -64,7 +64,7 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     set_seed(hp.seed)
 
     progress.start_stage("load_data")
-    dsd = load_task_dataset(config.task)
+    dsd = load_task_dataset(config.task, info)
     _, label_column = task_columns(info, config.task)
     names = label_names(dsd, label_column) if info.kind == "classification" and label_column else None
 

@@ -39,9 +39,12 @@ def datasets_override_dir(task_name: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def load_task_dataset(task: TaskRef) -> Any:
-    """The task's splits as a ``datasets.DatasetDict``, columns checked, labels encoded."""
-    info = validate_task_ref(task)
+def load_task_dataset(task: TaskRef, info: TaskInfo | None = None) -> Any:
+    """The task's splits as a ``datasets.DatasetDict``, columns checked, labels encoded.
+
+    ``info``: the task as the caller already resolved it (a plan); else it is resolved here.
+    """
+    info = info or validate_task_ref(task)
     if info.custom:
         dsd = _load_custom(task)
     else:
@@ -73,6 +76,7 @@ def tokenized_inputs(
     seed: int,
     max_length: int | None = None,
     model_config: Any = None,
+    info: TaskInfo | None = None,
 ) -> Any:
     """Up to ``max_instances`` examples of ``split``, tokenised as for fine-tuning, without labels.
 
@@ -85,8 +89,8 @@ def tokenized_inputs(
     """
     if max_instances < 1:
         raise DataError("max_instances must be at least 1", field="params.max_instances")
-    info = validate_task_ref(task)
-    dsd = load_task_dataset(task)
+    info = info or validate_task_ref(task)
+    dsd = load_task_dataset(task, info)
     data = get_split(dsd, split, info.name)
     text_columns, _ = task_columns(info, task)
     length = resolve_max_length(info, tokenizer, requested=max_length, model_config=model_config)

@@ -43,12 +43,29 @@ def is_pruned_checkpoint(path: Path) -> bool:
     return config.is_file() and bool(json.loads(config.read_text()).get(STRUCTURE_KEY))
 
 
+def _named_tokenizer_class(folder: Path) -> Any:
+    """The class ``tokenizer_config.json`` names, when transformers has it; else None.
+
+    A pruned checkpoint's ``config.json`` has a model type of its own, so ``AutoTokenizer``
+    would stop to ask for remote code only to read it; the tokenizer needs none of it.
+    """
+    import transformers
+
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return None
+    name = json.loads(config.read_text()).get("tokenizer_class")
+    return getattr(transformers, name, None) if isinstance(name, str) else None
+
+
 def load_tokenizer(model: ModelRef | Path) -> Any:
     from transformers import AutoTokenizer
 
     ident, revision = (str(model), None) if isinstance(model, Path) else (model.id, model.revision)
+    folder = Path(ident)
+    named = _named_tokenizer_class(folder) if folder.is_dir() and is_pruned_checkpoint(folder) else None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(ident, revision=revision)
+        tokenizer = (named or AutoTokenizer).from_pretrained(ident, revision=revision)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {ident!r}: {exc}", field="model.id") from exc
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:

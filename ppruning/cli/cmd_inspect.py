@@ -20,14 +20,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
-    from transformers import AutoTokenizer
 
     from ppruning.arch import get_adapter
     from ppruning.checkpoint import load_pruned
+    from ppruning.loading import load_tokenizer
 
     model = load_pruned(args.model_dir).eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    tokenizer = load_tokenizer(Path(args.model_dir))
     with torch.no_grad():
         out = model(**tokenizer([args.text], return_tensors="pt"))
     first = next(iter(out.values()))

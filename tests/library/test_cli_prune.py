@@ -68,6 +68,16 @@ def test_prune_on_a_local_csv_exits_0_and_writes_the_outputs(tiny_bert_path: Pat
     assert "[collect]" in proc.stderr and "[cluster]" in proc.stderr  # progress on stderr
     assert "pruned" in proc.stdout
 
+    # What a user does next: reload the checkpoint in one call, with no question asked on stdin
+    inspected = subprocess.run(
+        [sys.executable, "-m", "ppruning.cli.main", "inspect", str(out / "model"), "--json"],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert inspected.returncode == 0, inspected.stderr
+    summary = json.loads(inspected.stdout)
+    assert summary["ffn_per_layer"] == [layer["neurons_kept"] for layer in report["layers"]]
+    assert summary["output_shape"] == [1, 2] and "trust_remote_code" not in inspected.stderr
+
 
 @pytest.mark.parametrize(
     ("extra", "field", "says"),

@@ -224,3 +224,21 @@ def test_new_head_on_real_minilm_trains_only_scores_and_classifier(
         expected = p * mask if mask is not None else p  # frozen: only the masks changed the encoder
         assert torch.equal(pruned_params[name], expected), name
     assert result.report["achieved"]["density_pruned_part"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_magnitude_baseline_keeps_the_largest_weights_and_fine_tuning_leaves_pruned_ones_at_zero(
+    tiny_bert_mlm: Path, task_datasets: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForMaskedLM
+
+    config = _config(tiny_bert_mlm).model_copy(update={"method": "magnitude-unstructured"})
+    result = prune(config, tmp_path / "out")
+    masks, manifest = load_weight_masks(result.output_dir)
+    assert manifest["method"] == "magnitude-unstructured" and manifest["density"] == pytest.approx(0.1, abs=0.01)
+    dense = dict(AutoModelForMaskedLM.from_pretrained(tiny_bert_mlm).named_parameters())
+    kept = torch.cat([dense[n].detach().abs()[m] for n, m in masks.items()])
+    pruned = torch.cat([dense[n].detach().abs()[~m] for n, m in masks.items()])
+    assert kept.min() >= pruned.max()  # one global threshold
+    tuned = dict(AutoModelForMaskedLM.from_pretrained(result.model_dir).named_parameters())
+    assert all(torch.count_nonzero(tuned[n][~m]) == 0 for n, m in masks.items())
+    assert any(not torch.equal(tuned[n][m], dense[n][m]) for n, m in masks.items())  # the kept weights trained

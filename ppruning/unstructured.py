@@ -19,7 +19,7 @@ from ppruning.methods.contract import WEIGHT_MASK_ARTIFACTS
 from ppruning.plan import PrunePlan
 from ppruning.provenance import model_revision, write_record
 from ppruning.report import StageTimer, library_versions, peak_device_bytes, peak_host_rss_bytes
-from ppruning.weight_masks import MANIFEST_FILE, WeightMasks, check_against, save_weight_masks
+from ppruning.weight_masks import WeightMasks, check_against, save_weight_masks
 
 NO_SPEEDUP = (
     "none: unstructured sparsity leaves every matrix dense-shaped, so dense kernels do the same "
@@ -46,13 +46,13 @@ def write_unstructured(
     output_dir.mkdir(parents=True, exist_ok=True)
     revision = model_revision(config.model, model.config)
     base = {"id": config.model.id, "revision": config.model.revision, "resolved": revision}
-    manifest = save_weight_masks(result, output_dir, base_model=base, extra={"method": config.method})
+    save_weight_masks(result, output_dir, base_model=base, extra={"method": config.method})
 
     timer.start_stage("write")
     model_dir = output_dir / "model"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    (model_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+    save_weight_masks(result, model_dir, base_model=base, extra={"method": config.method})  # fine-tuning keeps them
     spec = plan.resolved_spec()
     method = plan.method_record()
     kept, total = result.kept(), result.total()

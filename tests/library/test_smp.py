@@ -242,3 +242,21 @@ def test_magnitude_baseline_keeps_the_largest_weights_and_fine_tuning_leaves_pru
     tuned = dict(AutoModelForMaskedLM.from_pretrained(result.model_dir).named_parameters())
     assert all(torch.count_nonzero(tuned[n][~m]) == 0 for n, m in masks.items())
     assert any(not torch.equal(tuned[n][m], dense[n][m]) for n, m in masks.items())  # the kept weights trained
+
+
+def test_fine_tuning_an_smp_checkpoint_keeps_its_pruned_weights_at_zero(
+    tiny_bert_mlm: Path, task_datasets: Path, tmp_path: Path
+) -> None:
+    from ppruning import FinetuneConfig, finetune_model
+
+    pruned = prune(_config(tiny_bert_mlm, steps=4), tmp_path / "prune")
+    config = FinetuneConfig.model_validate(
+        {"model": {"id": str(pruned.model_dir)}, "task": {"name": "sst2"}, "epochs": 1, "batch_size": 16,
+         "learning_rate": 1e-2, "device": "cpu"}
+    )
+    tuned = finetune_model(config, tmp_path / "ft")
+    masks, _ = load_weight_masks(tuned.model_dir)  # the masks travel with the fine-tuned checkpoint
+    from transformers import AutoModelForSequenceClassification
+
+    params = dict(AutoModelForSequenceClassification.from_pretrained(tuned.model_dir).named_parameters())
+    assert all(torch.count_nonzero(params[n][~m]) == 0 for n, m in masks.items())

@@ -217,6 +217,13 @@ class AcceptCriteria(BaseModel):
         return self.max_metric_drop is not None and self.dense_score is None
 
 
+def _unstructured(method: str) -> bool:
+    try:
+        return get_method(method).kind == "unstructured"
+    except UnknownMethodError:
+        return False
+
+
 class PipelineJobSpec(PruneConfig):
     """Prune, then fine-tune the pruned model on the same task, in one job; optionally gate the result."""
 
@@ -234,6 +241,12 @@ class PipelineJobSpec(PruneConfig):
         if self.accept is not None and self.accept.min_speedup is not None and self.measure is False:
             raise InvalidConfigError(
                 "accept.min_speedup needs the measured speedup; remove 'measure: false'", field="accept.min_speedup"
+            )
+        if self.accept is not None and self.accept.min_speedup is not None and _unstructured(self.method):
+            raise InvalidConfigError(
+                f"accept.min_speedup: method {self.method!r} prunes unstructured weights, which gives no dense "
+                "speedup by construction; gate on accept.max_metric_drop only",
+                field="accept.min_speedup",
             )
         return self
 

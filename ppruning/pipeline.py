@@ -15,7 +15,9 @@ The ``measure`` stage also times the dense and the pruned model (``config.measur
 Outputs in ``output_dir``: ``head_mask.pt``, ``neuron_mask.pt``, ``masks.safetensors``,
 ``model/`` (pruned checkpoint, tokenizer, ``pruning.json``), ``report.json`` and
 ``record.json`` (the reproducibility record, :mod:`ppruning.provenance`; also in
-``model/`` and as ``report["record"]``).
+``model/`` and as ``report["record"]``). An unstructured method's result (weight
+masks) is written by :mod:`ppruning.unstructured` instead: packed bit masks with their
+manifest, the dense checkpoint with the masks applied, and its own report.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import copy
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from ppruning.loading import load_task_model, resolve_device
 from ppruning.masks import save_masks, validate_masks
 from ppruning.measure import measure_speedup
 from ppruning.methods import MethodContext
+from ppruning.methods.contract import ResumeStore
 from ppruning.plan import PrunePlan, resolve_prune_plan, validate_prune_config
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.provenance import data_fingerprint, write_record
@@ -49,7 +52,10 @@ from ppruning.report import StageTimer, build_report, reset_peak_memory
 from ppruning.surgery import prune_model
 from ppruning.tasks.data import tokenized_inputs
 from ppruning.tasks.features import resolve_max_length
+from ppruning.tasks.labelled import labelled_examples, task_label_names
 from ppruning.tasks.registry import TaskInfo
+from ppruning.unstructured import write_unstructured
+from ppruning.weight_masks import WeightMasks
 
 __all__ = ["PruneResult", "prune", "resolve_device", "resolve_prune_plan", "validate_prune_config"]
 
@@ -61,6 +67,8 @@ class PruneResult:
     output_dir: Path
     model_dir: Path
     report: dict[str, Any]
+    #: The mask files written (the artifacts a service stores besides the model and report).
+    mask_files: list[Path] = field(default_factory=list)
 
 
 def seed_everything(seed: int) -> None:
@@ -70,7 +78,19 @@ def seed_everything(seed: int) -> None:
 
 
 def load_examples(plan: PrunePlan, tokenizer: Any, model: nn.Module) -> list[dict[str, Any]]:
-    """``sampling.max_instances`` tokenised train examples (seeded), as plain rows with only the input columns."""
+    """``sampling.max_instances`` tokenised train examples (seeded), as plain rows with only the input columns.
+
+    A method that needs labels gets them too (a ``labels`` column).
+    """
+    if plan.method.needs == "labels":
+        return labelled_examples(
+            plan.config.task,
+            tokenizer,
+            max_instances=plan.sampling.max_instances,
+            seed=plan.config.seed,
+            max_length=plan.sampling.max_length,
+            model_config=model.config,
+        )
     data = tokenized_inputs(
         plan.config.task,
         tokenizer,
@@ -100,6 +120,8 @@ def _pad_id(tokenizer: Any) -> int:
 
 def _budget_record(plan: PrunePlan) -> dict[str, Any]:
     budget = plan.budget
+    if budget is None:
+        return {"kind": plan.config.target.kind, "target": plan.config.target.value, "seq_len": plan.seq_len}
     return {
         "kind": budget.kind,
         "target": budget.target,
@@ -155,8 +177,11 @@ def _data_record(plan: PrunePlan, examples: Sequence[dict[str, Any]] | None) -> 
     return data_fingerprint(plan.config.task, "train", examples, **selection)
 
 
-def _load_unpruned(plan: PrunePlan, device: torch.device) -> tuple[nn.Module, Any]:
-    model, tokenizer, _ = load_task_model(plan.config.model, plan.task)
+def _load_unpruned(plan: PrunePlan, device: torch.device, label_names: list[str] | None) -> tuple[nn.Module, Any]:
+    if plan.method.load_model is not None:
+        model, tokenizer = plan.method.load_model(plan.params, plan.config.model, plan.task, label_names)
+    else:
+        model, tokenizer, _ = load_task_model(plan.config.model, plan.task, label_names=label_names)
     model.to(device).eval()
     if not get_adapter(model).shape().is_uniform:
         raise InvalidConfigError(
@@ -168,8 +193,16 @@ def _load_unpruned(plan: PrunePlan, device: torch.device) -> tuple[nn.Module, An
 # --------------------------------------------------------------------------- the run
 
 
-def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGRESS) -> PruneResult:
-    """Compute masks with ``config.method``, cut the model, write every artifact into ``output_dir``."""
+def prune(
+    config: PruneConfig,
+    output_dir: Path,
+    progress: Progress = NULL_PROGRESS,
+    resume: ResumeStore | None = None,
+) -> PruneResult:
+    """Compute masks with ``config.method``, cut the model, write every artifact into ``output_dir``.
+
+    ``resume``: where a resumable method saves its state and finds it again after a restart.
+    """
     output_dir = Path(output_dir)
     timer = StageTimer(progress)
     plan = resolve_prune_plan(config)  # the same checks as at submission, before any weight is read
@@ -177,8 +210,9 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
     reset_peak_memory(device)
     seed_everything(config.seed)
 
+    label_names = task_label_names(config.task) if plan.method.needs == "labels" else None
     timer.start_stage("load_model", message=config.model.id)
-    model, tokenizer = _load_unpruned(plan, device)
+    model, tokenizer = _load_unpruned(plan, device, label_names)
     adapter = get_adapter(model)
     shape = adapter.shape()
 
@@ -204,10 +238,17 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
         progress=timer,
         examples=examples,
         pad_token_id=_pad_id(tokenizer),
+        model_ref=config.model,
+        target=config.target,
+        label_names=label_names,
+        resume=resume,
     )
     masks = plan.method.run(ctx)
-    validate_masks(masks, shape)
     ctx.examples = examples = None  # the sample is all the method needed
+    if isinstance(masks, WeightMasks):
+        report = write_unstructured(plan, masks, ctx, tokenizer, before, data_record, timer, device, output_dir)
+        return PruneResult(output_dir, output_dir / "model", report, report.pop("_mask_files"))
+    validate_masks(masks, shape)
 
     timer.start_stage("materialise")
     timer.checkpoint()
@@ -253,4 +294,5 @@ def prune(config: PruneConfig, output_dir: Path, progress: Progress = NULL_PROGR
         "prune", spec, config.model, model.config, data_record, output_dir, model_dir, method=method
     )
     (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    return PruneResult(output_dir=output_dir, model_dir=model_dir, report=report)
+    mask_files = [output_dir / name for name in plan.method.artifacts if (output_dir / name).exists()]
+    return PruneResult(output_dir=output_dir, model_dir=model_dir, report=report, mask_files=mask_files)

@@ -46,7 +46,8 @@ class PrunePlan:
     #: Tokens per sequence the budget (and the report's cost) is computed at.
     seq_len: int
     shape: ModelShape
-    budget: Budget
+    #: The structured budget; None for an unstructured method (its target is a fraction of weights).
+    budget: Budget | None
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -67,7 +68,8 @@ class PrunePlan:
 
 
 def run_stages(config: PruneConfig, method: MethodSpec, params: MethodParams, reads_data: bool) -> tuple[str, ...]:
-    after = _AFTER if config.measure else tuple(s for s in _AFTER if s != "measure")
+    timed = config.measure and method.kind == "structured"  # unstructured masks change no dense timing
+    after = _AFTER if timed else tuple(s for s in _AFTER if s != "measure")
     return (*_BEFORE, *(("load_data",) if reads_data else ()), *method.run_stages(params), *after)
 
 
@@ -135,16 +137,25 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     method = get_method(config.method)
     params = method_params(method, config.params)
     if config.target.kind not in method.targets:
+        why = (
+            "; unstructured sparsity zeroes weights inside dense matrices and removes no dense FLOPs"
+            if method.kind == "unstructured" and config.target.kind == "flops"
+            else ""
+        )
         raise InvalidConfigError(
             f"method {method.name!r} accepts {' or '.join(sorted(method.targets))} targets, "
-            f"not {config.target.kind}_reduction",
+            f"not {config.target.kind}_reduction{why}",
             field=f"target.{config.target.kind}_reduction",
         )
     task = validate_task_ref(config.task)
     hf_config = hf_config if hf_config is not None else load_hf_config(config.model)
     shape = _model_shape(method, hf_config)
+    if method.check is not None:
+        method.check(params, config, task, hf_config)
     seq_len = resolve_max_length(task, None, requested=config.sampling.max_length, model_config=hf_config)
-    budget = make_budget(config.target, shape, seq_len, params.lambda_val)
+    budget = None
+    if method.kind == "structured":
+        budget = make_budget(config.target, shape, seq_len, params.lambda_val)
     return PrunePlan(config, method, params, task, config.sampling, method.reads_data(params), seq_len, shape, budget)
 
 

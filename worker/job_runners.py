@@ -79,9 +79,8 @@ def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> 
     result = prune(config, work / "prune", progress)
     out_dir = Path(result.output_dir)
     outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
-    for name in ("head_mask.pt", "neuron_mask.pt", "masks.safetensors"):
-        if (out_dir / name).exists():
-            outputs.files.append((name, MASK, out_dir / name))
+    for path in result.mask_files:  # the method's declared mask files (unit or weight masks)
+        outputs.files.append((path.name, MASK, path))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
     outputs.archives.append((MODEL_ARCHIVE, MODEL, Path(result.model_dir)))
     return outputs

@@ -50,6 +50,7 @@ STAGE_WEIGHTS: dict[str, float] = {
     "select": 0.5,
     "materialise": 1.0,
     "finetune": 10.0,
+    "train": 10.0,
     "evaluate": 1.0,
     "measure": 0.5,
     "write": 0.5,

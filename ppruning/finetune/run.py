@@ -70,6 +70,7 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
 
     progress.start_stage("load_model")
     model, tokenizer, pruned = load_task_model(config.model, info, label_names=names, masks_dir=config.masks)
+    weight_masks = _keep_weight_masks(model, Path(config.model.id))
     max_length = resolve_max_length(info, tokenizer, requested=hp.max_length, model_config=model.config)
 
     train_rows = get_split(dsd, info.train_split, info.name)
@@ -111,6 +112,8 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
 
     progress.start_stage("write")
     model_dir = _save(trained, tokenizer, output_dir / "model", pruned, info, config)
+    if weight_masks:  # the fine-tuned checkpoint keeps the masks it was trained under
+        _copy_weight_masks(Path(config.model.id), model_dir)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     report = _report(config, info, hp, pruned, trained, run, metrics, selection_name, len(train_rows), max_length)
     from ppruning.provenance import write_record
@@ -119,6 +122,26 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     report["record"] = write_record("finetune", spec, config.model, trained.config, data_record, output_dir, model_dir)
     (output_dir / "finetune_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return FinetuneResult(output_dir, model_dir, metrics, info.main_metric, report)
+
+
+def _copy_weight_masks(source: Path, model_dir: Path) -> None:
+    import shutil
+
+    from ppruning.weight_masks import MANIFEST_FILE, MASKS_FILE
+
+    for name in (MASKS_FILE, MANIFEST_FILE):
+        shutil.copyfile(source / name, model_dir / name)
+
+
+def _keep_weight_masks(model: Any, folder: Path) -> bool:
+    """A checkpoint carrying weight masks (an unstructured prune) trains with its pruned weights held at zero."""
+    from ppruning.weight_masks import MANIFEST_FILE, keep_masked_weights_zero, load_weight_masks
+
+    if not (folder / MANIFEST_FILE).is_file():
+        return False
+    masks, _ = load_weight_masks(folder)
+    keep_masked_weights_zero(model, masks)
+    return True
 
 
 def _data_record(config: FinetuneConfig, info: TaskInfo, train: PreparedSplit, seed: int, max_length: int) -> dict:

@@ -11,31 +11,57 @@ every run, so a record made before a default changed is still understood).
 The entry point ``run(ctx)`` gets a :class:`MethodContext`: the loaded model, the
 validated parameters, the sampling block, the task, the examples when the method reads
 data, and the budget already computed at the sequence length fixed at submission. It
-returns :class:`~ppruning.masks.Masks`; the pipeline does everything else.
+returns a :data:`MethodResult`: :class:`~ppruning.masks.Masks` (heads and neurons, cut
+out by surgery) from a structured method, or :class:`~ppruning.weight_masks.WeightMasks`
+(one mask per weight matrix, applied to a dense checkpoint) from an unstructured one.
+The pipeline does everything else, by the type of the result.
+
+An unstructured method has no structured budget (``ctx.budget`` is None: its target is
+a fraction of the prunable weights, ``ctx.target``). A method that trains for long can
+declare ``resumable`` and save its state through ``ctx.resume`` (:class:`ResumeStore`),
+which the caller backs with a folder (the CLI) or the artifact store (the service). A
+method that needs a model head other than the task's declares ``load_model``; one with
+checks beyond its parameter model (a label word that must be one token) declares
+``check``, which runs at submission with the model's config.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter, ModelShape
 from ppruning.budget import Budget
-from ppruning.config import SamplingConfig, TaskRef
+from ppruning.config import ModelRef, PruneConfig, SamplingConfig, Target, TaskRef
 from ppruning.masks import Masks
 from ppruning.progress import Progress
 from ppruning.tasks.registry import TaskInfo
+from ppruning.weight_masks import WeightMasks
 
 #: What a method reads: the weights alone, unlabelled task inputs, or labelled data (and trains).
 DataNeed = Literal["weights", "inputs", "labels"]
 TargetKind = Literal["flops", "params"]
 #: The mask files every structured method leaves in the output folder.
 MASK_ARTIFACTS = ("head_mask.pt", "neuron_mask.pt", "masks.safetensors")
+#: The mask files every unstructured method leaves: packed bits and their manifest.
+WEIGHT_MASK_ARTIFACTS = ("weight_masks.safetensors", "weight_masks.json")
 _LEGACY_DATA = {"weights": "none", "inputs": "unlabeled", "labels": "labeled"}
+#: What ``run`` returns: unit masks (structured) or weight masks (unstructured).
+MethodResult = Masks | WeightMasks
+
+
+class ResumeStore(Protocol):
+    """Where a resumable method keeps the state a restarted run continues from."""
+
+    def load(self) -> dict[str, Any] | None:
+        """The last saved state, or None when there is none."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the saved state (atomically: a crash mid-save leaves the previous one)."""
 
 
 class MethodParams(BaseModel):
@@ -43,7 +69,7 @@ class MethodParams(BaseModel):
 
     ``lambda_val`` is part of every method's budget (how the removed cost is split between
     attention and FFN), so it is declared here, once, where the budget reads it. Every
-    method also declares an ``allocation`` field (how the removal is spread over the
+    structured method also declares an ``allocation`` field (how the removal is spread over the
     layers); ``"uniform"`` is one of its values for every built-in method.
     """
 
@@ -67,13 +93,22 @@ class MethodContext:
     tokenizer: Any
     adapter: ArchAdapter
     shape: ModelShape
-    budget: Budget
+    #: The structured budget; None for an unstructured method (see ``target``).
+    budget: Budget | None
     progress: Progress
-    #: Tokenised task inputs (train split) when the method reads data for these params, else None.
+    #: Tokenised task inputs (train split) when the method reads data for these params, else None;
+    #: with a ``labels`` column when the method needs labels.
     examples: Sequence[dict[str, Any]] | None
     pad_token_id: int
     #: Method-specific facts for the report (thresholds, collection counts).
     details: dict[str, Any] = field(default_factory=dict)
+    #: The model as the config names it (id, revision): recorded with weight masks.
+    model_ref: ModelRef | None = None
+    target: Target | None = None
+    #: Class names in label-id order, when the method reads labels.
+    label_names: list[str] | None = None
+    #: Where a resumable method saves and finds its state; None: no resuming.
+    resume: ResumeStore | None = None
 
 
 @dataclass(frozen=True)
@@ -85,8 +120,8 @@ class MethodSpec:
     kind: Literal["structured", "unstructured"]
     needs: DataNeed
     params_model: type[MethodParams]
-    #: ``run(ctx) -> Masks``: the one entry point.
-    run: Callable[[MethodContext], Masks]
+    #: ``run(ctx) -> Masks | WeightMasks``: the one entry point.
+    run: Callable[[MethodContext], MethodResult]
     #: Bumped when the same parameters would give different masks; recorded with every run.
     version: str = "1"
     #: Progress stages ``run`` reports, in order (the service weights its progress bar by them).
@@ -101,6 +136,12 @@ class MethodSpec:
     resumable: bool = False
     #: ``config.model_type`` values the method supports; empty means every adapter's.
     model_types: frozenset[str] = field(default_factory=frozenset)
+    #: ``(params, model ref, task, label names) -> (model, tokenizer)`` when the method needs
+    #: another head than the task's (SMP's MLM head); None: the task's head.
+    load_model: Callable[[Any, ModelRef, TaskInfo, list[str] | None], tuple[nn.Module, Any]] | None = None
+    #: ``(params, config, task, model's HF config) -> None``: checks at submission beyond the
+    #: parameter model, raising InvalidConfigError naming the field.
+    check: Callable[[Any, PruneConfig, TaskInfo, Any], None] | None = None
 
     def reads_data(self, params: Any) -> bool:
         if self.reads_data_for is not None:

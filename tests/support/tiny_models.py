@@ -160,3 +160,31 @@ def save_tiny_opt(path: Path) -> Path:
     OPTForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def save_tiny_bert_mlm(path: Path) -> Path:
+    """A tiny BERT saved with its MLM head (``BertForMaskedLM``), as bert-base-uncased ships."""
+    from transformers import BertForMaskedLM
+
+    tokenizer = bert_tokenizer(path)
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    BertForMaskedLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_tiny_roberta_mlm(path: Path) -> Path:
+    """A tiny RoBERTa saved with its MLM head (``RobertaForMaskedLM``), as roberta-base ships."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    tokenizer = bpe_tokenizer()
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id,
+    )
+    RobertaForMaskedLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

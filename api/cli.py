@@ -1,6 +1,7 @@
 """Service commands of the ``ppruning`` CLI: ``db upgrade|downgrade``, ``serve``, ``apikey create|revoke``.
 
-Registered through the ``ppruning.cli`` entry point so the library never imports the service.
+Registered through the ``ppruning.cli`` entry points (one per command, each needing the
+``service`` extra) so the library never imports the service.
 """
 
 from __future__ import annotations
@@ -36,7 +37,13 @@ def _redact(url: str) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    register_service(sub)
+    """All the service commands at once: ``serve``, ``apikey`` and ``db``."""
+    register_serve(sub)
+    register_apikey(sub)
+    register_db(sub)
+
+
+def register_db(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="Manage the job database schema (Alembic migrations).")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser("upgrade", help="Apply migrations (default: to the newest).")
@@ -98,7 +105,7 @@ def _apikey_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def register_service(sub: argparse._SubParsersAction) -> None:
+def register_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="Run the REST service (uvicorn).")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -107,6 +114,8 @@ def register_service(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--no-access-log", action="store_true")
     serve.set_defaults(func=_serve)
 
+
+def register_apikey(sub: argparse._SubParsersAction) -> None:
     key = sub.add_parser("apikey", help="Create or revoke API keys.")
     key_sub = key.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
     create = key_sub.add_parser("create", help="Create a key and print it once.")

@@ -147,6 +147,11 @@ def _connection_options(parser: argparse.ArgumentParser, prog: str) -> None:
 
 def register(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     """Add the four client commands to a CLI's subparsers (``prog`` prefixes their error lines)."""
+    for add in (register_submit, register_status, register_wait, register_download):
+        add(sub, prog)
+
+
+def register_submit(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     s = sub.add_parser("submit", help="Submit a job spec (a JSON file, or - for stdin); prints the job.")
     s.add_argument("spec")
     s.add_argument("--idempotency-key", help="Resubmitting with the same key returns the same job.")
@@ -159,11 +164,15 @@ def register(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     _connection_options(s, prog)
     s.set_defaults(func=submit)
 
+
+def register_status(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     st = sub.add_parser("status", help="Print a job as JSON.")
     st.add_argument("job_id")
     _connection_options(st, prog)
     st.set_defaults(func=status)
 
+
+def register_wait(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     wt = sub.add_parser(
         "wait",
         help="Follow a job live until it finishes (a bar on a terminal, plain lines in CI logs); "
@@ -177,6 +186,8 @@ def register(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     _connection_options(wt, prog)
     wt.set_defaults(func=wait)
 
+
+def register_download(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     d = sub.add_parser("download", help="Download an artifact of a job (sha256 checked).")
     d.add_argument("job_id")
     d.add_argument("name", help="Artifact name, e.g. model.tar.gz, head_mask.pt, report.json.")

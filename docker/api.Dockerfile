@@ -12,14 +12,16 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 # Installed editable from /app: jobs/store/migrate.py finds migrations/ beside the packages.
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md LICENSE alembic.ini ./
 COPY ppruning ./ppruning
 COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
 COPY client ./client
 COPY migrations ./migrations
-RUN pip install -e .
+# The service and the exporter (the API refuses jobs asking for an export when it lacks it),
+# at the versions tested together.
+RUN pip install -c constraints.txt -e ".[service,export]"
 
 FROM python:3.12-slim
 RUN useradd --create-home --uid 10001 ppruning \

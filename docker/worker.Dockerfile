@@ -20,14 +20,15 @@ ENV PATH=/opt/venv/bin:$PATH
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 # Installed editable from /app: jobs/store/migrate.py finds migrations/ beside the packages.
 WORKDIR /app
-COPY pyproject.toml README.md alembic.ini ./
+COPY pyproject.toml constraints.txt README.md LICENSE alembic.ini ./
 COPY ppruning ./ppruning
 COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
 COPY client ./client
 COPY migrations ./migrations
-RUN pip install -e .
+# The service and the exporter (a job may ask for an ONNX export), at the versions tested together.
+RUN pip install -c constraints.txt -e ".[service,export]"
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

@@ -31,7 +31,7 @@ from jobs.settings import Settings
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec, parse_spec
 from jobs.store import repository
 from jobs.store.states import JobState
-from ppruning import ModelLoadError, ModelRef, PruneConfig, TaskRef
+from ppruning import EXPORT_INSTALL, ModelLoadError, ModelRef, PruneConfig, TaskRef, missing_export_modules
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,7 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
         model = check_model(spec.model, settings)
         task = check_task(spec.task, settings)
         spec = spec.model_copy(update={"model": model, "task": task})
+        check_export(spec.export)
         check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
     elif isinstance(spec, SweepJobSpec):
         model = check_model(spec.model, settings)
@@ -217,6 +218,21 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
             update["masks"] = str(allowed_path(spec.masks, settings, "masks", want_dir=True))
         spec = spec.model_copy(update=update)
     return spec.model_dump(mode="json")
+
+
+def check_export(formats: list[str]) -> None:
+    """Refuse exports this deployment cannot run.
+
+    The API process stands in for the workers: both are built from the same extras (see
+    docker/), so an export extra missing here is missing there, and the job would only fail.
+    """
+    missing = missing_export_modules() if formats else []
+    if missing:
+        raise InvalidSpec(
+            f"export {formats} needs the export extra, not installed on this service ({', '.join(missing)} "
+            f"missing): {EXPORT_INSTALL}",
+            field="export",
+        )
 
 
 def _check_source_job(spec: FinetuneJobSpec, session: Session, owner: str) -> None:

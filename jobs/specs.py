@@ -7,7 +7,9 @@ worker. Checks that depend on the deployment (the path allow-list, the task regi
 the model's config, other jobs) live in :mod:`jobs.spec_checks`.
 
 Every kind may carry ``callback_url`` (the worker POSTs the final state there, signed);
-it is the service's business and never reaches the library configs. A ``pipeline`` may
+it is the service's business and never reaches the library configs, nor do ``export`` and
+``quantize`` of a ``prune`` or ``pipeline`` (the worker exports the job's final model
+after the library has made it). A ``pipeline`` may
 carry ``accept`` (quality gates, :class:`AcceptCriteria`); a ``sweep`` runs one method at
 several targets as child jobs (:class:`SweepJobSpec`).
 """
@@ -97,8 +99,31 @@ CallbackUrl = Annotated[
         description="POSTed the job's final state (JSON, signed with X-PPruning-Signature) when it finishes.",
     ),
 ]
+ExportFormat = Literal["onnx"]
+ExportFormats = Annotated[
+    list[ExportFormat],
+    Field(
+        default_factory=list,
+        max_length=len(get_args(ExportFormat)),
+        description="Exports of the job's model, uploaded as artifacts: 'onnx' gives model.onnx and "
+        "export_report.json (onnxruntime parity and latency, pruned vs dense). Needs the export extra on the workers.",
+    ),
+]
+Quantize = Annotated[
+    Literal["int8"] | None,
+    Field(default=None, description="Also write a dynamic int8 quantisation of each export (model.int8.onnx)."),
+]
+
+
+def _check_export(formats: list[str], quantize: str | None) -> None:
+    if len(set(formats)) != len(formats):
+        raise InvalidConfigError("export formats must not repeat", field="export")
+    if quantize is not None and not formats:
+        raise InvalidConfigError("quantize applies to an export; add \"export\": [\"onnx\"]", field="quantize")
+
+
 #: Spec fields that belong to the service, not to the library configs.
-_SERVICE_FIELDS = {"kind", "callback_url"}
+_SERVICE_FIELDS = {"kind", "callback_url", "export", "quantize"}
 
 
 class PruneJobSpec(PruneConfig):
@@ -108,6 +133,13 @@ class PruneJobSpec(PruneConfig):
     callback_url: CallbackUrl
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
     _params = field_validator("params")(_check_method_params)
+    export: ExportFormats
+    quantize: Quantize
+
+    @model_validator(mode="after")
+    def _export_options(self) -> PruneJobSpec:
+        _check_export(self.export, self.quantize)
+        return self
 
     def prune_config(self) -> PruneConfig:
         return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS))
@@ -235,6 +267,13 @@ class PipelineJobSpec(PruneConfig):
     accept: AcceptCriteria | None = Field(
         default=None, description="Acceptance criteria; the verdict is in result.verdict ('passed' or 'rejected')."
     )
+    export: ExportFormats  # of the fine-tuned model
+    quantize: Quantize
+
+    @model_validator(mode="after")
+    def _export_options(self) -> PipelineJobSpec:
+        _check_export(self.export, self.quantize)
+        return self
 
     @model_validator(mode="after")
     def _speed_for_the_gate(self) -> PipelineJobSpec:

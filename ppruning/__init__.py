@@ -67,6 +67,10 @@ _PUBLIC: dict[str, str] = {
     "describe_methods": "ppruning.discovery",
     "describe_tasks": "ppruning.discovery",
     "prune_config_schema": "ppruning.discovery",
+    # export (the ``export`` extra)
+    "export_onnx": "ppruning.export.onnx",
+    "missing_export_modules": "ppruning.export",
+    "EXPORT_INSTALL": "ppruning.export",
     # records
     "RECORD_VERSION": "ppruning.provenance",
     "spec_from_record": "ppruning.provenance",

@@ -1,5 +1,8 @@
 """What each kind of job runs: the library calls for prune, finetune and pipeline jobs.
 
+A prune or pipeline spec with ``export`` ends with the library's ONNX export of the job's
+final model (the pruned one, or the fine-tuned one of a pipeline).
+
 A runner turns a job spec into local files under a work folder and says which of them
 are artifacts, which numbers are metrics and what goes into the job's ``result``. It
 touches neither the database nor the artifact store: :mod:`worker.attempt` uploads and
@@ -20,6 +23,10 @@ from worker.progress import FINETUNE_STAGES, JobProgress, Plan
 #: Artifact kinds, as stored in ``artifacts.kind``.
 MASK, MODEL, REPORT, METRICS, LOG = "mask", "model", "report", "metrics", "log"
 MODEL_ARCHIVE = "model.tar.gz"
+#: Timed onnxruntime runs per export (median reported), and the parity beyond which the job log warns.
+EXPORT_REPEATS = 10
+EXPORT_MAX_ABS_DIFF = 1e-3
+EXPORT_STAGES = ("export",)
 
 
 @dataclass
@@ -71,7 +78,7 @@ def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
     return {"prune": headline} if headline else {}
 
 
-def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
+def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
     from ppruning import prune
 
     config = _with_device(spec.prune_config(), ctx.device)
@@ -83,6 +90,50 @@ def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> 
         outputs.files.append((path.name, MASK, path))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
     outputs.archives.append((MODEL_ARCHIVE, MODEL, Path(result.model_dir)))
+    return outputs
+
+
+def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
+    outputs = _prune(spec, work, progress, ctx)
+    return _export(spec, _final_model(outputs), work, progress, outputs)
+
+
+def _final_model(outputs: Outputs) -> Path:
+    return next(folder for name, _, folder in outputs.archives if name == MODEL_ARCHIVE)
+
+
+def export_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """Headline numbers of an export report: parity, latency and size of each export, and the speedup."""
+    headline = {}
+    for variant in ("pruned", "dense", "int8"):
+        for key, value in _numeric(report.get(variant)).items():
+            headline[f"{variant}_{key}"] = value
+    if isinstance(report.get("speedup"), int | float):
+        headline["speedup"] = float(report["speedup"])
+    return headline
+
+
+def _export(spec: Any, model_dir: Path, work: Path, progress: JobProgress, outputs: Outputs) -> Outputs:
+    """The spec's exports of the job's final model, as artifacts (``model.onnx``, ``export_report.json``)."""
+    if not spec.export:
+        return outputs
+    from ppruning import export_onnx
+
+    progress.set_phase("export")
+    progress.checkpoint()
+    progress.start_stage("export", message=f"exporting the model to {', '.join(spec.export)}")
+    out = work / "export"
+    report = export_onnx(model_dir, out, quantize=spec.quantize, repeats=EXPORT_REPEATS)
+    progress.checkpoint()
+    for name in ("model.onnx", "model.onnx.data", "model.int8.onnx", "model.int8.onnx.data"):
+        if (out / name).is_file():
+            outputs.files.append((name, MODEL, out / name))
+    outputs.files.append(("export_report.json", REPORT, out / "export_report.json"))
+    outputs.metrics["export"] = export_metrics(report)
+    outputs.result["export"] = report
+    diff = report["pruned"]["max_abs_diff"]
+    if diff > EXPORT_MAX_ABS_DIFF:
+        progress.event(f"onnxruntime differs from PyTorch by up to {diff:.3g}", level="warning")
     return outputs
 
 
@@ -122,8 +173,8 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
     """
     from ppruning import finetune_model
 
-    pruned = run_prune(spec, work, progress, ctx)
-    pruned_model = next(folder for name, _, folder in pruned.archives if name == MODEL_ARCHIVE)
+    pruned = _prune(spec, work, progress, ctx)
+    pruned_model = _final_model(pruned)
     config = _with_device(spec.finetune_config(pruned_model), ctx.device)
     progress.set_phase("finetune")
     result = finetune_model(config, work / "finetune", progress)
@@ -136,7 +187,7 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
     outputs = _finetune_outputs(result, outputs)
     if spec.accept is not None:
         _judge(spec, work, progress, ctx, outputs)
-    return outputs
+    return _export(spec, Path(result.model_dir), work, progress, outputs)
 
 
 def _judge(spec: Any, work: Path, progress: JobProgress, ctx: RunContext, outputs: Outputs) -> None:
@@ -191,4 +242,6 @@ def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
         accept = spec.get("accept")
         if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
             phases.append(("dense", FINETUNE_STAGES))
+    if spec.get("export"):
+        phases.append(("export", EXPORT_STAGES))
     return Plan(phases)

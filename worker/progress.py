@@ -54,6 +54,7 @@ STAGE_WEIGHTS: dict[str, float] = {
     "evaluate": 1.0,
     "measure": 0.5,
     "write": 0.5,
+    "export": 2.0,
 }
 #: A prune phase's stages are the method's own declaration (``ppruning.prune_stages(spec)``).
 FINETUNE_STAGES = ("load_model", "load_data", "finetune", "evaluate", "write")

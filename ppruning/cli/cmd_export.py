@@ -15,6 +15,7 @@ import argparse
 import json
 
 from ppruning.errors import InvalidConfigError
+from ppruning.export import EXPORT_INSTALL, missing_export_modules
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,14 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError as exc:
+    missing = missing_export_modules()
+    if missing:
         raise InvalidConfigError(
-            f"ONNX export needs the export extra ({exc.name} is missing): pip install 'ppruning-service[export]'",
-            field="format",
-        ) from None
+            f"ONNX export needs the export extra ({', '.join(missing)} missing): {EXPORT_INSTALL}", field="format"
+        )
     from pathlib import Path
 
     from ppruning.export.onnx import export_onnx

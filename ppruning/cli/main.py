@@ -2,8 +2,9 @@
 
 Library commands are the modules ``ppruning/cli/cmd_*.py``, each with a
 ``register(subparsers)``. The service and the worker add theirs through the
-``ppruning.cli`` entry-point group (see pyproject.toml), so this package never
-imports them.
+``ppruning.cli`` entry-point group (see pyproject.toml and :mod:`ppruning.cli.plugins`),
+so this package never imports them; one whose extra is not installed is listed with the
+``pip install`` line that brings it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 
+from ppruning.cli.plugins import EXIT_MISSING, Plugins, refusal, register_plugins
 from ppruning.errors import PruningError
 
 
@@ -26,24 +27,31 @@ def _register_library_commands(sub: argparse._SubParsersAction) -> None:
             importlib.import_module(f"ppruning.cli.{info.name}").register(sub)
 
 
-def _register_plugin_commands(sub: argparse._SubParsersAction) -> None:
-    for ep in sorted(entry_points(group="ppruning.cli"), key=lambda e: e.name):
-        ep.load()(sub)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def _build() -> tuple[argparse.ArgumentParser, Plugins]:
     parser = argparse.ArgumentParser(
-        prog="ppruning", description="Prune, fine-tune and serve compressed transformer models."
+        prog="ppruning",
+        description="Prune, fine-tune and serve compressed transformer models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_library_commands(sub)
-    _register_plugin_commands(sub)
-    return parser
+    found = register_plugins(sub)
+    if found.missing:
+        parser.epilog = "not installed:\n" + "\n".join(f"  {line}" for line in found.summary())
+    return parser, found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return _build()[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    parser, plugins = _build()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in plugins.missing:  # before parsing: its options are unknown here
+        print(refusal(words[0], plugins.missing[words[0]]), file=sys.stderr)
+        return EXIT_MISSING
+    args = parser.parse_args(words)
     try:
         return int(args.func(args) or 0)
     except PruningError as exc:

@@ -44,3 +44,10 @@ def test_worker_image_is_cuda_based_with_the_cuda_torch_build():
     assert '"ppruning", "worker"' in text
     api = (REPO / "docker" / "api.Dockerfile").read_text()
     assert "download.pytorch.org/whl/cpu" in api and "HEALTHCHECK" in api
+
+
+def test_images_install_the_service_and_exporter_extras_at_the_constrained_versions():
+    for name in ("api", "worker"):
+        text = (REPO / "docker" / f"{name}.Dockerfile").read_text()
+        assert "constraints.txt" in text.split("RUN pip install -c")[0], name  # copied before it is used
+        assert 'pip install -c constraints.txt -e ".[service,export]"' in text, name

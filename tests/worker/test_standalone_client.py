@@ -58,8 +58,9 @@ def test_the_client_installs_alone_without_torch_or_the_service(client_venv: Pat
         "print(json.dumps({m: u.find_spec(m) is not None for m in "
         "['client', 'httpx', 'torch', 'transformers', 'ppruning', 'jobs', 'fastapi', 'sqlalchemy', 'celery']}))"
     )
-    found = json.loads(subprocess.run([str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                                      check=True).stdout)  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    found = json.loads(subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                                      text=True, check=True).stdout)  # fmt: skip
     assert found == {
         "client": True, "httpx": True, "torch": False, "transformers": False, "ppruning": False, "jobs": False,
         "fastapi": False, "sqlalchemy": False, "celery": False,

@@ -231,20 +231,46 @@ class NotCancellable(Exception):
 
 
 def cancel_job(session: Session, job: Job) -> Job:
-    """Queued: cancelled at once. Running: flag the worker reads between batches. Finished: refused."""
+    """Queued: cancelled at once. Running: flag the worker reads between batches. Finished: refused.
+
+    A worker may claim the job between our read and our write (``queued -> running``): the
+    transition then fails naming ``running``, and the job is flagged instead of the request
+    being refused, so a cancel that races the claim is never lost.
+    """
+    if JobState(job.state) is JobState.QUEUED:
+        try:
+            transition(session, job, JobState.CANCELLED, cancel_requested=True, message="cancelled before it started")
+        except IllegalTransition:  # claimed (or finished) meanwhile; transition() re-read the row
+            pass
+        else:
+            add_event(session, job.id, "cancelled before it started")
+            return job
     state = JobState(job.state)
-    if state is JobState.QUEUED:
-        transition(session, job, JobState.CANCELLED, cancel_requested=True, message="cancelled before it started")
-        add_event(session, job.id, "cancelled before it started")
-    elif state is JobState.RUNNING:
-        if not job.cancel_requested:
-            job.cancel_requested = True
-            job.updated_at = utcnow()
-            add_event(session, job.id, "cancel requested; the worker stops at its next checkpoint")
-            session.flush()
-    else:
+    if state is JobState.RUNNING:
+        _flag_cancel(session, job)
+    elif state is not JobState.QUEUED:
         raise NotCancellable(state.value)
     return job
+
+
+def _flag_cancel(session: Session, job: Job) -> None:
+    """Set the cancel flag of a running job (idempotent; the state is left to the worker)."""
+    if job.cancel_requested:
+        return
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == JobState.RUNNING.value)
+        .values(cancel_requested=True, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # it finished meanwhile
+        session.refresh(job)
+        raise NotCancellable(job.state)
+    set_committed_value(job, "cancel_requested", True)
+    set_committed_value(job, "updated_at", now)
+    add_event(session, job.id, "cancel requested; the worker stops at its next checkpoint")
+    session.flush()
 
 
 def delete_job(session: Session, job: Job) -> None:

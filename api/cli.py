@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from jobs.settings import settings_or_exit
+
+    settings_or_exit()  # a bad setting stops here with one line, not in every request
+
     uvicorn.run(
         "api.main:app_factory",
         factory=True,

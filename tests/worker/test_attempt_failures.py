@@ -50,4 +50,5 @@ def test_a_plain_path_artifact_root_stops_serve_and_worker_with_one_line(command
     assert stopped.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert err.startswith("ppruning: invalid setting PPRUNING_ARTIFACT_ROOT") and (tmp_path / "artifacts").as_uri() in err
+    assert err.startswith("ppruning: invalid setting PPRUNING_ARTIFACT_ROOT")
+    assert (tmp_path / "artifacts").as_uri() in err

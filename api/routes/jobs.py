@@ -45,7 +45,11 @@ _ERRORS = {
 _SUBMIT_ERRORS = {
     400: {"model": ErrorOut, "description": "The body is not JSON."},
     401: _ERRORS[401],
-    409: {"model": ErrorOut, "description": "The Idempotency-Key was used with another body."},
+    409: {
+        "model": ErrorOut,
+        "description": "The Idempotency-Key was used with another body (`idempotency_conflict`), or the job it "
+        "created was deleted (`idempotency_key_deleted`): send the request with a new key.",
+    },
     413: {"model": ErrorOut, "description": "The body is larger than the service accepts."},
     422: {"model": ErrorOut, "description": "The spec is invalid; `field` names the input at fault."},
     503: {"model": ErrorOut, "description": "The broker refused the job; it was marked failed."},
@@ -129,7 +133,8 @@ def submit_job(
             alias="Idempotency-Key",
             min_length=1,
             max_length=255,
-            description="Same key and same body: the same job comes back. Same key, other body: 409.",
+            description="Same key and same body: the same job comes back. Same key, other body: 409. "
+            "A key whose job was deleted: 409, never a second run.",
         ),
     ] = None,
 ) -> JobOut:

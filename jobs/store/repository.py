@@ -22,15 +22,32 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 
-from jobs.store.models import ApiKey, Artifact, Job, JobEvent, Metric, utcnow
+from jobs.store.models import ApiKey, Artifact, DeletedIdempotencyKey, Job, JobEvent, Metric, utcnow
 from jobs.store.states import TERMINAL, IllegalTransition, JobState, check_transition
 
 
 class IdempotencyConflict(Exception):
     """The idempotency key was used before with a different request body."""
 
+    type = "idempotency_conflict"
+
     def __init__(self, key: str, job_id: uuid.UUID) -> None:
         super().__init__(f"Idempotency-Key {key!r} was already used for job {job_id} with a different body")
+        self.key = key
+        self.job_id = job_id
+
+
+class IdempotencyKeyDeleted(IdempotencyConflict):
+    """The idempotency key created a job that was deleted since: running it again would surprise."""
+
+    type = "idempotency_key_deleted"
+
+    def __init__(self, key: str, job_id: uuid.UUID) -> None:
+        Exception.__init__(
+            self,
+            f"Idempotency-Key {key!r} created job {job_id}, which was deleted; "
+            "send the request with a new key to run it again",
+        )
         self.key = key
         self.job_id = job_id
 
@@ -49,7 +66,13 @@ def request_hash(body: Any) -> str:
 
 
 def find_by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+    """The job this owner created with ``key``; :class:`IdempotencyKeyDeleted` when it was deleted."""
+    job = session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+    if job is None:
+        gone = session.get(DeletedIdempotencyKey, (owner, key))
+        if gone is not None:
+            raise IdempotencyKeyDeleted(key, gone.job_id)
+    return job
 
 
 def create_job(
@@ -274,7 +297,16 @@ def _flag_cancel(session: Session, job: Job) -> None:
 
 
 def delete_job(session: Session, job: Job) -> None:
-    """Delete the row; events, artifacts and metrics rows go with it (ON DELETE CASCADE)."""
+    """Delete the row; events, artifacts and metrics rows go with it (ON DELETE CASCADE).
+
+    Its idempotency key is kept as a tombstone, so a client retrying the original request
+    learns the job was deleted instead of silently running it again.
+    """
+    if job.idempotency_key is not None:
+        tombstone = DeletedIdempotencyKey(
+            owner=job.owner, idempotency_key=job.idempotency_key, job_id=job.id, deleted_at=utcnow()
+        )
+        session.merge(tombstone)
     session.execute(delete(Job).where(Job.id == job.id))
     session.expunge(job)
 

@@ -68,6 +68,11 @@ class RangeNotSatisfiable(ServiceError):
     type = "range_not_satisfiable"
 
 
+class TooManyJobs(ServiceError):
+    status_code = 429
+    type = "too_many_jobs"
+
+
 class ServiceUnavailable(ServiceError):
     status_code = 503
     type = "unavailable"

@@ -76,6 +76,9 @@ class JobOut(JobSummary):
     metrics: dict[str, dict[str, float]] = Field(description="split -> metric -> value")
     artifacts: list[ArtifactOut]
     result: dict[str, Any] | None
+    artifacts_expired_at: datetime | None = Field(
+        default=None, description="When the retention period deleted this job's artifacts (the job stays)."
+    )
 
 
 class JobPage(BaseModel):

@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     callback_secret: str = Field(default="", description="HMAC-SHA256 key for job callbacks.")
     base_url: str = Field(default="http://127.0.0.1:8000", description="Where clients reach the API.")
 
+    # Limits an operator sets per deployment (0 = no limit).
+    max_queued_jobs_per_owner: int = Field(
+        default=100, ge=0, description="An owner with this many queued jobs gets 429 on POST /jobs."
+    )
+    max_running_jobs_per_owner: int = Field(
+        default=10, ge=0, description="An owner with this many running jobs gets 429 on POST /jobs."
+    )
+    limit_retry_after_s: int = Field(default=60, ge=1, description="Retry-After of a 429 past the job limits.")
+    artifact_retention_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Artifacts of jobs finished longer ago are deleted (the job row stays); 0 keeps them forever.",
+    )
+
     @field_validator("artifact_root")
     @classmethod
     def _artifact_root_is_a_uri(cls, value: str) -> str:

@@ -182,6 +182,11 @@ def _start_reaper(**_: Any) -> None:
             queued_timeout_s=settings.queued_timeout_s,
         )
         remove_abandoned(settings.data_dir.resolve() / "work", sessions)
+        if settings.artifact_retention_days > 0:
+            from jobs.artifacts import open_store
+            from worker.retention import expire_old_artifacts
+
+            expire_old_artifacts(sessions, open_store(settings.artifact_root), settings.artifact_retention_days)
         finalise_ready(sessions, settings)  # sweeps whose last child ended without a worker (cancelled queued)
         return resent
 

@@ -311,6 +311,54 @@ def delete_job(session: Session, job: Job) -> None:
     session.expunge(job)
 
 
+def expire_artifacts(session: Session, finished_before: datetime, *, limit: int = 100) -> list[uuid.UUID]:
+    """Mark up to ``limit`` jobs finished before ``finished_before`` as expired and drop their artifact rows.
+
+    Returns their ids; the caller commits, then deletes their stored files (``jobs/<id>/``).
+    The job rows, their metrics and events stay: only the large files go.
+    """
+    ids = list(
+        session.scalars(
+            select(Job.id)
+            .where(
+                Job.state.in_([s.value for s in TERMINAL]),
+                Job.finished_at < finished_before,
+                Job.artifacts_expired_at.is_(None),
+            )
+            .order_by(Job.finished_at)
+            .limit(limit)
+        )
+    )
+    if not ids:
+        return []
+    now = utcnow()
+    expired = list(
+        session.scalars(
+            update(Job)
+            .where(Job.id.in_(ids), Job.artifacts_expired_at.is_(None))
+            .values(artifacts_expired_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if expired:
+        session.execute(delete(Artifact).where(Artifact.job_id.in_(expired)))
+        for job_id in expired:
+            add_event(session, job_id, "artifacts deleted: the retention period has passed")
+    return expired
+
+
+def count_owner_jobs(session: Session, owner: str) -> dict[str, int]:
+    """The owner's queued and running jobs, by state (what the per-owner limits count)."""
+    active = [JobState.QUEUED.value, JobState.RUNNING.value]
+    rows = session.execute(
+        select(Job.state, func.count()).where(Job.owner == owner, Job.state.in_(active)).group_by(Job.state)
+    )
+    counts = dict.fromkeys(active, 0)
+    counts.update({state: int(n) for state, n in rows})
+    return counts
+
+
 def count_jobs_by_state(session: Session) -> dict[str, int]:
     rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
     counts = {state.value: 0 for state in JobState}

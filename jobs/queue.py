@@ -18,6 +18,7 @@ import threading
 import uuid
 from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 from celery import Celery
@@ -62,6 +63,9 @@ class CeleryDispatcher:
     def app(self) -> Celery:
         with self._lock:
             if self._app is None:
+                if self.broker_url.startswith("sqla+sqlite"):  # the embedded broker's file may be its folder's first
+                    path = self.broker_url.split("///", 1)[-1]
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
                 app = Celery("ppruning-api", broker=self.broker_url, set_as_current=False)
                 app.conf.update(
                     task_queues=declared_queues(),

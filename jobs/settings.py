@@ -116,4 +116,3 @@ def settings_or_exit() -> Settings:
     except SettingsError as exc:
         print(f"ppruning: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-

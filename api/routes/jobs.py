@@ -16,6 +16,7 @@ from api import sse
 from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
 from api.errors import Conflict, NotFound, ServiceUnavailable, TooManyJobs
 from api.schemas import (
+    VALIDATION_RESPONSE,
     ArtifactOut,
     ErrorOut,
     EventOut,
@@ -37,7 +38,7 @@ from jobs.store.states import TERMINAL, JobState
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=VALIDATION_RESPONSE)
 
 _ERRORS = {
     401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."},

@@ -50,3 +50,4 @@ def test_the_embedded_broker_works_when_its_folder_does_not_exist_yet(tmp_path):
         dispatcher.send(uuid.uuid4(), "cpu")
     finally:
         dispatcher.close()
+

@@ -62,6 +62,11 @@ def register_db(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from jobs.settings import settings_or_exit
+    from jobs.store.migrate import prepare_embedded
+
+    prepare_embedded(settings_or_exit())  # a bad setting stops here with one line, not in every request
+
     uvicorn.run(
         "api.main:app_factory",
         factory=True,
@@ -78,10 +83,14 @@ def _apikey_create(args: argparse.Namespace) -> int:
     from api.auth import new_secret
     from jobs.settings import get_settings
     from jobs.store import repository
+    from jobs.store.migrate import upgrade
     from jobs.store.session import session_scope
 
     secret = new_secret()
-    with session_scope(args.database_url or get_settings().database_url) as session:
+    url = args.database_url or get_settings().database_url
+    if url.startswith("sqlite"):  # the embedded database may not exist yet
+        upgrade(url)
+    with session_scope(url) as session:
         if repository.find_api_key_by_name(session, args.name) is not None:
             print(f"ppruning: an API key named {args.name!r} exists already", file=sys.stderr)
             return 2

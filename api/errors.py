@@ -68,6 +68,11 @@ class RangeNotSatisfiable(ServiceError):
     type = "range_not_satisfiable"
 
 
+class TooManyJobs(ServiceError):
+    status_code = 429
+    type = "too_many_jobs"
+
+
 class ServiceUnavailable(ServiceError):
     status_code = 503
     type = "unavailable"
@@ -165,7 +170,7 @@ def install_error_handlers(app: FastAPI, union_tags: set[str]) -> None:
 
     @app.exception_handler(IdempotencyConflict)
     async def _idempotency(_: Request, exc: IdempotencyConflict) -> JSONResponse:
-        return error_response(409, "idempotency_conflict", str(exc), None, {"Location": f"/jobs/{exc.job_id}"})
+        return error_response(409, exc.type, str(exc), None, {"Location": f"/jobs/{exc.job_id}"})
 
     @app.exception_handler(NotCancellable)
     async def _not_cancellable(_: Request, exc: NotCancellable) -> JSONResponse:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from sqlalchemy.orm import sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -141,7 +142,7 @@ def _lazy_store(root_uri: str) -> Callable[[], ArtifactStore]:
 def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None) -> FastAPI:
     """An app bound to ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load their assets from this app: they work offline
         title="P-pruning service",
         version=_version(),
         description=DESCRIPTION,

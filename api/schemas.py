@@ -76,6 +76,9 @@ class JobOut(JobSummary):
     metrics: dict[str, dict[str, float]] = Field(description="split -> metric -> value")
     artifacts: list[ArtifactOut]
     result: dict[str, Any] | None
+    artifacts_expired_at: datetime | None = Field(
+        default=None, description="When the retention period deleted this job's artifacts (the job stays)."
+    )
 
 
 class JobPage(BaseModel):
@@ -95,3 +98,9 @@ class EventOut(BaseModel):
 class EventPage(BaseModel):
     items: list[EventOut]
     next_after: int | None = Field(description="Pass as ?after= to read newer events; null when none were returned.")
+
+
+#: The 422 every route with parameters can answer, in the service's error shape (not FastAPI's default).
+VALIDATION_RESPONSE: dict[int | str, dict[str, Any]] = {
+    422: {"model": ErrorOut, "description": "A path, query or body value is invalid; `field` names it."}
+}

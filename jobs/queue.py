@@ -12,9 +12,13 @@ overrides (:func:`api.deps.get_dispatcher`) and capture what would be sent.
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import uuid
+from collections.abc import Iterable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 from celery import Celery
@@ -59,6 +63,9 @@ class CeleryDispatcher:
     def app(self) -> Celery:
         with self._lock:
             if self._app is None:
+                if self.broker_url.startswith("sqla+sqlite"):  # the embedded broker's file may be its folder's first
+                    path = self.broker_url.split("///", 1)[-1]
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
                 app = Celery("ppruning-api", broker=self.broker_url, set_as_current=False)
                 app.conf.update(
                     task_queues=declared_queues(),
@@ -105,3 +112,74 @@ def dispatcher_for(broker_url: str) -> CeleryDispatcher:
 def send_job(broker_url: str, job_id: uuid.UUID | str, spec: dict[str, Any]) -> None:
     """Send a job's message to the queue its spec is routed to (:func:`queue_for`)."""
     dispatcher_for(broker_url).send(uuid.UUID(str(job_id)), queue_for(spec))
+
+
+# --------------------------------------------------------------------------- what waits in the broker
+
+#: kombu's Redis transport keeps a message of priority p > 0 in ``<queue>\x06\x16<p>``.
+_REDIS_PRIORITY_SEP = "\x06\x16"
+
+
+def _job_id_of(raw: str | bytes) -> uuid.UUID | None:
+    """The job id a kombu message carries (``args[0]`` of its JSON body), or None."""
+    try:
+        message = json.loads(raw)
+        if isinstance(message, list):  # Redis 'unacked' entries: [message, exchange, routing_key]
+            message = message[0]
+        body = message["body"]
+        if message.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return uuid.UUID(str(args[0]))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _redis_payloads(broker_url: str, queues: Iterable[str]) -> list[bytes]:
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_timeout=5.0, socket_connect_timeout=5.0)
+    try:
+        payloads: list[bytes] = []
+        for queue in queues:
+            for name in (queue, *(f"{queue}{_REDIS_PRIORITY_SEP}{p}" for p in range(1, 10))):
+                payloads += client.lrange(name, 0, -1)
+        payloads += client.hvals("unacked")  # taken by a worker, not yet acknowledged
+        return payloads
+    finally:
+        client.close()
+
+
+def _sqla_payloads(broker_url: str, queues: Iterable[str]) -> list[str]:
+    from sqlalchemy import bindparam, create_engine, text
+
+    engine = create_engine(broker_url.split("+", 1)[1])
+    query = text(
+        "SELECT m.payload FROM kombu_message m JOIN kombu_queue q ON m.queue_id = q.id "
+        "WHERE m.visible AND q.name IN :names"
+    ).bindparams(bindparam("names", expanding=True))
+    try:
+        with engine.connect() as conn:
+            return [row[0] for row in conn.execute(query, {"names": list(queues)})]
+    except Exception as exc:  # a fresh broker has no tables yet: nothing waits
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            return []
+        raise
+    finally:
+        engine.dispose()
+
+
+def pending_job_ids(broker_url: str, queues: Iterable[str] = QUEUES) -> set[uuid.UUID]:
+    """Ids of the jobs whose messages still wait in the broker (or are held, unacknowledged).
+
+    Read from the list behind each queue on Redis, and from the message table of kombu's
+    SQLAlchemy transport (the embedded broker). Raises when the broker cannot be read, and
+    ``NotImplementedError`` for another transport: then the caller cannot tell.
+    """
+    if broker_url.startswith(("redis://", "rediss://")):
+        payloads: list[str] | list[bytes] = _redis_payloads(broker_url, queues)
+    elif broker_url.startswith(("sqla+", "sqlalchemy+")):
+        payloads = _sqla_payloads(broker_url, queues)
+    else:
+        raise NotImplementedError(f"cannot list the messages of broker {broker_url.split(':', 1)[0]!r}")
+    return {job_id for raw in payloads if (job_id := _job_id_of(raw)) is not None}

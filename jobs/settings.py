@@ -9,10 +9,11 @@ production deployment sets the PostgreSQL, Redis and S3 URLs instead.
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,6 +47,28 @@ class Settings(BaseSettings):
     callback_secret: str = Field(default="", description="HMAC-SHA256 key for job callbacks.")
     base_url: str = Field(default="http://127.0.0.1:8000", description="Where clients reach the API.")
 
+    # Limits an operator sets per deployment (0 = no limit).
+    max_queued_jobs_per_owner: int = Field(
+        default=100, ge=0, description="An owner with this many queued jobs gets 429 on POST /jobs."
+    )
+    max_running_jobs_per_owner: int = Field(
+        default=10, ge=0, description="An owner with this many running jobs gets 429 on POST /jobs."
+    )
+    limit_retry_after_s: int = Field(default=60, ge=1, description="Retry-After of a 429 past the job limits.")
+    artifact_retention_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Artifacts of jobs finished longer ago are deleted (the job row stays); 0 keeps them forever.",
+    )
+
+    @field_validator("artifact_root")
+    @classmethod
+    def _artifact_root_is_a_uri(cls, value: str) -> str:
+        if value and not value.startswith(("file://", "s3://")):
+            example = Path(value).expanduser().resolve().as_uri()
+            raise ValueError(f"must be a file:// or s3:// URI, not {value!r} (for this folder: {example})")
+        return value
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         """Empty URLs mean the embedded mode: everything under ``data_dir``."""
@@ -64,6 +87,32 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
 
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message is one line naming the variable."""
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = "PPRUNING_" + "_".join(str(part) for part in error["loc"]).upper() if error["loc"] else "settings"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name}: {message}")
+    return "invalid setting " + "; ".join(problems)
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The process settings, read once; :class:`SettingsError` when one is invalid."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def settings_or_exit() -> Settings:
+    """For commands that start a service: an invalid setting stops them with one line, exit 2."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"ppruning: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -122,8 +122,17 @@ def _check_export(formats: list[str], quantize: str | None) -> None:
         raise InvalidConfigError("quantize applies to an export; add \"export\": [\"onnx\"]", field="quantize")
 
 
+
+
+#: The job spec format this service reads and writes. A future incompatible change raises
+#: it, so stored specs and reproducibility records of either format can be told apart.
+SPEC_VERSION = 1
+SpecVersion = Annotated[
+    Literal[1],
+    Field(default=SPEC_VERSION, description="Format of this spec; 1, the only one so far, when omitted."),
+]
 #: Spec fields that belong to the service, not to the library configs.
-_SERVICE_FIELDS = {"kind", "callback_url", "export", "quantize"}
+_SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize"}
 
 
 class PruneJobSpec(PruneConfig):
@@ -131,6 +140,7 @@ class PruneJobSpec(PruneConfig):
 
     kind: Literal["prune"]
     callback_url: CallbackUrl
+    spec_version: SpecVersion
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
     _params = field_validator("params")(_check_method_params)
     export: ExportFormats
@@ -188,6 +198,7 @@ class FinetuneJobSpec(FinetuneConfig):
 
     kind: Literal["finetune"]
     callback_url: CallbackUrl
+    spec_version: SpecVersion
     model: ModelRef | None = None  # type: ignore[assignment]
     from_job: uuid.UUID | None = Field(
         default=None, description="A succeeded prune or pipeline job whose pruned model is fine-tuned."
@@ -261,6 +272,7 @@ class PipelineJobSpec(PruneConfig):
 
     kind: Literal["pipeline"]
     callback_url: CallbackUrl
+    spec_version: SpecVersion
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
     _params = field_validator("params")(_check_method_params)
     finetune: FinetuneOptions = Field(default_factory=FinetuneOptions)  # type: ignore[valid-type]
@@ -356,6 +368,7 @@ class SweepJobSpec(BaseModel):
 
     kind: Literal["sweep"]
     callback_url: CallbackUrl
+    spec_version: SpecVersion
     model: ModelRef
     task: TaskRef
     method: str = Field(default="ppruning", description="A registered method (see GET /methods).")

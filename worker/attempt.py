@@ -145,28 +145,59 @@ def _delete_quietly(store: ArtifactStore, prefix: str) -> None:
         log.warning("could not delete %s", prefix, exc_info=True)
 
 
+def _failed(
+    sessions: sessionmaker[Session], claim: Claim, exc: Exception, *, may_retry: bool
+) -> AttemptResult:
+    """Record ``exc`` as the job's own error (or hand the job back when it is transient)."""
+    failure = classify(exc)
+    log.warning("job %s attempt %d: %s", claim.job_id, claim.attempt, failure, exc_info=exc)
+    if failure.transient and may_retry:
+        try:
+            release(sessions, claim, failure)
+        except Exception:  # the database itself is down: the reaper re-sends later
+            log.warning("could not hand job %s back", claim.job_id, exc_info=True)
+        return AttemptResult(Outcome.RETRY, failure, exc)
+    done = _finish(sessions, claim, JobState.FAILED, failure)
+    return AttemptResult(Outcome.FAILED if done else Outcome.LOST, failure, exc)
+
+
 def run_attempt(
     claim: Claim, settings: Settings, sessions: sessionmaker[Session], *, may_retry: bool = False
 ) -> AttemptResult:
-    """Run the claimed job to a final state (or hand it back) and report what happened."""
-    if claim.kind == "sweep":
-        from worker.sweep_runs import start_sweep
+    """Run the claimed job to a final state (or hand it back) and report what happened.
 
-        return AttemptResult(Outcome(start_sweep(claim, settings, sessions)))
+    An exception raised before or around the stages (opening the artifact store, making
+    the work folder) is recorded like one raised inside them, with its own type and
+    message: left to escape, the job would stay ``running`` until the reaper took it for
+    a dead worker and, after three tries, failed it as ``WorkerLost``.
+    """
+    try:
+        if claim.kind == "sweep":
+            from worker.sweep_runs import start_sweep
+
+            return AttemptResult(Outcome(start_sweep(claim, settings, sessions)))
+        return _run_stages(claim, settings, sessions, may_retry=may_retry)
+    except Exception as exc:
+        return _failed(sessions, claim, exc, may_retry=may_retry)
+
+
+def _run_stages(
+    claim: Claim, settings: Settings, sessions: sessionmaker[Session], *, may_retry: bool
+) -> AttemptResult:
     store = open_store(settings.artifact_root)
     for earlier in range(1, claim.attempt):  # leftovers of attempts that died
         _delete_quietly(store, attempt_prefix(claim, earlier))
     work_root = settings.data_dir.resolve() / "work"
     work_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{claim.job_id}-{claim.attempt}-", dir=work_root))
-    progress = JobProgress(
-        sessions,
-        claim,
-        plan_for(claim.kind, claim.spec),
-        min_interval_s=settings.progress_min_interval_s,
-        heartbeat_interval_s=settings.heartbeat_interval_s,
-    )
     try:
+        progress = JobProgress(
+            sessions,
+            claim,
+            plan_for(claim.kind, claim.spec),
+            min_interval_s=settings.progress_min_interval_s,
+            heartbeat_interval_s=settings.heartbeat_interval_s,
+        )
         with progress:
             try:
                 ctx = RunContext(fetch_model=partial(fetch_model, sessions, store), device=settings.device)
@@ -189,17 +220,7 @@ def run_attempt(
                 return AttemptResult(Outcome.CANCELLED if done else Outcome.LOST)
             except Exception as exc:
                 _delete_quietly(store, attempt_prefix(claim))
-                failure = classify(exc)
-                log.warning("job %s attempt %d: %s", claim.job_id, claim.attempt, failure, exc_info=True)
-                if failure.transient and may_retry:
-                    try:
-                        release(sessions, claim, failure)
-                    except Exception:  # the database itself is down: the reaper re-sends later
-                        log.warning("could not hand job %s back", claim.job_id, exc_info=True)
-                    return AttemptResult(Outcome.RETRY, failure, exc)
-                done = _finish(sessions, claim, JobState.FAILED, failure)
-                return AttemptResult(Outcome.FAILED if done else Outcome.LOST, failure, exc)
+                return _failed(sessions, claim, exc, may_retry=may_retry)
         return AttemptResult(Outcome.SUCCEEDED)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-

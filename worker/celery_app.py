@@ -32,7 +32,16 @@ from typing import Any
 
 from celery import Celery, signals
 
-from jobs.queue import CPU_QUEUE, EXCHANGE, GPU_QUEUE, QUEUES, TASK_NAME, declared_queues, send_job
+from jobs.queue import (
+    CPU_QUEUE,
+    EXCHANGE,
+    GPU_QUEUE,
+    QUEUES,
+    TASK_NAME,
+    declared_queues,
+    pending_job_ids,
+    send_job,
+)
 from jobs.settings import Settings, get_settings
 
 __all__ = ["CPU_QUEUE", "GPU_QUEUE", "QUEUES", "TASK_NAME", "app", "make_celery"]
@@ -155,15 +164,29 @@ def _start_reaper(**_: Any) -> None:
     sessions = get_sessionmaker(settings.database_url)
     interval = max(1.0, min(settings.heartbeat_timeout_s, settings.queued_timeout_s) / 4)
 
+    pending = None
+    if settings.broker_url.startswith(("redis://", "rediss://", "sqla+", "sqlalchemy+")):
+        pending = partial(pending_job_ids, settings.broker_url)
+
     def sweep() -> object:
+        from worker.callbacks import notify
         from worker.sweep_runs import finalise_ready
+        from worker.workdirs import remove_abandoned
 
         resent = reap_once(
             sessions,
             partial(send_job, settings.broker_url),
+            pending=pending,
+            finished=partial(notify, sessions, settings),
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             queued_timeout_s=settings.queued_timeout_s,
         )
+        remove_abandoned(settings.data_dir.resolve() / "work", sessions)
+        if settings.artifact_retention_days > 0:
+            from jobs.artifacts import open_store
+            from worker.retention import expire_old_artifacts
+
+            expire_old_artifacts(sessions, open_store(settings.artifact_root), settings.artifact_retention_days)
         finalise_ready(sessions, settings)  # sweeps whose last child ended without a worker (cancelled queued)
         return resent
 

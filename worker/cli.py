@@ -6,6 +6,10 @@ import argparse
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from jobs.settings import settings_or_exit
+    from jobs.store.migrate import prepare_embedded
+
+    prepare_embedded(settings_or_exit())  # before Celery starts: a bad setting must not fail every job instead
     from worker.celery_app import QUEUES, app, visible_gpus
 
     concurrency = args.concurrency or max(1, len(visible_gpus()))

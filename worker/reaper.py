@@ -14,26 +14,43 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.store.reaping import Resend, sweep
+from jobs.store.reaping import SweepResult, sweep
 
 log = logging.getLogger(__name__)
 
 
 def reap_once(
-    sessions: sessionmaker[Session], send: Callable[[uuid.UUID, dict[str, Any]], None], **timeouts: float
-) -> list[Resend]:
-    """One sweep, committed, then one message per job found."""
+    sessions: sessionmaker[Session],
+    send: Callable[[uuid.UUID, dict[str, Any]], None],
+    *,
+    pending: Callable[[], Collection[uuid.UUID]] | None = None,
+    finished: Callable[[uuid.UUID], None] | None = None,
+    **timeouts: float,
+) -> SweepResult:
+    """One sweep, committed, then one message per job found and ``finished`` for each job it ended.
+
+    ``pending`` (the ids whose messages still wait in the broker) keeps a job that is only
+    waiting in a backlog from being sent twice; ``finished`` sends the callbacks of jobs the
+    sweep cancelled, as a worker does for the jobs it ends.
+    """
     with sessions.begin() as session:
-        resends = sweep(session, **timeouts)
-    for item in resends:
+        result = sweep(session, pending=pending, **timeouts)
+    for item in result.resends:
         log.warning("re-sending job %s: %s", item.job_id, item.reason)
         send(item.job_id, item.spec)
-    return resends
+    for job_id in result.finished:
+        log.info("job %s cancelled by the reaper", job_id)
+        if finished is not None:
+            try:
+                finished(job_id)
+            except Exception:  # one broken callback must not stop the sweep
+                log.warning("after-finish step of job %s failed", job_id, exc_info=True)
+    return result
 
 
 class Reaper(threading.Thread):

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from jobs.specs import SPEC_VERSION
 from ppruning import RECORD_VERSION, rerun_spec
 from worker.job_runners import Outputs
 
@@ -40,6 +41,7 @@ def job_record(kind: str, spec: dict[str, Any], result: dict[str, Any]) -> dict[
     model = first.get("model") or {}
     return {
         "record_version": RECORD_VERSION,
+        "spec_version": body.get("spec_version", SPEC_VERSION),
         "kind": kind,
         "spec": body,
         "rerun_spec": rerun_spec(body, model) if "model" in body and body["model"] else body,

@@ -9,13 +9,19 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from typing import Any
 
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, TaskRevokedError
+from celery.worker.request import Request
+from celery.worker.state import task_ready
+from sqlalchemy import select
 
 from jobs.settings import get_settings
 from jobs.store.claims import claim_job
+from jobs.store.models import Job
 from jobs.store.session import get_sessionmaker
+from jobs.store.states import TERMINAL, JobState
 from worker.attempt import Outcome, run_attempt
 from worker.callbacks import notify
 from worker.celery_app import TASK_NAME, app
@@ -29,7 +35,40 @@ def _worker_name(task: Task) -> str:
     return task.request.hostname or socket.gethostname()
 
 
-@app.task(name=TASK_NAME, bind=True, ignore_result=True, max_retries=MAX_RETRIES)
+def job_has_ended(job_id: str) -> bool:
+    """True when the job is gone or finished: its message has nothing left to do."""
+    sessions = get_sessionmaker(get_settings().database_url)
+    with sessions() as session:
+        state = session.scalar(select(Job.state).where(Job.id == uuid.UUID(job_id)))
+    return state is None or JobState(state) in TERMINAL
+
+
+class SkipEndedJobs(Request):
+    """Drops the message of a job that has already ended before it reaches the pool.
+
+    Each pool child runs one job and is then replaced (``worker_max_tasks_per_child=1``),
+    so a message of a job cancelled while queued, or a late duplicate, would cost a child
+    restart just to find nothing to claim. The consumer reads the job's state (one indexed
+    SELECT) and acknowledges such a message itself; the claim still decides everything else.
+    """
+
+    def execute_using_pool(self, pool: Any, **kwargs: Any) -> Any:
+        try:
+            ended = bool(self.args) and job_has_ended(str(self.args[0]))
+        except Exception:  # cannot tell: let the task's claim decide
+            log.debug("could not read the state of job %s before running it", self.args, exc_info=True)
+            ended = False
+        if not ended:
+            return super().execute_using_pool(pool, **kwargs)
+        log.info("job %s has already ended; its message is dropped without starting a task", self.args[0])
+        task_ready(self)
+        self.acknowledge()
+        raise TaskRevokedError(self.id)  # the worker's way to release the pool slot it reserved
+
+
+@app.task(
+    name=TASK_NAME, bind=True, ignore_result=True, max_retries=MAX_RETRIES, Request=f"{__name__}:SkipEndedJobs"
+)
 def run_job(self: Task, job_id: str) -> str:
     settings = get_settings()
     sessions = get_sessionmaker(settings.database_url)

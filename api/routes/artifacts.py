@@ -21,12 +21,12 @@ from fastapi.responses import StreamingResponse
 from api.deps import CurrentOwner, SessionDep, StoreDep
 from api.errors import NotFound, RangeNotSatisfiable
 from api.routes.jobs import job_url, owned_job
-from api.schemas import ArtifactOut, ErrorOut
+from api.schemas import VALIDATION_RESPONSE, ArtifactOut, ErrorOut
 from jobs.artifacts import StorageError
 from jobs.store import repository
 from jobs.store.models import Artifact
 
-router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"])
+router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], responses=VALIDATION_RESPONSE)
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _MEDIA_TYPES = {

@@ -15,11 +15,11 @@ from fastapi import APIRouter
 
 from api.deps import CurrentOwner
 from api.errors import NotFound
-from api.schemas import ErrorOut
+from api.schemas import VALIDATION_RESPONSE, ErrorOut
 from jobs.specs import PipelineJobSpec, PruneJobSpec, SweepJobSpec
 from ppruning import MethodInfo
 
-router = APIRouter(tags=["discovery"])
+router = APIRouter(tags=["discovery"], responses=VALIDATION_RESPONSE)
 _METHOD_SPECS = {"prune": PruneJobSpec, "pipeline": PipelineJobSpec, "sweep": SweepJobSpec}
 _ERRORS = {401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."}}
 

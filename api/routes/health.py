@@ -1,7 +1,8 @@
 """Liveness, readiness and Prometheus metrics; no API key needed.
 
 ``/healthz`` says the process serves requests. ``/readyz`` says it can do its job: the
-database answers and the broker accepts connections (503 otherwise, naming which).
+database answers with its schema at the newest migration, and the broker accepts
+connections (503 otherwise, naming which).
 ``/metrics`` is Prometheus text: jobs by state (read from the database at scrape time)
 and request latency by route (per process: with several uvicorn workers each scrape
 sees the worker that answered it).
@@ -17,6 +18,7 @@ from api.deps import DispatcherDep, SessionDep
 from api.errors import ServiceUnavailable
 from api.schemas import ErrorOut
 from jobs.store import repository
+from jobs.store.migrate import schema_status
 
 router = APIRouter(tags=["health"])
 
@@ -31,7 +33,7 @@ def readyz(session: SessionDep, dispatcher: DispatcherDep) -> dict[str, object]:
     checks: dict[str, str] = {}
     try:
         session.execute(text("SELECT 1"))
-        checks["database"] = "ok"
+        checks["database"] = schema_status(session.get_bind()) or "ok"
     except Exception as exc:
         checks["database"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
     try:

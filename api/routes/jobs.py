@@ -14,8 +14,9 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 
 from api import sse
 from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
-from api.errors import Conflict, NotFound, ServiceUnavailable
+from api.errors import Conflict, NotFound, ServiceUnavailable, TooManyJobs
 from api.schemas import (
+    VALIDATION_RESPONSE,
     ArtifactOut,
     ErrorOut,
     EventOut,
@@ -28,6 +29,7 @@ from api.schemas import (
 from api.spec_examples import SPEC_EXAMPLES
 from jobs import sweeps
 from jobs.queue import queue_for
+from jobs.settings import Settings
 from jobs.spec_checks import checked_spec
 from jobs.specs import JobKind, JobSpec
 from jobs.store import repository
@@ -36,7 +38,7 @@ from jobs.store.states import TERMINAL, JobState
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=VALIDATION_RESPONSE)
 
 _ERRORS = {
     401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."},
@@ -45,9 +47,18 @@ _ERRORS = {
 _SUBMIT_ERRORS = {
     400: {"model": ErrorOut, "description": "The body is not JSON."},
     401: _ERRORS[401],
-    409: {"model": ErrorOut, "description": "The Idempotency-Key was used with another body."},
+    409: {
+        "model": ErrorOut,
+        "description": "The Idempotency-Key was used with another body (`idempotency_conflict`), or the job it "
+        "created was deleted (`idempotency_key_deleted`): send the request with a new key.",
+    },
     413: {"model": ErrorOut, "description": "The body is larger than the service accepts."},
     422: {"model": ErrorOut, "description": "The spec is invalid; `field` names the input at fault."},
+    429: {
+        "model": ErrorOut,
+        "description": "The owner has as many queued or running jobs as the service allows; retry after "
+        "`Retry-After` seconds.",
+    },
     503: {"model": ErrorOut, "description": "The broker refused the job; it was marked failed."},
 }
 
@@ -95,6 +106,7 @@ def job_view(
         metrics=repository.metrics_by_split(metrics),
         artifacts=[ArtifactOut.of(a, base) for a in artifacts],
         result=job.result,
+        artifacts_expired_at=job.artifacts_expired_at,
     )
 
 
@@ -129,7 +141,8 @@ def submit_job(
             alias="Idempotency-Key",
             min_length=1,
             max_length=255,
-            description="Same key and same body: the same job comes back. Same key, other body: 409.",
+            description="Same key and same body: the same job comes back. Same key, other body: 409. "
+            "A key whose job was deleted: 409, never a second run.",
         ),
     ] = None,
 ) -> JobOut:
@@ -143,6 +156,7 @@ def submit_job(
         existing = repository.find_by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return _replayed(existing, idempotency_key, body_hash, request, response)
+    _check_owner_limits(session, owner, settings)
     stored = checked_spec(spec, settings, session, owner)
     job, created = repository.create_job(
         session, owner=owner, kind=spec.kind, spec=stored, idempotency_key=idempotency_key, body_hash=body_hash
@@ -164,6 +178,22 @@ def submit_job(
         ) from None
     response.headers["Location"] = job_url(request, job.id)
     return job_view(job, request, artifacts=[], metrics=[])
+
+
+def _check_owner_limits(session: SessionDep, owner: str, settings: Settings) -> None:
+    """429 past the per-owner limits (a replayed request never counts: it creates nothing)."""
+    counts = repository.count_owner_jobs(session, owner)
+    limits = {
+        JobState.QUEUED.value: settings.max_queued_jobs_per_owner,
+        JobState.RUNNING.value: settings.max_running_jobs_per_owner,
+    }
+    for state, limit in limits.items():
+        if limit and counts[state] >= limit:
+            raise TooManyJobs(
+                f"this key's owner has {counts[state]} {state} jobs, the most the service allows "
+                f"(PPRUNING_MAX_{state.upper()}_JOBS_PER_OWNER={limit}); retry when some have finished",
+                headers={"Retry-After": str(settings.limit_retry_after_s)},
+            )
 
 
 def _replayed(job: Job, key: str, body_hash: str, request: Request, response: Response) -> JobOut:

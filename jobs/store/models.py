@@ -77,6 +77,8 @@ class Job(Base):
     )
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: When the retention period removed the artifacts of this finished job (the row stays).
+    artifacts_expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     artifacts: Mapped[list[Artifact]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, order_by="Artifact.name"
@@ -130,6 +132,17 @@ class JobEvent(Base):
     stage: Mapped[str | None] = mapped_column(String(64))
     message: Mapped[str] = mapped_column(Text, nullable=False)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+
+class DeletedIdempotencyKey(Base):
+    """The ``Idempotency-Key`` of a deleted job: reusing it answers 409 instead of running the job again."""
+
+    __tablename__ = "deleted_idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
 class ApiKey(Base):

@@ -22,15 +22,32 @@ from sqlalchemy.orm import Session, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 
-from jobs.store.models import ApiKey, Artifact, Job, JobEvent, Metric, utcnow
+from jobs.store.models import ApiKey, Artifact, DeletedIdempotencyKey, Job, JobEvent, Metric, utcnow
 from jobs.store.states import TERMINAL, IllegalTransition, JobState, check_transition
 
 
 class IdempotencyConflict(Exception):
     """The idempotency key was used before with a different request body."""
 
+    type = "idempotency_conflict"
+
     def __init__(self, key: str, job_id: uuid.UUID) -> None:
         super().__init__(f"Idempotency-Key {key!r} was already used for job {job_id} with a different body")
+        self.key = key
+        self.job_id = job_id
+
+
+class IdempotencyKeyDeleted(IdempotencyConflict):
+    """The idempotency key created a job that was deleted since: running it again would surprise."""
+
+    type = "idempotency_key_deleted"
+
+    def __init__(self, key: str, job_id: uuid.UUID) -> None:
+        Exception.__init__(
+            self,
+            f"Idempotency-Key {key!r} created job {job_id}, which was deleted; "
+            "send the request with a new key to run it again",
+        )
         self.key = key
         self.job_id = job_id
 
@@ -49,7 +66,13 @@ def request_hash(body: Any) -> str:
 
 
 def find_by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+    """The job this owner created with ``key``; :class:`IdempotencyKeyDeleted` when it was deleted."""
+    job = session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+    if job is None:
+        gone = session.get(DeletedIdempotencyKey, (owner, key))
+        if gone is not None:
+            raise IdempotencyKeyDeleted(key, gone.job_id)
+    return job
 
 
 def create_job(
@@ -231,26 +254,109 @@ class NotCancellable(Exception):
 
 
 def cancel_job(session: Session, job: Job) -> Job:
-    """Queued: cancelled at once. Running: flag the worker reads between batches. Finished: refused."""
+    """Queued: cancelled at once. Running: flag the worker reads between batches. Finished: refused.
+
+    A worker may claim the job between our read and our write (``queued -> running``): the
+    transition then fails naming ``running``, and the job is flagged instead of the request
+    being refused, so a cancel that races the claim is never lost.
+    """
+    if JobState(job.state) is JobState.QUEUED:
+        try:
+            transition(session, job, JobState.CANCELLED, cancel_requested=True, message="cancelled before it started")
+        except IllegalTransition:  # claimed (or finished) meanwhile; transition() re-read the row
+            pass
+        else:
+            add_event(session, job.id, "cancelled before it started")
+            return job
     state = JobState(job.state)
-    if state is JobState.QUEUED:
-        transition(session, job, JobState.CANCELLED, cancel_requested=True, message="cancelled before it started")
-        add_event(session, job.id, "cancelled before it started")
-    elif state is JobState.RUNNING:
-        if not job.cancel_requested:
-            job.cancel_requested = True
-            job.updated_at = utcnow()
-            add_event(session, job.id, "cancel requested; the worker stops at its next checkpoint")
-            session.flush()
-    else:
+    if state is JobState.RUNNING:
+        _flag_cancel(session, job)
+    elif state is not JobState.QUEUED:
         raise NotCancellable(state.value)
     return job
 
 
+def _flag_cancel(session: Session, job: Job) -> None:
+    """Set the cancel flag of a running job (idempotent; the state is left to the worker)."""
+    if job.cancel_requested:
+        return
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.state == JobState.RUNNING.value)
+        .values(cancel_requested=True, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # it finished meanwhile
+        session.refresh(job)
+        raise NotCancellable(job.state)
+    set_committed_value(job, "cancel_requested", True)
+    set_committed_value(job, "updated_at", now)
+    add_event(session, job.id, "cancel requested; the worker stops at its next checkpoint")
+    session.flush()
+
+
 def delete_job(session: Session, job: Job) -> None:
-    """Delete the row; events, artifacts and metrics rows go with it (ON DELETE CASCADE)."""
+    """Delete the row; events, artifacts and metrics rows go with it (ON DELETE CASCADE).
+
+    Its idempotency key is kept as a tombstone, so a client retrying the original request
+    learns the job was deleted instead of silently running it again.
+    """
+    if job.idempotency_key is not None:
+        tombstone = DeletedIdempotencyKey(
+            owner=job.owner, idempotency_key=job.idempotency_key, job_id=job.id, deleted_at=utcnow()
+        )
+        session.merge(tombstone)
     session.execute(delete(Job).where(Job.id == job.id))
     session.expunge(job)
+
+
+def expire_artifacts(session: Session, finished_before: datetime, *, limit: int = 100) -> list[uuid.UUID]:
+    """Mark up to ``limit`` jobs finished before ``finished_before`` as expired and drop their artifact rows.
+
+    Returns their ids; the caller commits, then deletes their stored files (``jobs/<id>/``).
+    The job rows, their metrics and events stay: only the large files go.
+    """
+    ids = list(
+        session.scalars(
+            select(Job.id)
+            .where(
+                Job.state.in_([s.value for s in TERMINAL]),
+                Job.finished_at < finished_before,
+                Job.artifacts_expired_at.is_(None),
+            )
+            .order_by(Job.finished_at)
+            .limit(limit)
+        )
+    )
+    if not ids:
+        return []
+    now = utcnow()
+    expired = list(
+        session.scalars(
+            update(Job)
+            .where(Job.id.in_(ids), Job.artifacts_expired_at.is_(None))
+            .values(artifacts_expired_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if expired:
+        session.execute(delete(Artifact).where(Artifact.job_id.in_(expired)))
+        for job_id in expired:
+            add_event(session, job_id, "artifacts deleted: the retention period has passed")
+    return expired
+
+
+def count_owner_jobs(session: Session, owner: str) -> dict[str, int]:
+    """The owner's queued and running jobs, by state (what the per-owner limits count)."""
+    active = [JobState.QUEUED.value, JobState.RUNNING.value]
+    rows = session.execute(
+        select(Job.state, func.count()).where(Job.owner == owner, Job.state.in_(active)).group_by(Job.state)
+    )
+    counts = dict.fromkeys(active, 0)
+    counts.update({state: int(n) for state, n in rows})
+    return counts
 
 
 def count_jobs_by_state(session: Session) -> dict[str, int]:

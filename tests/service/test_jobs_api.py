@@ -251,3 +251,17 @@ def test_finetune_from_a_prune_job_needs_it_to_have_succeeded(client, auth, othe
     # another owner cannot fine-tune it: for them the job does not exist
     r = client.post("/jobs", json=spec, headers=other_auth)
     assert r.status_code == 422 and "not found" in r.json()["error"]["message"]
+
+
+def test_reusing_the_idempotency_key_of_a_deleted_job_is_409_not_a_second_run(
+    client, auth, prune_spec, dispatcher, pg_url
+):
+    headers = {**auth, "Idempotency-Key": "ci-run-deleted"}
+    job_id = client.post("/jobs", json=prune_spec, headers=headers).json()["id"]
+    _set_state(pg_url, job_id, JobState.RUNNING, JobState.SUCCEEDED)
+    assert client.delete(f"/jobs/{job_id}", headers=auth).status_code == 204
+    again = client.post("/jobs", json=prune_spec, headers=headers)
+    assert again.status_code == 409, again.text
+    error = again.json()["error"]
+    assert error["type"] == "idempotency_key_deleted" and job_id in error["message"] and "deleted" in error["message"]
+    assert len(dispatcher.sent) == 1

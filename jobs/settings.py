@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     queued_timeout_s: float = Field(default=600.0, description="A queued job untouched this long is re-sent.")
     progress_min_interval_s: float = Field(default=1.0, description="Throttle for progress writes.")
     callback_secret: str = Field(default="", description="HMAC-SHA256 key for job callbacks.")
+    callback_allow_private: bool = Field(
+        default=False,
+        description="Let callback URLs reach loopback, private and link-local addresses (a private deployment, "
+        "tests). Off: such URLs are refused at submission and not called by the worker.",
+    )
     base_url: str = Field(default="http://127.0.0.1:8000", description="Where clients reach the API.")
 
     @model_validator(mode="after")

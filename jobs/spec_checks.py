@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from jobs.callback_policy import CallbackRefused, check_submitted
 from jobs.errors import InvalidSpec
 from jobs.settings import Settings
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, parse_spec
@@ -186,9 +187,28 @@ def reject_nul(value: Any, path: str = "") -> None:
             reject_nul(item, f"{path}.{i}" if path else str(i))
 
 
+#: How long a submission waits for the callback host's DNS answer; after that the worker checks it.
+CALLBACK_RESOLVE_TIMEOUT_S = 2.0
+_callback_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback-dns")
+
+
+def check_callback(url: str | None, settings: Settings) -> None:
+    """No credentials, no loopback/private/link-local/... host (:mod:`jobs.callback_policy`)."""
+    if url is None:
+        return
+    check = _callback_checks.submit(check_submitted, url, allow_private=settings.callback_allow_private)
+    try:
+        check.result(timeout=CALLBACK_RESOLVE_TIMEOUT_S)
+    except CallbackRefused as exc:
+        raise InvalidSpec(f"callback_url: {exc}", field="callback_url") from None
+    except FuturesTimeout:
+        log.info("callback host of %s did not resolve in time; the worker checks it before sending", url)
+
+
 def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str) -> dict[str, Any]:
     """Run every deployment check on ``spec``; the spec to store, as JSON."""
     reject_nul(spec.model_dump(mode="json"))
+    check_callback(spec.callback_url, settings)
     if isinstance(spec, PruneJobSpec | PipelineJobSpec):
         model = check_model(spec.model, settings)
         task = check_task(spec.task, settings)

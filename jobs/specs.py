@@ -93,7 +93,9 @@ CallbackUrl = Annotated[
     AfterValidator(_http_url),
     Field(
         default=None,
-        description="POSTed the job's final state (JSON, signed with X-PPruning-Signature) when it finishes.",
+        description="POSTed the job's final state (JSON) when it finishes, signed with "
+        "X-PPruning-Signature: t=<unix seconds>,sha256=<HMAC-SHA256 of '<t>.<body>'>. Must be a public host: "
+        "no credentials, no loopback, private or link-local address.",
     ),
 ]
 #: Spec fields that belong to the service, not to the library configs.

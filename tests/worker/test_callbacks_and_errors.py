@@ -136,10 +136,16 @@ def test_a_transient_error_hands_the_job_back_to_the_queue(sessions, make_job, p
         raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
 
     monkeypatch.setitem(attempt.RUNNERS, "prune", database_went_away)
+    (tmp_path / "model").mkdir()
     job_id = make_job(prune_spec(tmp_path / "model", FIXTURES))
     with sessions.begin() as session:
         claim = claim_job(session, job_id, "w1", 60.0)
-    settings = Settings(data_dir=tmp_path, database_url=pg_url, artifact_root=(tmp_path / "a").as_uri())
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        artifact_root=(tmp_path / "a").as_uri(),
+        allowed_model_roots=[tmp_path / "model", FIXTURES],
+    )
     result = attempt.run_attempt(claim, settings, sessions, may_retry=True)
     assert result.outcome is attempt.Outcome.RETRY and result.failure.transient
     job = load(sessions, job_id)

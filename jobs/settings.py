@@ -49,7 +49,16 @@ class Settings(BaseSettings):
         description="Let callback URLs reach loopback, private and link-local addresses (a private deployment, "
         "tests). Off: such URLs are refused at submission and not called by the worker.",
     )
-    base_url: str = Field(default="http://127.0.0.1:8000", description="Where clients reach the API.")
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where clients reach the API: the job URLs in responses, Location headers and callbacks "
+        "are built from it, never from the request's Host header.",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="When set, GET /metrics needs 'Authorization: Bearer <metrics_token>'; empty: /metrics is open "
+        "(bind the API to a private network or set this: it shows job counts of every owner).",
+    )
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:

@@ -56,7 +56,8 @@ _SUBMIT_ERRORS = {
 
 
 def job_url(request: Request, job_id: uuid.UUID) -> str:
-    return f"{str(request.base_url).rstrip('/')}/jobs/{job_id}"
+    """The job's absolute URL from ``PPRUNING_BASE_URL``: the ``Host`` header is the client's to forge."""
+    return f"{request.app.state.settings.base_url.rstrip('/')}/jobs/{job_id}"
 
 
 def summary_fields(job: Job, request: Request) -> dict:

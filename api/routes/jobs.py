@@ -237,7 +237,7 @@ def get_events(
     job_id: uuid.UUID,
     session: SessionDep,
     owner: CurrentOwner,
-    after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=sse.MAX_EVENT_ID, description="Only events with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=32, description="SSE: resume after this event id.")

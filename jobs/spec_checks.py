@@ -33,7 +33,7 @@ from jobs.settings import Settings
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, parse_spec
 from jobs.store import repository
 from jobs.store.states import JobState
-from ppruning import ModelLoadError, ModelRef, PruneConfig, TaskRef
+from ppruning import ModelLoadError, ModelRef, PruneConfig, TaskRef, check_data_columns
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ def check_task(ref: TaskRef, settings: Settings, field: str = "task") -> TaskRef
             for split, path in ref.data_files.items()
         }
         ref = ref.model_copy(update={"data_files": files})
+        check_data_columns(ref)  # a wrong column is the user's to fix now, not a failed job later
     return ref
 
 

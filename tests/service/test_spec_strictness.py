@@ -53,3 +53,22 @@ def test_an_infeasible_target_is_reported_with_the_value_given(client, auth, pru
     spec = {**prune_spec, "target": {"flops_reduction": 0.9999999}}
     error = _error(client.post("/jobs", json=spec, headers=auth), 422)
     assert error["type"] == "infeasible_target" and "flops_reduction=0.9999999 " in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("columns", "field"),
+    [
+        ({"text_column": "review"}, "task.text_column"),
+        ({"label_column": "sentiment"}, "task.label_column"),
+    ],
+)
+def test_a_column_missing_from_a_local_data_file_is_422_at_submission(
+    client, auth, prune_spec, model_root, dispatcher, pg_url, owner, columns, field
+):
+    task = {"name": "text-classification", "data_files": {"train": str(model_root / "data" / "train.csv")}}
+    spec = {**prune_spec, "task": {**task, "text_column": "sentence", **columns}}
+    error = _error(client.post("/jobs", json=spec, headers=auth), 422)
+    assert error["field"] == field and "sentence, label" in error["message"], error
+    assert count_jobs(pg_url, owner) == 0 and dispatcher.sent == []
+    ok = {**prune_spec, "target": {"flops_reduction": 0.2}, "task": {**task, "text_column": "sentence"}}
+    assert client.post("/jobs", json=ok, headers=auth).status_code == 202

@@ -190,6 +190,8 @@ def install_error_handlers(app: FastAPI, union_tags: set[str]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):  # FastAPI's json.loads gave up
+            return error_response(400, "malformed_json", "request body is not valid JSON: it is nested too deeply")
         type_ = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
             exc.status_code, "http_error"
         )

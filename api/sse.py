@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -68,10 +69,20 @@ def _poll(sessions: Callable[[], Session], job_id: uuid.UUID, owner: str, after:
         return end, [(e.id, (e.data or {}).get("type") or "log", event_item(e)) for e in events]
 
 
+#: Event ids are BIGINT: the largest value a resume point may take.
+MAX_EVENT_ID = 2**63 - 1
+_DECIMAL = re.compile(r"[0-9]{1,19}")
+
+
 def parse_last_event_id(header: str | None, after: int) -> int:
-    """The resume point: the ``Last-Event-ID`` header when it is a number, else ``after``."""
-    if header is not None and header.strip().isdigit():
-        return int(header.strip())
+    """The resume point: the ``Last-Event-ID`` header when it is an event id, else ``after``.
+
+    Only ASCII digits count (``str.isdigit`` accepts '²'), and only ids a BIGINT holds;
+    anything else is ignored, as the SSE spec has clients ignore what they cannot use.
+    """
+    text = (header or "").strip()
+    if _DECIMAL.fullmatch(text) and int(text) <= MAX_EVENT_ID:
+        return int(text)
     return after
 
 

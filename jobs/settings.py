@@ -45,7 +45,21 @@ class Settings(BaseSettings):
     queued_timeout_s: float = Field(default=600.0, description="A queued job untouched this long is re-sent.")
     progress_min_interval_s: float = Field(default=1.0, description="Throttle for progress writes.")
     callback_secret: str = Field(default="", description="HMAC-SHA256 key for job callbacks.")
-    base_url: str = Field(default="http://127.0.0.1:8000", description="Where clients reach the API.")
+    callback_allow_private: bool = Field(
+        default=False,
+        description="Let callback URLs reach loopback, private and link-local addresses (a private deployment, "
+        "tests). Off: such URLs are refused at submission and not called by the worker.",
+    )
+    base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="Where clients reach the API: the job URLs in responses, Location headers and callbacks "
+        "are built from it, never from the request's Host header.",
+    )
+    metrics_token: str = Field(
+        default="",
+        description="When set, GET /metrics needs 'Authorization: Bearer <metrics_token>'; empty: /metrics is open "
+        "(bind the API to a private network or set this: it shows job counts of every owner).",
+    )
 
     # Limits an operator sets per deployment (0 = no limit).
     max_queued_jobs_per_owner: int = Field(

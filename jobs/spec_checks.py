@@ -1,14 +1,16 @@
 """Checks of a job spec that depend on this deployment, run at submission.
 
 pydantic (:mod:`jobs.specs`) already checked types and ranges. Here: local paths are
-inside ``settings.allowed_model_roots`` (no traversal, symlinks resolved), hub ids look
+inside ``settings.allowed_model_roots`` (no traversal, symlinks resolved, and every file
+inside a model folder resolved too: :func:`check_tree`), hub ids look
 like hub ids, the task exists and has what it needs (the task registry), the model's
 type is supported and the target feasible (the library's ``validate_prune_config``,
 which reads only the model's config), and a fine-tune's ``from_job`` is a finished
 prune of the same owner. Every failure is an error that names the field.
 
 What comes back is the spec to store: local paths replaced by their resolved form, so
-the worker reads exactly what was checked.
+the worker reads exactly what was checked. The worker runs :func:`recheck_local_inputs`
+before it reads them, since a folder can change after submission.
 """
 
 from __future__ import annotations
@@ -26,12 +28,21 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from jobs.callback_policy import CallbackRefused, check_submitted
 from jobs.errors import InvalidSpec
 from jobs.settings import Settings
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec, parse_spec
 from jobs.store import repository
 from jobs.store.states import JobState
-from ppruning import EXPORT_INSTALL, ModelLoadError, ModelRef, PruneConfig, TaskRef, missing_export_modules
+from ppruning import (
+    EXPORT_INSTALL,
+    ModelLoadError,
+    ModelRef,
+    PruneConfig,
+    TaskRef,
+    check_data_columns,
+    missing_export_modules,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +57,19 @@ def is_local_path(model_id: str) -> bool:
     return model_id.startswith(_PATH_PREFIXES) or "\\" in model_id or model_id in (".", "..")
 
 
+def _roots(settings: Settings) -> list[Path]:
+    return [Path(root).expanduser().resolve() for root in settings.allowed_model_roots]
+
+
+def _inside_roots(path: Path, roots: list[Path]) -> bool:
+    return any(path.is_relative_to(root) for root in roots)
+
+
 def allowed_path(raw: str, settings: Settings, field: str, *, want_dir: bool) -> Path:
-    """``raw`` resolved, if it is inside an allowed root and exists; else InvalidSpec naming ``field``."""
+    """``raw`` resolved, if it is inside an allowed root and exists; else InvalidSpec naming ``field``.
+
+    The message never lists the roots: they describe the server's disks, not the user's input.
+    """
     if "\x00" in raw:
         raise InvalidSpec("path contains a NUL byte", field=field)
     if not settings.allowed_model_roots:
@@ -61,9 +83,8 @@ def allowed_path(raw: str, settings: Settings, field: str, *, want_dir: bool) ->
     if not path.is_absolute():
         raise InvalidSpec("local paths must be absolute", field=field)
     resolved = path.resolve()
-    roots = [Path(root).expanduser().resolve() for root in settings.allowed_model_roots]
-    if not any(resolved.is_relative_to(root) for root in roots):
-        raise InvalidSpec(f"path is outside the allowed roots ({', '.join(map(str, roots))})", field=field)
+    if not _inside_roots(resolved, _roots(settings)):
+        raise InvalidSpec("path is not allowed on this service", field=field)
     if want_dir and not resolved.is_dir():
         raise InvalidSpec("no such folder", field=field)
     if not want_dir and not resolved.is_file():
@@ -71,10 +92,64 @@ def allowed_path(raw: str, settings: Settings, field: str, *, want_dir: bool) ->
     return resolved
 
 
+#: A local folder with more entries than this is refused instead of walked.
+MAX_TREE_ENTRIES = 20_000
+
+
+def check_tree(folder: Path, settings: Settings, field: str) -> None:
+    """Every file and folder under ``folder`` resolves inside the allowed roots.
+
+    A model folder inside a root may hold a symlink (``vocab.txt`` -> ``/etc/passwd``)
+    that the loader would follow and whose content would come back in the job's
+    artifacts. Symlinked folders are walked too (once each: a link cycle ends).
+    """
+    roots = _roots(settings)
+    seen = {folder.resolve()}
+    pending = [folder]
+    count = 0
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            raise InvalidSpec("the folder cannot be read", field=field) from None
+        for entry in entries:
+            count += 1
+            if count > MAX_TREE_ENTRIES:
+                raise InvalidSpec(f"the folder holds more than {MAX_TREE_ENTRIES} entries", field=field)
+            real = Path(entry.path).resolve()
+            if not _inside_roots(real, roots):
+                name = os.path.relpath(entry.path, folder)
+                raise InvalidSpec(f"{name!r} in the folder leads to a path that is not allowed", field=field)
+            if real.is_dir() and real not in seen:
+                seen.add(real)
+                pending.append(Path(entry.path))
+
+
+def allowed_folder(raw: str, settings: Settings, field: str) -> Path:
+    """A local folder resolved inside the roots, with everything in it inside them too."""
+    folder = allowed_path(raw, settings, field, want_dir=True)
+    check_tree(folder, settings, field)
+    return folder
+
+
+def recheck_local_inputs(spec: dict[str, Any], settings: Settings) -> None:
+    """The worker's check, just before it reads: the stored spec's local model, data files and
+    masks are still inside the roots (a folder or file can be swapped for a link after submission)."""
+    model = (spec.get("model") or {}).get("id")
+    if isinstance(model, str) and is_local_path(model):
+        allowed_folder(model, settings, "model.id")
+    for split, path in ((spec.get("task") or {}).get("data_files") or {}).items():
+        allowed_path(str(path), settings, f"task.data_files.{split}", want_dir=False)
+    masks = spec.get("masks")
+    if isinstance(masks, str):
+        allowed_folder(masks, settings, "masks")
+
+
 def check_model(ref: ModelRef, settings: Settings, field: str = "model") -> ModelRef:
     """A hub id as given, or a local folder resolved inside the allow-list."""
     if is_local_path(ref.id):
-        resolved = allowed_path(ref.id, settings, f"{field}.id", want_dir=True)
+        resolved = allowed_folder(ref.id, settings, f"{field}.id")
         return ref.model_copy(update={"id": str(resolved)})
     if not _HUB_ID.match(ref.id):
         raise InvalidSpec("not a hub id ('org/name') nor an absolute local path", field=f"{field}.id")
@@ -96,6 +171,7 @@ def check_task(ref: TaskRef, settings: Settings, field: str = "task") -> TaskRef
             for split, path in ref.data_files.items()
         }
         ref = ref.model_copy(update={"data_files": files})
+        check_data_columns(ref)  # a wrong column is the user's to fix now, not a failed job later
     return ref
 
 
@@ -187,9 +263,28 @@ def reject_nul(value: Any, path: str = "") -> None:
             reject_nul(item, f"{path}.{i}" if path else str(i))
 
 
+#: How long a submission waits for the callback host's DNS answer; after that the worker checks it.
+CALLBACK_RESOLVE_TIMEOUT_S = 2.0
+_callback_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="callback-dns")
+
+
+def check_callback(url: str | None, settings: Settings) -> None:
+    """No credentials, no loopback/private/link-local/... host (:mod:`jobs.callback_policy`)."""
+    if url is None:
+        return
+    check = _callback_checks.submit(check_submitted, url, allow_private=settings.callback_allow_private)
+    try:
+        check.result(timeout=CALLBACK_RESOLVE_TIMEOUT_S)
+    except CallbackRefused as exc:
+        raise InvalidSpec(f"callback_url: {exc}", field="callback_url") from None
+    except FuturesTimeout:
+        log.info("callback host of %s did not resolve in time; the worker checks it before sending", url)
+
+
 def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str) -> dict[str, Any]:
     """Run every deployment check on ``spec``; the spec to store, as JSON."""
     reject_nul(spec.model_dump(mode="json"))
+    check_callback(spec.callback_url, settings)
     if isinstance(spec, PruneJobSpec | PipelineJobSpec):
         model = check_model(spec.model, settings)
         task = check_task(spec.task, settings)
@@ -215,7 +310,7 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
         else:
             _check_source_job(spec, session, owner)
         if spec.masks is not None:
-            update["masks"] = str(allowed_path(spec.masks, settings, "masks", want_dir=True))
+            update["masks"] = str(allowed_folder(spec.masks, settings, "masks"))
         spec = spec.model_copy(update=update)
     return spec.model_dump(mode="json")
 

@@ -71,9 +71,10 @@ def _check_method_params(params: dict[str, Any], info: ValidationInfo) -> dict[s
     except UnknownMethodError:
         return params  # resolving the plan at submission reports it, naming 'method'
     sampling = {k: params[k] for k in SamplingConfig.model_fields if k in params}  # the library moves these
+    strict = bool((info.context or {}).get("strict"))  # a submission: no "0.3" for 0.3 in params either
     try:
         own = {k: v for k, v in params.items() if k not in sampling}
-        return {**params_model.model_validate(own).model_dump(mode="json"), **sampling}
+        return {**params_model.model_validate(own, strict=strict).model_dump(mode="json"), **sampling}
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -96,7 +97,9 @@ CallbackUrl = Annotated[
     AfterValidator(_http_url),
     Field(
         default=None,
-        description="POSTed the job's final state (JSON, signed with X-PPruning-Signature) when it finishes.",
+        description="POSTed the job's final state (JSON) when it finishes, signed with "
+        "X-PPruning-Signature: t=<unix seconds>,sha256=<HMAC-SHA256 of '<t>.<body>'>. Must be a public host: "
+        "no credentials, no loopback, private or link-local address.",
     ),
 ]
 ExportFormat = Literal["onnx"]
@@ -422,3 +425,12 @@ _SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(JobSpec)
 def parse_spec(spec: dict[str, Any]) -> PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec:
     """A stored ``jobs.spec`` back as its model (the worker's entry point to a job's config)."""
     return _SPEC_ADAPTER.validate_python(spec)
+
+
+def parse_submitted(body: bytes) -> PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec:
+    """A submitted spec, read strictly from its JSON: a number must be a JSON number, a flag a JSON
+    boolean (``"0.3"`` is not 0.3). Raises :class:`pydantic.ValidationError`.
+
+    Stored specs, the CLI and the library stay lax; only what a client sends is held to its schema.
+    """
+    return _SPEC_ADAPTER.validate_json(body, strict=True, context={"strict": True})

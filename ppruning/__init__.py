@@ -64,6 +64,7 @@ _PUBLIC: dict[str, str] = {
     "all_tasks": "ppruning.tasks",
     "TaskInfo": "ppruning.tasks",
     "validate_task_ref": "ppruning.tasks",
+    "check_data_columns": "ppruning.tasks",
     "describe_methods": "ppruning.discovery",
     "describe_tasks": "ppruning.discovery",
     "prune_config_schema": "ppruning.discovery",

@@ -80,7 +80,7 @@ def make_budget(target: Target, shape: ModelShape, seq_len: float, lambda_val: f
     if target.value > best * (1.0 + _REL_TOL):
         field = f"target.{target.kind}_reduction"
         raise InfeasibleTargetError(
-            f"{target.kind}_reduction={target.value:g} is infeasible for this model with lambda_val={lambda_val:g}: "
+            f"{target.kind}_reduction={target.value!r} is infeasible for this model with lambda_val={lambda_val:g}: "
             f"keeping one head and one neuron per layer allows at most {best:.4f}; "
             f"lower the target to {best:.4f} or less (or change lambda_val)",
             largest_feasible=best,

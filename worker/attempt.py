@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.artifacts import ArtifactStore, StoredObject, job_key, open_store
 from jobs.settings import Settings
+from jobs.spec_checks import recheck_local_inputs
 from jobs.specs import parse_spec
 from jobs.store import repository as repo
 from jobs.store.claims import Claim, lock_if_current
@@ -200,6 +201,7 @@ def _run_stages(
         )
         with progress:
             try:
+                recheck_local_inputs(claim.spec, settings)
                 ctx = RunContext(fetch_model=partial(fetch_model, sessions, store), device=settings.device)
                 outputs = RUNNERS[claim.kind](parse_spec(claim.spec), work, progress, ctx)
                 attach_record(outputs, claim.kind, claim.spec, work)

@@ -2,9 +2,11 @@
 
 Downloads carry ``Content-Length``, the sha256 (``X-Content-SHA256`` in hex and the
 RFC 9530 ``Repr-Digest``, plus the older RFC 3230 ``Digest``), an ``ETag``, and honour
-one byte range (``Range: bytes=a-b``, ``a-``, ``-n``) with 206; a range outside the
-object is 416. Several ranges in one request are answered with the whole object, which
-RFC 9110 allows.
+one byte range (``Range: bytes=a-b``, ``a-``, ``-n``; the unit in any case) with 206; a
+range outside the object, or one that is not a byte range (``bytes=0-1 2``), is 416.
+Several ranges in one request are answered with the whole object, which RFC 9110 allows;
+so is a ``Range`` whose ``If-Range`` does not match the artifact's ``ETag`` (the client's
+copy is of another object).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from jobs.store.models import Artifact
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], responses=VALIDATION_RESPONSE)
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
 _MEDIA_TYPES = {
     ".tar.gz": "application/gzip",
     ".json": "application/json",
@@ -49,7 +51,8 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None  # another unit: ignore the header, as RFC 9110 says
     if "," in header:
         return None
-    match = _RANGE.match(header.replace(" ", ""))
+    unit, _, spec = header.partition("=")
+    match = _RANGE.fullmatch(f"{unit.strip()}={spec.strip()}")  # spaces inside a range are not allowed
     unsatisfiable = RangeNotSatisfiable(
         f"range {header!r} does not fit an object of {size} bytes", headers={"Content-Range": f"bytes */{size}"}
     )
@@ -66,6 +69,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size or (last != "" and int(last) < start):
         raise unsatisfiable
     return start, end
+
+
+def _if_range_holds(if_range: str | None, etag: str) -> bool:
+    """No ``If-Range``, or one naming our (strong) ETag; a date or another tag means: send it all."""
+    return if_range is None or if_range.strip() == etag
 
 
 def _media_type(name: str) -> str:
@@ -115,14 +123,18 @@ def download_artifact(
     owner: CurrentOwner,
     store: StoreDep,
     range_: Annotated[str | None, Header(alias="Range", max_length=200)] = None,
+    if_range: Annotated[
+        str | None,
+        Header(alias="If-Range", max_length=200, description="Honour Range only if this is the artifact's ETag."),
+    ] = None,
 ) -> Response:
     owned_job(session, owner, job_id)
-    artifact = repository.get_artifact(session, job_id, name)
+    artifact = None if "\x00" in name else repository.get_artifact(session, job_id, name)  # PostgreSQL text: no NUL
     if artifact is None:
         raise NotFound(f"job {job_id} has no artifact {name!r}")
     session.close()  # the stream may take minutes; do not hold a pooled connection meanwhile
     headers = _digest_headers(artifact)
-    span = parse_range(range_, artifact.size)
+    span = parse_range(range_, artifact.size) if _if_range_holds(if_range, headers["ETag"]) else None
     start, end = span if span is not None else (0, artifact.size)
     headers["Content-Length"] = str(end - start)
     if span is not None:

@@ -5,17 +5,20 @@ database answers with its schema at the newest migration, and the broker accepts
 connections (503 otherwise, naming which).
 ``/metrics`` is Prometheus text: jobs by state (read from the database at scrape time)
 and request latency by route (per process: with several uvicorn workers each scrape
-sees the worker that answered it).
+sees the worker that answered it). The job counts cover every owner, so with
+``PPRUNING_METRICS_TOKEN`` set a scrape must carry ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
+
+import hmac
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from api.deps import DispatcherDep, SessionDep
-from api.errors import ServiceUnavailable
+from api.deps import DispatcherDep, SessionDep, SettingsDep
+from api.errors import ServiceUnavailable, Unauthorized
 from api.schemas import ErrorOut
 from jobs.store import repository
 from jobs.store.migrate import schema_status
@@ -49,8 +52,18 @@ def readyz(session: SessionDep, dispatcher: DispatcherDep) -> dict[str, object]:
     return {"status": "ready", "checks": checks}
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(request: Request, session: SessionDep) -> Response:
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={401: {"model": ErrorOut, "description": "PPRUNING_METRICS_TOKEN is set and was not given."}},
+)
+def metrics(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """Open unless the operator set `PPRUNING_METRICS_TOKEN`; then `Authorization: Bearer <token>`."""
+    if settings.metrics_token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {settings.metrics_token}".encode()):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <PPRUNING_METRICS_TOKEN>'")
     telemetry = request.app.state.telemetry
     telemetry.set_job_counts(repository.count_jobs_by_state(session))
     return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -10,7 +10,9 @@ import logging
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from api import sse
 from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
@@ -31,7 +33,7 @@ from jobs import sweeps
 from jobs.queue import queue_for
 from jobs.settings import Settings
 from jobs.spec_checks import checked_spec
-from jobs.specs import JobKind, JobSpec
+from jobs.specs import JobKind, JobSpec, parse_submitted
 from jobs.store import repository
 from jobs.store.models import Artifact, Job, Metric
 from jobs.store.states import TERMINAL, JobState
@@ -67,7 +69,8 @@ _SUBMIT_ERRORS = {
 
 
 def job_url(request: Request, job_id: uuid.UUID) -> str:
-    return f"{str(request.base_url).rstrip('/')}/jobs/{job_id}"
+    """The job's absolute URL from ``PPRUNING_BASE_URL``: the ``Host`` header is the client's to forge."""
+    return f"{request.app.state.settings.base_url.rstrip('/')}/jobs/{job_id}"
 
 
 def summary_fields(job: Job, request: Request) -> dict:
@@ -117,6 +120,21 @@ def owned_job(session: SessionDep, owner: str, job_id: uuid.UUID, *, details: bo
     return job
 
 
+async def strict_spec(request: Request) -> JobSpec | None:
+    """The body read again, strictly (:func:`jobs.specs.parse_submitted`): ``"0.3"`` is no number.
+
+    The ``spec`` parameter keeps the schema and the examples in OpenAPI; FastAPI validates it
+    laxly, so this runs first and its errors win. An empty body is left to FastAPI's 422.
+    """
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        return parse_submitted(body)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
 # --------------------------------------------------------------------------- routes
 
 
@@ -145,12 +163,14 @@ def submit_job(
             "A key whose job was deleted: 409, never a second run.",
         ),
     ] = None,
+    strict: Annotated[JobSpec | None, Depends(strict_spec)] = None,
 ) -> JobOut:
     """Validate the spec, store the job as `queued`, then send its id to the workers.
 
     The row is committed before the message is sent; if the broker refuses the message,
     the job is marked `failed` with the reason and the response is 503.
     """
+    spec = strict or spec
     body_hash = repository.request_hash(spec.model_dump(mode="json"))
     if idempotency_key is not None:
         existing = repository.find_by_idempotency_key(session, owner, idempotency_key)
@@ -266,7 +286,7 @@ def get_events(
     job_id: uuid.UUID,
     session: SessionDep,
     owner: CurrentOwner,
-    after: Annotated[int, Query(ge=0, description="Only events with a larger id.")] = 0,
+    after: Annotated[int, Query(ge=0, le=sse.MAX_EVENT_ID, description="Only events with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=32, description="SSE: resume after this event id.")

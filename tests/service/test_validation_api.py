@@ -91,7 +91,11 @@ def test_an_unsupported_model_type_is_422(client, auth, prune_spec, model_root, 
 def test_custom_task_files_must_exist_inside_the_allowed_roots(
     client, auth, prune_spec, model_root, dispatcher, pg_url, owner
 ):
-    custom = {"name": "text-classification", "data_files": {"train": str(model_root / "data" / "train.csv")}}
+    custom = {
+        "name": "text-classification",
+        "data_files": {"train": str(model_root / "data" / "train.csv")},
+        "text_column": "sentence",
+    }
     spec = _with(prune_spec, "target.flops_reduction", 0.2)
     ok = client.post("/jobs", json=_with(spec, "task", custom), headers=auth)
     assert ok.status_code == 202, ok.text

@@ -8,6 +8,7 @@ killed by the owner's ``finally`` (see the fixtures), also when a test fails.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -54,6 +55,7 @@ class Backend:
             "PPRUNING_BROKER_URL": self.broker_url,
             "PPRUNING_ARTIFACT_ROOT": self.artifact_root,
             "PPRUNING_DEVICE": "cpu",
+            "PPRUNING_ALLOWED_MODEL_ROOTS": json.dumps([str(root) for root in self.allowed_roots]),
             **FAST,
         }
 

@@ -49,10 +49,10 @@ def receiver():
 def test_callback_is_signed_with_hmac_of_the_body_and_retried_after_a_server_error(receiver):
     url, got, codes = receiver
     codes.extend([503, 500])
-    assert post_callback(url, {"id": "j1", "state": "succeeded"}, "s3cret", first_delay_s=0.01)
+    assert post_callback(url, {"id": "j1", "state": "succeeded"}, "s3cret", allow_private=True, first_delay_s=0.01)
     assert len(got) == 3
     body, signature = got[-1]
-    assert signature.startswith("sha256=") and verify(body, signature, "s3cret")
+    assert signature.startswith("t=") and ",sha256=" in signature and verify(body, signature, "s3cret")
     assert not verify(body, signature, "another-secret")
     assert b'"state":"succeeded"' in body
 
@@ -60,12 +60,14 @@ def test_callback_is_signed_with_hmac_of_the_body_and_retried_after_a_server_err
 def test_callback_rejected_with_4xx_is_not_retried(receiver):
     url, got, codes = receiver
     codes.append(404)
-    assert not post_callback(url, {"id": "j1"}, "k", first_delay_s=0.01)
+    assert not post_callback(url, {"id": "j1"}, "k", allow_private=True, first_delay_s=0.01)
     assert len(got) == 1
 
 
 def test_unreachable_callback_gives_up_after_its_attempts():
-    assert not post_callback("http://127.0.0.1:9/hook", {"id": "j"}, "k", attempts=2, first_delay_s=0.01)
+    assert not post_callback(
+        "http://127.0.0.1:9/hook", {"id": "j"}, "k", allow_private=True, attempts=2, first_delay_s=0.01
+    )
 
 
 def _response(status: int) -> httpx.Response:
@@ -114,7 +116,9 @@ def test_a_finished_job_with_a_callback_url_is_reported_signed(receiver, session
 
     url, got, _ = receiver
     job_id = make_job({"kind": "prune", "callback_url": url}, state="failed", error_type="DataError")
-    settings = Settings(data_dir=tmp_path, database_url=pg_url, callback_secret="hook-key")
+    settings = Settings(
+        data_dir=tmp_path, database_url=pg_url, callback_secret="hook-key", callback_allow_private=True
+    )
     notify(sessions, settings, job_id)
     ((body, signature),) = got
     assert verify(body, signature, "hook-key")
@@ -132,10 +136,16 @@ def test_a_transient_error_hands_the_job_back_to_the_queue(sessions, make_job, p
         raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
 
     monkeypatch.setitem(attempt.RUNNERS, "prune", database_went_away)
+    (tmp_path / "model").mkdir()
     job_id = make_job(prune_spec(tmp_path / "model", FIXTURES))
     with sessions.begin() as session:
         claim = claim_job(session, job_id, "w1", 60.0)
-    settings = Settings(data_dir=tmp_path, database_url=pg_url, artifact_root=(tmp_path / "a").as_uri())
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        artifact_root=(tmp_path / "a").as_uri(),
+        allowed_model_roots=[tmp_path / "model", FIXTURES],
+    )
     result = attempt.run_attempt(claim, settings, sessions, may_retry=True)
     assert result.outcome is attempt.Outcome.RETRY and result.failure.transient
     job = load(sessions, job_id)

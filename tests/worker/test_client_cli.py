@@ -33,8 +33,10 @@ def test_ci_commands_submit_wait_download_and_fail_the_pipeline_on_a_failed_job(
         assert main(["status", job_id, *auth]) == 0
         assert json.loads(capsys.readouterr().out)["state"] == "succeeded"
 
+        broken = tiny_model.parent / "broken_rows.csv"  # the header is right (submission reads it), rows are not
+        broken.write_text("review,sentiment\nfine movie,pos\nno_such_row,pos,extra,fields\n")
         bad = prune_spec(tiny_model, FIXTURES)
-        bad["task"]["text_column"] = "no_such_column"
+        bad["task"]["data_files"]["train"] = str(broken)
         monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(bad)))
         assert main(["submit", "-", "-q", *auth]) == 0
         bad_id = capsys.readouterr().out.strip()
@@ -42,7 +44,7 @@ def test_ci_commands_submit_wait_download_and_fail_the_pipeline_on_a_failed_job(
         captured = capsys.readouterr()
         failed = json.loads(captured.out)
         assert failed["state"] == "failed" and failed["error"]["type"] == "DataError"
-        assert "no_such_column" in failed["error"]["message"] and "DataError" in captured.err
+        assert "broken_rows.csv" in failed["error"]["message"] and "DataError" in captured.err
         assert failed["artifacts"] == [] and stored_files(service_backend, bad_id) == []
         assert main(["status", "00000000-0000-0000-0000-000000000000", *auth]) == 2
 

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.slow
 FINETUNE = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3, "max_train_samples": 24, "max_eval_samples": 8}
 
 
-def _run(sessions, pg_url, tmp_path, job_id):
-    settings = Settings(data_dir=tmp_path, database_url=pg_url, artifact_root=(tmp_path / "a").as_uri(), device="cpu")
+def _run(sessions, pg_url, tmp_path, job_id, roots):
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=pg_url,
+        artifact_root=(tmp_path / "a").as_uri(),
+        device="cpu",
+        allowed_model_roots=roots,
+    )
     with sessions.begin() as session:
         claim = claim_job(session, job_id, "in-process", 60.0)
     return run_attempt(claim, settings, sessions)
@@ -30,7 +36,7 @@ def _with_validation(spec: dict) -> dict:
 def test_a_pipeline_job_prunes_then_finetunes_and_keeps_both_models(sessions, make_job, pg_url, tiny_model, tmp_path):
     spec = _with_validation(prune_spec(tiny_model, FIXTURES, kind="pipeline", finetune=FINETUNE))
     job_id = make_job(spec, kind="pipeline")
-    result = _run(sessions, pg_url, tmp_path, job_id)
+    result = _run(sessions, pg_url, tmp_path, job_id, [tiny_model.parent, FIXTURES])
     assert result.outcome is Outcome.SUCCEEDED, result.failure
     job = load(sessions, job_id)
     names = {a.name for a in job.artifacts}
@@ -41,11 +47,11 @@ def test_a_pipeline_job_prunes_then_finetunes_and_keeps_both_models(sessions, ma
 
 def test_a_finetune_job_from_a_finished_prune_job_fetches_its_model(sessions, make_job, pg_url, tiny_model, tmp_path):
     prune_id = make_job(_with_validation(prune_spec(tiny_model, FIXTURES)))
-    assert _run(sessions, pg_url, tmp_path, prune_id).outcome is Outcome.SUCCEEDED
+    assert _run(sessions, pg_url, tmp_path, prune_id, [tiny_model.parent, FIXTURES]).outcome is Outcome.SUCCEEDED
     spec = {"kind": "finetune", "from_job": str(prune_id), "task": prune_spec(tiny_model, FIXTURES)["task"], **FINETUNE}
     spec["task"]["data_files"]["validation"] = str(FIXTURES / "reviews_validation.csv")
     job_id = make_job(spec, kind="finetune")
-    result = _run(sessions, pg_url, tmp_path, job_id)
+    result = _run(sessions, pg_url, tmp_path, job_id, [tiny_model.parent, FIXTURES])
     assert result.outcome is Outcome.SUCCEEDED, result.failure
     job = load(sessions, job_id)
     assert {a.name for a in job.artifacts} >= {"model.tar.gz", "metrics.json"}

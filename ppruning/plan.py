@@ -144,7 +144,7 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     hf_config = hf_config if hf_config is not None else load_hf_config(config.model)
     shape = _model_shape(method, hf_config)
     seq_len = resolve_max_length(task, None, requested=config.sampling.max_length, model_config=hf_config)
-    budget = make_budget(config.target, shape, seq_len, params.lambda_val)
+    budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))
     return PrunePlan(config, method, params, task, config.sampling, method.reads_data(params), seq_len, shape, budget)
 
 

@@ -20,6 +20,7 @@ from worker.progress import FINETUNE_STAGES, JobProgress, Plan
 #: Artifact kinds, as stored in ``artifacts.kind``.
 MASK, MODEL, REPORT, METRICS, LOG = "mask", "model", "report", "metrics", "log"
 MODEL_ARCHIVE = "model.tar.gz"
+MASK_FILES = ("head_mask.pt", "neuron_mask.pt", "masks.safetensors")
 
 
 @dataclass
@@ -72,16 +73,17 @@ def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
-    from ppruning import prune
+    from ppruning import get_method, prune
 
     config = _with_device(spec.prune_config(), ctx.device)
     progress.set_phase("prune")
     result = prune(config, work / "prune", progress)
     out_dir = Path(result.output_dir)
     outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
-    for name in ("head_mask.pt", "neuron_mask.pt", "masks.safetensors"):
+    for name in get_method(config.method).artifacts:  # the masks and any files of the method's own
         if (out_dir / name).exists():
-            outputs.files.append((name, MASK, out_dir / name))
+            kind = MASK if name in MASK_FILES else REPORT
+            outputs.files.append((name, kind, out_dir / name))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
     outputs.archives.append((MODEL_ARCHIVE, MODEL, Path(result.model_dir)))
     return outputs

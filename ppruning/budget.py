@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from ppruning.cost import UnitCosts, attention_total, ffn_total, head_counts, ne
 from ppruning.errors import InfeasibleTargetError
 
 _REL_TOL = 1e-9
+
+#: Which units a budget may remove: heads and neurons split 1 : lambda_val, or FFN neurons alone.
+BudgetScope = Literal["attention+ffn", "ffn"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class Budget:
     head_removal: float
     neuron_removal: float
     costs: UnitCosts
+    scope: BudgetScope = "attention+ffn"
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,26 @@ def largest_feasible(shape: ModelShape, costs: UnitCosts, lambda_val: float) -> 
     return min(limits) / total
 
 
-def make_budget(target: Target, shape: ModelShape, seq_len: float, lambda_val: float) -> Budget:
-    """Split ``target`` into per-type removals, or raise :class:`InfeasibleTargetError`."""
+def largest_feasible_ffn_only(shape: ModelShape, costs: UnitCosts) -> float:
+    """The largest target fraction the FFN alone can remove, keeping one neuron per layer."""
+    total = attention_total(shape, costs) + ffn_total(shape, costs)
+    return float(((neuron_counts(shape) - 1) * costs.neuron).sum()) / total
+
+
+def make_budget(
+    target: Target, shape: ModelShape, seq_len: float, lambda_val: float, scope: BudgetScope = "attention+ffn"
+) -> Budget:
+    """Split ``target`` into per-type removals, or raise :class:`InfeasibleTargetError`.
+
+    ``scope="ffn"`` (methods that slice the FFN only): the whole removal falls on the
+    neurons, ``lambda_val`` plays no part, and the target is feasible up to what the FFN
+    holds beyond one neuron per layer. The target keeps its meaning either way: a fraction
+    of attention + FFN cost.
+    """
     costs = unit_costs(shape, target.kind, seq_len)
     total = attention_total(shape, costs) + ffn_total(shape, costs)
+    if scope == "ffn":
+        return _ffn_only_budget(target, shape, costs, total, lambda_val)
     best = largest_feasible(shape, costs, lambda_val)
     if target.value > best * (1.0 + _REL_TOL):
         field = f"target.{target.kind}_reduction"
@@ -88,6 +109,20 @@ def make_budget(target: Target, shape: ModelShape, seq_len: float, lambda_val: f
         )
     head, neuron = split(target.value * total, lambda_val)
     return Budget(target.kind, target.value, lambda_val, total, head, neuron, costs)
+
+
+def _ffn_only_budget(target: Target, shape: ModelShape, costs: UnitCosts, total: float, lambda_val: float) -> Budget:
+    best = largest_feasible_ffn_only(shape, costs)
+    if target.value > best * (1.0 + _REL_TOL):
+        share = ffn_total(shape, costs) / total
+        raise InfeasibleTargetError(
+            f"{target.kind}_reduction={target.value:g} is infeasible for a method that prunes the FFN only: "
+            f"the FFN is {share:.1%} of this model's attention+FFN {target.kind}, so keeping one neuron per layer "
+            f"allows at most {best:.4f}; lower the target to {best:.4f} or less",
+            largest_feasible=best,
+            field=f"target.{target.kind}_reduction",
+        )
+    return Budget(target.kind, target.value, lambda_val, total, 0.0, target.value * total, costs, scope="ffn")
 
 
 def allocate(heights: Sequence[np.ndarray], unit_cost: np.ndarray, removal: float) -> Allocation:

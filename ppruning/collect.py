@@ -10,6 +10,10 @@ number of examples; compute is at most S forward passes instead of ``max_instanc
 
 A real token's activations do not depend on the padding after it (attention masks pads
 out; causal models never look ahead), so batching by length changes nothing.
+
+Some families flatten the hidden states before the FFN (OPT runs ``fc1``/``fc2`` on
+[batch * tokens, width]); the hooks fold such an input back to [batch, tokens, width]
+with the padded batch's shape before indexing, so every family is read the same way.
 """
 
 from __future__ import annotations
@@ -137,6 +141,8 @@ def collect(
     def capture(store: list[torch.Tensor], layer: int, stop: bool) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
             x = args[0]
+            if x.dim() == 2:  # flattened [batch * tokens, width] (OPT's FFN)
+                x = x.view(*current["ids"].shape, x.shape[-1])
             store[layer][current["slot"]] = x[current["row"], current["tok"]].to(torch.float32)
             if stop:
                 raise _StopForward
@@ -160,6 +166,7 @@ def collect(
                 progress.checkpoint()
                 rows = [examples[int(e)] for e in ids]
                 batch = _pad_batch(rows, pad_id, device)
+                current["ids"] = batch["input_ids"]
                 row_of = {int(e): r for r, e in enumerate(ids)}
                 slots = np.flatnonzero(np.isin(sample.example, ids))
                 current["slot"] = torch.as_tensor(slots, device=device)

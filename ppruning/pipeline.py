@@ -126,6 +126,7 @@ def _budget_record(plan: PrunePlan) -> dict[str, Any]:
         "kind": budget.kind,
         "target": budget.target,
         "lambda_val": budget.lambda_val,
+        "scope": budget.scope,
         "seq_len": plan.seq_len,
         "seq_len_from": "sampling.max_length" if plan.sampling.max_length else "task",
         "total_cost": budget.total,
@@ -254,6 +255,8 @@ def prune(
     timer.checkpoint()
     output_dir.mkdir(parents=True, exist_ok=True)
     save_masks(masks, output_dir)
+    for name, contents in ctx.files.items():
+        (output_dir / name).write_bytes(contents)
     dense = copy.deepcopy(model) if config.measure else None  # timed against the pruned model below
     prune_model(model, masks, adapter)
 

@@ -155,7 +155,7 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     seq_len = resolve_max_length(task, None, requested=config.sampling.max_length, model_config=hf_config)
     budget = None
     if method.kind == "structured":
-        budget = make_budget(config.target, shape, seq_len, params.lambda_val)
+        budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))
     return PrunePlan(config, method, params, task, config.sampling, method.reads_data(params), seq_len, shape, budget)
 
 

@@ -86,7 +86,7 @@ def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Out
     result = prune(config, work / "prune", progress)
     out_dir = Path(result.output_dir)
     outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
-    for path in result.mask_files:  # the method's declared mask files (unit or weight masks)
+    for path in result.mask_files:  # the files the method declares (unit or weight masks, its own files)
         outputs.files.append((path.name, MASK, path))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
     outputs.archives.append((MODEL_ARCHIVE, MODEL, Path(result.model_dir)))

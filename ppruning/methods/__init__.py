@@ -4,7 +4,13 @@ A new method is one module here that registers a :class:`MethodSpec`; add its im
 below. Nothing else in the library, the CLI or the service names a method.
 """
 
-from ppruning.methods import baselines, magnitude_unstructured, ppruning_method, smp  # noqa: F401 - each module registers its method
+from ppruning.methods import (  # noqa: F401 - each module registers its method
+    baselines,
+    magnitude_unstructured,
+    ppruning_method,
+    prunenet,
+    smp,
+)
 from ppruning.methods.contract import DataNeed, MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import (
     MethodInfo,

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter, ModelShape
-from ppruning.budget import Budget
+from ppruning.budget import Budget, BudgetScope
 from ppruning.config import ModelRef, PruneConfig, SamplingConfig, Target, TaskRef
 from ppruning.masks import Masks
 from ppruning.progress import Progress
@@ -109,6 +109,8 @@ class MethodContext:
     label_names: list[str] | None = None
     #: Where a resumable method saves and finds its state; None: no resuming.
     resume: ResumeStore | None = None
+    #: Files of the method's own (name -> contents), written beside the masks; declare them in ``artifacts``.
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,11 +144,16 @@ class MethodSpec:
     #: ``(params, config, task, model's HF config) -> None``: checks at submission beyond the
     #: parameter model, raising InvalidConfigError naming the field.
     check: Callable[[Any, PruneConfig, TaskInfo, Any], None] | None = None
+    #: What the budget may remove for given parameters; default: attention and FFN, split 1 : lambda_val.
+    budget_scope_for: Callable[[Any], BudgetScope] | None = None
 
     def reads_data(self, params: Any) -> bool:
         if self.reads_data_for is not None:
             return self.reads_data_for(params)
         return self.needs != "weights"
+
+    def budget_scope(self, params: Any) -> BudgetScope:
+        return self.budget_scope_for(params) if self.budget_scope_for is not None else "attention+ffn"
 
     def run_stages(self, params: Any) -> tuple[str, ...]:
         return self.stages_for(params) if self.stages_for is not None else self.stages

@@ -107,3 +107,40 @@ def test_gpt2_real_token_activations_ignore_right_padding(tiny_gpt2_path: Path) 
     for layer in range(3):
         assert torch.allclose(one.heads[layer], many.heads[layer], atol=1e-5)
         assert torch.allclose(one.neurons[layer], many.neurons[layer], atol=1e-5)
+
+
+@pytest.mark.parametrize("sampling_tokens", [40, 1])
+def test_opt_collected_rows_equal_a_direct_forward(tmp_path: Path, sampling_tokens: int) -> None:
+    """OPT runs its FFN on flattened [batch * tokens, width] states; the rows must still be the sampled tokens'.
+
+    One sampled token per batch (``sampling_tokens=1``) once filled a neuron's row with a single value.
+    """
+    from transformers import AutoModelForCausalLM
+
+    from tests.support.tiny_models import save_tiny_opt
+
+    path = save_tiny_opt(tmp_path / "opt")
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    rows = [dict(tok(CORPUS[i % len(CORPUS)] + " the" * (i % 5))) for i in range(12)]
+    adapter = get_adapter(model)
+    acts = collect(model, adapter, rows, sampling_tokens=sampling_tokens, seed=4, batch_size=4,
+                   pad_token_id=tok.pad_token_id)
+    seen: dict[tuple[str, int], torch.Tensor] = {}
+
+    def keep(kind: str, layer: int):
+        return lambda module, args: seen.__setitem__((kind, layer), args[0].reshape(-1, args[0].shape[-1]))
+
+    handles = [adapter.head_output_module(i).register_forward_pre_hook(keep("head", i)) for i in range(3)]
+    handles += [adapter.neuron_output_module(i).register_forward_pre_hook(keep("neuron", i)) for i in range(3)]
+    try:
+        for k in range(len(acts.sample)):
+            e, t = int(acts.sample.example[k]), int(acts.sample.token[k])
+            with torch.no_grad():
+                model(**{key: torch.tensor([v]) for key, v in rows[e].items()})  # one example: row t is token t
+            for layer in range(3):
+                assert torch.allclose(seen["head", layer][t], acts.heads[layer][k], atol=1e-5)
+                assert torch.allclose(seen["neuron", layer][t], acts.neurons[layer][k], atol=1e-5)
+    finally:
+        for h in handles:
+            h.remove()

@@ -56,3 +56,29 @@ def test_a_finetune_job_from_a_finished_prune_job_fetches_its_model(sessions, ma
     job = load(sessions, job_id)
     assert {a.name for a in job.artifacts} >= {"model.tar.gz", "metrics.json"}
     assert job.result["metrics"]["validation"]["accuracy"] >= 0.0
+
+
+@pytest.fixture(scope="module")
+def tiny_opt(e2e_root):
+    from tests.support.tiny_models import save_tiny_opt
+
+    return save_tiny_opt(e2e_root / "models" / "tiny-opt")
+
+
+def _registered_methods() -> list[str]:
+    from ppruning import all_methods
+
+    return list(all_methods())
+
+
+@pytest.mark.parametrize("method", _registered_methods())
+def test_a_prune_job_runs_on_opt_with_every_method(sessions, make_job, pg_url, tiny_opt, tmp_path, method):
+    """OPT flattens its FFN input; every registered method's job must still run and store its declared files."""
+    from ppruning import get_method
+
+    spec = prune_spec(tiny_opt, FIXTURES, method=method, params={"max_instances": 24, "sampling_tokens": 16})
+    job_id = make_job(spec)
+    result = _run(sessions, pg_url, tmp_path, job_id)
+    assert result.outcome is Outcome.SUCCEEDED, result.failure
+    names = {a.name for a in load(sessions, job_id).artifacts}
+    assert {"model.tar.gz", "report.json", *get_method(method).artifacts} <= names

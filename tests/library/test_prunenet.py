@@ -1,0 +1,175 @@
+"""PruneNet: the reward, the best policy kept, reproducible kept indices, no model copies, FFN-only budgets."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from ppruning import load_pruned
+from ppruning.config import PruneConfig
+from ppruning.errors import InfeasibleTargetError
+from ppruning.masks import load_masks
+from ppruning.methods import prunenet
+from ppruning.pipeline import prune
+from ppruning.plan import resolve_prune_plan
+from ppruning.progress import Progress
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
+CORPUS = {"name": "causal-lm", "data_files": {"train": str(FIXTURES / "corpus_train.txt")}}
+
+
+def _config(model: Path, target: float = 0.2, **params) -> PruneConfig:
+    return PruneConfig(
+        model={"id": str(model)},
+        task=CORPUS,
+        method="prunenet",
+        target={"params_reduction": target},
+        params={"num_episodes": 4, **params},
+        measure=False,
+        seed=3,
+    )
+
+
+class _Episodes(Progress):
+    def __init__(self) -> None:
+        self.updates: dict[str, list[tuple[int, int | None]]] = {}
+        self.stage = ""
+
+    def start_stage(self, stage: str, total: int | None = None, message: str = "") -> None:
+        self.stage = stage
+        self.updates[stage] = []
+
+    def update(self, step: int, total: int | None = None, message: str = "") -> None:
+        self.updates[self.stage].append((step, total))
+
+
+def test_ks_statistic_equals_scipy() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(50, generator=g), torch.randn(31, generator=g) * 1.3 + 0.2
+    assert float(prunenet.ks_statistic(a, b)) == pytest.approx(stats.ks_2samp(a.numpy(), b.numpy()).statistic)
+
+
+def test_reward_is_finite_when_ks_is_zero_and_beats_every_other_slice() -> None:
+    g = torch.Generator().manual_seed(1)
+    weight = torch.randn(16, 8, generator=g)
+    spectrum = torch.linalg.svdvals(weight)
+    perfect = prunenet.spectrum_reward(spectrum, weight)  # the same rows: KS = 0
+    assert float(prunenet.ks_statistic(spectrum, torch.linalg.svdvals(weight))) == 0.0
+    assert torch.isfinite(torch.tensor(perfect))
+    assert perfect >= max(prunenet.spectrum_reward(spectrum, weight[torch.randperm(16, generator=g)[:10]])
+                          for _ in range(20))
+
+
+def test_prunenet_slices_the_ffn_uniformly_and_writes_its_outputs(tiny_llama_path: Path, tmp_path: Path) -> None:
+    progress = _Episodes()
+    result = prune(_config(tiny_llama_path), tmp_path / "out", progress)
+    assert progress.updates["policy"] == [(e, 4) for e in range(1, 5)]  # episodes as progress
+    masks = load_masks(result.output_dir)
+    assert masks.head_mask.all()  # attention untouched
+    kept = masks.neuron_mask.sum(dim=1)
+    assert len(set(kept.tolist())) == 1  # the same width in every layer
+    details = result.report["details"]["prunenet"]
+    assert details["ffn_ratio"] == pytest.approx(1 - kept[0].item() / 64)
+    assert result.report["achieved"]["params_reduction_pruned_part"] >= 0.2
+    assert result.report["budget"]["scope"] == "ffn"
+    for name in (prunenet.POLICY_FILE, prunenet.KEPT_FILE, prunenet.REWARDS_FILE):
+        assert (result.output_dir / name).is_file(), name
+    curve = json.loads((result.output_dir / prunenet.REWARDS_FILE).read_text())["episode_total_reward"]
+    assert len(curve) == 4 and all(torch.isfinite(torch.tensor(curve)))
+
+    config = json.loads((result.model_dir / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["intermediate_size"] == int(kept[0])  # a stock config
+    reloaded = load_pruned(result.model_dir)
+    assert type(reloaded).__name__ == "LlamaForCausalLM"
+
+
+def test_kept_indices_reproduce_the_checkpoint(tiny_llama_path: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    result = prune(_config(tiny_llama_path), tmp_path / "out")
+    kept = json.loads((result.output_dir / prunenet.KEPT_FILE).read_text())["kept"]
+    full = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
+    pruned = load_pruned(result.model_dir)
+    for layer, rows in enumerate(kept):
+        rows = torch.tensor(rows)
+        mlp, cut = full.model.layers[layer].mlp, pruned.model.layers[layer].mlp
+        assert torch.equal(mlp.gate_proj.weight[rows], cut.gate_proj.weight)
+        assert torch.equal(mlp.up_proj.weight[rows], cut.up_proj.weight)
+        assert torch.equal(mlp.down_proj.weight[:, rows], cut.down_proj.weight)
+    assert torch.equal(full.lm_head.weight, pruned.lm_head.weight)  # the LM head is saved
+
+
+def test_the_policy_with_the_best_total_reward_is_applied(
+    tiny_llama_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Episode rewards are scripted: 1, 7, 2, 3. The policy that acted in episode 1 must compress the model."""
+    scripted = iter([1.0, 7.0, 2.0, 3.0])
+    acting: list[dict[str, torch.Tensor]] = []
+    real = prunenet.run_episode
+
+    def scripted_episode(policy, optimizer, weights, spectra, k, gamma, generator):
+        acting.append(copy.deepcopy(policy.state_dict()))
+        real(policy, optimizer, weights, spectra, k, gamma, generator)  # the policy really changes
+        return prunenet.Episode(next(scripted), [])
+
+    monkeypatch.setattr(prunenet, "run_episode", scripted_episode)
+    result = prune(_config(tiny_llama_path, selection="top_k", learning_rate=0.05), tmp_path / "out")
+    saved = torch.load(result.output_dir / prunenet.POLICY_FILE)
+    assert saved["episode"] == 1 and saved["total_reward"] == 7.0
+    for name, tensor in saved["state_dict"].items():
+        assert torch.equal(tensor, acting[1][name]), name
+    assert not torch.equal(acting[1]["rho"], acting[3]["rho"])  # the last policy differs
+
+    from transformers import AutoModelForCausalLM
+
+    policy = prunenet.SlicingPolicy(saved["hidden_size"], saved["ffn_size"])
+    policy.load_state_dict(saved["state_dict"])
+    full = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
+    kept = json.loads((result.output_dir / prunenet.KEPT_FILE).read_text())
+    for layer, rows in enumerate(kept["kept"]):
+        weight = full.model.layers[layer].mlp.gate_proj.weight.detach()
+        expected = torch.topk(policy(weight).detach(), kept["neurons_kept_per_layer"]).indices.sort().values
+        assert rows == expected.tolist()
+    assert result.report["details"]["prunenet"]["best_episode"] == 1
+
+
+def test_no_copy_of_the_model_per_episode(
+    tiny_llama_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copied: list[str] = []
+    real = copy.deepcopy
+
+    def spy(obj, *args, **kwargs):
+        if isinstance(obj, nn.Module):
+            copied.append(type(obj).__name__)
+        return real(obj, *args, **kwargs)
+
+    monkeypatch.setattr(copy, "deepcopy", spy)
+    prune(_config(tiny_llama_path, num_episodes=3), tmp_path / "out")
+    assert copied == []
+
+
+def test_a_target_the_ffn_cannot_reach_is_refused_at_submission(tiny_llama_path: Path) -> None:
+    with pytest.raises(InfeasibleTargetError, match="FFN only") as err:
+        resolve_prune_plan(_config(tiny_llama_path, target=0.9))
+    assert 0 < err.value.largest_feasible < 0.9 and f"{err.value.largest_feasible:.4f}" in str(err.value)
+
+
+def test_prunenet_refuses_encoders_at_submission(tiny_bert_path: Path) -> None:
+    from ppruning.errors import UnsupportedModelError
+
+    config = PruneConfig(
+        model={"id": str(tiny_bert_path)},
+        task={"name": "text-classification", "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
+              "text_column": "review", "label_column": "sentiment"},
+        method="prunenet",
+        target={"params_reduction": 0.1},
+    )
+    with pytest.raises(UnsupportedModelError, match="prunenet"):
+        resolve_prune_plan(config)

@@ -67,8 +67,14 @@ class MeasureConfig(_Strict):
     """How the dense and the pruned model are timed after pruning (the report's ``speed``).
 
     Left out, ``batch_sizes``, ``repeats`` and ``warmup`` depend on the device: cheap on a
-    CPU ([1, 8], 3 runs, 1 warm-up), steadier on a GPU ([1, 32], 10 runs, 3 warm-ups). The
-    report records the values used.
+    CPU ([1, 8], at least 3 runs, 1 warm-up), steadier on a GPU ([1, 32], at least 10 runs,
+    3 warm-ups). The report records the values used.
+
+    Timing repeats (past ``repeats``) until the 95% interval of the speedup is within
+    ``target_rel_half_width`` of it, or ``seconds_per_batch`` have passed at that batch
+    size, and the whole measurement stops at ``max_seconds``: with the defaults at most
+    about 40 s (two batch sizes), well under what collection takes on a model large
+    enough for one run to be slow.
     """
 
     batch_sizes: list[int] | None = Field(
@@ -78,13 +84,22 @@ class MeasureConfig(_Strict):
         default=None, ge=1, le=65536, description="Tokens per sequence; default: the task's max length."
     )
     repeats: int | None = Field(
-        default=None, ge=1, le=100, description="Timed runs per model and batch size (median); default 3 CPU, 10 GPU."
+        default=None, ge=1, le=100, description="Least timed runs per model and batch size; default 3 CPU, 10 GPU."
     )
     warmup: int | None = Field(
         default=None, ge=0, le=20, description="Untimed runs per model and batch size first; default 1 CPU, 3 GPU."
     )
     max_seconds: float = Field(
-        default=60.0, gt=0.0, le=3600.0, description="Stop repeating (after one timed run) past this many seconds."
+        default=60.0, gt=0.0, le=3600.0, description="Time bound of the whole measurement (warm-ups included)."
+    )
+    seconds_per_batch: float = Field(
+        default=20.0, gt=0.0, le=3600.0, description="Stop repeating at one batch size past this many seconds."
+    )
+    target_rel_half_width: float = Field(
+        default=0.05,
+        gt=0.0,
+        le=1.0,
+        description="Repeat until the 95% interval's half-width is at most this fraction of the speedup.",
     )
 
     @field_validator("batch_sizes")

@@ -2,9 +2,13 @@
 
 FLOPs say what pruning *should* save; whether a smaller model runs faster depends on the
 device, the batch size and the kernels. So every prune run times both models on its own
-device at the stated batch sizes and sequence length: ``warmup`` untimed runs, then
-``repeats`` timed runs whose median is reported, the dense and the pruned model
-interleaved run by run so background load (other jobs, a busy CPU) hits both alike.
+device at the stated batch sizes and sequence length: ``warmup`` untimed runs, then timed
+pairs (one dense run, one pruned run, back to back, so background load hits both alike).
+The speedup is the geometric mean of the paired ratios with a 95% interval; pairs repeat
+past ``repeats`` until the interval's half-width is within ``target_rel_half_width`` of
+the ratio or ``seconds_per_batch`` pass, and the whole measurement keeps to
+``max_seconds``. An interval that stays wide marks the figure ``noisy`` and the report
+gives no headline speedup rather than a number the machine's load made up.
 
 Inputs are random token ids (timing does not depend on their values) with a full
 attention mask; the whole model runs, task head included, since that is what a user
@@ -15,13 +19,16 @@ model that is not faster says so in ``note``.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+from scipy.stats import t as student_t
 from torch import nn
 
 from ppruning.config import MeasureConfig
@@ -74,63 +81,139 @@ def batchable(model: nn.Module) -> Iterator[None]:
             config.pad_token_id = None
 
 
-def paired_latency_ms(
-    dense: nn.Module,
-    pruned: nn.Module,
-    inputs: dict[str, torch.Tensor],
-    device: torch.device,
+#: Runs one dense and one pruned forward pass on the inputs; returns their times (ms).
+PairTimer = Callable[[nn.Module, nn.Module, dict[str, torch.Tensor]], tuple[float, float]]
+
+
+def device_pair_timer(device: torch.device) -> PairTimer:
+    """The real timer: each model once, synchronised on ``device``."""
+
+    def run(dense: nn.Module, pruned: nn.Module, inputs: dict[str, torch.Tensor]) -> tuple[float, float]:
+        return _time_once_ms(dense, inputs, device), _time_once_ms(pruned, inputs, device)
+
+    return run
+
+
+@dataclass
+class PairedSample:
+    """Interleaved timings of one batch size and whether their ratio is known precisely enough."""
+
+    dense_ms: list[float]
+    pruned_ms: list[float]
+    precise: bool
+    seconds: float
+
+    @property
+    def interval(self) -> tuple[float, float, float] | None:
+        return ratio_interval(self.dense_ms, self.pruned_ms)
+
+
+def ratio_interval(dense_ms: list[float], pruned_ms: list[float]) -> tuple[float, float, float] | None:
+    """(estimate, low, high) of the speedup: 95% t-interval of the mean log ratio of paired runs.
+
+    Each pair ran back to back, so load that slows both cancels in its ratio; the log makes
+    the interval symmetric for slower and faster alike. ``None`` below two pairs.
+    """
+    n = len(dense_ms)
+    if n < 2:
+        return None
+    logs = [math.log(max(d, 1e-9) / max(p, 1e-9)) for d, p in zip(dense_ms, pruned_ms, strict=True)]
+    mean = statistics.fmean(logs)
+    half = float(student_t.ppf(0.975, n - 1)) * statistics.stdev(logs) / math.sqrt(n)
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
+def _precise(interval: tuple[float, float, float] | None, target: float) -> bool:
+    if interval is None:
+        return False
+    estimate, low, high = interval
+    return (high - low) / 2 <= target * estimate
+
+
+def sample_pairs(
+    run_pair: Callable[[], tuple[float, float]],
     *,
-    repeats: int,
+    min_pairs: int,
     warmup: int,
-    max_seconds: float = float("inf"),
+    target_rel_half_width: float,
+    seconds: float,
+    clock: Callable[[], float] = time.perf_counter,
     checkpoint: Callable[[], None] = lambda: None,
-) -> tuple[list[float], list[float]]:
-    """Timed runs of each model (ms), interleaved; at least one each, fewer than ``repeats`` past ``max_seconds``."""
+) -> PairedSample:
+    """Time pairs until the ratio's interval is narrow enough (after ``min_pairs``) or ``seconds`` would pass.
+
+    Warm-ups count against ``seconds``; a pair is not started when the last one says it
+    would end past the bound, so the bound holds to within one pair. One pair always runs.
+    """
+    start = clock()
+    for _ in range(warmup):
+        run_pair()
+        checkpoint()
     dense_ms: list[float] = []
     pruned_ms: list[float] = []
-    with torch.inference_mode(), batchable(dense), batchable(pruned):
-        for _ in range(warmup):
-            _time_once_ms(dense, inputs, device)
-            _time_once_ms(pruned, inputs, device)
-            checkpoint()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            dense_ms.append(_time_once_ms(dense, inputs, device))
-            pruned_ms.append(_time_once_ms(pruned, inputs, device))
-            checkpoint()
-            if time.perf_counter() - start > max_seconds:
-                break
-    return dense_ms, pruned_ms
+    while True:
+        began = clock()
+        d, p = run_pair()
+        dense_ms.append(d)
+        pruned_ms.append(p)
+        checkpoint()
+        now = clock()
+        precise = _precise(ratio_interval(dense_ms, pruned_ms), target_rel_half_width)
+        if (precise and len(dense_ms) >= min_pairs) or now - start + (now - began) > seconds:
+            return PairedSample(dense_ms, pruned_ms, precise, now - start)
 
 
-def _figures(batch: int, seq_len: int, dense_ms: list[float], pruned_ms: list[float], ideal: float) -> dict[str, Any]:
-    d, p = statistics.median(dense_ms), statistics.median(pruned_ms)
-    speedup = d / p if p > 0 else float("inf")
+def _geomean(values: list[float]) -> float:
+    return math.exp(statistics.fmean(math.log(max(v, 1e-9)) for v in values))
+
+
+def _figures(batch: int, seq_len: int, sample: PairedSample, ideal: float) -> dict[str, Any]:
+    d, p = _geomean(sample.dense_ms), _geomean(sample.pruned_ms)
+    speedup = d / p  # the geometric mean of the paired ratios
+    interval = sample.interval
     return {
         "batch_size": batch,
         "seq_len": seq_len,
-        "runs": len(dense_ms),
+        "runs": len(sample.dense_ms),
+        "seconds": round(sample.seconds, 3),
         "dense_latency_ms": round(d, 4),
         "pruned_latency_ms": round(p, 4),
-        "dense_throughput_seq_s": round(batch * 1000.0 / d, 3) if d > 0 else None,
-        "pruned_throughput_seq_s": round(batch * 1000.0 / p, 3) if p > 0 else None,
+        "dense_throughput_seq_s": round(batch * 1000.0 / d, 3),
+        "pruned_throughput_seq_s": round(batch * 1000.0 / p, 3),
         "speedup": round(speedup, 4),
+        "speedup_ci": [round(interval[1], 4), round(interval[2], 4)] if interval else None,
+        "noisy": not sample.precise,
         "fraction_of_ideal": round(speedup / ideal, 4) if ideal > 0 else None,
     }
 
 
+def _interval_text(row: dict[str, Any]) -> str:
+    ci = row["speedup_ci"]
+    spread = f"between {ci[0]:.2f}x and {ci[1]:.2f}x" if ci else "unknown (too few runs)"
+    return f"batch {row['batch_size']}: {spread} after {row['runs']} runs in {row['seconds']:.0f} s"
+
+
 def _note(rows: list[dict[str, Any]], ideal: float) -> str:
-    slow = [r for r in rows if r["speedup"] < FASTER_THRESHOLD]
+    noisy = [r for r in rows if r["noisy"]]
+    if rows[-1]["noisy"]:
+        return (
+            "noisy: the machine was busy, so no speedup is given; the 95% interval stayed wide ("
+            + "; ".join(_interval_text(r) for r in noisy)
+            + f"; ideal {ideal:.2f}x from FLOPs). Measure again on an idle machine."
+        )
+    precise = [r for r in rows if not r["noisy"]]
+    also = f" Noisy, so left out: {'; '.join(_interval_text(r) for r in noisy)}." if noisy else ""
+    slow = [r for r in precise if r["speedup"] < FASTER_THRESHOLD]
     if slow:
         where = ", ".join(f"batch {r['batch_size']}: {r['speedup']:.2f}x" for r in slow)
         return (
             f"The pruned model is not faster than the dense one here ({where}; ideal {ideal:.2f}x from FLOPs). "
-            "Small batches and small models are often bound by per-layer overhead, not arithmetic."
+            "Small batches and small models are often bound by per-layer overhead, not arithmetic." + also
         )
-    best = max(rows, key=lambda r: r["speedup"])
+    best = max(precise, key=lambda r: r["speedup"])
     return (
         f"The pruned model is faster at every measured batch size "
-        f"(up to {best['speedup']:.2f}x at batch {best['batch_size']}; ideal {ideal:.2f}x from FLOPs)."
+        f"(up to {best['speedup']:.2f}x at batch {best['batch_size']}; ideal {ideal:.2f}x from FLOPs)." + also
     )
 
 
@@ -144,48 +227,62 @@ def measure_speedup(
     dense_flops: float,
     pruned_flops: float,
     progress: Progress = NULL_PROGRESS,
+    timer: PairTimer | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, Any]:
     """Time both models at each batch size; the report's ``speed`` section.
 
     ``dense_flops``/``pruned_flops``: MACs per sequence of each model at ``seq_len``
     (whole model), whose ratio is the ideal speedup. The headline ``speedup`` is the one
-    at the largest batch size (throughput); every batch size is listed in ``by_batch``.
+    at the largest batch size (throughput), ``None`` when its interval stayed wide
+    (``noisy``); every batch size is listed in ``by_batch`` with its ``speedup_ci``.
+    ``timer`` and ``clock`` replace the real timing (tests).
     """
     options = options.resolved(device.type)
     assert options.batch_sizes and options.repeats and options.warmup is not None
     ideal = dense_flops / pruned_flops if pruned_flops > 0 else float("inf")
+    timer = timer or device_pair_timer(device)
     dense.eval()
     pruned.eval()
     rows = []
     total = len(options.batch_sizes)
-    for i, batch in enumerate(options.batch_sizes):
-        progress.update(i, total, batch_size=batch)
-        inputs = random_inputs(dense, batch, seq_len, device, seed=i)
-        dense_ms, pruned_ms = paired_latency_ms(
-            dense,
-            pruned,
-            inputs,
-            device,
-            repeats=options.repeats,
-            warmup=options.warmup,
-            max_seconds=options.max_seconds / total,
-            checkpoint=progress.checkpoint,
-        )
-        rows.append(_figures(batch, seq_len, dense_ms, pruned_ms, ideal))
+    began = clock()
+    with torch.inference_mode(), batchable(dense), batchable(pruned):
+        for i, batch in enumerate(options.batch_sizes):
+            progress.update(i, total, batch_size=batch)
+            inputs = random_inputs(dense, batch, seq_len, device, seed=i)
+            left = (options.max_seconds - (clock() - began)) / (total - i)
+            sample = sample_pairs(
+                lambda inputs=inputs: timer(dense, pruned, inputs),
+                min_pairs=options.repeats,
+                warmup=options.warmup,
+                target_rel_half_width=options.target_rel_half_width,
+                seconds=min(options.seconds_per_batch, left),
+                clock=clock,
+                checkpoint=progress.checkpoint,
+            )
+            rows.append(_figures(batch, seq_len, sample, ideal))
     progress.update(total, total)
     headline = rows[-1]
+    noisy = headline["noisy"]
     return {
         "device": str(device),
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "seq_len": seq_len,
         "repeats": options.repeats,
         "warmup": options.warmup,
-        "statistic": "median, dense and pruned runs interleaved",
+        "statistic": "geometric mean of paired dense/pruned ratios, runs interleaved; 95% t-interval on log ratios",
+        "target_rel_half_width": options.target_rel_half_width,
+        "seconds_per_batch": options.seconds_per_batch,
+        "max_seconds": options.max_seconds,
+        "seconds": round(clock() - began, 3),
         "ideal_speedup": round(ideal, 4),
-        "speedup": headline["speedup"],
+        "speedup": None if noisy else headline["speedup"],
+        "speedup_ci": headline["speedup_ci"],
+        "noisy": noisy,
         "speedup_batch_size": headline["batch_size"],
-        "fraction_of_ideal": headline["fraction_of_ideal"],
-        "faster": all(r["speedup"] >= FASTER_THRESHOLD for r in rows),
+        "fraction_of_ideal": None if noisy else headline["fraction_of_ideal"],
+        "faster": None if noisy else all(r["speedup"] >= FASTER_THRESHOLD for r in rows if not r["noisy"]),
         "by_batch": rows,
         "note": _note(rows, ideal),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 
@@ -26,6 +27,13 @@ class Progress:
     def update(self, step: int, total: int | None = None, **metrics: Any) -> None:
         """``step`` of the current stage is done; ``metrics`` (loss, a metric) ride along."""
 
+    def _timing(self, now: float, step: int, total: int) -> str:
+        """``elapsed 0:42 eta 1:05``: the ETA assumes the remaining steps go at the pace so far."""
+        elapsed = max(0.0, now - self._began)
+        if 0 < step < total:
+            return f"elapsed {_clock_text(elapsed)} eta {_clock_text(elapsed / step * (total - step))}"
+        return f"elapsed {_clock_text(elapsed)}" + (" eta --:--" if step < total else "")
+
     def event(self, message: str, level: str = "info", **data: Any) -> None:
         """Something a user reading the job's log should see."""
 
@@ -37,11 +45,18 @@ NULL_PROGRESS = Progress()
 
 
 class StderrProgress(Progress):
-    """Plain progress lines on stderr (or a bar on a TTY), for the CLI."""
+    """Plain progress lines on stderr (or a bar with elapsed time and ETA on a TTY), for the CLI."""
 
-    def __init__(self, stream: TextIO | None = None, min_interval_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        min_interval_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.min_interval_s = min_interval_s
+        self.clock = clock
+        self._began = clock()
         self._stage = ""
         self._total: int | None = None
         self._last = 0.0
@@ -50,13 +65,13 @@ class StderrProgress(Progress):
     def start_stage(self, stage: str, total: int | None = None, message: str = "") -> None:
         if self._tty and self._stage:
             self.stream.write("\n")
-        self._stage, self._total, self._last = stage, total, 0.0
+        self._stage, self._total, self._last, self._began = stage, total, 0.0, self.clock()
         self.stream.write(f"[{stage}] {message}".rstrip() + "\n")
         self.stream.flush()
 
     def update(self, step: int, total: int | None = None, **metrics: Any) -> None:
         total = total if total is not None else self._total
-        now = time.monotonic()
+        now = self.clock()
         if now - self._last < self.min_interval_s and step != total:
             return
         self._last = now
@@ -64,7 +79,8 @@ class StderrProgress(Progress):
         if total:
             width = 30
             done = int(width * step / total)
-            text = f"[{self._stage}] [{'#' * done}{'.' * (width - done)}] {step}/{total} {extra}".rstrip()
+            bar = f"[{'#' * done}{'.' * (width - done)}] {step}/{total}"
+            text = f"[{self._stage}] {bar} {self._timing(now, step, total)} {extra}".rstrip()
         else:
             text = f"[{self._stage}] {step} {extra}".rstrip()
         self.stream.write(("\r" + text) if self._tty else (text + "\n"))
@@ -73,3 +89,11 @@ class StderrProgress(Progress):
     def event(self, message: str, level: str = "info", **data: Any) -> None:
         self.stream.write(("\n" if self._tty else "") + f"{level}: {message}\n")
         self.stream.flush()
+
+
+def _clock_text(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour on."""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -26,7 +26,7 @@ import logging
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +42,9 @@ from jobs.store.models import Job, utcnow
 from jobs.store.states import JobState
 from worker.callbacks import notify
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 log = logging.getLogger(__name__)
 
 TABLE_JSON, TABLE_CSV, PLOT_PNG = "sweep.json", "sweep.csv", "sweep.png"
@@ -56,6 +59,9 @@ COLUMNS = (
     "metric_split",
     "metric_value",
     "speedup",
+    "speedup_low",
+    "speedup_high",
+    "speedup_noisy",
     "ideal_speedup",
     "job_id",
     "error",
@@ -210,6 +216,7 @@ def table_row(child: Job, key: str) -> dict[str, Any]:
     achieved = report.get("achieved") or {}
     after = ((report.get("cost") or {}).get("after") or {}).get("params") or {}
     speed = report.get("speed") or {}
+    ci = (speed.get("speedup_ci") or None) if speed.get("measured") else None
     metric, split, value = _main_score(child, result)
     error = None
     if child.state != JobState.SUCCEEDED.value:
@@ -225,6 +232,9 @@ def table_row(child: Job, key: str) -> dict[str, Any]:
         "metric_split": split,
         "metric_value": value,
         "speedup": speed.get("speedup") if speed.get("measured") else None,
+        "speedup_low": ci[0] if ci else None,
+        "speedup_high": ci[1] if ci else None,
+        "speedup_noisy": speed.get("noisy") if speed.get("measured") else None,
         "ideal_speedup": speed.get("ideal_speedup"),
         "job_id": str(child.id),
         "error": error,
@@ -253,10 +263,17 @@ def write_outputs(rows: list[dict[str, Any]], spec: SweepJobSpec, folder: Path) 
 
 
 def plot(rows: list[dict[str, Any]], spec: SweepJobSpec, path: Path) -> None:
+    """The sweep's figure (:func:`figure`) as a PNG."""
+    figure(rows, spec).savefig(path, format="png")
+
+
+def figure(rows: list[dict[str, Any]], spec: SweepJobSpec) -> Figure:
     """Metric (fine-tuned sweeps) or achieved FLOPs reduction against speedup, one point per target.
 
-    Measured speedup on the x axis; the ideal (FLOPs) speedup when none was measured. A
-    ``Figure`` without pyplot renders with Agg: no display, no global state.
+    Measured speedup on the x axis with its 95% interval as an error bar; the ideal (FLOPs)
+    speedup when none was measured. A child whose measurement was noisy has no speedup to
+    place, so it is left out and the legend names its target. A ``Figure`` without pyplot
+    renders with Agg: no display, no global state.
     """
     from matplotlib.figure import Figure
 
@@ -264,19 +281,35 @@ def plot(rows: list[dict[str, Any]], spec: SweepJobSpec, path: Path) -> None:
     x_key = "speedup" if any(r["speedup"] is not None for r in done) else "ideal_speedup"
     metric = next((r["metric"] for r in done if r["metric"]), None)
     y_key = "metric_value" if spec.finetune is not None and metric else "flops_reduction"
-    points = [(r[x_key], r[y_key], r["target"]) for r in done if r[x_key] is not None and r[y_key] is not None]
+    shown = [r for r in done if r[x_key] is not None and r[y_key] is not None]
+    noisy = [r["target"] for r in done if r.get("speedup_noisy") and r[y_key] is not None]
     fig = Figure(figsize=(6.4, 4.2), dpi=100)
     ax = fig.subplots()
-    if points:
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-        for x, y, target in points:
-            ax.annotate(f"{target:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if shown:
+        xs, ys = [r[x_key] for r in shown], [r[y_key] for r in shown]
+        if x_key == "speedup":
+            bounds = [(r.get("speedup_low"), r.get("speedup_high")) for r in shown]
+            low = [x if lo is None else lo for x, (lo, _) in zip(xs, bounds, strict=True)]
+            high = [x if hi is None else hi for x, (_, hi) in zip(xs, bounds, strict=True)]
+            xerr = [[max(0.0, x - lo) for x, lo in zip(xs, low, strict=True)],
+                    [max(0.0, hi - x) for x, hi in zip(xs, high, strict=True)]]  # fmt: skip
+            ax.errorbar(xs, ys, xerr=xerr, marker="o", capsize=3, label="measured speedup, 95% interval")
+        else:
+            ax.plot(xs, ys, marker="o", label="ideal speedup (FLOPs)")
+        for r, x, y in zip(shown, xs, ys, strict=True):
+            ax.annotate(f"{r['target']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     else:
         ax.text(0.5, 0.5, "no finished child job to plot", ha="center", va="center", transform=ax.transAxes)
+    if noisy and x_key == "speedup":
+        targets = ", ".join(f"{t:g}" for t in noisy)
+        label = f"left out, noisy (machine busy): {targets}"
+        ax.plot([], [], linestyle="none", marker="o", fillstyle="none", label=label)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.set_xlabel("measured speedup (dense / pruned latency)" if x_key == "speedup" else "ideal speedup (FLOPs)")
     ax.set_ylabel(f"{metric} ({rows[0]['metric_split'] if rows else ''})" if y_key == "metric_value"
                   else "achieved FLOPs reduction (attention + FFN)")  # fmt: skip
     ax.set_title(f"{spec.method} on {spec.task.name}: {spec.targets.key} sweep", fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, format="png")
+    return fig

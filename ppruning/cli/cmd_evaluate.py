@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ppruning.cli.checks import check_model
 from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict, validation_error
 
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ppruning.config import TaskRef
     from ppruning.evaluate import evaluate
 
+    check_model(args.model)
     try:
         task = TaskRef.model_validate(task_dict(args))
     except ValidationError as exc:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from ppruning.cli.checks import check_model, check_output_folder
 from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict, validation_error
 
 
@@ -51,6 +53,8 @@ def build_config(args: argparse.Namespace):  # -> FinetuneConfig
 
     from ppruning.config import FinetuneConfig
 
+    check_model(args.model)
+    check_output_folder(args.output)
     raw = {
         "model": {"id": args.model, "revision": args.revision},
         "task": task_dict(args),
@@ -91,5 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "train_time_s": result.report.get("train_time_s"),
         "parameters": result.report.get("parameters"),
     }
+    if not result.metrics and args.quiet:  # otherwise the progress printer showed it
+        print(f"ppruning: warning: {result.report['evaluation_note']}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0

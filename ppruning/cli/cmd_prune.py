@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ppruning.cli.task_args import add_task_arguments, task_dict
+from ppruning.cli.checks import check_model, check_output_folder
+from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict
 from ppruning.errors import InvalidConfigError
 
 #: flag dest -> type, for the sampling block shared by every method
@@ -79,6 +80,8 @@ def build_config(args: argparse.Namespace) -> Any:
 
     from ppruning.config import PruneConfig
 
+    check_model(args.model)
+    check_output_folder(args.output)
     params: dict[str, Any] = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     params.update({k: _json_value(v) for k, v in _pairs(args.param, "--param").items()})
     sampling = {k: getattr(args, k) for k in _SAMPLING_FLAGS if getattr(args, k) is not None}
@@ -112,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     from ppruning.progress import NULL_PROGRESS, StderrProgress
 
     config = build_config(args)
+    if args.quiet:
+        quiet_libraries()
     result = prune(config, args.output, NULL_PROGRESS if args.quiet else StderrProgress())
     achieved = result.report["achieved"]
     kept = result.report["layers"]

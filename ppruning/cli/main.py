@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from ppruning.cli.plugins import EXIT_MISSING, Plugins, refusal, register_plugins
 from ppruning.errors import PruningError
+from ppruning.version import __version__
 
 
 def _register_library_commands(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +34,7 @@ def _build() -> tuple[argparse.ArgumentParser, Plugins]:
         description="Prune, fine-tune and serve compressed transformer models.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"ppruning {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _register_library_commands(sub)
     found = register_plugins(sub)
@@ -45,8 +47,41 @@ def build_parser() -> argparse.ArgumentParser:
     return _build()[0]
 
 
+_LIBRARY_COMMANDS = "ppruning.cli.cmd_"
+
+
+def _flag_for(field: str, command: argparse.ArgumentParser | None) -> str | None:
+    """The option of ``command`` that set config field ``field`` (``task.text_column`` -> ``--text-column``).
+
+    The commands build their configs from flags named after the fields, so the field's
+    last part, its whole path or its first part is the flag's dest (``model.id`` -> ``--model``).
+    """
+    func = command.get_default("func") if command is not None else None
+    if func is None or not func.__module__.startswith(_LIBRARY_COMMANDS) or field.startswith("-"):
+        return None  # a plugin's command may take its config from a file: its fields are the right names
+    parts = field.split(".")
+    options = {a.dest: a.option_strings[-1] for a in command._actions if a.option_strings}
+    for dest in (parts[-1], "_".join(parts), parts[0]):
+        if dest in options:
+            return options[dest]
+    return None
+
+
+def _error_line(exc: PruningError, command: argparse.ArgumentParser | None) -> str:
+    """One line naming what the user typed: the flag when the CLI made the config, else the field."""
+    message, field = exc.message, exc.field
+    flag = _flag_for(field, command) if field else None
+    if flag and field:
+        if "." in field:  # a bare word such as 'model' also occurs in ordinary prose
+            message = message.replace(field, flag)
+        field = flag
+    where = f" ({field})" if field else ""
+    return f"ppruning: error{where}: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, plugins = _build()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in plugins.missing:  # before parsing: its options are unknown here
         print(refusal(words[0], plugins.missing[words[0]]), file=sys.stderr)
@@ -55,8 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PruningError as exc:
-        where = f" ({exc.field})" if exc.field else ""
-        print(f"ppruning: error{where}: {exc.message}", file=sys.stderr)
+        print(_error_line(exc, commands.get(args.command)), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("ppruning: interrupted", file=sys.stderr)

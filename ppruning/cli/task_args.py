@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ppruning.cli.checks import check_data_files
 from ppruning.errors import InvalidConfigError
 
 
@@ -33,6 +34,7 @@ def task_dict(args: argparse.Namespace) -> dict[str, Any]:
                 raise InvalidConfigError(f"--data-files takes SPLIT=PATH, got {item!r}", field="task.data_files")
             files[split.strip()] = path.strip()
     if files:
+        check_data_files(files)
         task["data_files"] = files
     for key in ("text_column", "text_pair_column", "label_column"):
         if getattr(args, key) is not None:
@@ -48,10 +50,16 @@ def validation_error(exc: Any) -> InvalidConfigError:
 
 
 def quiet_libraries() -> None:
-    """Silence the datasets/transformers progress bars and load reports (for --quiet)."""
+    """Silence the hub, datasets and transformers progress bars and load reports (for --quiet).
+
+    Called before anything loads: the bars and reports are drawn while loading.
+    """
     import datasets
     import transformers
+    from huggingface_hub.utils import disable_progress_bars
 
+    disable_progress_bars()
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()

@@ -110,12 +110,22 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
         prepared = prepare_split(info, config.task, tokenizer, rows, split, max_length, train=False)
         metrics[split] = score_split(trained, tokenizer, info, prepared, batch_size=hp.batch_size)
 
+    evaluation_note = None
+    if not metrics:
+        evaluation_note = (
+            f"task {info.name!r} has no labelled evaluation split ({', '.join(info.eval_splits)}), so nothing was "
+            "scored; give one (custom tasks: validation=FILE or test=FILE in data_files)"
+        )
+        progress.event(evaluation_note, level="warning")
+
     progress.start_stage("write")
     model_dir = _save(trained, tokenizer, output_dir / "model", pruned, info, config)
     if weight_masks:  # the fine-tuned checkpoint keeps the masks it was trained under
         _copy_weight_masks(Path(config.model.id), model_dir)
-    (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    written = metrics if metrics else {"scored": False, "note": evaluation_note}
+    (output_dir / "metrics.json").write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
     report = _report(config, info, hp, pruned, trained, run, metrics, selection_name, len(train_rows), max_length)
+    report["evaluation_note"] = evaluation_note
     from ppruning.provenance import write_record
 
     spec = config.model_dump(mode="json")

@@ -15,7 +15,7 @@ from tests.worker.conftest import FIXTURES
 from tests.worker.harness import prune_config
 from worker.job_runners import prune_metrics
 
-MEASURE = {"batch_sizes": [4, 1], "repeats": 3, "warmup": 1}
+MEASURE = {"batch_sizes": [4, 1], "repeats": 3, "warmup": 1, "seconds_per_batch": 3.0}
 
 
 def _config(model: Path, **overrides) -> PruneConfig:
@@ -35,7 +35,8 @@ def test_prune_report_has_dense_and_pruned_latency_and_the_ratio_to_ideal(
     assert speed["measured"] is True and speed["device"] == "cpu"
     assert [row["batch_size"] for row in speed["by_batch"]] == [1, 4]
     for row in speed["by_batch"]:
-        assert row["runs"] == 3 and row["dense_latency_ms"] > 0 and row["pruned_latency_ms"] > 0
+        assert row["runs"] >= 3 and row["dense_latency_ms"] > 0 and row["pruned_latency_ms"] > 0
+        assert row["speedup_ci"][0] <= row["speedup"] <= row["speedup_ci"][1] and row["seconds"] < 3.0 + 1.0
         assert row["speedup"] == pytest.approx(row["dense_latency_ms"] / row["pruned_latency_ms"], rel=1e-3)
         assert row["pruned_throughput_seq_s"] == pytest.approx(
             row["batch_size"] * 1000 / row["pruned_latency_ms"], rel=1e-3
@@ -46,11 +47,12 @@ def test_prune_report_has_dense_and_pruned_latency_and_the_ratio_to_ideal(
     removed = report["achieved"]["flops_reduction_pruned_part"]
     assert 0.25 <= removed < 0.30
     assert 1.02 < speed["ideal_speedup"] < 1 / (1 - removed) + 1e-6
-    assert speed["speedup"] == speed["by_batch"][-1]["speedup"] and speed["speedup_batch_size"] == 4
+    headline = None if speed["noisy"] else speed["by_batch"][-1]["speedup"]  # a busy machine gives no figure
+    assert speed["speedup"] == headline and speed["speedup_batch_size"] == 4
     assert speed["seq_len"] == 128  # the custom task's max length (the tiny models allow 128 positions)
-    assert ("not faster" in speed["note"]) is (not speed["faster"])
-    headline = prune_metrics(report)["prune"]
-    assert headline["speedup"] == speed["speedup"] and headline["ideal_speedup"] == speed["ideal_speedup"]
+    assert ("not faster" in speed["note"]) is (speed["faster"] is False)
+    metrics = prune_metrics(report)["prune"]
+    assert metrics.get("speedup") == speed["speedup"] and metrics["ideal_speedup"] == speed["ideal_speedup"]
 
 
 class _FourTimes(nn.Module):
@@ -83,7 +85,7 @@ def test_a_pruned_model_that_is_not_faster_says_so(tiny_bert_path, one_thread):
     speed = measure_speedup(
         dense,
         _FourTimes(dense),
-        MeasureConfig(batch_sizes=[2], repeats=3, warmup=1),
+        MeasureConfig(batch_sizes=[2], repeats=3, warmup=1, target_rel_half_width=0.5, seconds_per_batch=10),
         seq_len=32,
         device=torch.device("cpu"),
         dense_flops=2.0,

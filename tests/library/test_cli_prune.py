@@ -82,14 +82,14 @@ def test_prune_on_a_local_csv_exits_0_and_writes_the_outputs(tiny_bert_path: Pat
 @pytest.mark.parametrize(
     ("extra", "field", "says"),
     [
-        (["--flops-reduction", "1.5"], "target.flops_reduction", "less than 1"),
-        (["--flops-reduction", "0.9"], "target.flops_reduction", "allows at most 0."),
+        (["--flops-reduction", "1.5"], "--flops-reduction", "less than 1"),  # the flag, not the config field
+        (["--flops-reduction", "0.9"], "--flops-reduction", "allows at most 0."),
         (
             ["--params-reduction", "0.2", "--method", "magnitude", "--param", "no_such=9"],
             "params.no_such",
             "has no parameter",
         ),
-        (["--flops-reduction", "0.2", "--distance-mode", "euclid"], "params.distance_mode", "condensed"),
+        (["--flops-reduction", "0.2", "--distance-mode", "euclid"], "--distance-mode", "condensed"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_naming_the_field(

@@ -45,12 +45,12 @@ def evaluate(
     from ppruning.tasks.features import resolve_max_length
     from ppruning.tasks.refs import validate_task_ref
 
-    info = validate_task_ref(task)
+    info = validate_task_ref(task, need_train=False)  # scoring needs only the splits it scores
     dev = resolve_device(device)
     progress.start_stage("load_model")
     model, tokenizer = load_saved_task_model(Path(model_path), info, dev)
     progress.start_stage("load_data")
-    dsd = load_task_dataset(task, info)
+    dsd = load_task_dataset(task, info, label_names=_model_label_names(model))
     length = resolve_max_length(info, tokenizer, requested=max_length, model_config=model.config)
     results: dict[str, dict[str, float]] = {}
     wanted = splits or tuple(s for s in info.eval_splits if s in dsd)
@@ -64,6 +64,12 @@ def evaluate(
         progress.start_stage("evaluate", message=split)
         results[split] = score_split(model, tokenizer, info, prepared, batch_size=batch_size, progress=progress)
     return results
+
+
+def _model_label_names(model: Any) -> list[str] | None:
+    """The class names a trained classifier was saved with, in id order (None for other heads)."""
+    id2label = getattr(model.config, "id2label", None) or {}
+    return [str(id2label[i]) for i in range(len(id2label))] if len(id2label) > 1 else None
 
 
 @torch.no_grad()

@@ -39,10 +39,12 @@ def datasets_override_dir(task_name: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def load_task_dataset(task: TaskRef, info: TaskInfo | None = None) -> Any:
+def load_task_dataset(task: TaskRef, info: TaskInfo | None = None, label_names: list[str] | None = None) -> Any:
     """The task's splits as a ``datasets.DatasetDict``, columns checked, labels encoded.
 
     ``info``: the task as the caller already resolved it (a plan); else it is resolved here.
+    ``label_names``: class names in id order (a trained model's), used when there is no
+    train split to read them from (scoring a custom task's validation file alone).
     """
     info = info or validate_task_ref(task)
     if info.custom:
@@ -53,7 +55,7 @@ def load_task_dataset(task: TaskRef, info: TaskInfo | None = None) -> Any:
     text_columns, label_column = task_columns(info, task)
     _check_columns(info, dsd, text_columns, label_column)
     if info.kind == "classification" and label_column:
-        dsd = _encode_labels(info, dsd, label_column)
+        dsd = _encode_labels(info, dsd, label_column, label_names)
     return dsd
 
 
@@ -208,9 +210,15 @@ def label_names(dsd: Any, label_column: str) -> list[str]:
     return list(feature.names)
 
 
-def _encode_labels(info: TaskInfo, dsd: Any, column: str) -> Any:
+def _encode_labels(info: TaskInfo, dsd: Any, column: str, known: list[str] | None = None) -> Any:
     import datasets
 
+    if "train" not in dsd:
+        if not known and not info.label_names:
+            raise DataError(
+                f"task {info.name!r} has no train split to read its label names from", field="task.data_files"
+            )
+        return _encode_with_names(info, dsd, column, list(info.label_names or known))  # type: ignore[arg-type]
     train = dsd["train"]
     if isinstance(train.features[column], datasets.ClassLabel):
         return dsd
@@ -226,6 +234,19 @@ def _encode_labels(info: TaskInfo, dsd: Any, column: str) -> Any:
             mapping = {name: i for i, name in enumerate(names)}
     if len(names) < 2:
         raise DataError(f"task {info.name!r}: the train split has fewer than two labels", field="task.label_column")
+    return _cast_labels(info, dsd, column, names, mapping)
+
+
+def _encode_with_names(info: TaskInfo, dsd: Any, column: str, names: list[str]) -> Any:
+    """Labels of splits scored without a train split: the given names (ids as given when they are ids)."""
+    values = {v for data in dsd.values() if column in data.column_names for v in data[column] if v is not None}
+    ids = all(isinstance(v, int) and not isinstance(v, bool) for v in values) and values <= set(range(len(names)))
+    return _cast_labels(info, dsd, column, names, None if ids else {name: i for i, name in enumerate(names)})
+
+
+def _cast_labels(info: TaskInfo, dsd: Any, column: str, names: list[str], mapping: dict[Any, int] | None) -> Any:
+    import datasets
+
     feature = datasets.ClassLabel(names=names)
     out = {}
     for split, data in dsd.items():

@@ -19,8 +19,12 @@ CUSTOM_SPLITS = ("train", "validation", "test")
 _CUSTOM_FIELDS = ("data_files", "text_column", "text_pair_column", "label_column")
 
 
-def validate_task_ref(ref: TaskRef) -> TaskInfo:
-    """Return the task's info, or raise UnknownTaskError / InvalidConfigError naming the field."""
+def validate_task_ref(ref: TaskRef, *, need_train: bool = True) -> TaskInfo:
+    """Return the task's info, or raise UnknownTaskError / InvalidConfigError naming the field.
+
+    ``need_train=False``: the caller only scores (``evaluate``), so a custom task needs no
+    train file; its labels are read with the model's own label names instead.
+    """
     info = get_task(ref.name)
     given = {f for f in _CUSTOM_FIELDS if getattr(ref, f) is not None}
     allowed = set(info.required_fields) | set(info.optional_fields)
@@ -34,18 +38,20 @@ def validate_task_ref(ref: TaskRef) -> TaskInfo:
         if getattr(ref, name) is None:
             raise InvalidConfigError(f"task {info.name!r} needs {name!r}", field=f"task.{name}")
     if ref.data_files is not None:
-        _check_data_files(ref.data_files)
+        _check_data_files(ref.data_files, need_train)
     return info
 
 
-def _check_data_files(files: dict[str, str]) -> None:
+def _check_data_files(files: dict[str, str], need_train: bool) -> None:
     for split in files:
         if split not in CUSTOM_SPLITS:
             raise InvalidConfigError(
                 f"unknown split {split!r} in data_files; use {', '.join(CUSTOM_SPLITS)}", field="task.data_files"
             )
-    if "train" not in files:
+    if need_train and "train" not in files:
         raise InvalidConfigError("data_files needs a 'train' file", field="task.data_files")
+    if not files:
+        raise InvalidConfigError("data_files names no file", field="task.data_files")
     for split, path in files.items():
         if file_format(path) is None:
             raise InvalidConfigError(

@@ -112,3 +112,24 @@ def test_the_tty_bar_shows_elapsed_time_and_eta() -> None:
     now[0] += 3570.0
     bar.update(10, 10)
     assert stream.getvalue().endswith("10/10 elapsed 1:00:00")
+
+
+def test_evaluate_on_a_custom_task_needs_only_the_split_it_scores(tmp_path: Path) -> None:
+    """A trained classifier scores a validation file alone; its saved label names map the labels."""
+    from transformers import BertForSequenceClassification
+
+    from tests.support.tiny_models import save_tiny_bert
+
+    folder = save_tiny_bert(tmp_path / "clf")
+    model = BertForSequenceClassification.from_pretrained(folder, num_labels=2, id2label={0: "neg", 1: "pos"},
+                                                          label2id={"neg": 0, "pos": 1})  # fmt: skip
+    model.save_pretrained(folder)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ppruning.cli.main", "evaluate", "--model", str(folder), "--task", "text-classification",
+         "--data-files", f"validation={FIXTURES / 'reviews_validation.csv'}", "--text-column", "review",
+         "--label-column", "sentiment", "--device", "cpu", "--quiet"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)
+    assert set(metrics) == {"validation"} and 0.0 <= metrics["validation"]["accuracy"] <= 1.0

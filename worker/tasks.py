@@ -18,7 +18,7 @@ from celery.worker.state import task_ready
 from sqlalchemy import select
 
 from jobs.settings import get_settings
-from jobs.store.claims import claim_job
+from jobs.store.claims import claim_or_settle
 from jobs.store.models import Job
 from jobs.store.session import get_sessionmaker
 from jobs.store.states import TERMINAL, JobState
@@ -66,6 +66,13 @@ class SkipEndedJobs(Request):
         raise TaskRevokedError(self.id)  # the worker's way to release the pool slot it reserved
 
 
+def _notify_quietly(sessions: Any, settings: Any, job_id: uuid.UUID) -> None:
+    try:
+        notify(sessions, settings, job_id)
+    except Exception:  # the job is done; a broken callback must not fail it
+        log.warning("callback of job %s failed", job_id, exc_info=True)
+
+
 @app.task(
     name=TASK_NAME, bind=True, ignore_result=True, max_retries=MAX_RETRIES, Request=f"{__name__}:SkipEndedJobs"
 )
@@ -74,13 +81,18 @@ def run_job(self: Task, job_id: str) -> str:
     sessions = get_sessionmaker(settings.database_url)
     try:
         with sessions.begin() as session:
-            claim = claim_job(session, uuid.UUID(job_id), _worker_name(self), settings.heartbeat_timeout_s)
+            claim, ended = claim_or_settle(
+                session, uuid.UUID(job_id), _worker_name(self), settings.heartbeat_timeout_s
+            )
     except Exception as exc:
         failure = classify(exc)
         if failure.transient and self.request.retries < MAX_RETRIES:
             raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
         raise
     if claim is None:
+        if ended:  # cancelled while its worker was dead, or out of attempts: it ends here, so it reports here
+            _notify_quietly(sessions, settings, uuid.UUID(job_id))
+            after_child(sessions, settings, uuid.UUID(job_id))
         log.info("job %s is not claimable (finished, cancelled or running elsewhere); message dropped", job_id)
         raise Ignore()
     log.info("job %s attempt %d (%s) started", job_id, claim.attempt, claim.kind)
@@ -89,9 +101,6 @@ def run_job(self: Task, job_id: str) -> str:
     if result.outcome is Outcome.RETRY:
         raise self.retry(exc=result.error, countdown=backoff_s(self.request.retries))
     if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED):
-        try:
-            notify(sessions, settings, claim.job_id)
-        except Exception:  # the job is done; a broken callback must not fail it
-            log.warning("callback of job %s failed", job_id, exc_info=True)
+        _notify_quietly(sessions, settings, claim.job_id)
         after_child(sessions, settings, claim.job_id)
     return result.outcome.value

@@ -59,12 +59,20 @@ def _claimable(stale_before: datetime):  # type: ignore[no-untyped-def]
 def claim_job(
     session: Session, job_id: uuid.UUID, worker: str, heartbeat_timeout_s: float, now: datetime | None = None
 ) -> Claim | None:
-    """Take ``job_id`` for a new attempt, or return None when it is not ours to run.
+    """Take ``job_id`` for a new attempt, or return None when it is not ours to run (see :func:`claim_or_settle`)."""
+    return claim_or_settle(session, job_id, worker, heartbeat_timeout_s, now)[0]
+
+
+def claim_or_settle(
+    session: Session, job_id: uuid.UUID, worker: str, heartbeat_timeout_s: float, now: datetime | None = None
+) -> tuple[Claim | None, bool]:
+    """(the claim, or None when the job is not ours to run; whether this call ended the job).
 
     None means: it finished, it was cancelled, or a live worker runs it. A job whose
     cancel was requested while its worker died is moved to ``cancelled`` here instead,
     and one that already used ``MAX_ATTEMPTS`` attempts to ``failed`` (``WorkerLost``):
-    a job that kills its worker every time must not circle forever. The caller commits.
+    a job that kills its worker every time must not circle forever; the second value says
+    so, since the job's callback is then the caller's to send. The caller commits.
     """
     now = now or utcnow()
     stale_before = now - timedelta(seconds=heartbeat_timeout_s)
@@ -90,8 +98,8 @@ def claim_job(
         ).returning(Job.id, Job.attempts, Job.kind, Job.spec)
     ).first()
     if row is not None:
-        return Claim(job_id=row.id, attempt=row.attempts, kind=row.kind, spec=row.spec, worker=worker)
-    session.execute(
+        return Claim(job_id=row.id, attempt=row.attempts, kind=row.kind, spec=row.spec, worker=worker), False
+    cancelled = session.execute(
         transition_where(
             _CLAIMABLE_STATES,
             JobState.CANCELLED,
@@ -102,8 +110,8 @@ def claim_job(
             updated_at=now,
             message="cancelled",
         )
-    )
-    session.execute(
+    ).rowcount
+    failed = session.execute(
         transition_where(
             _CLAIMABLE_STATES,
             JobState.FAILED,
@@ -117,8 +125,8 @@ def claim_job(
             error_message=f"the worker running this job died {MAX_ATTEMPTS} times (killed for memory, or past the "
             "hard time limit): lower the job's size (max_instances, batch_size, max_length) or raise the limits",
         )
-    )
-    return None
+    ).rowcount
+    return None, bool(cancelled or failed)
 
 
 def lock_if_current(session: Session, claim: Claim) -> Job | None:

@@ -77,3 +77,19 @@ def test_a_job_that_killed_its_worker_every_time_fails_as_worker_lost(sessions, 
     job = load(sessions, job_id)
     assert (job.state, job.error_type) == ("failed", "WorkerLost")
     assert "died" in job.error_message
+
+
+def test_a_claim_that_ends_the_job_says_so_so_its_callback_is_sent(sessions, make_job):
+    from jobs.store.claims import claim_or_settle
+
+    stale = utcnow() - timedelta(hours=1)
+    cancelled = make_job(state="running", attempts=1, heartbeat_at=stale, cancel_requested=True)
+    worn_out = make_job(state="running", attempts=MAX_ATTEMPTS, heartbeat_at=stale)
+    finished = make_job(state="succeeded", attempts=1)
+    outcomes = {}
+    for job_id in (cancelled, worn_out, finished):
+        with sessions.begin() as session:
+            outcomes[job_id] = claim_or_settle(session, job_id, "w1", 60.0)
+    assert outcomes[cancelled] == (None, True) and load(sessions, cancelled).state == "cancelled"
+    assert outcomes[worn_out] == (None, True) and load(sessions, worn_out).error_type == "WorkerLost"
+    assert outcomes[finished] == (None, False)

@@ -124,6 +124,23 @@ class SamplingConfig(_Strict):
     )
 
 
+class ReconstructConfig(_Strict):
+    """Retraining-free reconstruction after the units are chosen (:mod:`ppruning.reconstruct`).
+
+    Per layer, a ridge least-squares fit of one output scale per kept head and neuron (and
+    a correction of the output projection's bias, where it has one) so the pruned layer's
+    output matches the dense layer's on calibration tokens. Seconds of work, no labels.
+    """
+
+    tokens: int = Field(
+        default=4096, ge=16, le=10_000_000, description="Real calibration tokens (from the task inputs read)."
+    )
+    ridge: float = Field(
+        default=1e-2, ge=0.0, le=1e6, description="Ridge toward scale 1, relative to the normal matrix's mean diagonal."
+    )
+    bias: bool = Field(default=True, description="Also correct the output projections' biases (where they have one).")
+
+
 #: Keys of :class:`SamplingConfig` that older specs gave under ``params``.
 SAMPLING_KEYS = tuple(SamplingConfig.model_fields)
 
@@ -143,11 +160,21 @@ class PruneConfig(_Strict):
         default_factory=MeasureConfig,
         description="Latency/throughput of the dense and the pruned model on the job's device; false skips it.",
     )
+    reconstruct: ReconstructConfig | Literal[False] | None = Field(
+        default=None,
+        description="Fit per-unit output scales (and bias corrections) of the kept units on calibration tokens; "
+        "true or an object turns it on, false off; left out: on when the method reads task inputs anyway.",
+    )
 
     @field_validator("measure", mode="before")
     @classmethod
     def _true_means_defaults(cls, v: Any) -> Any:
         return {} if v is True or v is None else v
+
+    @field_validator("reconstruct", mode="before")
+    @classmethod
+    def _true_means_reconstruct_defaults(cls, v: Any) -> Any:
+        return {} if v is True else v
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,8 @@
 These pydantic models are the contract between the CLI, the library entry points
 (:func:`ppruning.pipeline.prune`, :func:`ppruning.finetune.finetune`) and the REST
 service, whose job specs embed them unchanged. They import nothing else of the library.
+``FinetuneConfig`` lives in :mod:`ppruning.finetune_config`, since it embeds the
+distillation teacher (:mod:`ppruning.distill`, which imports this module).
 
 A method's own parameters live in the method's ``params_model`` (see
 :mod:`ppruning.methods.registry`). ``PruneConfig`` keeps ``params`` as given: they are
@@ -195,28 +197,3 @@ class PruneConfig(_Strict):
             sampling[key] = value
         params = {k: v for k, v in data["params"].items() if k not in moved}
         return {**data, "params": params, "sampling": sampling}
-
-
-class FinetuneConfig(_Strict):
-    model: ModelRef
-    task: TaskRef
-    masks: str | None = Field(default=None, description="Folder with head_mask.pt/neuron_mask.pt to cut first.")
-    preset: Literal["paper"] | None = Field(default=None, description="The paper's hyperparameters for the task.")
-    learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
-    batch_size: int | None = Field(default=None, ge=1, le=4096)
-    epochs: float | None = Field(default=None, gt=0.0, le=1000)
-    max_length: int | None = Field(default=None, ge=8, le=65536)
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
-    max_train_samples: int | None = Field(default=None, ge=1)
-    max_eval_samples: int | None = Field(default=None, ge=1)
-    early_stopping_patience: int | None = Field(default=None, ge=1)
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    seed: int = Field(default=3407, ge=0, le=2**32 - 1)
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
-    @field_validator("masks")
-    @classmethod
-    def _no_empty(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("must be a folder path or left out")
-        return v

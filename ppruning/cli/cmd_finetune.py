@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):  # -> FinetuneConfig
     from pydantic import ValidationError
 
-    from ppruning.config import FinetuneConfig
+    from ppruning.finetune_config import FinetuneConfig
 
     raw = {
         "model": {"id": args.model, "revision": args.revision},

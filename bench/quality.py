@@ -52,6 +52,12 @@ from ppruning.progress import Progress, StderrProgress
 VARIANTS: dict[str, dict[str, Any]] = {
     "ppruning": {"method": "ppruning", "params": {}, "reconstruct": None, "distill": False},
     "ppruning-norecon": {"method": "ppruning", "params": {}, "reconstruct": False, "distill": False},
+    "ppruning-parallel": {
+        "method": "ppruning",
+        "params": {},
+        "reconstruct": {"sequential": False},
+        "distill": False,
+    },
     "ppruning-paper": {
         "method": "ppruning",
         "params": {"dead_units": "cluster"},
@@ -71,6 +77,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "method": "random",
         "params": {"allocation": "ppruning"},
         "reconstruct": True,
+        "distill": False,
+    },
+    "random-ppcounts-recon-parallel": {
+        "method": "random",
+        "params": {"allocation": "ppruning"},
+        "reconstruct": {"sequential": False},
         "distill": False,
     },
     "magnitude": {"method": "magnitude", "params": {}, "reconstruct": False, "distill": False},
@@ -164,7 +176,10 @@ def score(model_dir: Path, task: TaskRef, args: argparse.Namespace) -> dict[str,
     data = get_split(load_task_dataset(task), split, info.name)
     data = data.select(range(min(len(data), args.max_eval_samples)))
     prepared = prepare_split(info, task, tokenizer, data, split, args.max_length, train=False)
-    logits, labels = _forward_all(model, tokenizer, prepared, args.batch_size, NULL_PROGRESS)
+    import torch
+
+    with torch.no_grad():
+        logits, labels = _forward_all(model, tokenizer, prepared, args.batch_size, NULL_PROGRESS)
     correct = (np.argmax(logits, axis=-1) == labels).astype(int).tolist()
     return {"split": split, "accuracy": float(np.mean(correct)), "correct": correct}
 
@@ -218,16 +233,20 @@ def run_dense(seed: int, task: TaskRef, args: argparse.Namespace, progress: Prog
     model_dir = args.work / f"seed{seed}" / "dense" / "model"
     if path.exists() and model_dir.exists():
         return model_dir
+    report_file = model_dir.parent / "finetune_report.json"
     t0 = time.perf_counter()
-    result = finetune(finetune_config(args.model, task, args, seed, None), model_dir.parent, progress)
+    if report_file.exists():  # fine-tuned by an earlier call that stopped before scoring
+        report = json.loads(report_file.read_text())
+    else:
+        report = finetune(finetune_config(args.model, task, args, seed, None), model_dir.parent, progress).report
     record = {
         "variant": "dense",
         "seed": seed,
         "settings": settings(args),
-        "finetuned": score(result.model_dir, task, args),
-        "finetune_s": result.report["train_time_s"],
+        "finetuned": score(model_dir, task, args),
+        "finetune_s": report["train_time_s"],
         "wall_s": time.perf_counter() - t0,
-        "parameters": result.report["parameters"],
+        "parameters": report["parameters"],
         "flops_ratio": 1.0,
     }
     write(path, record)

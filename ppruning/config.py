@@ -141,6 +141,11 @@ class ReconstructConfig(_Strict):
         default=1e-2, ge=0.0, le=1e6, description="Ridge toward scale 1, relative to the normal matrix's mean diagonal."
     )
     bias: bool = Field(default=True, description="Also correct the output projections' biases (where they have one).")
+    sequential: bool = Field(
+        default=True,
+        description="Fit layer by layer on the inputs of the model pruned and fitted so far (true), "
+        "or every layer on the dense model's inputs in one pass (false).",
+    )
 
 
 #: Keys of :class:`SamplingConfig` that older specs gave under ``params``.

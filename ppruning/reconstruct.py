@@ -10,8 +10,12 @@ the pruned projection's output matches the dense one on calibration tokens:
 
 ``x_{n,u}`` is unit u's output at token n (a head: its ``head_unit_width`` columns),
 ``W_u`` its columns of the output projection, ``y_n = x_n W^T`` the dense output (bias
-left out: it is the same on both sides). The ridge pulls toward s = 1 (plain masking),
-scaled by the mean diagonal of the normal matrix, so few tokens never give wild scales.
+left out: it is the same on both sides), taken from the dense model. ``x`` comes, by
+default (``sequential``), from the model pruned and fitted up to that layer, as in
+Kwon et al.'s layer-wise reconstruction, so each layer also makes up for what the layers
+before it lost; otherwise from the dense model (one pass, all layers at once). The
+ridge pulls toward s = 1 (plain masking), scaled by the mean diagonal of the normal
+matrix, so few tokens never give wild scales.
 With a bias, ``delta`` is the mean residual, i.e. the problem is solved on centred
 statistics (FLAP's compensation); Llama-style projections have no bias, so only the
 scales are fitted, on uncentred statistics (adding a bias would change the architecture).
@@ -20,8 +24,7 @@ Everything comes from streamed sums over the real (non-pad) tokens of the dense 
 restricted to the kept columns: ``X_k^T X_k``, ``sum x``, ``sum y``, ``X_k^T (Y W_k)``
 summed elementwise, ``sum ||y||^2``. The normal matrix is ``(X_k^T X_k) * (W_k^T W_k)``
 summed over each unit's block of columns; no [tokens x hidden x units] tensor is ever
-formed. Memory is O(layers * kept columns^2) in float64. The fit is per layer on the
-dense model's inputs (not sequential on the pruned model's).
+formed. Memory is O(layers * kept columns^2) in float64.
 
 The scales are applied by multiplying the kept units' columns of the output projection
 (:func:`apply_scales`), the correction is added to its bias; both are stored with the
@@ -40,6 +43,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.collect import _pad_batch
 from ppruning.config import ReconstructConfig
+from ppruning.mask_hooks import apply_masks
 from ppruning.masks import Masks
 from ppruning.progress import NULL_PROGRESS, Progress
 
@@ -146,6 +150,89 @@ def _calibration_rows(examples: Sequence[Mapping[str, Any]], tokens: int) -> lis
     return rows
 
 
+class _Stop(Exception):  # noqa: N818 - control flow, not an error
+    """Raised once the layer being fitted has been seen: nothing after it is needed."""
+
+
+def _output_without_bias(module: nn.Module, output: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    y = output[keep]
+    return y - module.bias if getattr(module, "bias", None) is not None else y
+
+
+def _gather_parallel(
+    model: nn.Module, adapter: ArchAdapter, batches: list[dict[str, torch.Tensor]], stats: list[tuple[_Stats, _Stats]]
+) -> None:
+    """One pass of the dense model: every layer's inputs and outputs at once."""
+    real: dict[str, torch.Tensor] = {}
+
+    def hook(target: _Stats) -> Any:
+        def capture(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
+            target.add(args[0][real["mask"]], _output_without_bias(module, output, real["mask"]))
+
+        return capture
+
+    handles = []
+    for i, pair in enumerate(stats):
+        handles.append(adapter.head_output_module(i).register_forward_hook(hook(pair[0])))
+        handles.append(adapter.neuron_output_module(i).register_forward_hook(hook(pair[1])))
+    try:
+        for batch in batches:
+            real["mask"] = batch["attention_mask"].bool()
+            model(**batch)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _gather_layer(
+    model: nn.Module,
+    adapter: ArchAdapter,
+    batches: list[dict[str, torch.Tensor]],
+    layer: int,
+    pair: tuple[_Stats, _Stats],
+    current: Masks,
+) -> None:
+    """Layer ``layer``: dense outputs as targets, inputs from the model pruned (and fitted) so far."""
+    modules = (adapter.head_output_module(layer), adapter.neuron_output_module(layer))
+    for batch in batches:
+        keep = batch["attention_mask"].bool()
+        targets: list[torch.Tensor] = []
+        inputs: list[torch.Tensor] = []
+
+        def target_hook(
+            module: nn.Module, args: tuple[Any, ...], output: torch.Tensor, targets: list = targets, keep: Any = keep
+        ) -> None:
+            targets.append(_output_without_bias(module, output, keep))
+            if len(targets) == 2:
+                raise _Stop
+
+        def input_hook(module: nn.Module, args: tuple[Any, ...], inputs: list = inputs, keep: Any = keep) -> None:
+            inputs.append(args[0][keep])
+            if len(inputs) == 2:
+                raise _Stop
+
+        handles = [m.register_forward_hook(target_hook) for m in modules]
+        try:
+            model(**batch)
+        except _Stop:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        # registered before the masking hooks, so they see the unmasked input
+        handles = [m.register_forward_pre_hook(input_hook) for m in modules]
+        try:
+            with apply_masks(model, current, adapter):
+                model(**batch)
+        except _Stop:
+            pass
+        finally:
+            for h in handles:
+                h.remove()
+        pair[0].add(inputs[0], targets[0])
+        pair[1].add(inputs[1], targets[1])
+
+
 @torch.no_grad()
 def reconstruct(
     model: nn.Module,
@@ -158,9 +245,17 @@ def reconstruct(
     batch_size: int = 32,
     progress: Progress = NULL_PROGRESS,
 ) -> Reconstruction:
-    """Fit scales for ``masks`` on the dense ``model`` (unchanged); returns masks carrying them."""
+    """Fit scales for ``masks`` on the dense ``model`` (left unchanged); returns masks carrying them.
+
+    ``config.sequential``: layer by layer, each layer's inputs come from the model pruned and
+    fitted up to it (so a layer also corrects what the layers before it lost), its targets
+    from the dense model; two partial forward passes per layer. Otherwise every layer is
+    fitted on the dense model's inputs, in one pass.
+    """
     shape = adapter.shape()
     rows = _calibration_rows(examples, config.tokens)
+    device = next(model.parameters()).device
+    batches = [_pad_batch(rows[j : j + batch_size], pad_token_id, device) for j in range(0, len(rows), batch_size)]
     stats: list[tuple[_Stats, _Stats]] = []
     for i, la in enumerate(shape.layers):
         head_cols = torch.nonzero(masks.head_columns(i, la.head_unit_width) > 0).flatten()
@@ -171,72 +266,52 @@ def reconstruct(
                 _Stats.empty(adapter.neuron_output_module(i), neuron_cols),
             )
         )
-    real: dict[str, torch.Tensor] = {}
-
-    def hook(target: _Stats) -> Any:
-        def capture(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
-            keep = real["mask"]
-            y = output[keep]
-            if getattr(module, "bias", None) is not None:
-                y = y - module.bias
-            target.add(args[0][keep], y)
-
-        return capture
-
-    handles = []
-    for i in range(shape.num_layers):
-        handles.append(adapter.head_output_module(i).register_forward_hook(hook(stats[i][0])))
-        handles.append(adapter.neuron_output_module(i).register_forward_hook(hook(stats[i][1])))
-    device = next(model.parameters()).device
-    batches = [rows[j : j + batch_size] for j in range(0, len(rows), batch_size)]
-    progress.start_stage("reconstruct", total=len(batches) + shape.num_layers, message=f"{len(rows)} examples")
-    was_training = model.training
-    model.eval()
-    try:
-        for step, chunk in enumerate(batches, start=1):
-            progress.checkpoint()
-            batch = _pad_batch(chunk, pad_token_id, device)
-            real["mask"] = batch["attention_mask"].bool()
-            model(**batch)
-            progress.update(step)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-
-    head_scale = torch.zeros_like(masks.head_mask)
-    neuron_scale = torch.zeros_like(masks.neuron_mask)
     attn_bias = adapter.head_output_module(0).bias is not None and config.bias
     ffn_bias = adapter.neuron_output_module(0).bias is not None and config.bias
-    deltas_attn, deltas_ffn, report = [], [], []
-    for i, la in enumerate(shape.layers):
-        fit_h = solve(stats[i][0], la.head_unit_width, config.ridge, attn_bias)
-        fit_n = solve(stats[i][1], 1, config.ridge, ffn_bias)
-        head_scale[i, masks.head_mask[i] > 0.5] = fit_h.scale.float().cpu()
-        neuron_scale[i, masks.neuron_mask[i] > 0.5] = fit_n.scale.float().cpu()
-        if fit_h.bias_delta is not None:
-            deltas_attn.append(fit_h.bias_delta.float().cpu())
-        if fit_n.bias_delta is not None:
-            deltas_ffn.append(fit_n.bias_delta.float().cpu())
-        report.append(
-            {
-                "attention_error_before": fit_h.error_before,
-                "attention_error_after": fit_h.error_after,
-                "ffn_error_before": fit_n.error_before,
-                "ffn_error_after": fit_n.error_after,
-            }
-        )
-        progress.update(len(batches) + i + 1)
-    out = Masks(
+    hidden = shape.hidden_size
+    current = Masks(
         masks.head_mask,
         masks.neuron_mask,
-        head_scale=head_scale,
-        neuron_scale=neuron_scale,
-        bias_delta_attention=torch.stack(deltas_attn) if deltas_attn else None,
-        bias_delta_ffn=torch.stack(deltas_ffn) if deltas_ffn else None,
+        head_scale=masks.head_mask.clone(),
+        neuron_scale=masks.neuron_mask.clone(),
+        bias_delta_attention=torch.zeros(shape.num_layers, hidden) if attn_bias else None,
+        bias_delta_ffn=torch.zeros(shape.num_layers, hidden) if ffn_bias else None,
     )
-    tokens = stats[0][0].n if stats else 0
-    return Reconstruction(out, report, tokens=tokens, examples=len(rows))
+    mode = "sequential" if config.sequential else "parallel"
+    progress.start_stage("reconstruct", total=shape.num_layers, message=f"{len(rows)} examples, {mode}")
+    was_training = model.training
+    model.eval()
+    report = []
+    try:
+        if not config.sequential:
+            _gather_parallel(model, adapter, batches, stats)
+        for i, la in enumerate(shape.layers):
+            progress.checkpoint()
+            if config.sequential:
+                _gather_layer(model, adapter, batches, i, stats[i], current)
+            fit_h = solve(stats[i][0], la.head_unit_width, config.ridge, attn_bias)
+            fit_n = solve(stats[i][1], 1, config.ridge, ffn_bias)
+            assert current.head_scale is not None and current.neuron_scale is not None
+            current.head_scale[i, masks.head_mask[i] > 0.5] = fit_h.scale.float().cpu()
+            current.neuron_scale[i, masks.neuron_mask[i] > 0.5] = fit_n.scale.float().cpu()
+            if fit_h.bias_delta is not None and current.bias_delta_attention is not None:
+                current.bias_delta_attention[i] = fit_h.bias_delta.float().cpu()
+            if fit_n.bias_delta is not None and current.bias_delta_ffn is not None:
+                current.bias_delta_ffn[i] = fit_n.bias_delta.float().cpu()
+            report.append(
+                {
+                    "attention_error_before": fit_h.error_before,
+                    "attention_error_after": fit_h.error_after,
+                    "ffn_error_before": fit_n.error_before,
+                    "ffn_error_after": fit_n.error_after,
+                }
+            )
+            stats[i] = None  # type: ignore[call-overload]  # free as we go
+            progress.update(i + 1)
+    finally:
+        model.train(was_training)
+    tokens = int(sum(int(b["attention_mask"].sum()) for b in batches))
+    return Reconstruction(current, report, tokens=tokens, examples=len(rows))
 
 
 @torch.no_grad()

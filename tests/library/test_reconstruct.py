@@ -182,3 +182,30 @@ def test_reconstruct_is_on_by_default_only_for_methods_that_read_inputs(tiny_ber
     asked = resolve_prune_plan(PruneConfig(**base, method="magnitude", reconstruct=True))
     assert asked.reads_data and "reconstruct" in asked.stages
     assert resolve_prune_plan(PruneConfig(**base, reconstruct=False)).reconstruct is None
+
+
+def test_reported_errors_are_the_errors_of_the_applied_scales_on_the_calibration_tokens(
+    family_paths: dict[str, Path],  # noqa: F811 - fixture
+) -> None:
+    """Recompute each projection's error from captured dense inputs and the stored scales and corrections."""
+    model = transformers.AutoModel.from_pretrained(family_paths["bert"]).eval()
+    adapter = get_adapter(model)
+    examples = _examples(model.config.vocab_size)
+    fitted = reconstruct(model, adapter, random_masks(model, seed=2), examples, ReconstructConfig(tokens=10_000))
+    masks = fitted.masks
+    captured: dict[int, torch.Tensor] = {}
+    hook = adapter.neuron_output_module(1).register_forward_pre_hook(
+        lambda m, a: captured.setdefault(len(captured), a[0])
+    )
+    with torch.no_grad():
+        for ex in examples:
+            model(input_ids=torch.tensor([ex["input_ids"]]))
+    hook.remove()
+    x = torch.cat([t[0] for t in captured.values()]).double()
+    w = adapter.neuron_output_module(1).weight.detach().double()
+    dense = x @ w.T
+    pruned = (x * masks.neuron_columns(1).double()) @ w.T + masks.bias_delta_ffn[1].double()
+    plain = (x * masks.neuron_mask[1].double()) @ w.T
+    energy = (dense**2).sum()
+    assert float(((dense - pruned) ** 2).sum() / energy) == pytest.approx(fitted.layers[1]["ffn_error_after"], rel=5e-3)
+    assert float(((dense - plain) ** 2).sum() / energy) == pytest.approx(fitted.layers[1]["ffn_error_before"], rel=5e-3)

@@ -52,6 +52,7 @@ from ppruning.progress import Progress, StderrProgress
 VARIANTS: dict[str, dict[str, Any]] = {
     "ppruning": {"method": "ppruning", "params": {}, "reconstruct": None, "distill": False},
     "ppruning-norecon": {"method": "ppruning", "params": {}, "reconstruct": False, "distill": False},
+    "ppruning-recon": {"method": "ppruning", "params": {}, "reconstruct": True, "distill": False},
     "ppruning-parallel": {
         "method": "ppruning",
         "params": {},

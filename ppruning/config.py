@@ -169,8 +169,8 @@ class PruneConfig(_Strict):
     )
     reconstruct: ReconstructConfig | Literal[False] | None = Field(
         default=None,
-        description="Fit per-unit output scales (and bias corrections) of the kept units on calibration tokens; "
-        "true or an object turns it on, false off; left out: on when the method reads task inputs anyway.",
+        description="Fit per-unit output scales (and bias corrections) of the kept units on calibration tokens "
+        "(reads task inputs, also for data-free methods); true or an object turns it on; off by default.",
     )
 
     @field_validator("measure", mode="before")

@@ -81,13 +81,9 @@ def run_stages(
     return (*_BEFORE, *(("load_data",) if reads_data else ()), *method.run_stages(params), *fit, *after)
 
 
-def resolve_reconstruct(config: PruneConfig, method: MethodSpec, params: MethodParams) -> ReconstructConfig | None:
-    """``reconstruct`` left out means on exactly when the method reads task inputs (a data-free method stays so)."""
-    if config.reconstruct is False:
-        return None
-    if config.reconstruct is None:
-        return ReconstructConfig() if method.reads_data(params) else None
-    return config.reconstruct
+def resolve_reconstruct(config: PruneConfig) -> ReconstructConfig | None:
+    """The reconstruction to run, or None: off unless asked for (the bench found it no help so far)."""
+    return config.reconstruct or None
 
 
 def method_params(method: MethodSpec, params: dict[str, Any]) -> MethodParams:
@@ -115,7 +111,7 @@ def prune_stages(config: PruneConfig | Mapping[str, Any]) -> tuple[str, ...]:
         config = PruneConfig.model_validate({k: v for k, v in config.items() if k in PruneConfig.model_fields})
     method = get_method(config.method)
     params = method_params(method, config.params)
-    reconstruct = resolve_reconstruct(config, method, params) is not None
+    reconstruct = resolve_reconstruct(config) is not None
     return run_stages(config, method, params, method.reads_data(params) or reconstruct, reconstruct)
 
 
@@ -165,7 +161,7 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     shape = _model_shape(method, hf_config)
     seq_len = resolve_max_length(task, None, requested=config.sampling.max_length, model_config=hf_config)
     budget = make_budget(config.target, shape, seq_len, params.lambda_val)
-    reconstruct = resolve_reconstruct(config, method, params)
+    reconstruct = resolve_reconstruct(config)
     reads_data = method.reads_data(params) or reconstruct is not None
     return PrunePlan(config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct)
 

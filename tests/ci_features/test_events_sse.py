@@ -20,17 +20,7 @@ from tests.worker.harness import API_KEY, prune_spec
 from worker.progress import FINETUNE_STAGES, JobProgress, Plan
 
 #: What P-pruning declares for a run with measuring on (``ppruning.prune_stages``).
-PRUNE_STAGES = (
-    "load_model",
-    "load_data",
-    "collect",
-    "cluster",
-    "select",
-    "reconstruct",
-    "materialise",
-    "measure",
-    "write",
-)
+PRUNE_STAGES = ("load_model", "load_data", "collect", "cluster", "select", "materialise", "measure", "write")
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -172,15 +172,16 @@ def test_prune_with_reconstruct_reports_errors_and_masks_reproduce_the_checkpoin
         torch.testing.assert_close(a, b, msg=name)
 
 
-def test_reconstruct_is_on_by_default_only_for_methods_that_read_inputs(tiny_bert_path: Path) -> None:
+def test_reconstruct_is_off_by_default_and_makes_any_method_read_inputs_when_asked(tiny_bert_path: Path) -> None:
     from ppruning.plan import resolve_prune_plan
 
     base = {"model": {"id": str(tiny_bert_path)}, "task": REVIEWS, "target": {"flops_reduction": 0.2}}
-    assert resolve_prune_plan(PruneConfig(**base)).reconstruct is not None
+    default = resolve_prune_plan(PruneConfig(**base))
+    assert default.reconstruct is None and "reconstruct" not in default.stages
     magnitude = resolve_prune_plan(PruneConfig(**base, method="magnitude"))
     assert magnitude.reconstruct is None and not magnitude.reads_data
     asked = resolve_prune_plan(PruneConfig(**base, method="magnitude", reconstruct=True))
-    assert asked.reads_data and "reconstruct" in asked.stages
+    assert asked.reads_data and "reconstruct" in asked.stages and asked.reconstruct.sequential
     assert resolve_prune_plan(PruneConfig(**base, reconstruct=False)).reconstruct is None
 
 

@@ -16,17 +16,7 @@ from worker.progress import FINETUNE_STAGES, JobProgress, LeaseLost, Plan
 from .conftest import load
 
 #: What P-pruning declares for a run with measuring on (``ppruning.prune_stages``).
-PRUNE_STAGES = (
-    "load_model",
-    "load_data",
-    "collect",
-    "cluster",
-    "select",
-    "reconstruct",
-    "materialise",
-    "measure",
-    "write",
-)
+PRUNE_STAGES = ("load_model", "load_data", "collect", "cluster", "select", "materialise", "measure", "write")
 
 
 def _claimed(sessions, make_job):

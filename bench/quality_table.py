@@ -3,11 +3,12 @@
     .venv/bin/python bench/quality_table.py bench/results_quality/rt > bench/results_quality/rt.md
 
 Per variant and FLOPs target: accuracy retraining-free (the fine-tuned dense model pruned
-and scored as it is) and after fine-tuning, each the mean over seeds and as a share of
-dense; the paired difference of the fine-tuned accuracy against dense and against the
-reference variant (``--reference``, default ``ppruning-norecon``: P-pruning without the
-new levers), each with a 95% bootstrap interval; parameters and FLOPs as ratios to dense;
-fine-tune wall time and the seconds reconstruction added.
+and scored as it is) and after fine-tuning, each the mean over seeds; the paired
+difference of the retraining-free accuracy against the reference variant, and of the
+fine-tuned accuracy against dense and against the reference variant (``--reference``,
+default ``ppruning-norecon``: P-pruning without reconstruction), each with a 95%
+bootstrap interval; parameters and FLOPs as ratios to dense; fine-tune time and the
+seconds reconstruction added (retraining-free runs).
 
 The intervals are a paired, two-level bootstrap: each draw resamples the seeds present in
 both runs (with replacement) and the scored examples (with replacement, the same indices
@@ -96,7 +97,7 @@ def table(runs: list[dict[str, Any]], reference: str) -> str:
     settings = dense[0]["settings"]
     dense_each = ", ".join(f"{r['finetuned']['accuracy']:.3f}" for r in dense)
     lines = [
-        f"Model `{Path(settings['model']).name if '/' in settings['model'] else settings['model']}`, "
+        f"Model `{'/'.join(Path(settings['model']).parts[-2:])}`, "
         f"task {settings['task']}, {settings['epochs']:g} epoch(s), lr {settings['learning_rate']:g}, "
         f"batch {settings['batch_size']}, max length {settings['max_length']}, "
         f"{settings['max_train_samples']} training examples, {settings['max_eval_samples']} scored "
@@ -107,10 +108,11 @@ def table(runs: list[dict[str, Any]], reference: str) -> str:
         f"{dense_each}), {dense_params:,.0f} parameters, "
         f"fine-tune {dense_wall:.0f} s.",
         "",
-        f"| FLOPs cut | variant | seeds RF / FT | acc. retraining-free | acc. fine-tuned | fine-tuned / dense "
+        f"| FLOPs cut | variant | seeds RF / FT | acc. retraining-free | RF Δ vs {reference}, points [95% CI] "
+        f"| acc. fine-tuned | fine-tuned / dense "
         f"| Δ vs dense, points [95% CI] | Δ vs {reference}, points [95% CI] | params/dense | FLOPs/dense "
         "| fine-tune s | reconstruction s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (target, variant), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         members = sorted(members, key=lambda r: r["seed"])
@@ -119,14 +121,17 @@ def table(runs: list[dict[str, Any]], reference: str) -> str:
         mine = correct_by_seed(members, "finetuned")
         vs_dense = paired_interval(mine, dense_correct, rng) if mine else None
         ref = groups.get((target, reference))
-        vs_ref = None
+        vs_ref = rf_vs_ref = None
         if mine and ref and variant != reference:
             vs_ref = paired_interval(mine, correct_by_seed(ref, "finetuned"), rng)
+        mine_rf = correct_by_seed(members, "retraining_free")
+        if mine_rf and ref and variant != reference:
+            rf_vs_ref = paired_interval(mine_rf, correct_by_seed(ref, "retraining_free"), rng)
         params = _mean(members, "parameters")
         recon = _mean(members, "retraining_free", "reconstruction", "seconds")
         lines.append(
             f"| {target:g} | {variant} | {_seeds(members, 'retraining_free')} / {_seeds(members, 'finetuned')} "
-            f"| {_num(rf, '.4f')} | {_num(ft, '.4f')} | {_num(ft and ft / dense_acc, '.3f')} "
+            f"| {_num(rf, '.4f')} | {_fmt_diff(rf_vs_ref)} | {_num(ft, '.4f')} | {_num(ft and ft / dense_acc, '.3f')} "
             f"| {_fmt_diff(vs_dense)} | {_fmt_diff(vs_ref)} "
             f"| {_num(params and params / dense_params, '.3f')} | {_num(_mean(members, 'flops_ratio'), '.3f')} "
             f"| {_num(_mean(members, 'finetune_s'), '.0f')} | {_num(recon, '.1f')} |"

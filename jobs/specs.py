@@ -158,20 +158,6 @@ class PruneJobSpec(PruneConfig):
         return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS))
 
 
-#: Fine-tuning options of a pipeline: FinetuneConfig's fields minus what the pipeline supplies.
-_PIPELINE_SUPPLIED = {"model", "task", "masks", "device"}
-FinetuneOptions: type[BaseModel] = create_model(  # type: ignore[call-overload]
-    "FinetuneOptions",
-    __config__=ConfigDict(extra="forbid", str_max_length=4096),
-    __doc__="FinetuneConfig's hyperparameters; the model, task and device come from the pipeline.",
-    **{
-        name: (info.annotation, info)
-        for name, info in FinetuneConfig.model_fields.items()
-        if name not in _PIPELINE_SUPPLIED
-    },
-)
-
-
 class TeacherSpec(DistillConfig):
     """A distillation teacher: a model (hub id or allowed folder), or the model a finished job fine-tuned.
 
@@ -196,6 +182,28 @@ class TeacherSpec(DistillConfig):
         return DistillConfig.model_validate({**self.model_dump(exclude={"from_job", "teacher"}), "teacher": teacher})
 
 
+#: Fine-tuning options of a pipeline: FinetuneConfig's fields minus what the pipeline supplies.
+_PIPELINE_SUPPLIED = {"model", "task", "masks", "device", "distill"}
+FinetuneOptions: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "FinetuneOptions",
+    __config__=ConfigDict(extra="forbid", str_max_length=4096),
+    __doc__="FinetuneConfig's hyperparameters; the model, task and device come from the pipeline.",
+    **{
+        name: (info.annotation, info)
+        for name, info in FinetuneConfig.model_fields.items()
+        if name not in _PIPELINE_SUPPLIED
+    },
+    distill=(
+        TeacherSpec | None,
+        Field(
+            default=None,
+            description="A teacher to distil from while fine-tuning the pruned model. Left out in a pipeline whose "
+            "accept criteria fine-tune the dense model, that dense model (fine-tuned first) is the teacher.",
+        ),
+    ),
+)
+
+
 class FinetuneJobSpec(FinetuneConfig):
     """Fine-tune a model (hub id or allowed path), or the pruned output of a finished job (``from_job``)."""
 
@@ -206,6 +214,9 @@ class FinetuneJobSpec(FinetuneConfig):
     from_job: uuid.UUID | None = Field(
         default=None, description="A succeeded prune or pipeline job whose pruned model is fine-tuned."
     )
+    distill: TeacherSpec | None = Field(  # type: ignore[assignment]
+        default=None, description="A teacher fine-tuned on the same task (a model, or a finished job's model)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> FinetuneJobSpec:
@@ -213,12 +224,19 @@ class FinetuneJobSpec(FinetuneConfig):
             raise ValueError("give exactly one of 'model' or 'from_job'")
         return self
 
-    def finetune_config(self, model: ModelRef | None = None, masks: str | None = None) -> FinetuneConfig:
-        """The library config; ``model`` replaces ``from_job`` once the worker has the pruned folder."""
-        data = self.model_dump(exclude=_SERVICE_FIELDS | {"from_job"})
+    def finetune_config(
+        self, model: ModelRef | None = None, masks: str | None = None, distill: DistillConfig | None = None
+    ) -> FinetuneConfig:
+        """The library config; ``model`` replaces ``from_job`` once the worker has the pruned folder, and
+        ``distill`` the teacher spec once the worker has resolved it (:func:`worker.teachers.resolve_teacher`)."""
+        data = self.model_dump(exclude=_SERVICE_FIELDS | {"from_job", "distill"})
         data["model"] = (model or self.model).model_dump()  # type: ignore[union-attr]
         if masks is not None:
             data["masks"] = masks
+        if distill is not None:
+            data["distill"] = distill.model_dump()
+        elif self.distill is not None and self.distill.from_job is None:
+            data["distill"] = self.distill.distill_config().model_dump()
         return FinetuneConfig.model_validate(data)
 
 
@@ -308,25 +326,32 @@ class PipelineJobSpec(PruneConfig):
         return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS | {"finetune", "accept"}))
 
     def dense_finetune_config(self) -> FinetuneConfig:
-        """The same fine-tuning, of the unpruned model: the baseline of ``accept.max_metric_drop``."""
+        """The same fine-tuning, of the unpruned model: the baseline of ``accept.max_metric_drop`` (no teacher)."""
         return FinetuneConfig.model_validate(
             {
-                **self.finetune.model_dump(),
+                **self.finetune.model_dump(exclude={"distill"}),
                 "model": self.model.model_dump(),
                 "task": self.task.model_dump(),
                 "device": self.device,
             }
         )
 
-    def finetune_config(self, pruned_model_dir: Path | str) -> FinetuneConfig:
+    def finetune_config(self, pruned_model_dir: Path | str, distill: DistillConfig | None = None) -> FinetuneConfig:
+        """Fine-tuning of the pruned model; ``distill`` is the teacher the worker resolved (None: no teacher)."""
         return FinetuneConfig.model_validate(
             {
-                **self.finetune.model_dump(),
+                **self.finetune.model_dump(exclude={"distill"}),
                 "model": {"id": str(pruned_model_dir)},
                 "task": self.task.model_dump(),
                 "device": self.device,
+                "distill": distill.model_dump() if distill is not None else None,
             }
         )
+
+    @property
+    def dense_teacher(self) -> bool:
+        """The dense fine-tune of the gate is also the teacher: it runs anyway and no teacher is named."""
+        return self.accept is not None and self.accept.needs_dense_run and self.finetune.distill is None
 
 
 class SweepTargets(BaseModel):

@@ -29,7 +29,7 @@ _PUBLIC: dict[str, str] = {
     "load_saved_task_model": "ppruning.loading",
     # configs and resolving them
     "PruneConfig": "ppruning.config",
-    "FinetuneConfig": "ppruning.config",
+    "FinetuneConfig": "ppruning.finetune_config",
     "SamplingConfig": "ppruning.config",
     "ModelRef": "ppruning.config",
     "TaskRef": "ppruning.config",

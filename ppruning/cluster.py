@@ -44,11 +44,20 @@ def complete_linkage(condensed: np.ndarray, n: int) -> Dendrogram:
     return Dendrogram(n, z)
 
 
-def layer_dendrogram(square: torch.Tensor, mode: DistanceMode = "condensed") -> Dendrogram:
+def layer_dendrogram(
+    square: torch.Tensor, mode: DistanceMode = "condensed", dead: np.ndarray | None = None
+) -> Dendrogram:
     """Cluster one layer from its square distance matrix, as ALGORITHMS.md step 4 says.
 
     ``condensed``: linkage on D itself. ``reference``: linkage on the Chebyshev distance
     between rows of D, which is what the reference's ``linkage(D, metric="chebyshev")`` does.
+
+    ``dead`` (bool per unit): units whose sampled outputs are all zero get distance 0 to
+    every unit, after the mode's transform. Under complete linkage they then merge first
+    (at height 0) and never change a distance between live clusters (the max with 0), and
+    centroid selection, by mean |activation|, never keeps one over a live member: dead
+    units are the first to go. Without this a dead unit is at distance 1 from everything,
+    never merges and is always kept.
     """
     n = square.shape[0]
     if mode == "reference":
@@ -58,6 +67,9 @@ def layer_dendrogram(square: torch.Tensor, mode: DistanceMode = "condensed") -> 
         condensed = square[i, j].to(torch.float64).cpu().numpy()
     else:
         raise ValueError(f"unknown distance_mode {mode!r}")
+    if dead is not None and dead.any():
+        i, j = np.triu_indices(n, k=1)
+        condensed = np.where(dead[i] | dead[j], 0.0, condensed)
     return complete_linkage(condensed, n)
 
 

@@ -3,6 +3,8 @@
 These pydantic models are the contract between the CLI, the library entry points
 (:func:`ppruning.pipeline.prune`, :func:`ppruning.finetune.finetune`) and the REST
 service, whose job specs embed them unchanged. They import nothing else of the library.
+``FinetuneConfig`` lives in :mod:`ppruning.finetune_config`, since it embeds the
+distillation teacher (:mod:`ppruning.distill`, which imports this module).
 
 A method's own parameters live in the method's ``params_model`` (see
 :mod:`ppruning.methods.registry`). ``PruneConfig`` keeps ``params`` as given: they are
@@ -139,6 +141,28 @@ class SamplingConfig(_Strict):
     )
 
 
+class ReconstructConfig(_Strict):
+    """Retraining-free reconstruction after the units are chosen (:mod:`ppruning.reconstruct`).
+
+    Per layer, a ridge least-squares fit of one output scale per kept head and neuron (and
+    a correction of the output projection's bias, where it has one) so the pruned layer's
+    output matches the dense layer's on calibration tokens. Seconds of work, no labels.
+    """
+
+    tokens: int = Field(
+        default=4096, ge=16, le=10_000_000, description="Real calibration tokens (from the task inputs read)."
+    )
+    ridge: float = Field(
+        default=1e-2, ge=0.0, le=1e6, description="Ridge toward scale 1, relative to the normal matrix's mean diagonal."
+    )
+    bias: bool = Field(default=True, description="Also correct the output projections' biases (where they have one).")
+    sequential: bool = Field(
+        default=True,
+        description="Fit layer by layer on the inputs of the model pruned and fitted so far (true), "
+        "or every layer on the dense model's inputs in one pass (false).",
+    )
+
+
 #: Keys of :class:`SamplingConfig` that older specs gave under ``params``.
 SAMPLING_KEYS = tuple(SamplingConfig.model_fields)
 
@@ -158,11 +182,21 @@ class PruneConfig(_Strict):
         default_factory=MeasureConfig,
         description="Latency/throughput of the dense and the pruned model on the job's device; false skips it.",
     )
+    reconstruct: ReconstructConfig | Literal[False] | None = Field(
+        default=None,
+        description="Fit per-unit output scales (and bias corrections) of the kept units on calibration tokens "
+        "(reads task inputs, also for data-free methods); true or an object turns it on; off by default.",
+    )
 
     @field_validator("measure", mode="before")
     @classmethod
     def _true_means_defaults(cls, v: Any) -> Any:
         return {} if v is True or v is None else v
+
+    @field_validator("reconstruct", mode="before")
+    @classmethod
+    def _true_means_reconstruct_defaults(cls, v: Any) -> Any:
+        return {} if v is True else v
 
     @model_validator(mode="before")
     @classmethod
@@ -183,28 +217,3 @@ class PruneConfig(_Strict):
             sampling[key] = value
         params = {k: v for k, v in data["params"].items() if k not in moved}
         return {**data, "params": params, "sampling": sampling}
-
-
-class FinetuneConfig(_Strict):
-    model: ModelRef
-    task: TaskRef
-    masks: str | None = Field(default=None, description="Folder with head_mask.pt/neuron_mask.pt to cut first.")
-    preset: Literal["paper"] | None = Field(default=None, description="The paper's hyperparameters for the task.")
-    learning_rate: float | None = Field(default=None, gt=0.0, le=1.0)
-    batch_size: int | None = Field(default=None, ge=1, le=4096)
-    epochs: float | None = Field(default=None, gt=0.0, le=1000)
-    max_length: int | None = Field(default=None, ge=8, le=65536)
-    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
-    max_train_samples: int | None = Field(default=None, ge=1)
-    max_eval_samples: int | None = Field(default=None, ge=1)
-    early_stopping_patience: int | None = Field(default=None, ge=1)
-    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
-    seed: int = Field(default=3407, ge=0, le=2**32 - 1)
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
-    @field_validator("masks")
-    @classmethod
-    def _no_empty(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("must be a folder path or left out")
-        return v

@@ -4,6 +4,12 @@
 1 = kept, 0 = pruned. On disk: ``head_mask.pt`` and ``neuron_mask.pt`` (a plain
 ``torch.save`` of each tensor, as the reference code writes them) and the same pair in
 ``masks.safetensors``. Masks made by other tools load as long as the shapes match.
+
+Reconstruction (:mod:`ppruning.reconstruct`) adds per-unit output scales and a bias
+correction of the output projections; they travel in ``masks.safetensors`` next to the
+masks (``head_scale`` [layers, head_units], ``neuron_scale`` [layers, d_ffn], 0 where
+pruned; ``bias_delta_attention`` and ``bias_delta_ffn`` [layers, hidden]), so masks plus
+scales reproduce the pruned checkpoint. The ``.pt`` pair stays masks only.
 """
 
 from __future__ import annotations
@@ -21,14 +27,59 @@ NEURON_MASK_FILE = "neuron_mask.pt"
 SAFETENSORS_FILE = "masks.safetensors"
 
 
+#: Optional tensors of masks.safetensors that reconstruction adds (see the module docstring).
+SCALE_KEYS = ("head_scale", "neuron_scale", "bias_delta_attention", "bias_delta_ffn")
+
+
 @dataclass
 class Masks:
     head_mask: torch.Tensor  # float [layers, head_units], 1 = kept
     neuron_mask: torch.Tensor  # float [layers, d_ffn], 1 = kept
+    #: Reconstruction's output scale per kept head unit / neuron (0 where pruned); None: no scaling.
+    head_scale: torch.Tensor | None = None
+    neuron_scale: torch.Tensor | None = None
+    #: Added to the bias of the attention / FFN output projection, [layers, hidden]; None: nothing.
+    bias_delta_attention: torch.Tensor | None = None
+    bias_delta_ffn: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.head_mask = _as_float_mask(self.head_mask, "head_mask")
         self.neuron_mask = _as_float_mask(self.neuron_mask, "neuron_mask")
+        for name, like in (("head_scale", self.head_mask), ("neuron_scale", self.neuron_mask)):
+            value = getattr(self, name)
+            if value is not None:
+                value = _as_float(value, name)
+                if value.shape != like.shape:
+                    raise MaskShapeError(
+                        f"{name} has shape {list(value.shape)}, its mask {list(like.shape)}", field="masks"
+                    )
+                setattr(self, name, value)
+        for name in ("bias_delta_attention", "bias_delta_ffn"):
+            value = getattr(self, name)
+            if value is not None:
+                value = _as_float(value, name)
+                if value.dim() != 2 or value.shape[0] != self.head_mask.shape[0]:
+                    raise MaskShapeError(f"{name} must be [layers, hidden], got {list(value.shape)}", field="masks")
+                setattr(self, name, value)
+
+    @property
+    def has_scales(self) -> bool:
+        """True when reconstruction's scales or bias corrections come with the masks."""
+        return any(getattr(self, k) is not None for k in SCALE_KEYS)
+
+    def scale_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: getattr(self, k) for k in SCALE_KEYS if getattr(self, k) is not None}
+
+    def head_columns(self, layer: int, width: int) -> torch.Tensor:
+        """Per input column of the attention output projection: the mask, times the scale if any."""
+        per_unit = self.head_mask[layer] if self.head_scale is None else self.head_scale[layer] * self.head_mask[layer]
+        return per_unit.repeat_interleave(width)
+
+    def neuron_columns(self, layer: int) -> torch.Tensor:
+        """Per input column of the FFN down projection: the mask, times the scale if any."""
+        if self.neuron_scale is None:
+            return self.neuron_mask[layer]
+        return self.neuron_scale[layer] * self.neuron_mask[layer]
 
     @classmethod
     def full(cls, shape: ModelShape) -> Masks:
@@ -54,6 +105,15 @@ class Masks:
 
     def neuron_counts(self) -> list[int]:
         return (self.neuron_mask > 0.5).sum(dim=1).tolist()
+
+
+def _as_float(t: object, name: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise MaskShapeError(f"{name} must be a tensor, got {type(t).__name__}", field="masks")
+    t = t.detach().to("cpu", torch.float32).contiguous()
+    if not torch.isfinite(t).all():
+        raise MaskShapeError(f"{name} holds non-finite values", field="masks")
+    return t
 
 
 def _as_float_mask(t: object, name: str) -> torch.Tensor:
@@ -107,31 +167,46 @@ def save_masks(masks: Masks, directory: Path) -> list[Path]:
     paths = [directory / HEAD_MASK_FILE, directory / NEURON_MASK_FILE, directory / SAFETENSORS_FILE]
     torch.save(masks.head_mask.clone(), paths[0])
     torch.save(masks.neuron_mask.clone(), paths[1])
-    save_file({"head_mask": masks.head_mask, "neuron_mask": masks.neuron_mask}, str(paths[2]))
+    tensors = {"head_mask": masks.head_mask, "neuron_mask": masks.neuron_mask, **masks.scale_tensors()}
+    save_file(tensors, str(paths[2]))
     return paths
 
 
 def load_masks(directory: Path) -> Masks:
-    """Read masks from a folder: the ``.pt`` pair if present, else ``masks.safetensors``."""
+    """Read masks from a folder: the ``.pt`` pair if present, else ``masks.safetensors``.
+
+    Reconstruction's scales are read from ``masks.safetensors`` whenever it holds them
+    and its masks agree with the ``.pt`` pair (a ``.pt`` pair edited by hand wins, unscaled).
+    """
     directory = Path(directory)
     head_pt, neuron_pt = directory / HEAD_MASK_FILE, directory / NEURON_MASK_FILE
+    st = directory / SAFETENSORS_FILE
     if head_pt.is_file() and neuron_pt.is_file():
         try:
             head = torch.load(head_pt, map_location="cpu", weights_only=True)
             neuron = torch.load(neuron_pt, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise MaskShapeError(f"cannot read masks in {directory}: {exc}", field="masks") from exc
-        return Masks(head, neuron)
-    st = directory / SAFETENSORS_FILE
+        masks = Masks(head, neuron)
+        if st.is_file():
+            scales = _read_safetensors(st)
+            if torch.equal(scales.head_mask, masks.head_mask) and torch.equal(scales.neuron_mask, masks.neuron_mask):
+                return scales
+        return masks
     if st.is_file():
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(st))
-        missing = {"head_mask", "neuron_mask"} - set(tensors)
-        if missing:
-            raise MaskShapeError(f"{st} lacks tensor(s) {sorted(missing)}", field="masks")
-        return Masks(tensors["head_mask"], tensors["neuron_mask"])
+        return _read_safetensors(st)
     raise MaskShapeError(
         f"no masks in {directory}: expected {HEAD_MASK_FILE} and {NEURON_MASK_FILE}, or {SAFETENSORS_FILE}",
         field="masks",
     )
+
+
+def _read_safetensors(st: Path) -> Masks:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(st))
+    missing = {"head_mask", "neuron_mask"} - set(tensors)
+    if missing:
+        raise MaskShapeError(f"{st} lacks tensor(s) {sorted(missing)}", field="masks")
+    extra = {k: tensors[k] for k in SCALE_KEYS if k in tensors}
+    return Masks(tensors["head_mask"], tensors["neuron_mask"], **extra)

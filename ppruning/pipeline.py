@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ from ppruning.methods.contract import ResumeStore
 from ppruning.plan import PrunePlan, resolve_prune_plan, validate_prune_config
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.provenance import data_fingerprint, write_record
+from ppruning.reconstruct import reconstruct
+from ppruning.reconstruct import summary as reconstruction_summary
 from ppruning.report import StageTimer, build_report, reset_peak_memory
 from ppruning.surgery import prune_model
 from ppruning.tasks.data import tokenized_inputs
@@ -245,11 +248,30 @@ def prune(
         resume=resume,
     )
     masks = plan.method.run(ctx)
-    ctx.examples = examples = None  # the sample is all the method needed
     if isinstance(masks, WeightMasks):
         report = write_unstructured(plan, masks, ctx, tokenizer, before, data_record, timer, device, output_dir)
         return PruneResult(output_dir, output_dir / "model", report, report.pop("_mask_files"))
     validate_masks(masks, shape)
+    if plan.reconstruct is not None:
+        assert examples is not None, "reconstruction reads task inputs (the plan loads them)"
+        started = time.perf_counter()
+        fitted = reconstruct(
+            model,
+            adapter,
+            masks,
+            examples,
+            plan.reconstruct,
+            pad_token_id=ctx.pad_token_id,
+            batch_size=plan.sampling.batch_size,
+            progress=timer,
+        )
+        masks = fitted.masks
+        ctx.details["reconstruction"] = {**reconstruction_summary(fitted), "seconds": time.perf_counter() - started}
+        means = ctx.details["reconstruction"]["mean"]
+        attention = f"{means['attention_error_before']:.4f} -> {means['attention_error_after']:.4f}"
+        ffn = f"{means['ffn_error_before']:.4f} -> {means['ffn_error_after']:.4f}"
+        timer.event(f"reconstruction: mean relative output error attention {attention}, FFN {ffn}")
+    ctx.examples = examples = None  # the sample is all the method and the reconstruction needed
 
     timer.start_stage("materialise")
     timer.checkpoint()

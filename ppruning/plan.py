@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from ppruning.arch import adapter_class
 from ppruning.arch.base import ModelShape
 from ppruning.budget import Budget, make_budget
-from ppruning.config import ModelRef, PruneConfig, SamplingConfig
+from ppruning.config import ModelRef, PruneConfig, ReconstructConfig, SamplingConfig
 from ppruning.errors import InvalidConfigError, ModelLoadError, UnsupportedModelError
 from ppruning.methods import MethodParams, MethodSpec, get_method
 from ppruning.tasks.features import resolve_max_length
@@ -41,21 +41,28 @@ class PrunePlan:
     params: MethodParams
     task: TaskInfo
     sampling: SamplingConfig
-    #: Whether this run reads task inputs (the method's declaration for these parameters).
+    #: Whether this run reads task inputs (the method's declaration, or reconstruction needs them).
     reads_data: bool
     #: Tokens per sequence the budget (and the report's cost) is computed at.
     seq_len: int
     shape: ModelShape
     #: The structured budget; None for an unstructured method (its target is a fraction of weights).
     budget: Budget | None
+    #: Reconstruction after the method, resolved (None: off).
+    reconstruct: ReconstructConfig | None = None
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return run_stages(self.config, self.method, self.params, self.reads_data)
+        return run_stages(self.config, self.method, self.params, self.reads_data, self.reconstruct is not None)
 
     def resolved_spec(self) -> dict[str, Any]:
         """The config as JSON with every method parameter filled in: what a record stores to rerun."""
-        return {**self.config.model_dump(mode="json"), "params": self.params.model_dump(mode="json")}
+        reconstruct = self.reconstruct.model_dump(mode="json") if self.reconstruct is not None else False
+        return {
+            **self.config.model_dump(mode="json"),
+            "params": self.params.model_dump(mode="json"),
+            "reconstruct": reconstruct,
+        }
 
     def method_record(self) -> dict[str, Any]:
         """Name, version, resolved parameters and sampling block: the method part of reports and records."""
@@ -67,10 +74,18 @@ class PrunePlan:
         }
 
 
-def run_stages(config: PruneConfig, method: MethodSpec, params: MethodParams, reads_data: bool) -> tuple[str, ...]:
+def run_stages(
+    config: PruneConfig, method: MethodSpec, params: MethodParams, reads_data: bool, reconstruct: bool = False
+) -> tuple[str, ...]:
     timed = config.measure and method.kind == "structured"  # unstructured masks change no dense timing
     after = _AFTER if timed else tuple(s for s in _AFTER if s != "measure")
-    return (*_BEFORE, *(("load_data",) if reads_data else ()), *method.run_stages(params), *after)
+    fit = ("reconstruct",) if reconstruct else ()
+    return (*_BEFORE, *(("load_data",) if reads_data else ()), *method.run_stages(params), *fit, *after)
+
+
+def resolve_reconstruct(config: PruneConfig) -> ReconstructConfig | None:
+    """The reconstruction to run, or None: off unless asked for (the bench found it no help so far)."""
+    return config.reconstruct or None
 
 
 def method_params(method: MethodSpec, params: dict[str, Any]) -> MethodParams:
@@ -98,7 +113,8 @@ def prune_stages(config: PruneConfig | Mapping[str, Any]) -> tuple[str, ...]:
         config = PruneConfig.model_validate({k: v for k, v in config.items() if k in PruneConfig.model_fields})
     method = get_method(config.method)
     params = method_params(method, config.params)
-    return run_stages(config, method, params, method.reads_data(params))
+    reconstruct = resolve_reconstruct(config) is not None
+    return run_stages(config, method, params, method.reads_data(params) or reconstruct, reconstruct)
 
 
 def load_hf_config(ref: ModelRef) -> Any:
@@ -156,7 +172,9 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     budget = None
     if method.kind == "structured":
         budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))
-    return PrunePlan(config, method, params, task, config.sampling, method.reads_data(params), seq_len, shape, budget)
+    reconstruct = resolve_reconstruct(config) if method.kind == "structured" else None
+    reads_data = method.reads_data(params) or reconstruct is not None
+    return PrunePlan(config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct)
 
 
 def validate_prune_config(config: PruneConfig) -> PrunePlan:

@@ -145,6 +145,7 @@ def build_report(
         "model": config["model"],
         "task": config["task"],
         "target": config["target"],
+        "reconstruct": config.get("reconstruct", False),
         "device": str(device),
         "budget": budget,
         "achieved": achieved,

@@ -123,3 +123,9 @@ def mean_abs_activation(z: torch.Tensor, num_units: int) -> np.ndarray:
     """Per unit, mean |activation| over samples (and over the unit's dimensions for heads)."""
     s = z.shape[0]
     return z.abs().reshape(s, num_units, -1).mean(dim=(0, 2)).to(torch.float64).cpu().numpy()
+
+
+def dead_units(z: torch.Tensor, num_units: int) -> np.ndarray:
+    """Per unit, True when every sampled output (every dimension, for heads) is exactly zero."""
+    s = z.shape[0]
+    return (z.reshape(s, num_units, -1) == 0).all(dim=2).all(dim=0).cpu().numpy()

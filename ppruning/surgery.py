@@ -4,7 +4,9 @@ One mechanism for every method: a method yields :class:`~ppruning.masks.Masks`, 
 module cuts the coupled parameters (Q, K, V rows and biases with the output
 projection's columns; FFN-in/gate/up rows with FFN-out columns) through the model's
 adapter, then records the per-layer structure in ``model.config`` so the result
-reloads with :func:`ppruning.load_pruned`.
+reloads with :func:`ppruning.load_pruned`. Masks that carry reconstruction's scales and
+bias corrections have them applied to the output projections first, so masks plus scales
+reproduce the checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 
 from ppruning.arch import ArchAdapter, get_adapter
 from ppruning.masks import Masks, validate_masks
+from ppruning.reconstruct import apply_scales
 
 
 @torch.no_grad()
@@ -22,11 +25,13 @@ def prune_model(model: nn.Module, masks: Masks, adapter: ArchAdapter | None = No
 
     ``masks`` must match the model's current shape and keep at least one head unit and
     one neuron in every layer (MaskShapeError otherwise). Layers that keep everything
-    are left untouched.
+    are not cut (their scales, if any, still apply).
     """
     adapter = adapter or get_adapter(model)
     before = adapter.shape()
     validate_masks(masks, before)
+    if masks.has_scales:
+        apply_scales(model, masks, adapter)
     for i, layer in enumerate(before.layers):
         heads = masks.kept_head_units(i)
         if len(heads) < layer.num_head_units:

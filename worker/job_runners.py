@@ -19,6 +19,7 @@ from typing import Any
 from jobs.specs import AcceptCriteria
 from ppruning import ModelRef
 from worker.progress import FINETUNE_STAGES, JobProgress, Plan
+from worker.teachers import resolve_teacher
 
 #: Artifact kinds, as stored in ``artifacts.kind``.
 MASK, MODEL, REPORT, METRICS, LOG = "mask", "model", "report", "metrics", "log"
@@ -158,7 +159,8 @@ def run_finetune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
         progress.set_phase("finetune")
         progress.start_stage("load_model", message=f"fetching the pruned model of job {spec.from_job}")
         model = ModelRef(id=str(ctx.fetch_model(spec.from_job, work / "from_job")))
-    config = _with_device(spec.finetune_config(model=model), ctx.device)
+    teacher = resolve_teacher(spec.distill, ctx.fetch_model, work)
+    config = _with_device(spec.finetune_config(model=model, distill=teacher), ctx.device)
     progress.set_phase("finetune")
     result = finetune_model(config, work / "finetune", progress)
     outputs = Outputs(archives=[(MODEL_ARCHIVE, MODEL, Path(result.model_dir))])
@@ -168,14 +170,22 @@ def run_finetune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
 def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
     """Prune, then fine-tune the pruned checkpoint on the same task; the fine-tuned model is the result.
 
-    With ``accept``, the dense model is fine-tuned the same way too (unless the spec gives
-    its score) and the verdict goes into ``result`` (:mod:`worker.gates`).
+    With ``accept`` (and no ``dense_score``), the dense model is fine-tuned the same way
+    right after pruning, before the pruned model, so that it can teach it: unless the spec
+    names a teacher, the pruned model distils from it. The verdict goes into ``result``
+    (:mod:`worker.gates`). A named teacher (a model or a finished job) is used as given.
     """
-    from ppruning import finetune_model
+    from ppruning import DistillConfig, finetune_model
 
     pruned = _prune(spec, work, progress, ctx)
     pruned_model = _final_model(pruned)
-    config = _with_device(spec.finetune_config(pruned_model), ctx.device)
+    dense = _dense_run(spec, work, progress, ctx) if spec.accept is not None and spec.accept.needs_dense_run else None
+    if spec.dense_teacher and dense is not None:
+        teacher = DistillConfig(teacher=ModelRef(id=str(dense.model_dir)))
+        progress.event("the dense model fine-tuned for the gate teaches the pruned one")
+    else:
+        teacher = resolve_teacher(spec.finetune.distill, ctx.fetch_model, work)
+    config = _with_device(spec.finetune_config(pruned_model, distill=teacher), ctx.device)
     progress.set_phase("finetune")
     result = finetune_model(config, work / "finetune", progress)
     outputs = Outputs(
@@ -185,21 +195,28 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
         result=pruned.result,
     )
     outputs = _finetune_outputs(result, outputs)
+    outputs.result["teacher"] = teacher.teacher.model_dump() if teacher is not None else None
     if spec.accept is not None:
-        _judge(spec, work, progress, ctx, outputs)
+        _judge(spec, progress, outputs, dense)
     return _export(spec, Path(result.model_dir), work, progress, outputs)
 
 
-def _judge(spec: Any, work: Path, progress: JobProgress, ctx: RunContext, outputs: Outputs) -> None:
-    """Fine-tune the dense baseline when needed, then record the gate's verdict and figures."""
-    from ppruning import finetune_model, validate_task_ref
+def _dense_run(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Any:
+    """The gate's baseline: the dense model fine-tuned with the same settings (and no teacher)."""
+    from ppruning import finetune_model
+
+    progress.set_phase("dense")
+    progress.event("fine-tuning the dense model with the same settings (the gate's baseline)")
+    return finetune_model(_with_device(spec.dense_finetune_config(), ctx.device), work / "dense", progress)
+
+
+def _judge(spec: Any, progress: JobProgress, outputs: Outputs, dense: Any) -> None:
+    """Record the gate's verdict and figures (``dense``: the baseline fine-tune, when one ran)."""
+    from ppruning import validate_task_ref
     from worker.gates import decide, gate_metrics
 
     dense_metrics = None
-    if spec.accept.needs_dense_run:
-        progress.set_phase("dense")
-        progress.event("fine-tuning the dense model with the same settings (the gate's baseline)")
-        dense = finetune_model(_with_device(spec.dense_finetune_config(), ctx.device), work / "dense", progress)
+    if dense is not None:
         dense_metrics = dense.metrics
         if (Path(dense.output_dir) / "metrics.json").exists():
             outputs.files.append(("dense_metrics.json", METRICS, Path(dense.output_dir) / "metrics.json"))
@@ -238,10 +255,10 @@ def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
         return Plan([("finetune", FINETUNE_STAGES)])
     phases = [("prune", _prune_stages(spec))]
     if kind == "pipeline":
-        phases.append(("finetune", FINETUNE_STAGES))
         accept = spec.get("accept")
         if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
-            phases.append(("dense", FINETUNE_STAGES))
+            phases.append(("dense", FINETUNE_STAGES))  # before the pruned model's fine-tune: it may teach it
+        phases.append(("finetune", FINETUNE_STAGES))
     if spec.get("export"):
         phases.append(("export", EXPORT_STAGES))
     return Plan(phases)

@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from ppruning.config import FinetuneConfig
 from ppruning.errors import DataError, InvalidConfigError
 from ppruning.finetune.callbacks import JsonlLogCallback, ProgressCallback, SelectionCallback
 from ppruning.finetune.hparams import Hyperparameters, resolve_hparams
+from ppruning.finetune_config import FinetuneConfig
 from ppruning.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.tasks.collate import PadCollator
@@ -71,6 +71,12 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     progress.start_stage("load_model")
     model, tokenizer, pruned = load_task_model(config.model, info, label_names=names, masks_dir=config.masks)
     weight_masks = _keep_weight_masks(model, Path(config.model.id))
+    teacher = None
+    if config.distill is not None:
+        from ppruning.finetune.teacher import load_teacher
+
+        progress.event(f"distilling from {config.distill.teacher.id}")
+        teacher = load_teacher(config.distill, info, model, names)
     max_length = resolve_max_length(info, tokenizer, requested=hp.max_length, model_config=model.config)
 
     train_rows = get_split(dsd, info.train_split, info.name)
@@ -97,7 +103,10 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
             output_dir,
             config.early_stopping_patience,
             progress,
+            teacher=teacher,
+            distill=config.distill,
         )
+    del teacher
 
     progress.start_stage("evaluate")
     from ppruning.evaluate import score_split
@@ -190,6 +199,9 @@ def _train(
     output_dir: Path,
     patience: int | None,
     progress: Progress,
+    *,
+    teacher: Any = None,
+    distill: Any = None,
 ) -> tuple[Any, dict[str, Any]]:
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
@@ -231,7 +243,7 @@ def _train(
         patience,
         on_score,
     )
-    trainer = Trainer(
+    common = dict(
         model=model,
         args=args,
         train_dataset=train.model_inputs(),
@@ -239,6 +251,12 @@ def _train(
         callbacks=[progress_cb, log, select],
         processing_class=tokenizer,
     )
+    if teacher is not None:
+        from ppruning.finetune.teacher import DistillTrainer
+
+        trainer: Trainer = DistillTrainer(**common, teacher=teacher.to(device), distill=distill)
+    else:
+        trainer = Trainer(**common)
     trainer.remove_callback(PrinterCallback)  # progress goes to the listener and the JSONL log, not stdout
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -262,6 +280,7 @@ def _train(
         "best_selection_value": select.best_value,
         "selection_history": select.history,
         "device": str(device),
+        "distill": distill.model_dump(mode="json") if distill is not None else None,
     }
     return trainer.model.eval(), run
 

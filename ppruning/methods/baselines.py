@@ -133,6 +133,7 @@ RANDOM = register_method(
         run=random_masks,
         stages_for=_random_stages,
         reads_data_for=_random_uses_data,
+        version="2",  # allocation="ppruning": dead units go first by default
     )
 )
 

@@ -26,7 +26,7 @@ from ppruning.masks import Masks
 from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import register_method
 from ppruning.select import centroids, keep_mask
-from ppruning.similarity import head_distances_square, mean_abs_activation, neuron_distances_square
+from ppruning.similarity import dead_units, head_distances_square, mean_abs_activation, neuron_distances_square
 
 
 class ClusteringParams(MethodParams):
@@ -38,6 +38,11 @@ class ClusteringParams(MethodParams):
     )
     head_matching: Literal["greedy", "hungarian"] = Field(
         default="greedy", description="Matching of head dimensions: greedy (reference) or exact (Hungarian)."
+    )
+    dead_units: Literal["first", "cluster"] = Field(
+        default="first",
+        description="Units whose sampled outputs are all zero: 'first' removes them before any live unit "
+        "(a deviation from the paper); 'cluster' treats them as the paper does (distance 1 to all, always kept).",
     )
 
 
@@ -83,24 +88,29 @@ def cluster_layers(ctx: MethodContext, params: ClusteringParams) -> LayerCluster
     shape = ctx.shape
     result = LayerClusters([], [], [], [])
     ctx.progress.start_stage("cluster", total=shape.num_layers, message=f"distance_mode={params.distance_mode}")
+    first = params.dead_units == "first"
+    dead_counts: dict[str, list[int]] = {"heads": [], "neurons": []}
     for i, la in enumerate(shape.layers):
         ctx.progress.checkpoint()
+        dead_h = dead_units(acts.heads[i], la.num_head_units)
+        dead_n = dead_units(acts.neurons[i], la.ffn_size)
+        dead_counts["heads"].append(int(dead_h.sum()))
+        dead_counts["neurons"].append(int(dead_n.sum()))
         head_d = head_distances_square(acts.heads[i], la.num_head_units, params.head_matching)
-        result.heads.append(layer_dendrogram(head_d, params.distance_mode))
+        result.heads.append(layer_dendrogram(head_d, params.distance_mode, dead_h if first else None))
         result.head_magnitude.append(mean_abs_activation(acts.heads[i], la.num_head_units))
         del head_d
         neuron_d = neuron_distances_square(acts.neurons[i])
-        result.neurons.append(layer_dendrogram(neuron_d, params.distance_mode))
+        result.neurons.append(layer_dendrogram(neuron_d, params.distance_mode, dead_n if first else None))
         result.neuron_magnitude.append(mean_abs_activation(acts.neurons[i], la.ffn_size))
         del neuron_d
         acts.heads[i] = acts.neurons[i] = None  # type: ignore[call-overload]  # free as we go
         ctx.progress.update(i + 1)
+    ctx.details["dead_units"] = {"policy": params.dead_units, **dead_counts}
     return result
 
 
-def removed_per_layer(
-    ctx: MethodContext, clusters: LayerClusters, allocation: str
-) -> tuple[np.ndarray, np.ndarray]:
+def removed_per_layer(ctx: MethodContext, clusters: LayerClusters, allocation: str) -> tuple[np.ndarray, np.ndarray]:
     """Merges to take per layer for heads and neurons: global thresholds (exact) or uniform counts."""
     if allocation == "uniform":
         return uniform_removal(ctx.budget, ctx.shape)
@@ -136,5 +146,6 @@ SPEC = register_method(
         params_model=PPruningParams,
         run=compute_masks,
         stages=("collect", "cluster", "select"),
+        version="2",  # dead units go first by default
     )
 )

@@ -66,6 +66,7 @@ def test_a_gate_that_cannot_be_met_is_rejected_and_wait_exits_4_one_that_can_pas
         assert len(gate["reasons"]) == 1 and "speedup" in gate["reasons"][0] and "rejected" in captured.err
         assert job["metrics"]["gate"]["passed"] == 0.0
         assert {"dense_metrics.json", "model.tar.gz", "report.json"} <= {a["name"] for a in job["artifacts"]}
+        assert job["result"]["teacher"] is not None  # the dense fine-tune ran first and taught the pruned model
 
         assert main(["wait", ids["passed"], "--poll", "0.3", "--timeout", "120", "-q", *auth]) == 0
         job = json.loads(capsys.readouterr().out)
@@ -74,6 +75,7 @@ def test_a_gate_that_cannot_be_met_is_rejected_and_wait_exits_4_one_that_can_pas
         assert gate["dense_score"] == 0.5 and gate["dense_score_source"] == "given"
         assert gate["metric_drop"] == pytest.approx(0.5 - job["metrics"]["validation"]["accuracy"])
         assert "dense_metrics.json" not in {a["name"] for a in job["artifacts"]}
+        assert job["result"]["teacher"] is None
         assert job["metrics"]["gate"]["passed"] == 1.0
 
 

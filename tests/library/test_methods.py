@@ -160,3 +160,31 @@ def test_magnitude_global_allocation_prunes_the_weakest_layer_most(tiny_bert_pat
     )
     counts = masks.neuron_counts()
     assert counts[2] < counts[0] and counts[2] < counts[1]
+
+
+@pytest.mark.parametrize("policy", ["first", "cluster"])
+def test_dead_units_go_first_or_are_kept_as_the_paper_does(policy: str, tiny_bert_path: Path, tmp_path: Path) -> None:
+    """Head 1 of layer 1 outputs zeros (V rows and bias zeroed); so do neurons 0-3 of layer 2 (FFN-in rows)."""
+    model = AutoModel.from_pretrained(tiny_bert_path)
+    attn = model.encoder.layer[1].attention.self
+    w = attn.attention_head_size
+    ffn_in = model.encoder.layer[2].intermediate.dense
+    with torch.no_grad():
+        attn.value.weight[w : 2 * w] = 0
+        attn.value.bias[w : 2 * w] = 0
+        ffn_in.weight[:4] = 0
+        ffn_in.bias[:4] = 0  # GELU(0) = 0
+    model.save_pretrained(tmp_path / "dead")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(tiny_bert_path).save_pretrained(tmp_path / "dead")
+    config = _config(tmp_path / "dead", target=0.05, sampling_tokens=40, dead_units=policy)
+    result = prune(config.model_copy(update={"reconstruct": False, "measure": False}), tmp_path / "out")
+    masks = load_masks(result.output_dir)
+    details = result.report["details"]
+    assert details["dead_units"] == {"policy": policy, "heads": [0, 1, 0], "neurons": [0, 0, 4]}
+    if policy == "first":
+        assert masks.head_mask[1, 1] == 0 and masks.neuron_mask[2, :4].sum() == 0
+        assert details["thresholds"]["heads"] < 1e-9  # the dead head's merge (height 0) was enough
+    else:
+        assert masks.head_mask[1, 1] == 1 and masks.neuron_mask[2, :4].sum() == 4

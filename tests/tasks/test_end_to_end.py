@@ -12,9 +12,10 @@ import math
 import pytest
 
 from ppruning import load_pruned
-from ppruning.config import FinetuneConfig, ModelRef, PruneConfig, Target, TaskRef
+from ppruning.config import ModelRef, PruneConfig, Target, TaskRef
 from ppruning.evaluate import evaluate
 from ppruning.finetune import finetune
+from ppruning.finetune_config import FinetuneConfig
 from ppruning.pipeline import prune
 from ppruning.tasks import all_tasks
 from tests.conftest import FIXTURES

@@ -7,11 +7,12 @@ import torch
 from transformers import TrainerControl, TrainerState
 
 from ppruning import load_pruned
-from ppruning.config import FinetuneConfig, ModelRef, TaskRef
+from ppruning.config import ModelRef, TaskRef
 from ppruning.errors import InvalidConfigError, JobCancelled
 from ppruning.finetune import finetune
 from ppruning.finetune.callbacks import SelectionCallback
 from ppruning.finetune.hparams import resolve_hparams
+from ppruning.finetune_config import FinetuneConfig
 from ppruning.masks import Masks, save_masks
 from ppruning.progress import Progress
 from ppruning.tasks import get_task
@@ -131,3 +132,24 @@ def test_lower_is_better_for_perplexity():
     cb = SelectionCallback(lambda m: {}, "perplexity", False, None, lambda r: None)
     cb.best_value = 10.0
     assert cb._better(9.0) and not cb._better(11.0) and not cb._better(float("nan"))
+
+
+def test_distillation_from_an_identical_teacher_costs_nothing_and_is_recorded(task_datasets, tiny_bert_path, tmp_path):
+    """Student and teacher start equal: with alpha=1 the loss is the soft (and hidden) term, which only the
+    student's dropout keeps from zero; far below the label loss of the same model."""
+    from ppruning.distill import DistillConfig
+
+    dense = finetune(
+        FinetuneConfig(model=ModelRef(id=str(tiny_bert_path)), task=TaskRef(name="sst2"), **FAST), tmp_path / "dense"
+    )
+    same = {**FAST, "learning_rate": 1e-9}
+    teacher = DistillConfig(teacher=ModelRef(id=str(dense.model_dir)), alpha=1.0, hidden_weight=1.0)
+    distilled = finetune(
+        FinetuneConfig(model=ModelRef(id=str(dense.model_dir)), task=TaskRef(name="sst2"), distill=teacher, **same),
+        tmp_path / "distilled",
+    )
+    plain = finetune(
+        FinetuneConfig(model=ModelRef(id=str(dense.model_dir)), task=TaskRef(name="sst2"), **same), tmp_path / "plain"
+    )
+    assert distilled.report["final_train_loss"] < 0.3 * plain.report["final_train_loss"]
+    assert distilled.report["distill"]["alpha"] == 1.0 and plain.report["distill"] is None

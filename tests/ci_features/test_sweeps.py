@@ -74,7 +74,9 @@ def test_a_sweep_of_three_targets_makes_three_child_jobs_a_table_and_a_plot(
             assert child["spec"]["target"]["flops_reduction"] == row["target"]
             assert row["flops_reduction"] == report["achieved"]["flops_reduction_pruned_part"]
             assert row["params"] == report["cost"]["after"]["params"]["total"]
-            assert row["speedup"] == report["speed"]["speedup"] > 0 and row["error"] is None
+            assert row["speedup"] == report["speed"]["speedup"] and row["error"] is None
+            # a busy machine gives no headline number (noisy), never a wrong one
+            assert row["speedup"] > 0 if row["speedup"] is not None else row["speedup_noisy"]
         assert rows[0]["flops_reduction"] < rows[-1]["flops_reduction"]
         assert done["result"]["failures"] == [] and done["metrics"]["sweep"] == {"children": 3.0, "succeeded": 3.0}
 

@@ -76,9 +76,17 @@ def test_a_prune_job_runs_on_opt_with_every_method(sessions, make_job, pg_url, t
     """OPT flattens its FFN input; every registered method's job must still run and store its declared files."""
     from ppruning import get_method
 
-    spec = prune_spec(tiny_opt, FIXTURES, method=method, params={"max_instances": 24, "sampling_tokens": 16})
+    declared = get_method(method)
+    fields = declared.params_model.model_fields
+    quick = {k: v for k, v in {"steps": 3, "batch_size": 4, "head": "new"}.items() if k in fields}
+    target = "flops_reduction" if "flops" in declared.targets else "params_reduction"
+    spec = prune_spec(tiny_opt, FIXTURES, method=method, target={target: 0.2},
+                      params={"max_instances": 24, "sampling_tokens": 16, **quick})  # fmt: skip
     job_id = make_job(spec)
-    result = _run(sessions, pg_url, tmp_path, job_id)
+    result = _run(sessions, pg_url, tmp_path, job_id, [tiny_opt.parent, FIXTURES])
+    if declared.model_types and "opt" not in declared.model_types:  # refused with a clear error, not a crash
+        assert result.outcome is Outcome.FAILED and load(sessions, job_id).error_type == "UnsupportedModelError"
+        return
     assert result.outcome is Outcome.SUCCEEDED, result.failure
     names = {a.name for a in load(sessions, job_id).artifacts}
     assert {"model.tar.gz", "report.json", *get_method(method).artifacts} <= names

@@ -70,7 +70,7 @@ def teacher(args: argparse.Namespace, base: str) -> Path:
 def run_one(args: argparse.Namespace, base: str, arm: str, reduction: float, seed: int) -> dict[str, Any]:
     from ppruning import PruneConfig, prune
 
-    params: dict[str, Any] = {"head": "new", "steps": args.steps, "batch_size": 32}
+    params: dict[str, Any] = {"head": "new", "steps": args.steps, "train_batch_size": 32}
     if arm.startswith("smp"):
         params["variant"] = "smp-s"
     if arm == "smp+kd":

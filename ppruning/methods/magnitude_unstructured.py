@@ -85,7 +85,7 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
         stage="finetune",
         examples=ctx.examples,
         collator=PadCollator(ctx.tokenizer),
-        batch_size=params.batch_size,
+        batch_size=params.train_batch_size,
         steps=params.steps,
         seed=ctx.seed,
         device=device,

@@ -72,7 +72,9 @@ class HeadParams(MethodParams):
         description="One single-token word per class in label-id order (head 'mlm'); default: the paper's for GLUE.",
     )
     steps: int = Field(default=30000, ge=1, le=10_000_000, description="Training steps (the paper: 30,000 on GLUE).")
-    batch_size: int = Field(default=32, ge=1, le=4096, description="Labelled rows per step.")
+    train_batch_size: int = Field(
+        default=32, ge=1, le=4096, description="Labelled rows per training step (not the sampling block's batch_size)."
+    )
     resume_every_s: float = Field(
         default=300.0, gt=0.0, le=86400.0, description="Save the training state for a restart this often (seconds)."
     )
@@ -241,7 +243,7 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
         stage="train",
         examples=ctx.examples,
         collator=PadCollator(ctx.tokenizer),
-        batch_size=params.batch_size,
+        batch_size=params.train_batch_size,
         steps=params.steps,
         seed=ctx.seed,
         device=device,

@@ -33,7 +33,7 @@ REVIEWS = {
 }
 #: Parameters that keep every method quick on a tiny model, where the method has them
 #: (training methods: a few steps; heads: a fresh classifier, as tiny models have no MLM head).
-_QUICK = {"lambda_val": 1.0, "steps": 3, "batch_size": 4, "head": "new"}
+_QUICK = {"lambda_val": 1.0, "steps": 3, "train_batch_size": 4, "head": "new"}
 #: OPT runs fast by default (its collection once crashed); the rest of the matrix is marked slow.
 FAST_MODEL_TYPES = ("opt",)
 

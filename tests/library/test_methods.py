@@ -188,3 +188,16 @@ def test_dead_units_go_first_or_are_kept_as_the_paper_does(policy: str, tiny_ber
         assert details["thresholds"]["heads"] < 1e-9  # the dead head's merge (height 0) was enough
     else:
         assert masks.head_mask[1, 1] == 1 and masks.neuron_mask[2, :4].sum() == 4
+
+
+def test_no_method_parameter_shadows_a_sampling_setting() -> None:
+    """Sampling keys given under ``params`` move to the sampling block; a method parameter of
+    the same name would be taken away from its method (and conflict with the block)."""
+    from ppruning.config import SamplingConfig
+    from ppruning.methods import all_methods as registered
+
+    shadowing = {
+        name: sorted(set(spec.params_model.model_fields) & set(SamplingConfig.model_fields))
+        for name, spec in registered().items()
+    }
+    assert not any(shadowing.values()), shadowing

@@ -120,7 +120,7 @@ def _config(model: Path, task: str = "sst2", target: dict | None = None, **param
             "task": {"name": task},
             "method": "smp",
             "target": target or {"params_reduction": 0.9},
-            "params": {"steps": 12, "batch_size": 8, **params},
+            "params": {"steps": 12, "train_batch_size": 8, **params},
             "device": "cpu",
         }
     )

@@ -83,4 +83,4 @@ def test_bad_task_options_exit_2_naming_the_field(tmp_path, capsys):
     assert "(--data-files)" in capsys.readouterr().err  # the flag the user typed
     code = main(["finetune", "--model", "x", "--task", "sst2", "--output", str(tmp_path), "--epochs", "0"])
     assert code == 2
-    assert "(epochs)" in capsys.readouterr().err
+    assert "(--epochs)" in capsys.readouterr().err

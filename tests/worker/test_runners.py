@@ -78,7 +78,7 @@ def test_a_prune_job_runs_on_opt_with_every_method(sessions, make_job, pg_url, t
 
     declared = get_method(method)
     fields = declared.params_model.model_fields
-    quick = {k: v for k, v in {"steps": 3, "batch_size": 4, "head": "new"}.items() if k in fields}
+    quick = {k: v for k, v in {"steps": 3, "train_batch_size": 4, "head": "new"}.items() if k in fields}
     target = "flops_reduction" if "flops" in declared.targets else "params_reduction"
     spec = prune_spec(tiny_opt, FIXTURES, method=method, target={target: 0.2},
                       params={"max_instances": 24, "sampling_tokens": 16, **quick})  # fmt: skip

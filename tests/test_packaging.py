@@ -77,11 +77,16 @@ def _checked(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def library_venv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with the library installed the README's way, without extras (cached between runs)."""
+def library_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with the library installed the README's way, without extras.
+
+    The venv with the pinned torch is kept in the machine's cache folder (keyed by
+    constraints.txt and pyproject.toml), so a fresh clone on the same machine does not
+    unpack torch again; the project's own install runs every time.
+    """
     key = hashlib.sha256((REPO / "constraints.txt").read_bytes() + (REPO / "pyproject.toml").read_bytes())
-    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider: then built afresh
-    root = cache.mkdir("library-venv") if cache is not None else tmp_path_factory.mktemp("library-venv")
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ppruning-tests" / "library-venv"
+    root.mkdir(parents=True, exist_ok=True)
     venv = root / key.hexdigest()[:16]
     python = venv / "bin" / "python"
     if not (venv / ".ready").exists():

@@ -55,7 +55,7 @@ def calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Any]:
         seen.append(config)
         return Finetuned(output_dir=out, model_dir=out / "model")
 
-    monkeypatch.setattr(runners, "run_prune", fake_prune)
+    monkeypatch.setattr(runners, "_prune", fake_prune)
     monkeypatch.setattr(ppruning, "finetune_model", fake_finetune)
     return seen
 

@@ -30,6 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, default=128, help="sequence length of the latency measurement")
     p.add_argument("--repeats", type=int, default=30, help="timed runs (median reported)")
     p.add_argument("--max-abs-diff", type=float, default=1e-4, help="fail when the parity check exceeds this")
+    p.add_argument("--task", default=None, help="also score the exports (and the int8 one) on this task's labels")
+    p.add_argument("--data-files", action="append", default=[], metavar="SPLIT=PATH[,SPLIT=PATH]",
+                   help="custom tasks: validation=b.csv (the split scored)")  # fmt: skip
+    p.add_argument("--text-column", default=None, help="custom tasks: the text column (default 'text')")
+    p.add_argument("--text-pair-column", default=None, help="text-pair tasks: the second text column")
+    p.add_argument("--label-column", default=None, help="custom tasks: the label column (default 'label')")
+    p.add_argument("--max-eval-samples", type=int, default=500, help="examples scored per export")
     p.set_defaults(func=run)
 
 
@@ -43,9 +50,16 @@ def run(args: argparse.Namespace) -> int:
 
     from ppruning.export.onnx import export_onnx
 
+    task = None
+    if args.task:
+        from ppruning.cli.task_args import task_dict
+        from ppruning.config import TaskRef
+
+        task = TaskRef.model_validate(task_dict(args))
     report = export_onnx(
         args.model, Path(args.output), dense=args.dense, revision=args.revision, quantize=args.quantize,
-        batch=args.batch_size, seq_len=args.seq_len, repeats=args.repeats,
+        batch=args.batch_size, seq_len=args.seq_len, repeats=args.repeats, task=task,
+        max_eval_samples=args.max_eval_samples,
     )
     print(json.dumps(report, indent=2, sort_keys=True))
     diff = report["pruned"]["max_abs_diff"]

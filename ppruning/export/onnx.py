@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ppruning.checkpoint import HEADS, PRUNING_FILE, head_name, load_pruned
+from ppruning.config import TaskRef
 from ppruning.errors import InvalidConfigError
 
 QUANTIZE_CHOICES = ("int8",)
@@ -136,8 +137,14 @@ def export_onnx(
     batch: int = 1,
     seq_len: int = 128,
     repeats: int = 30,
+    task: TaskRef | None = None,
+    max_eval_samples: int = 500,
 ) -> dict[str, Any]:
-    """Export ``model`` (and its dense source) to ``output``; returns the report (also written there)."""
+    """Export ``model`` (and its dense source) to ``output``; returns the report (also written there).
+
+    ``task``: also score the exports on the task's labelled evaluation split, the pruned
+    export and (with ``quantize``) its int8 quantisation, so the cost of quantising is a metric.
+    """
     if quantize is not None and quantize not in QUANTIZE_CHOICES:
         raise InvalidConfigError(f"unknown quantisation {quantize!r}; choose one of: {', '.join(QUANTIZE_CHOICES)}",
                                  field="quantize")
@@ -176,5 +183,10 @@ def export_onnx(
             "latency_ms": latency_ms(int8_path, timed, repeats),
             "size_mb": file_mb(int8_path),
         }
+    if task is not None and Path(model).is_dir():
+        from ppruning.export.onnx_metrics import onnx_task_metrics
+
+        scored = {"pruned": pruned_path, **({"int8": output / "model.int8.onnx"} if quantize == "int8" else {})}
+        report["task_metric"] = onnx_task_metrics(scored, Path(model), task, max_eval_samples=max_eval_samples)
     (output / "export_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report

@@ -147,6 +147,8 @@ def prune_spec(model: Path, fixtures: Path, **overrides: Any) -> dict[str, Any]:
         "target": {"flops_reduction": 0.2},
         "params": {"max_instances": 32, "sampling_tokens": 40},
         "device": "cpu",
+        # a real measurement, bounded: a busy test machine would otherwise repeat for 20 s per batch size
+        "measure": {"seconds_per_batch": 2.0, "max_seconds": 5.0},
     }
     spec.update(overrides)
     return spec

@@ -77,3 +77,33 @@ def train(
         "seconds": round(time.monotonic() - began, 3),
         "curve": curve,
     }
+
+
+def train_in_context(
+    ctx: Any,
+    params: Any,
+    *,
+    stage: str,
+    device: torch.device,
+    step_fn: StepFn,
+    state: Callable[[], dict[str, Any]],
+    restore: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    """:func:`train` on a method's context (its labelled rows, seed, progress, resume store) and the
+    training parameters every mask-training method declares (``steps``, ``train_batch_size``,
+    ``resume_every_s``)."""
+    return train(
+        stage=stage,
+        examples=ctx.examples,
+        collator=PadCollator(ctx.tokenizer),
+        batch_size=params.train_batch_size,
+        steps=params.steps,
+        seed=ctx.seed,
+        device=device,
+        step_fn=step_fn,
+        state=state,
+        restore=restore,
+        progress=ctx.progress,
+        resume=ctx.resume,
+        resume_every_s=params.resume_every_s,
+    )

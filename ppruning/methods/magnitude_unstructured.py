@@ -16,12 +16,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ppruning.mask_training import train
+from ppruning.mask_training import train_in_context
 from ppruning.methods.contract import WEIGHT_MASK_ARTIFACTS, MethodContext, MethodSpec
 from ppruning.methods.registry import register_method
 from ppruning.methods.smp import HeadParams, check_smp, load_model, make_classifier
 from ppruning.smp_core import SUPPORTED_MODEL_TYPES, density_table, prunable_linears, topk_mask
-from ppruning.tasks.collate import PadCollator
 from ppruning.weight_masks import WeightMasks, keep_masked_weights_zero
 
 
@@ -81,20 +80,8 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
 
-    run = train(
-        stage="finetune",
-        examples=ctx.examples,
-        collator=PadCollator(ctx.tokenizer),
-        batch_size=params.train_batch_size,
-        steps=params.steps,
-        seed=ctx.seed,
-        device=device,
-        step_fn=step_fn,
-        state=state,
-        restore=restore,
-        progress=ctx.progress,
-        resume=ctx.resume,
-        resume_every_s=params.resume_every_s,
+    run = train_in_context(
+        ctx, params, stage="finetune", device=device, step_fn=step_fn, state=state, restore=restore
     )
     for handle in hooks:
         handle.remove()

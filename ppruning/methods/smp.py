@@ -29,7 +29,7 @@ from torch.nn.utils import parametrize
 from ppruning.config import ModelRef, PruneConfig
 from ppruning.distill import DistillConfig, distillation_loss
 from ppruning.errors import InvalidConfigError
-from ppruning.mask_training import train
+from ppruning.mask_training import train_in_context
 from ppruning.methods.contract import WEIGHT_MASK_ARTIFACTS, MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import register_method
 from ppruning.smp_core import (
@@ -52,7 +52,6 @@ from ppruning.smp_heads import (
     label_words_for,
     load_head_model,
 )
-from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.registry import TaskInfo
 from ppruning.weight_masks import WeightMasks
 
@@ -239,20 +238,8 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
                 p.copy_(value)
         optimizer.load_state_dict(saved["optimizer"])
 
-    run = train(
-        stage="train",
-        examples=ctx.examples,
-        collator=PadCollator(ctx.tokenizer),
-        batch_size=params.train_batch_size,
-        steps=params.steps,
-        seed=ctx.seed,
-        device=device,
-        step_fn=step_fn,
-        state=state,
-        restore=restore,
-        progress=ctx.progress,
-        resume=ctx.resume,
-        resume_every_s=params.resume_every_s,
+    run = train_in_context(
+        ctx, params, stage="train", device=device, step_fn=step_fn, state=state, restore=restore
     )
     ctx.progress.start_stage("select", total=1)
     shares = scores.set_keep(final)

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from client.http_client import Client, describe
+from client.http_client import Client, ClientError, describe
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 #: The ``ppruning`` command of the interpreter running the demo (the service's own CLI).
@@ -217,7 +217,14 @@ def run(args: argparse.Namespace) -> int:
         if args.fresh:
             key += "-" + secrets.token_hex(4)
         client = stack.enter_context(Client(url, api_key, timeout_s=60))
-        job = client.submit(spec, idempotency_key=key)
+        try:
+            job = client.submit(spec, idempotency_key=key)
+        except ClientError as exc:
+            if exc.status != 409:
+                raise
+            # the key's job was made from another body (a spec stored by an older version): run anew
+            print(f"demo: {exc}; submitting under a new key")
+            job = client.submit(spec, idempotency_key=key + "-" + secrets.token_hex(4))
         if job["state"] in ("failed", "cancelled"):  # an earlier demo run ended badly: try again
             job = client.submit(spec, idempotency_key=key + "-" + secrets.token_hex(4))
         print(f"demo: job {job['id']} — P-pruning all-MiniLM-L6-v2, {100 * args.target:.0f}% of attention+FFN FLOPs")
@@ -255,7 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="API port (default: a free one).")
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds to wait for the job.")
     parser.add_argument("--fresh", action="store_true", help="Run a new job even if an earlier demo finished.")
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except ClientError as exc:  # the service said no: one line, not a traceback
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -138,24 +138,31 @@ SpecVersion = Annotated[
 _SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize"}
 
 
-class PruneJobSpec(PruneConfig):
-    """Prune ``model`` for ``task`` with ``method`` down to ``target``."""
+class _MethodJobSpec(PruneConfig):
+    """What every job kind that runs a method adds to the library's config: the service's own fields."""
 
-    kind: Literal["prune"]
     callback_url: CallbackUrl
     spec_version: SpecVersion
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
     _params = field_validator("params")(_check_method_params)
-    export: ExportFormats
+    export: ExportFormats  # of the job's final model (the fine-tuned one in a pipeline)
     quantize: Quantize
+    #: Fields of the kind beyond the library config and the service fields above.
+    _KIND_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
-    def _export_options(self) -> PruneJobSpec:
+    def _export_options(self) -> Self:
         _check_export(self.export, self.quantize)
         return self
 
     def prune_config(self) -> PruneConfig:
-        return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS))
+        return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS | self._KIND_FIELDS))
+
+
+class PruneJobSpec(_MethodJobSpec):
+    """Prune ``model`` for ``task`` with ``method`` down to ``target``."""
+
+    kind: Literal["prune"]
 
 
 class TeacherSpec(DistillConfig):
@@ -288,25 +295,15 @@ def _unstructured(method: str) -> bool:
         return False
 
 
-class PipelineJobSpec(PruneConfig):
+class PipelineJobSpec(_MethodJobSpec):
     """Prune, then fine-tune the pruned model on the same task, in one job; optionally gate the result."""
 
     kind: Literal["pipeline"]
-    callback_url: CallbackUrl
-    spec_version: SpecVersion
-    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
-    _params = field_validator("params")(_check_method_params)
     finetune: FinetuneOptions = Field(default_factory=FinetuneOptions)  # type: ignore[valid-type]
     accept: AcceptCriteria | None = Field(
         default=None, description="Acceptance criteria; the verdict is in result.verdict ('passed' or 'rejected')."
     )
-    export: ExportFormats  # of the fine-tuned model
-    quantize: Quantize
-
-    @model_validator(mode="after")
-    def _export_options(self) -> PipelineJobSpec:
-        _check_export(self.export, self.quantize)
-        return self
+    _KIND_FIELDS: ClassVar[frozenset[str]] = frozenset({"finetune", "accept"})
 
     @model_validator(mode="after")
     def _speed_for_the_gate(self) -> PipelineJobSpec:
@@ -321,9 +318,6 @@ class PipelineJobSpec(PruneConfig):
                 field="accept.min_speedup",
             )
         return self
-
-    def prune_config(self) -> PruneConfig:
-        return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS | {"finetune", "accept"}))
 
     def dense_finetune_config(self) -> FinetuneConfig:
         """The same fine-tuning, of the unpruned model: the baseline of ``accept.max_metric_drop`` (no teacher)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.specs import AcceptCriteria
-from ppruning import ModelRef
+from ppruning import ModelRef, ResumeStore
 from worker.progress import FINETUNE_STAGES, JobProgress, Plan
 from worker.teachers import resolve_teacher
 
@@ -80,11 +80,13 @@ def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
-    from ppruning import prune
+    """The library's prune run; a resumable method continues from the job's saved state (``ctx.resume``)."""
+    from ppruning import get_method, prune
 
     config = _with_device(spec.prune_config(), ctx.device)
     progress.set_phase("prune")
-    result = prune(config, work / "prune", progress)
+    resume = ctx.resume if get_method(config.method).resumable else None
+    result = prune(config, work / "prune", progress, resume=resume)
     out_dir = Path(result.output_dir)
     outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
     for path in result.mask_files:  # the files the method declares (unit or weight masks, its own files)
@@ -235,6 +237,8 @@ class RunContext:
     #: (job id, destination) -> local folder of that job's pruned model
     fetch_model: Callable[[Any, Path], Path]
     device: str = "auto"
+    #: The job's resume state (in the artifact store), for a resumable method; None: start from step 0.
+    resume: ResumeStore | None = None
 
 
 Runner = Callable[[Any, Path, JobProgress, RunContext], Outputs]

@@ -9,7 +9,9 @@ the model's config, other jobs) live in :mod:`jobs.spec_checks`.
 Every kind may carry ``callback_url`` (the worker POSTs the final state there, signed);
 it is the service's business and never reaches the library configs, nor do ``export`` and
 ``quantize`` of a ``prune`` or ``pipeline`` (the worker exports the job's final model
-after the library has made it). A ``pipeline`` may
+after the library has made it). ``distill`` of a ``prune``, ``pipeline`` or ``sweep`` is a
+teacher for a method that learns from one (:class:`TeacherSpec`: a model, or a finished
+job's model that the worker downloads); it reaches the library as ``params.distill``. A ``pipeline`` may
 carry ``accept`` (quality gates, :class:`AcceptCriteria`); a ``sweep`` runs one method at
 several targets as child jobs (:class:`SweepJobSpec`).
 """
@@ -40,11 +42,13 @@ from ppruning import (
     FinetuneConfig,
     InvalidConfigError,
     MeasureConfig,
+    MethodSpec,
     ModelRef,
     PruneConfig,
     SamplingConfig,
     TaskRef,
     UnknownMethodError,
+    all_methods,
     get_method,
 )
 
@@ -127,44 +131,6 @@ def _check_export(formats: list[str], quantize: str | None) -> None:
 
 
 
-#: The job spec format this service reads and writes. A future incompatible change raises
-#: it, so stored specs and reproducibility records of either format can be told apart.
-SPEC_VERSION = 1
-SpecVersion = Annotated[
-    Literal[1],
-    Field(default=SPEC_VERSION, description="Format of this spec; 1, the only one so far, when omitted."),
-]
-#: Spec fields that belong to the service, not to the library configs.
-_SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize"}
-
-
-class _MethodJobSpec(PruneConfig):
-    """What every job kind that runs a method adds to the library's config: the service's own fields."""
-
-    callback_url: CallbackUrl
-    spec_version: SpecVersion
-    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
-    _params = field_validator("params")(_check_method_params)
-    export: ExportFormats  # of the job's final model (the fine-tuned one in a pipeline)
-    quantize: Quantize
-    #: Fields of the kind beyond the library config and the service fields above.
-    _KIND_FIELDS: ClassVar[frozenset[str]] = frozenset()
-
-    @model_validator(mode="after")
-    def _export_options(self) -> Self:
-        _check_export(self.export, self.quantize)
-        return self
-
-    def prune_config(self) -> PruneConfig:
-        return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS | self._KIND_FIELDS))
-
-
-class PruneJobSpec(_MethodJobSpec):
-    """Prune ``model`` for ``task`` with ``method`` down to ``target``."""
-
-    kind: Literal["prune"]
-
-
 class TeacherSpec(DistillConfig):
     """A distillation teacher: a model (hub id or allowed folder), or the model a finished job fine-tuned.
 
@@ -187,6 +153,100 @@ class TeacherSpec(DistillConfig):
         """The library's config; ``folder`` replaces ``from_job`` once the worker has the teacher's files."""
         teacher = ModelRef(id=folder) if folder is not None else self.teacher
         return DistillConfig.model_validate({**self.model_dump(exclude={"from_job", "teacher"}), "teacher": teacher})
+
+
+#: The job spec format this service reads and writes. A future incompatible change raises
+#: it, so stored specs and reproducibility records of either format can be told apart.
+SPEC_VERSION = 1
+SpecVersion = Annotated[
+    Literal[1],
+    Field(default=SPEC_VERSION, description="Format of this spec; 1, the only one so far, when omitted."),
+]
+#: Spec fields that belong to the service, not to the library configs.
+_SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize"}
+
+
+def _declared(method: str) -> MethodSpec | None:
+    """The method's declaration; None for an unknown name (resolving the plan reports it, naming 'method')."""
+    try:
+        return get_method(method)
+    except UnknownMethodError:
+        return None
+
+
+def _unstructured(method: str) -> bool:
+    """Unstructured masks leave every matrix dense-shaped: no dense speedup, by construction."""
+    declared = _declared(method)
+    return declared is not None and declared.kind == "unstructured"
+
+
+def _check_teacher_use(method: str, distill: Any, params: dict[str, Any]) -> None:
+    """A teacher is named once, in ``distill``, and only for a method that learns from one (``accepts_teacher``)."""
+    if distill is None:
+        return
+    if params.get("distill") is not None:
+        raise InvalidConfigError(
+            "params.distill: name the teacher once, in 'distill' (a model, or from_job: a finished fine-tune)",
+            field="params.distill",
+        )
+    declared = _declared(method)
+    if declared is not None and not declared.accepts_teacher:
+        takers = [name for name, spec in all_methods().items() if spec.accepts_teacher]
+        raise InvalidConfigError(
+            f"distill: method {method!r} does not learn from a teacher (methods that do: {', '.join(takers)}); "
+            "remove 'distill', or give a pipeline's fine-tuning a teacher in finetune.distill",
+            field="distill",
+        )
+
+
+class _MethodJobSpec(PruneConfig):
+    """What every job kind that runs a method adds to the library's config: the service's own fields."""
+
+    callback_url: CallbackUrl
+    spec_version: SpecVersion
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
+    _params = field_validator("params")(_check_method_params)
+    export: ExportFormats  # of the job's final model (the fine-tuned one in a pipeline)
+    quantize: Quantize
+    distill: TeacherSpec | None = Field(
+        default=None,
+        description="A teacher the pruning method learns from (a method whose parameters take 'distill', such as "
+        "smp): a model fine-tuned on the same task (hub id or allowed folder), or from_job, a succeeded finetune "
+        "or pipeline job. The worker hands it to the method as params.distill.",
+    )
+    #: Fields of the kind beyond the library config and the service fields above.
+    _KIND_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _export_options(self) -> Self:
+        _check_export(self.export, self.quantize)
+        return self
+
+    @model_validator(mode="after")
+    def _teacher_for_the_method(self) -> Self:
+        _check_teacher_use(self.method, self.distill, self.params)
+        return self
+
+    def prune_config(self, distill: DistillConfig | None = None) -> PruneConfig:
+        """The library's config, with the teacher as ``params.distill``.
+
+        ``distill``: the teacher the worker resolved from ``self.distill`` (a ``from_job``
+        teacher is a folder only once the worker has downloaded it). Without it a named model
+        is passed as given, and a ``from_job`` teacher is left out: what is checked at
+        submission does not load the teacher.
+        """
+        data = self.model_dump(exclude=_SERVICE_FIELDS | self._KIND_FIELDS | {"distill"})
+        if distill is None and self.distill is not None and self.distill.from_job is None:
+            distill = self.distill.distill_config()
+        if distill is not None:
+            data["params"] = {**data["params"], "distill": distill.model_dump()}
+        return PruneConfig.model_validate(data)
+
+
+class PruneJobSpec(_MethodJobSpec):
+    """Prune ``model`` for ``task`` with ``method`` down to ``target``."""
+
+    kind: Literal["prune"]
 
 
 #: Fine-tuning options of a pipeline: FinetuneConfig's fields minus what the pipeline supplies.
@@ -286,13 +346,6 @@ class AcceptCriteria(BaseModel):
     def needs_dense_run(self) -> bool:
         """The worker must fine-tune the dense model: a drop is asked for and no dense score given."""
         return self.max_metric_drop is not None and self.dense_score is None
-
-
-def _unstructured(method: str) -> bool:
-    try:
-        return get_method(method).kind == "unstructured"
-    except UnknownMethodError:
-        return False
 
 
 class PipelineJobSpec(_MethodJobSpec):
@@ -404,6 +457,9 @@ class SweepJobSpec(BaseModel):
     measure: MeasureConfig | Literal[False] = Field(default_factory=MeasureConfig)
     finetune: FinetuneOptions | None = Field(  # type: ignore[valid-type]
         default=None, description="Fine-tune every pruned child (children are pipelines); the table gets its metric."
+    )
+    distill: TeacherSpec | None = Field(
+        default=None, description="A teacher for every child's pruning method (see the prune spec's 'distill')."
     )
 
     @field_validator("measure", mode="before")

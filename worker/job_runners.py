@@ -80,15 +80,26 @@ def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
-    """The library's prune run; a resumable method continues from the job's saved state (``ctx.resume``)."""
+    """The library's prune run.
+
+    A resumable method continues from the job's saved state (``ctx.resume``). The spec's
+    teacher (``distill``) reaches the method as ``params.distill``, a ``from_job`` teacher
+    downloaded first; ``result["prune_teacher"]`` records it as the spec named it (the
+    report's ``details.teacher`` has the folder the method read, gone with the work folder).
+    """
     from ppruning import get_method, prune
 
-    config = _with_device(spec.prune_config(), ctx.device)
     progress.set_phase("prune")
+    teacher = resolve_teacher(spec.distill, ctx.fetch_model, work / "prune_teacher")
+    if spec.distill is not None and spec.distill.from_job is not None:
+        progress.event(f"the pruning method learns from the model job {spec.distill.from_job} fine-tuned")
+    config = _with_device(spec.prune_config(distill=teacher), ctx.device)
     resume = ctx.resume if get_method(config.method).resumable else None
     result = prune(config, work / "prune", progress, resume=resume)
     out_dir = Path(result.output_dir)
     outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
+    if spec.distill is not None:
+        outputs.result["prune_teacher"] = spec.distill.model_dump(mode="json", exclude_none=True)
     for path in result.mask_files:  # the files the method declares (unit or weight masks, its own files)
         outputs.files.append((path.name, MASK, path))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))

@@ -22,27 +22,13 @@ from jobs.store.claims import claim_job
 from jobs.store.models import Job, utcnow
 from ppruning import JobCancelled, Progress, prune
 from tests.worker.conftest import FIXTURES, load
-from tests.worker.harness import prune_spec
+from tests.worker.harness import smp_spec
 from worker.attempt import Outcome, run_attempt
 from worker.ended import ended_without_attempt
 from worker.reaper import reap_once
 from worker.resume_store import STATE_OBJECT, ArtifactResume
 
 STEPS, SAVED_AT = 12, 5
-
-
-@pytest.fixture(scope="module")
-def bert_mlm(e2e_root: Path) -> Path:
-    from tests.support.tiny_models import save_tiny_bert_mlm
-
-    return save_tiny_bert_mlm(e2e_root / "models" / "tiny-bert-mlm")
-
-
-def smp_spec(model: Path, **overrides: object) -> dict:
-    """SMP with the MLM head on the custom reviews data; a state is saved after every step."""
-    params = {"steps": STEPS, "train_batch_size": 8, "label_words": ["bad", "good"], "resume_every_s": 1e-6,
-              "max_instances": 32}  # fmt: skip
-    return prune_spec(model, FIXTURES, method="smp", target={"params_reduction": 0.5}, params=params, **overrides)
 
 
 def settings_for(tmp_path: Path, pg_url: str, roots: list[Path], **fields: object) -> Settings:
@@ -90,7 +76,7 @@ def test_a_restarted_smp_job_continues_from_the_saved_step_and_its_state_goes_wh
 ):
     settings = settings_for(tmp_path, pg_url, [bert_mlm.parent, FIXTURES])
     store = open_store(settings.artifact_root)
-    spec = smp_spec(bert_mlm)
+    spec = smp_spec(bert_mlm, FIXTURES, STEPS)
     job_id = make_job(spec, attempts=1)  # attempt 1 died after saving its state and uploading one file
     seed_state(spec, store, job_id, tmp_path / "attempt-1")
     (tmp_path / "partial.json").write_text("{}")
@@ -116,7 +102,7 @@ def test_a_restarted_smp_job_continues_from_the_saved_step_and_its_state_goes_wh
 def test_a_job_that_fails_for_good_keeps_no_resume_state(sessions, make_job, pg_url, bert_mlm, tmp_path):
     settings = settings_for(tmp_path, pg_url, [bert_mlm.parent, FIXTURES])
     store = open_store(settings.artifact_root)
-    spec = smp_spec(bert_mlm)
+    spec = smp_spec(bert_mlm, FIXTURES, STEPS)
     job_id = make_job(spec, attempts=1)
     seed_state(spec, store, job_id, tmp_path / "attempt-1")
     narrowed = settings.model_copy(update={"allowed_model_roots": [FIXTURES]})  # the model folder is no longer allowed
@@ -130,7 +116,7 @@ def test_a_job_that_fails_for_good_keeps_no_resume_state(sessions, make_job, pg_
 def test_a_job_cancelled_while_it_runs_keeps_no_resume_state(sessions, make_job, pg_url, bert_mlm, tmp_path):
     settings = settings_for(tmp_path, pg_url, [bert_mlm.parent, FIXTURES], heartbeat_interval_s=0.05)
     store = open_store(settings.artifact_root)
-    spec = smp_spec(bert_mlm)
+    spec = smp_spec(bert_mlm, FIXTURES, STEPS)
     job_id = make_job(spec, attempts=1)
     seed_state(spec, store, job_id, tmp_path / "attempt-1")
     with sessions.begin() as session:
@@ -155,7 +141,7 @@ def test_a_dead_workers_job_re_queued_by_the_reaper_keeps_its_state_and_one_it_c
 ):
     settings = settings_for(tmp_path, pg_url, [bert_mlm.parent, FIXTURES])
     store = open_store(settings.artifact_root)
-    spec = smp_spec(bert_mlm)
+    spec = smp_spec(bert_mlm, FIXTURES, STEPS)
     retried = _stale_running(make_job, spec, cancel=False)
     cancelled = _stale_running(make_job, spec, cancel=True)
     for job_id in (retried, cancelled):

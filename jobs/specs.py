@@ -431,12 +431,19 @@ class SweepTargets(BaseModel):
         return list(self.flops_reduction if self.flops_reduction is not None else self.params_reduction or [])
 
 
+#: The x axis of a sweep's plot: the speedup, or the fraction of the prunable weights kept.
+SweepAxis = Literal["speedup", "remaining_weights"]
+
+
 class SweepJobSpec(BaseModel):
     """One method at several targets, as child jobs (``prune``, or ``pipeline`` with ``finetune``).
 
     The children are ordinary jobs (``parent_id`` = this job): listed, cancellable and
     downloadable on their own. When the last one has finished, this job gets the table
-    (``sweep.json``, ``sweep.csv``) and the plot (``sweep.png``).
+    (``sweep.json``, ``sweep.csv``) and the plot (``sweep.png``), against speedup or
+    against the remaining weights (:attr:`x_axis`). An unstructured method (its masks zero
+    weights inside dense matrices) has no dense speedup by construction, so a speed axis,
+    or FLOPs targets, are refused for one.
     """
 
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
@@ -461,6 +468,12 @@ class SweepJobSpec(BaseModel):
     distill: TeacherSpec | None = Field(
         default=None, description="A teacher for every child's pruning method (see the prune spec's 'distill')."
     )
+    axis: SweepAxis | None = Field(
+        default=None,
+        description="x axis of the plot: 'speedup' (measured; the ideal FLOPs ratio where none was measured) or "
+        "'remaining_weights' (the fraction of the prunable weights kept). Default: speedup for a structured "
+        "method, remaining_weights for an unstructured one, whose dense speedup is none by construction.",
+    )
 
     @field_validator("measure", mode="before")
     @classmethod
@@ -468,13 +481,34 @@ class SweepJobSpec(BaseModel):
         return {} if v is True or v is None else v
 
     @model_validator(mode="after")
+    def _no_speed_axis_for_unstructured(self) -> SweepJobSpec:
+        if not _unstructured(self.method):
+            return self
+        why = f"method {self.method!r} prunes unstructured weights, whose dense speedup is none by construction"
+        if self.axis == "speedup":
+            raise InvalidConfigError(
+                f"axis: {why}; plot against 'remaining_weights' (its default)", field="axis"
+            )
+        if self.targets.flops_reduction is not None:
+            raise InvalidConfigError(
+                f"targets.flops_reduction: {why} (it removes no dense FLOPs); sweep targets.params_reduction",
+                field="targets.flops_reduction",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _children_valid(self) -> SweepJobSpec:
         self.child_specs()  # method and params checked as each child will be
         return self
 
+    @property
+    def x_axis(self) -> str:
+        """The plot's x axis: as asked, else remaining weights for an unstructured method and speedup otherwise."""
+        return self.axis or ("remaining_weights" if _unstructured(self.method) else "speedup")
+
     def child_specs(self) -> list[dict[str, Any]]:
         """The children's specs, in target order, validated and with every default filled in."""
-        base = self.model_dump(mode="json", exclude={"kind", "callback_url", "targets", "finetune"})
+        base = self.model_dump(mode="json", exclude={"kind", "callback_url", "targets", "finetune", "axis"})
         kind = "prune" if self.finetune is None else "pipeline"
         specs = []
         for value in self.targets.values:

@@ -118,3 +118,53 @@ def test_the_teacher_reaches_the_library_as_params_distill() -> None:
     assert from_job.prune_config().params["distill"] is None  # a folder only once the worker has downloaded it
     resolved = from_job.prune_config(distill=from_job.distill.distill_config("/work/teacher"))
     assert resolved.params["distill"]["teacher"]["id"] == "/work/teacher"
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _sweep(model_root: Path, method: str, targets: dict, **fields: Any) -> dict:
+    spec = {"kind": "sweep", "model": {"id": str(model_root / "bert")}, "task": {"name": "sst2"}, "method": method,
+            "targets": targets, **fields}  # fmt: skip
+    if method != "ppruning":
+        spec["params"] = {"head": "new", "steps": 10}
+    return spec
+
+
+@pytest.mark.parametrize("method", ["smp", "magnitude-unstructured"])
+def test_a_speed_axis_sweep_of_an_unstructured_method_is_refused_naming_the_field(client, auth, model_root, method):
+    weights = {"params_reduction": [0.5, 0.9]}
+    r = client.post("/jobs", json=_sweep(model_root, method, weights, axis="speedup"), headers=auth)
+    error = r.json()["error"]
+    assert r.status_code == 422 and error["field"] == "axis", r.text
+    assert "dense speedup is none by construction" in error["message"] and "remaining_weights" in error["message"]
+
+    r = client.post("/jobs", json=_sweep(model_root, method, {"flops_reduction": [0.2, 0.4]}), headers=auth)
+    error = r.json()["error"]
+    assert r.status_code == 422 and error["field"] == "targets.flops_reduction", r.text
+    assert "dense speedup is none by construction" in error["message"]
+
+    r = client.post("/jobs", json=_sweep(model_root, method, weights), headers=auth)
+    assert r.status_code == 202, r.text
+    assert r.json()["spec"]["axis"] is None and parse_spec(r.json()["spec"]).x_axis == "remaining_weights"
+
+
+def test_a_structured_sweep_plots_against_speedup_unless_it_asks_for_the_remaining_weights(client, auth, model_root):
+    flops = {"flops_reduction": [0.1, 0.3]}
+    r = client.post("/jobs", json=_sweep(model_root, "ppruning", flops), headers=auth)
+    assert r.status_code == 202, r.text
+    assert parse_spec(r.json()["spec"]).x_axis == "speedup"
+    r = client.post("/jobs", json=_sweep(model_root, "ppruning", flops, axis="remaining_weights"), headers=auth)
+    assert r.status_code == 202 and parse_spec(r.json()["spec"]).x_axis == "remaining_weights"
+
+
+def test_a_sweeps_teacher_is_checked_at_submission_and_given_to_every_child(client, auth, model_root):
+    weights = {"params_reduction": [0.5, 0.9]}
+    unknown = _sweep(model_root, "smp", weights, distill={"from_job": str(uuid.uuid4())})
+    r = client.post("/jobs", json=unknown, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "distill.from_job"
+    named = _sweep(model_root, "smp", weights, distill={"teacher": {"id": str(model_root / "bert")}})
+    r = client.post("/jobs", json=named, headers=auth)
+    assert r.status_code == 202, r.text
+    children = parse_spec(r.json()["spec"]).child_specs()
+    assert all(c["distill"]["teacher"]["id"] == str((model_root / "bert").resolve()) for c in children)

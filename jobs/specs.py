@@ -13,7 +13,8 @@ after the library has made it). ``distill`` of a ``prune``, ``pipeline`` or ``sw
 teacher for a method that learns from one (:class:`TeacherSpec`: a model, or a finished
 job's model that the worker downloads); it reaches the library as ``params.distill``. A ``pipeline`` may
 carry ``accept`` (quality gates, :class:`AcceptCriteria`); a ``sweep`` runs one method at
-several targets as child jobs (:class:`SweepJobSpec`).
+several targets as child jobs (:class:`SweepJobSpec`). The fields the kinds share live in
+:mod:`jobs.spec_fields`.
 """
 
 from __future__ import annotations
@@ -22,181 +23,41 @@ import uuid
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
-from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     TypeAdapter,
-    ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
+from jobs.spec_fields import (
+    PARAMS_HELP,
+    SERVICE_FIELDS,
+    CallbackUrl,
+    ExportFormats,
+    Quantize,
+    SpecVersion,
+    TeacherSpec,
+    check_export,
+    check_method_params,
+    check_teacher_use,
+    unstructured,
+)
 from ppruning import (
     DistillConfig,
     FinetuneConfig,
     InvalidConfigError,
     MeasureConfig,
-    MethodSpec,
     ModelRef,
     PruneConfig,
-    SamplingConfig,
     TaskRef,
-    UnknownMethodError,
-    all_methods,
-    get_method,
 )
 
 # --------------------------------------------------------------------------- job specs
-
-
-class InvalidParamsError(InvalidConfigError, ValueError):
-    """A method parameter is wrong; ``field`` is its name inside ``params``."""
-
-
-_PARAMS_HELP = "The method's own parameters (GET /methods/{name}); defaults filled in."
-
-
-def _check_method_params(params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    """Validate ``params`` against the method's model here, so a 422 names ``params.<name>``.
-
-    PruneConfig's own validator does the same at model level, where pydantic loses the path.
-    """
-    method = info.data.get("method")
-    if not isinstance(method, str):
-        return params
-    try:
-        params_model = get_method(method).params_model
-    except UnknownMethodError:
-        return params  # resolving the plan at submission reports it, naming 'method'
-    sampling = {k: params[k] for k in SamplingConfig.model_fields if k in params}  # the library moves these
-    strict = bool((info.context or {}).get("strict"))  # a submission: no "0.3" for 0.3 in params either
-    try:
-        own = {k: v for k, v in params.items() if k not in sampling}
-        return {**params_model.model_validate(own, strict=strict).model_dump(mode="json"), **sampling}
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidParamsError(f"params.{where}: {first['msg']}", field=where or None) from None
-
-
-def _http_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    if any(ch.isspace() for ch in value):
-        raise ValueError("must not contain whitespace")
-    return value
-
-
-CallbackUrl = Annotated[
-    Annotated[str, Field(max_length=2048)] | None,
-    AfterValidator(_http_url),
-    Field(
-        default=None,
-        description="POSTed the job's final state (JSON) when it finishes, signed with "
-        "X-PPruning-Signature: t=<unix seconds>,sha256=<HMAC-SHA256 of '<t>.<body>'>. Must be a public host: "
-        "no credentials, no loopback, private or link-local address.",
-    ),
-]
-ExportFormat = Literal["onnx"]
-ExportFormats = Annotated[
-    list[ExportFormat],
-    Field(
-        default_factory=list,
-        max_length=len(get_args(ExportFormat)),
-        description="Exports of the job's model, uploaded as artifacts: 'onnx' gives model.onnx and "
-        "export_report.json (onnxruntime parity and latency, pruned vs dense). Needs the export extra on the workers.",
-    ),
-]
-Quantize = Annotated[
-    Literal["int8"] | None,
-    Field(default=None, description="Also write a dynamic int8 quantisation of each export (model.int8.onnx)."),
-]
-
-
-def _check_export(formats: list[str], quantize: str | None) -> None:
-    if len(set(formats)) != len(formats):
-        raise InvalidConfigError("export formats must not repeat", field="export")
-    if quantize is not None and not formats:
-        raise InvalidConfigError("quantize applies to an export; add \"export\": [\"onnx\"]", field="quantize")
-
-
-
-
-class TeacherSpec(DistillConfig):
-    """A distillation teacher: a model (hub id or allowed folder), or the model a finished job fine-tuned.
-
-    The worker downloads a ``from_job`` teacher and hands the library a plain
-    :class:`ppruning.DistillConfig` naming that folder (:meth:`distill_config`).
-    """
-
-    teacher: ModelRef | None = Field(default=None, description="Hub id or allowed folder of the teacher.")  # type: ignore[assignment]
-    from_job: uuid.UUID | None = Field(
-        default=None, description="A succeeded finetune or pipeline job whose fine-tuned model teaches."
-    )
-
-    @model_validator(mode="after")
-    def _one_teacher(self) -> TeacherSpec:
-        if (self.teacher is None) == (self.from_job is None):
-            raise ValueError("give exactly one of 'teacher' or 'from_job'")
-        return self
-
-    def distill_config(self, folder: str | None = None) -> DistillConfig:
-        """The library's config; ``folder`` replaces ``from_job`` once the worker has the teacher's files."""
-        teacher = ModelRef(id=folder) if folder is not None else self.teacher
-        return DistillConfig.model_validate({**self.model_dump(exclude={"from_job", "teacher"}), "teacher": teacher})
-
-
-#: The job spec format this service reads and writes. A future incompatible change raises
-#: it, so stored specs and reproducibility records of either format can be told apart.
-SPEC_VERSION = 1
-SpecVersion = Annotated[
-    Literal[1],
-    Field(default=SPEC_VERSION, description="Format of this spec; 1, the only one so far, when omitted."),
-]
-#: Spec fields that belong to the service, not to the library configs.
-_SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize"}
-
-
-def _declared(method: str) -> MethodSpec | None:
-    """The method's declaration; None for an unknown name (resolving the plan reports it, naming 'method')."""
-    try:
-        return get_method(method)
-    except UnknownMethodError:
-        return None
-
-
-def _unstructured(method: str) -> bool:
-    """Unstructured masks leave every matrix dense-shaped: no dense speedup, by construction."""
-    declared = _declared(method)
-    return declared is not None and declared.kind == "unstructured"
-
-
-def _check_teacher_use(method: str, distill: Any, params: dict[str, Any]) -> None:
-    """A teacher is named once, in ``distill``, and only for a method that learns from one (``accepts_teacher``)."""
-    if distill is None:
-        return
-    if params.get("distill") is not None:
-        raise InvalidConfigError(
-            "params.distill: name the teacher once, in 'distill' (a model, or from_job: a finished fine-tune)",
-            field="params.distill",
-        )
-    declared = _declared(method)
-    if declared is not None and not declared.accepts_teacher:
-        takers = [name for name, spec in all_methods().items() if spec.accepts_teacher]
-        raise InvalidConfigError(
-            f"distill: method {method!r} does not learn from a teacher (methods that do: {', '.join(takers)}); "
-            "remove 'distill', or give a pipeline's fine-tuning a teacher in finetune.distill",
-            field="distill",
-        )
 
 
 class _MethodJobSpec(PruneConfig):
@@ -204,8 +65,8 @@ class _MethodJobSpec(PruneConfig):
 
     callback_url: CallbackUrl
     spec_version: SpecVersion
-    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
-    _params = field_validator("params")(_check_method_params)
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=PARAMS_HELP)
+    _params = field_validator("params")(check_method_params)
     export: ExportFormats  # of the job's final model (the fine-tuned one in a pipeline)
     quantize: Quantize
     distill: TeacherSpec | None = Field(
@@ -219,12 +80,12 @@ class _MethodJobSpec(PruneConfig):
 
     @model_validator(mode="after")
     def _export_options(self) -> Self:
-        _check_export(self.export, self.quantize)
+        check_export(self.export, self.quantize)
         return self
 
     @model_validator(mode="after")
     def _teacher_for_the_method(self) -> Self:
-        _check_teacher_use(self.method, self.distill, self.params)
+        check_teacher_use(self.method, self.distill, self.params)
         return self
 
     def prune_config(self, distill: DistillConfig | None = None) -> PruneConfig:
@@ -235,7 +96,7 @@ class _MethodJobSpec(PruneConfig):
         is passed as given, and a ``from_job`` teacher is left out: what is checked at
         submission does not load the teacher.
         """
-        data = self.model_dump(exclude=_SERVICE_FIELDS | self._KIND_FIELDS | {"distill"})
+        data = self.model_dump(exclude=SERVICE_FIELDS | self._KIND_FIELDS | {"distill"})
         if distill is None and self.distill is not None and self.distill.from_job is None:
             distill = self.distill.distill_config()
         if distill is not None:
@@ -296,7 +157,7 @@ class FinetuneJobSpec(FinetuneConfig):
     ) -> FinetuneConfig:
         """The library config; ``model`` replaces ``from_job`` once the worker has the pruned folder, and
         ``distill`` the teacher spec once the worker has resolved it (:func:`worker.teachers.resolve_teacher`)."""
-        data = self.model_dump(exclude=_SERVICE_FIELDS | {"from_job", "distill"})
+        data = self.model_dump(exclude=SERVICE_FIELDS | {"from_job", "distill"})
         data["model"] = (model or self.model).model_dump()  # type: ignore[union-attr]
         if masks is not None:
             data["masks"] = masks
@@ -364,7 +225,7 @@ class PipelineJobSpec(_MethodJobSpec):
             raise InvalidConfigError(
                 "accept.min_speedup needs the measured speedup; remove 'measure: false'", field="accept.min_speedup"
             )
-        if self.accept is not None and self.accept.min_speedup is not None and _unstructured(self.method):
+        if self.accept is not None and self.accept.min_speedup is not None and unstructured(self.method):
             raise InvalidConfigError(
                 f"accept.min_speedup: method {self.method!r} prunes unstructured weights, which gives no dense "
                 "speedup by construction; gate on accept.max_metric_drop only",
@@ -457,7 +318,7 @@ class SweepJobSpec(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, validate_default=True, description="The method's own parameters, for every child."
     )
-    _params = field_validator("params")(_check_method_params)
+    _params = field_validator("params")(check_method_params)
     targets: SweepTargets
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -481,8 +342,8 @@ class SweepJobSpec(BaseModel):
         return {} if v is True or v is None else v
 
     @model_validator(mode="after")
-    def _no_speed_axis_for_unstructured(self) -> SweepJobSpec:
-        if not _unstructured(self.method):
+    def _no_speed_axis_forunstructured(self) -> SweepJobSpec:
+        if not unstructured(self.method):
             return self
         why = f"method {self.method!r} prunes unstructured weights, whose dense speedup is none by construction"
         if self.axis == "speedup":
@@ -504,7 +365,7 @@ class SweepJobSpec(BaseModel):
     @property
     def x_axis(self) -> str:
         """The plot's x axis: as asked, else remaining weights for an unstructured method and speedup otherwise."""
-        return self.axis or ("remaining_weights" if _unstructured(self.method) else "speedup")
+        return self.axis or ("remaining_weights" if unstructured(self.method) else "speedup")
 
     def child_specs(self) -> list[dict[str, Any]]:
         """The children's specs, in target order, validated and with every default filled in."""

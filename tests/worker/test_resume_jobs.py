@@ -8,6 +8,7 @@ have left is made by the library itself, stopped after a given step.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
@@ -155,3 +156,35 @@ def test_a_dead_workers_job_re_queued_by_the_reaper_keeps_its_state_and_one_it_c
     assert has_state(store, retried)  # the next attempt continues from it
     assert cancelled in result.finished and load(sessions, cancelled).state == "cancelled"
     assert not has_state(store, cancelled)
+
+
+@pytest.fixture
+def process_settings(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The worker process's own settings (read from its environment) on this test's database."""
+    from jobs.settings import get_settings
+
+    monkeypatch.setenv("PPRUNING_DATABASE_URL", pg_url)
+    monkeypatch.setenv("PPRUNING_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PPRUNING_HEARTBEAT_TIMEOUT_S", "4")  # a minute without a heartbeat is a dead worker
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+def test_a_job_the_claim_step_fails_as_worker_lost_keeps_no_resume_state(
+    process_settings, sessions, make_job, bert_mlm, tmp_path
+):
+    from worker.tasks import run_job
+
+    store = open_store(process_settings.artifact_root)
+    spec = smp_spec(bert_mlm, FIXTURES, STEPS)
+    job_id = _stale_running(make_job, spec, cancel=False)
+    with sessions.begin() as session:
+        session.get(Job, job_id).attempts = 3  # it killed its worker every time
+    seed_state(spec, store, job_id, tmp_path / "attempt-3")
+
+    run_job.apply(args=[str(job_id)])  # the task as a worker runs it, in this process
+
+    job = load(sessions, job_id)
+    assert job.state == "failed" and job.error_type == "WorkerLost"
+    assert not has_state(store, job_id)

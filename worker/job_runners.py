@@ -92,7 +92,7 @@ def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Out
     progress.set_phase("prune")
     teacher = resolve_teacher(spec.distill, ctx.fetch_model, work / "prune_teacher")
     if spec.distill is not None and spec.distill.from_job is not None:
-        progress.event(f"the pruning method learns from the model job {spec.distill.from_job} fine-tuned")
+        progress.event(f"teacher of the pruning method: the fine-tuned model of job {spec.distill.from_job}")
     config = _with_device(spec.prune_config(distill=teacher), ctx.device)
     resume = ctx.resume if get_method(config.method).resumable else None
     result = prune(config, work / "prune", progress, resume=resume)

@@ -15,6 +15,17 @@ SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
             "target": {"flops_reduction": 0.3},
         },
     },
+    "prune-smp": {
+        "summary": "SMP: keep 10% of BERT's weights for SST-2, learning from a finished fine-tune job",
+        "value": {
+            "kind": "prune",
+            "model": {"id": "bert-base-uncased"},
+            "task": {"name": "sst2"},
+            "method": "smp",
+            "target": {"params_reduction": 0.9},
+            "distill": {"from_job": "5f0d3c2a-1b7e-4c9d-8e6f-2a4b6c8d0e1f"},
+        },
+    },
     "finetune": {
         "summary": "Fine-tune the pruned model of a finished prune job with the paper's hyperparameters",
         "value": {
@@ -56,6 +67,17 @@ SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
             "task": {"name": "sst2"},
             "method": "ppruning",
             "targets": {"flops_reduction": [0.2, 0.3, 0.4, 0.5]},
+            "finetune": {"preset": "paper"},
+        },
+    },
+    "sweep-smp": {
+        "summary": "SMP at three sparsities: the metric after fine-tuning against the remaining weights",
+        "value": {
+            "kind": "sweep",
+            "model": {"id": "bert-base-uncased"},
+            "task": {"name": "sst2"},
+            "method": "smp",
+            "targets": {"params_reduction": [0.5, 0.9, 0.97]},
             "finetune": {"preset": "paper"},
         },
     },

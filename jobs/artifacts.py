@@ -1,8 +1,10 @@
 """The artifact store: files of finished jobs under one root URI, ``file://`` or ``s3://``.
 
 The worker writes (``put_file``, ``put_archive``); the API reads (``open_range``,
-``stat``) and deletes (``delete_prefix``). Keys are ``jobs/<job_id>/<name>``. The
-database holds each object's URI, size and sha256; the store only holds bytes.
+``stat``) and deletes (``delete_prefix``). Keys are ``jobs/<job_id>/<name>``: an
+attempt's uploads under ``attempt-<n>/``, and the training state a restarted attempt
+continues from under ``resume/`` (:func:`resume_key`), which belongs to the job rather than
+to one attempt. The database holds each object's URI, size and sha256; the store only holds bytes.
 
 Writes never expose a half-written object under its final name: on a file system the
 bytes go to a temporary sibling that is renamed into place; on S3 an upload becomes
@@ -182,3 +184,12 @@ def open_store(root_uri: str, **storage_options: Any) -> ArtifactStore:
 def job_key(job_id: object, name: str) -> str:
     """The store key of artifact ``name`` of job ``job_id``."""
     return _check_key(f"jobs/{job_id}/{name}")
+
+
+#: The folder of a job's resume state: beside its attempts' folders, so no attempt's cleanup touches it.
+RESUME_FOLDER = "resume"
+
+
+def resume_key(job_id: object) -> str:
+    """The store prefix of job ``job_id``'s resume state (deleted when the job ends)."""
+    return job_key(job_id, RESUME_FOLDER)

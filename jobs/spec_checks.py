@@ -5,8 +5,9 @@ inside ``settings.allowed_model_roots`` (no traversal, symlinks resolved, and ev
 inside a model folder resolved too: :func:`check_tree`), hub ids look
 like hub ids, the task exists and has what it needs (the task registry), the model's
 type is supported and the target feasible (the library's ``validate_prune_config``,
-which reads only the model's config), and a fine-tune's ``from_job`` is a finished
-prune of the same owner. Every failure is an error that names the field.
+which reads only the model's config), a fine-tune's ``from_job`` is a finished
+prune of the same owner, and a teacher (``distill``) is an allowed model or a finished
+fine-tune of the same owner. Every failure is an error that names the field.
 
 What comes back is the spec to store: local paths replaced by their resolved form, so
 the worker reads exactly what was checked. The worker runs :func:`recheck_local_inputs`
@@ -144,6 +145,15 @@ def recheck_local_inputs(spec: dict[str, Any], settings: Settings) -> None:
     masks = spec.get("masks")
     if isinstance(masks, str):
         allowed_folder(masks, settings, "masks")
+    for field, teacher in (("distill", spec.get("distill")), ("finetune.distill", _finetune_teacher(spec))):
+        teacher_id = ((teacher or {}).get("teacher") or {}).get("id")
+        if isinstance(teacher_id, str) and is_local_path(teacher_id):
+            allowed_folder(teacher_id, settings, f"{field}.teacher.id")
+
+
+def _finetune_teacher(spec: dict[str, Any]) -> Any:
+    finetune = spec.get("finetune")
+    return finetune.get("distill") if isinstance(finetune, dict) else None
 
 
 def check_model(ref: ModelRef, settings: Settings, field: str = "model") -> ModelRef:
@@ -288,7 +298,7 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
     if isinstance(spec, PruneJobSpec | PipelineJobSpec):
         model = check_model(spec.model, settings)
         task = check_task(spec.task, settings)
-        spec = spec.model_copy(update={"model": model, "task": task})
+        spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
         check_export(spec.export)
         check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
         if isinstance(spec, PipelineJobSpec) and spec.finetune.distill is not None:
@@ -297,7 +307,7 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
     elif isinstance(spec, SweepJobSpec):
         model = check_model(spec.model, settings)
         task = check_task(spec.task, settings)
-        spec = spec.model_copy(update={"model": model, "task": task})
+        spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
         for i, child in enumerate(spec.child_specs()):
             try:
                 check_prune(parse_spec(child).prune_config(), hub_model=not is_local_path(model.id))  # type: ignore[union-attr]
@@ -318,6 +328,25 @@ def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str
             update["distill"] = check_teacher(spec.distill, settings, session, owner, "distill")
         spec = spec.model_copy(update=update)
     return spec.model_dump(mode="json")
+
+
+def _method_teacher(
+    spec: PruneJobSpec | PipelineJobSpec | SweepJobSpec, settings: Settings, session: Session, owner: str
+) -> dict[str, Any]:
+    """The pruning method's teacher, checked like any other model or source job; ``{"distill": ...}`` or nothing.
+
+    A teacher under ``params.distill`` would reach the library unchecked (no allow-list, no
+    ``from_job``), so a submission names it in ``distill`` only.
+    """
+    if spec.params.get("distill") is not None:
+        raise InvalidSpec(
+            "name the teacher in 'distill' (a model: hub id or allowed folder, or from_job: a finished fine-tune); "
+            "the service checks it there and hands it to the method as params.distill",
+            field="params.distill",
+        )
+    if spec.distill is None:
+        return {}
+    return {"distill": check_teacher(spec.distill, settings, session, owner, "distill")}
 
 
 def check_export(formats: list[str]) -> None:

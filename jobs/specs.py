@@ -9,9 +9,12 @@ the model's config, other jobs) live in :mod:`jobs.spec_checks`.
 Every kind may carry ``callback_url`` (the worker POSTs the final state there, signed);
 it is the service's business and never reaches the library configs, nor do ``export`` and
 ``quantize`` of a ``prune`` or ``pipeline`` (the worker exports the job's final model
-after the library has made it). A ``pipeline`` may
+after the library has made it). ``distill`` of a ``prune``, ``pipeline`` or ``sweep`` is a
+teacher for a method that learns from one (:class:`TeacherSpec`: a model, or a finished
+job's model that the worker downloads); it reaches the library as ``params.distill``. A ``pipeline`` may
 carry ``accept`` (quality gates, :class:`AcceptCriteria`); a ``sweep`` runs one method at
-several targets as child jobs (:class:`SweepJobSpec`).
+several targets as child jobs (:class:`SweepJobSpec`). The fields the kinds share live in
+:mod:`jobs.spec_fields`.
 """
 
 from __future__ import annotations
@@ -20,21 +23,30 @@ import uuid
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
-from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     TypeAdapter,
-    ValidationError,
-    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
+from jobs.spec_fields import (
+    PARAMS_HELP,
+    SERVICE_FIELDS,
+    CallbackUrl,
+    ExportFormats,
+    Quantize,
+    SpecVersion,
+    TeacherSpec,
+    check_export,
+    check_method_params,
+    check_teacher_use,
+    unstructured,
+)
 from ppruning import (
     DistillConfig,
     FinetuneConfig,
@@ -42,100 +54,10 @@ from ppruning import (
     MeasureConfig,
     ModelRef,
     PruneConfig,
-    SamplingConfig,
     TaskRef,
-    UnknownMethodError,
-    get_method,
 )
 
 # --------------------------------------------------------------------------- job specs
-
-
-class InvalidParamsError(InvalidConfigError, ValueError):
-    """A method parameter is wrong; ``field`` is its name inside ``params``."""
-
-
-_PARAMS_HELP = "The method's own parameters (GET /methods/{name}); defaults filled in."
-
-
-def _check_method_params(params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-    """Validate ``params`` against the method's model here, so a 422 names ``params.<name>``.
-
-    PruneConfig's own validator does the same at model level, where pydantic loses the path.
-    """
-    method = info.data.get("method")
-    if not isinstance(method, str):
-        return params
-    try:
-        params_model = get_method(method).params_model
-    except UnknownMethodError:
-        return params  # resolving the plan at submission reports it, naming 'method'
-    sampling = {k: params[k] for k in SamplingConfig.model_fields if k in params}  # the library moves these
-    strict = bool((info.context or {}).get("strict"))  # a submission: no "0.3" for 0.3 in params either
-    try:
-        own = {k: v for k, v in params.items() if k not in sampling}
-        return {**params_model.model_validate(own, strict=strict).model_dump(mode="json"), **sampling}
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidParamsError(f"params.{where}: {first['msg']}", field=where or None) from None
-
-
-def _http_url(value: str | None) -> str | None:
-    if value is None:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL with a host")
-    if any(ch.isspace() for ch in value):
-        raise ValueError("must not contain whitespace")
-    return value
-
-
-CallbackUrl = Annotated[
-    Annotated[str, Field(max_length=2048)] | None,
-    AfterValidator(_http_url),
-    Field(
-        default=None,
-        description="POSTed the job's final state (JSON) when it finishes, signed with "
-        "X-PPruning-Signature: t=<unix seconds>,sha256=<HMAC-SHA256 of '<t>.<body>'>. Must be a public host: "
-        "no credentials, no loopback, private or link-local address.",
-    ),
-]
-ExportFormat = Literal["onnx"]
-ExportFormats = Annotated[
-    list[ExportFormat],
-    Field(
-        default_factory=list,
-        max_length=len(get_args(ExportFormat)),
-        description="Exports of the job's model, uploaded as artifacts: 'onnx' gives model.onnx and "
-        "export_report.json (onnxruntime parity and latency, pruned vs dense). Needs the export extra on the workers.",
-    ),
-]
-Quantize = Annotated[
-    Literal["int8"] | None,
-    Field(default=None, description="Also write a dynamic int8 quantisation of each export (model.int8.onnx)."),
-]
-
-
-def _check_export(formats: list[str], quantize: str | None) -> None:
-    if len(set(formats)) != len(formats):
-        raise InvalidConfigError("export formats must not repeat", field="export")
-    if quantize is not None and not formats:
-        raise InvalidConfigError("quantize applies to an export; add \"export\": [\"onnx\"]", field="quantize")
-
-
-
-
-#: The job spec format this service reads and writes. A future incompatible change raises
-#: it, so stored specs and reproducibility records of either format can be told apart.
-SPEC_VERSION = 1
-SpecVersion = Annotated[
-    Literal[1],
-    Field(default=SPEC_VERSION, description="Format of this spec; 1, the only one so far, when omitted."),
-]
-#: Spec fields that belong to the service, not to the library configs.
-_SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize"}
 
 
 class _MethodJobSpec(PruneConfig):
@@ -143,50 +65,49 @@ class _MethodJobSpec(PruneConfig):
 
     callback_url: CallbackUrl
     spec_version: SpecVersion
-    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=_PARAMS_HELP)
-    _params = field_validator("params")(_check_method_params)
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=PARAMS_HELP)
+    _params = field_validator("params")(check_method_params)
     export: ExportFormats  # of the job's final model (the fine-tuned one in a pipeline)
     quantize: Quantize
+    distill: TeacherSpec | None = Field(
+        default=None,
+        description="A teacher the pruning method learns from (a method whose parameters take 'distill', such as "
+        "smp): a model fine-tuned on the same task (hub id or allowed folder), or from_job, a succeeded finetune "
+        "or pipeline job. The worker hands it to the method as params.distill.",
+    )
     #: Fields of the kind beyond the library config and the service fields above.
     _KIND_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="after")
     def _export_options(self) -> Self:
-        _check_export(self.export, self.quantize)
+        check_export(self.export, self.quantize)
         return self
 
-    def prune_config(self) -> PruneConfig:
-        return PruneConfig.model_validate(self.model_dump(exclude=_SERVICE_FIELDS | self._KIND_FIELDS))
+    @model_validator(mode="after")
+    def _teacher_for_the_method(self) -> Self:
+        check_teacher_use(self.method, self.distill, self.params)
+        return self
+
+    def prune_config(self, distill: DistillConfig | None = None) -> PruneConfig:
+        """The library's config, with the teacher as ``params.distill``.
+
+        ``distill``: the teacher the worker resolved from ``self.distill`` (a ``from_job``
+        teacher is a folder only once the worker has downloaded it). Without it a named model
+        is passed as given, and a ``from_job`` teacher is left out: what is checked at
+        submission does not load the teacher.
+        """
+        data = self.model_dump(exclude=SERVICE_FIELDS | self._KIND_FIELDS | {"distill"})
+        if distill is None and self.distill is not None and self.distill.from_job is None:
+            distill = self.distill.distill_config()
+        if distill is not None:
+            data["params"] = {**data["params"], "distill": distill.model_dump()}
+        return PruneConfig.model_validate(data)
 
 
 class PruneJobSpec(_MethodJobSpec):
     """Prune ``model`` for ``task`` with ``method`` down to ``target``."""
 
     kind: Literal["prune"]
-
-
-class TeacherSpec(DistillConfig):
-    """A distillation teacher: a model (hub id or allowed folder), or the model a finished job fine-tuned.
-
-    The worker downloads a ``from_job`` teacher and hands the library a plain
-    :class:`ppruning.DistillConfig` naming that folder (:meth:`distill_config`).
-    """
-
-    teacher: ModelRef | None = Field(default=None, description="Hub id or allowed folder of the teacher.")  # type: ignore[assignment]
-    from_job: uuid.UUID | None = Field(
-        default=None, description="A succeeded finetune or pipeline job whose fine-tuned model teaches."
-    )
-
-    @model_validator(mode="after")
-    def _one_teacher(self) -> TeacherSpec:
-        if (self.teacher is None) == (self.from_job is None):
-            raise ValueError("give exactly one of 'teacher' or 'from_job'")
-        return self
-
-    def distill_config(self, folder: str | None = None) -> DistillConfig:
-        """The library's config; ``folder`` replaces ``from_job`` once the worker has the teacher's files."""
-        teacher = ModelRef(id=folder) if folder is not None else self.teacher
-        return DistillConfig.model_validate({**self.model_dump(exclude={"from_job", "teacher"}), "teacher": teacher})
 
 
 #: Fine-tuning options of a pipeline: FinetuneConfig's fields minus what the pipeline supplies.
@@ -236,7 +157,7 @@ class FinetuneJobSpec(FinetuneConfig):
     ) -> FinetuneConfig:
         """The library config; ``model`` replaces ``from_job`` once the worker has the pruned folder, and
         ``distill`` the teacher spec once the worker has resolved it (:func:`worker.teachers.resolve_teacher`)."""
-        data = self.model_dump(exclude=_SERVICE_FIELDS | {"from_job", "distill"})
+        data = self.model_dump(exclude=SERVICE_FIELDS | {"from_job", "distill"})
         data["model"] = (model or self.model).model_dump()  # type: ignore[union-attr]
         if masks is not None:
             data["masks"] = masks
@@ -288,13 +209,6 @@ class AcceptCriteria(BaseModel):
         return self.max_metric_drop is not None and self.dense_score is None
 
 
-def _unstructured(method: str) -> bool:
-    try:
-        return get_method(method).kind == "unstructured"
-    except UnknownMethodError:
-        return False
-
-
 class PipelineJobSpec(_MethodJobSpec):
     """Prune, then fine-tune the pruned model on the same task, in one job; optionally gate the result."""
 
@@ -311,7 +225,7 @@ class PipelineJobSpec(_MethodJobSpec):
             raise InvalidConfigError(
                 "accept.min_speedup needs the measured speedup; remove 'measure: false'", field="accept.min_speedup"
             )
-        if self.accept is not None and self.accept.min_speedup is not None and _unstructured(self.method):
+        if self.accept is not None and self.accept.min_speedup is not None and unstructured(self.method):
             raise InvalidConfigError(
                 f"accept.min_speedup: method {self.method!r} prunes unstructured weights, which gives no dense "
                 "speedup by construction; gate on accept.max_metric_drop only",
@@ -378,12 +292,19 @@ class SweepTargets(BaseModel):
         return list(self.flops_reduction if self.flops_reduction is not None else self.params_reduction or [])
 
 
+#: The x axis of a sweep's plot: the speedup, or the fraction of the prunable weights kept.
+SweepAxis = Literal["speedup", "remaining_weights"]
+
+
 class SweepJobSpec(BaseModel):
     """One method at several targets, as child jobs (``prune``, or ``pipeline`` with ``finetune``).
 
     The children are ordinary jobs (``parent_id`` = this job): listed, cancellable and
     downloadable on their own. When the last one has finished, this job gets the table
-    (``sweep.json``, ``sweep.csv``) and the plot (``sweep.png``).
+    (``sweep.json``, ``sweep.csv``) and the plot (``sweep.png``), against speedup or
+    against the remaining weights (:attr:`x_axis`). An unstructured method (its masks zero
+    weights inside dense matrices) has no dense speedup by construction, so a speed axis,
+    or FLOPs targets, are refused for one.
     """
 
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
@@ -397,13 +318,22 @@ class SweepJobSpec(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, validate_default=True, description="The method's own parameters, for every child."
     )
-    _params = field_validator("params")(_check_method_params)
+    _params = field_validator("params")(check_method_params)
     targets: SweepTargets
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     measure: MeasureConfig | Literal[False] = Field(default_factory=MeasureConfig)
     finetune: FinetuneOptions | None = Field(  # type: ignore[valid-type]
         default=None, description="Fine-tune every pruned child (children are pipelines); the table gets its metric."
+    )
+    distill: TeacherSpec | None = Field(
+        default=None, description="A teacher for every child's pruning method (see the prune spec's 'distill')."
+    )
+    axis: SweepAxis | None = Field(
+        default=None,
+        description="x axis of the plot: 'speedup' (measured; the ideal FLOPs ratio where none was measured) or "
+        "'remaining_weights' (the fraction of the prunable weights kept). Default: speedup for a structured "
+        "method, remaining_weights for an unstructured one, whose dense speedup is none by construction.",
     )
 
     @field_validator("measure", mode="before")
@@ -412,13 +342,34 @@ class SweepJobSpec(BaseModel):
         return {} if v is True or v is None else v
 
     @model_validator(mode="after")
+    def _no_speed_axis_forunstructured(self) -> SweepJobSpec:
+        if not unstructured(self.method):
+            return self
+        why = f"method {self.method!r} prunes unstructured weights, whose dense speedup is none by construction"
+        if self.axis == "speedup":
+            raise InvalidConfigError(
+                f"axis: {why}; plot against 'remaining_weights' (its default)", field="axis"
+            )
+        if self.targets.flops_reduction is not None:
+            raise InvalidConfigError(
+                f"targets.flops_reduction: {why} (it removes no dense FLOPs); sweep targets.params_reduction",
+                field="targets.flops_reduction",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _children_valid(self) -> SweepJobSpec:
         self.child_specs()  # method and params checked as each child will be
         return self
 
+    @property
+    def x_axis(self) -> str:
+        """The plot's x axis: as asked, else remaining weights for an unstructured method and speedup otherwise."""
+        return self.axis or ("remaining_weights" if unstructured(self.method) else "speedup")
+
     def child_specs(self) -> list[dict[str, Any]]:
         """The children's specs, in target order, validated and with every default filled in."""
-        base = self.model_dump(mode="json", exclude={"kind", "callback_url", "targets", "finetune"})
+        base = self.model_dump(mode="json", exclude={"kind", "callback_url", "targets", "finetune", "axis"})
         kind = "prune" if self.finetune is None else "pipeline"
         specs = []
         for value in self.targets.values:

@@ -24,6 +24,10 @@ _PUBLIC: dict[str, str] = {
     "finetune_model": "ppruning.finetune:finetune",
     "FinetuneResult": "ppruning.finetune",
     "load_pruned": "ppruning.checkpoint",
+    # resuming a long training run (the service keeps the state in its artifact store)
+    "ResumeStore": "ppruning.methods.contract",
+    "encode_resume_state": "ppruning.resume",
+    "decode_resume_state": "ppruning.resume",
     "resolve_device": "ppruning.loading",
     "load_task_model": "ppruning.loading",
     "load_saved_task_model": "ppruning.loading",

@@ -1,6 +1,7 @@
 """A resume store in a folder: what the CLI and the tests give a resumable method.
 
-The service backs the same two calls with the artifact store under the job's resume prefix.
+The service backs the same calls with the artifact store under the job's resume prefix,
+with the same bytes (:func:`encode_resume_state`), so a state is one format wherever it lives.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import torch
 STATE_FILE = "resume_state.pt"
 
 
-def state_to_bytes(state: dict[str, Any]) -> bytes:
+def encode_resume_state(state: dict[str, Any]) -> bytes:
+    """``torch.save`` bytes of a method's state (tensors, optimiser state, step, curve)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
 
 
-def state_from_bytes(data: bytes) -> dict[str, Any]:
+def decode_resume_state(data: bytes) -> dict[str, Any]:
+    """The state back, on the CPU. Not ``weights_only``: the optimiser state holds plain Python objects,
+    and a state is only ever read from where this run's own caller wrote it."""
     return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
 
 
@@ -32,12 +36,12 @@ class FolderResume:
         self.path = Path(folder) / STATE_FILE
 
     def load(self) -> dict[str, Any] | None:
-        return state_from_bytes(self.path.read_bytes()) if self.path.is_file() else None
+        return decode_resume_state(self.path.read_bytes()) if self.path.is_file() else None
 
     def save(self, state: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(state_to_bytes(state))
+        tmp.write_bytes(encode_resume_state(state))
         os.replace(tmp, self.path)
 
     def clear(self) -> None:

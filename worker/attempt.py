@@ -5,9 +5,14 @@ staging prefix of that attempt) and become the job's artifacts only when their r
 are registered, in the same transaction that moves the job to ``succeeded``. So:
 
 - a cancelled, failed or taken-over attempt deletes its own prefix and registers nothing;
-- a dead attempt's leftovers are deleted by the attempt that succeeds after it;
+- a dead attempt's leftovers are deleted by the attempt that runs after it;
 - a zombie attempt (declared dead, still running) cannot commit: every write is fenced
   to its attempt number (:mod:`jobs.store.claims`).
+
+The job's resume state (``jobs/<job_id>/resume/``, :mod:`worker.resume_store`) is not an
+attempt's upload: the next attempt of a resumable method continues from it, so no
+attempt's cleanup deletes it. The attempt that ends the job (succeeded, failed for good,
+cancelled) does; a retry or a lost lease keeps it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from worker.errors import Failure, classify
 from worker.job_runners import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 from worker.progress import JobProgress, LeaseLost
 from worker.records import artifact_meta, attach_record
+from worker.resume_store import ArtifactResume, drop_resume_state
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,10 @@ class Outcome(enum.StrEnum):
     LOST = "lost"  # another attempt owns the job now; this one wrote nothing
     RETRY = "retry"  # a transient error; the job was handed back to the queue
     WAITING = "waiting"  # a sweep that sent its children; the last child to finish finalises it
+
+
+#: Outcomes after which the job will not run again: its resume state goes.
+ENDED = frozenset({Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED})
 
 
 @dataclass
@@ -177,16 +187,19 @@ def run_attempt(
             from worker.sweep_runs import start_sweep
 
             return AttemptResult(Outcome(start_sweep(claim, settings, sessions)))
-        return _run_stages(claim, settings, sessions, may_retry=may_retry)
+        result = _run_stages(claim, settings, sessions, may_retry=may_retry)
     except Exception as exc:
-        return _failed(sessions, claim, exc, may_retry=may_retry)
+        result = _failed(sessions, claim, exc, may_retry=may_retry)
+    if result.outcome in ENDED:
+        drop_resume_state(settings, claim.job_id)
+    return result
 
 
 def _run_stages(
     claim: Claim, settings: Settings, sessions: sessionmaker[Session], *, may_retry: bool
 ) -> AttemptResult:
     store = open_store(settings.artifact_root)
-    for earlier in range(1, claim.attempt):  # leftovers of attempts that died
+    for earlier in range(1, claim.attempt):  # leftovers of attempts that died; their resume state stays
         _delete_quietly(store, attempt_prefix(claim, earlier))
     work_root = settings.data_dir.resolve() / "work"
     work_root.mkdir(parents=True, exist_ok=True)
@@ -202,7 +215,10 @@ def _run_stages(
         with progress:
             try:
                 recheck_local_inputs(claim.spec, settings)
-                ctx = RunContext(fetch_model=partial(fetch_model, sessions, store), device=settings.device)
+                resume = ArtifactResume(store, claim.job_id, scratch=work, before_save=progress.checkpoint)
+                ctx = RunContext(
+                    fetch_model=partial(fetch_model, sessions, store), device=settings.device, resume=resume
+                )
                 outputs = RUNNERS[claim.kind](parse_spec(claim.spec), work, progress, ctx)
                 attach_record(outputs, claim.kind, claim.spec, work)
                 progress.checkpoint()

@@ -169,7 +169,7 @@ def _start_reaper(**_: Any) -> None:
         pending = partial(pending_job_ids, settings.broker_url)
 
     def sweep() -> object:
-        from worker.callbacks import notify
+        from worker.ended import ended_without_attempt
         from worker.sweep_runs import finalise_ready
         from worker.workdirs import remove_abandoned
 
@@ -177,7 +177,7 @@ def _start_reaper(**_: Any) -> None:
             sessions,
             partial(send_job, settings.broker_url),
             pending=pending,
-            finished=partial(notify, sessions, settings),
+            finished=partial(ended_without_attempt, sessions, settings),
             heartbeat_timeout_s=settings.heartbeat_timeout_s,
             queued_timeout_s=settings.queued_timeout_s,
         )

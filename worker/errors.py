@@ -4,9 +4,10 @@
 ``error_type`` and ``error_message`` stored on a failed job, and ``transient`` for the
 few errors worth a retry (the database or broker connection dropped, the hub timed out).
 Everything else fails the job at once: retrying a bad model id or a missing column only
-delays the answer. The library's own errors (:class:`ppruning.errors.PruningError`)
-already carry a message and the field at fault; hub and CUDA errors are translated here,
-in one place.
+delays the answer. The library's own errors (:class:`ppruning.errors.PruningError`) and
+the worker's recheck of local inputs (:class:`jobs.errors.InvalidSpec`) already carry a
+message and the field at fault, which the stored message starts with; hub and CUDA errors
+are translated here, in one place.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from jobs.errors import InvalidSpec
 from ppruning import PruningError
 
 #: Retries of a transient error, and the backoff between them (seconds, doubled each time).
@@ -136,8 +138,8 @@ def classify(exc: BaseException) -> Failure:
             "epochs or max_train_samples, or raise the limit",
         )
     chain = list(_chain(exc))
-    for link in chain:  # our own errors first: they name the field and the fix
-        if isinstance(link, PruningError):
+    for link in chain:  # our own errors first: they name the field and the fix (a recheck's too)
+        if isinstance(link, PruningError | InvalidSpec):
             where = f"{link.field}: " if link.field else ""
             return Failure(type(link).__name__, f"{where}{link.message}")
     for link in chain:

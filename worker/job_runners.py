@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.specs import AcceptCriteria
-from ppruning import ModelRef
+from ppruning import ModelRef, ResumeStore
 from worker.progress import FINETUNE_STAGES, JobProgress, Plan
 from worker.teachers import resolve_teacher
 
@@ -80,13 +80,26 @@ def prune_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 
 def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
-    from ppruning import prune
+    """The library's prune run.
 
-    config = _with_device(spec.prune_config(), ctx.device)
+    A resumable method continues from the job's saved state (``ctx.resume``). The spec's
+    teacher (``distill``) reaches the method as ``params.distill``, a ``from_job`` teacher
+    downloaded first; ``result["prune_teacher"]`` records it as the spec named it (the
+    report's ``details.teacher`` has the folder the method read, gone with the work folder).
+    """
+    from ppruning import get_method, prune
+
     progress.set_phase("prune")
-    result = prune(config, work / "prune", progress)
+    teacher = resolve_teacher(spec.distill, ctx.fetch_model, work / "prune_teacher")
+    if spec.distill is not None and spec.distill.from_job is not None:
+        progress.event(f"teacher of the pruning method: the fine-tuned model of job {spec.distill.from_job}")
+    config = _with_device(spec.prune_config(distill=teacher), ctx.device)
+    resume = ctx.resume if get_method(config.method).resumable else None
+    result = prune(config, work / "prune", progress, resume=resume)
     out_dir = Path(result.output_dir)
     outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
+    if spec.distill is not None:
+        outputs.result["prune_teacher"] = spec.distill.model_dump(mode="json", exclude_none=True)
     for path in result.mask_files:  # the files the method declares (unit or weight masks, its own files)
         outputs.files.append((path.name, MASK, path))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
@@ -235,6 +248,8 @@ class RunContext:
     #: (job id, destination) -> local folder of that job's pruned model
     fetch_model: Callable[[Any, Path], Path]
     device: str = "auto"
+    #: The job's resume state (in the artifact store), for a resumable method; None: start from step 0.
+    resume: ResumeStore | None = None
 
 
 Runner = Callable[[Any, Path, JobProgress, RunContext], Outputs]

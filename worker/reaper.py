@@ -35,8 +35,8 @@ def reap_once(
     """One sweep, committed, then one message per job found and ``finished`` for each job it ended.
 
     ``pending`` (the ids whose messages still wait in the broker) keeps a job that is only
-    waiting in a backlog from being sent twice; ``finished`` sends the callbacks of jobs the
-    sweep cancelled, as a worker does for the jobs it ends.
+    waiting in a backlog from being sent twice; ``finished`` follows up the jobs the sweep
+    cancelled (callback, resume state: :mod:`worker.ended`), as a worker does for the jobs it ends.
     """
     with sessions.begin() as session:
         result = sweep(session, pending=pending, **timeouts)

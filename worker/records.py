@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jobs.specs import SPEC_VERSION
+from jobs.spec_fields import SPEC_VERSION
 from ppruning import RECORD_VERSION, rerun_spec
 from worker.job_runners import Outputs
 

@@ -55,6 +55,8 @@ COLUMNS = (
     "flops_reduction_whole_model",
     "params",
     "params_reduction",
+    "remaining_weights",
+    "train_loss",
     "metric",
     "metric_split",
     "metric_value",
@@ -176,7 +178,8 @@ def _conclude(session: Session, parent: Job, kids: list[Job], settings: Settings
             artifacts[name] = {"uri": obj.uri, "size": obj.size, "sha256": obj.sha256}
     succeeded = len(rows) - len(failures)
     repo.record_metrics(session, parent.id, {"sweep": {"children": len(rows), "succeeded": succeeded}})
-    result = {"table": rows, "failures": failures, "children": [r["job_id"] for r in rows], "artifacts": artifacts}
+    result = {"table": rows, "x_axis": spec.x_axis, "failures": failures, "children": [r["job_id"] for r in rows],
+              "artifacts": artifacts}  # fmt: skip
     summary = f"{succeeded}/{len(rows)} child jobs succeeded"
     repo.add_event(session, parent.id, summary, level="info" if not failures else "warning")
     if succeeded:
@@ -209,11 +212,19 @@ def _main_score(child: Job, result: dict[str, Any]) -> tuple[str | None, str | N
     return metric, None, None
 
 
+def _remaining(achieved: dict[str, Any]) -> float | None:
+    """The fraction of the prunable weights kept (the pruned part's params, structured or not)."""
+    removed = achieved.get("params_reduction_pruned_part")
+    return round(1.0 - float(removed), 6) if isinstance(removed, int | float) else None
+
+
 def table_row(child: Job, key: str) -> dict[str, Any]:
-    """One child's figures: target, achieved FLOPs and parameters, main metric, measured speedup."""
+    """One child's figures: target, achieved FLOPs and parameters, remaining weights, the method's final
+    training loss (methods that train their masks), main metric, measured speedup."""
     result = child.result or {}
     report = result.get("report") or {}
     achieved = report.get("achieved") or {}
+    training = (report.get("details") or {}).get("training") or {}
     after = ((report.get("cost") or {}).get("after") or {}).get("params") or {}
     speed = report.get("speed") or {}
     ci = (speed.get("speedup_ci") or None) if speed.get("measured") else None
@@ -228,6 +239,8 @@ def table_row(child: Job, key: str) -> dict[str, Any]:
         "flops_reduction_whole_model": achieved.get("flops_reduction_whole_model"),
         "params": after.get("total"),
         "params_reduction": achieved.get("params_reduction_pruned_part"),
+        "remaining_weights": _remaining(achieved),
+        "train_loss": training.get("final_loss") if isinstance(training, dict) else None,
         "metric": metric,
         "metric_split": split,
         "metric_value": value,
@@ -248,6 +261,7 @@ def write_outputs(rows: list[dict[str, Any]], spec: SweepJobSpec, folder: Path) 
         "model": spec.model.id,
         "task": spec.task.name,
         "target_kind": spec.targets.key,
+        "x_axis": spec.x_axis,
         "finetuned": spec.finetune is not None,
         "columns": list(COLUMNS),
         "rows": rows,
@@ -267,20 +281,52 @@ def plot(rows: list[dict[str, Any]], spec: SweepJobSpec, path: Path) -> None:
     figure(rows, spec).savefig(path, format="png")
 
 
+def x_axis(done: list[dict[str, Any]], spec: SweepJobSpec) -> tuple[str, str]:
+    """(row key, label) of the x axis: the remaining weights, or the measured speedup (ideal where none was)."""
+    if spec.x_axis == "remaining_weights":
+        return "remaining_weights", "remaining weights (fraction of the prunable weights kept)"
+    if any(r["speedup"] is not None for r in done):
+        return "speedup", "measured speedup (dense / pruned latency)"
+    return "ideal_speedup", "ideal speedup (FLOPs)"
+
+
+#: The y axis where no metric was scored: the first of these the children report, with its label.
+_Y_WITHOUT_METRIC = (
+    ("flops_reduction", "achieved FLOPs reduction (attention + FFN)"),
+    ("train_loss", "final training loss of the method"),
+    ("params_reduction", "achieved parameter reduction (pruned matrices)"),
+)
+
+
+def y_axis(done: list[dict[str, Any]], spec: SweepJobSpec) -> tuple[str, str]:
+    """(row key, label) of the y axis: the main metric of a fine-tuned sweep, else what the children report.
+
+    An unstructured method reports no FLOPs reduction (its matrices stay dense); a method
+    that trains its masks reports its final training loss, the one quality figure a
+    sweep without fine-tuning has.
+    """
+    scored = next((r for r in done if r["metric"]), None)
+    if spec.finetune is not None and scored is not None:
+        return "metric_value", f"{scored['metric']} ({scored['metric_split'] or ''})"
+    for key, label in _Y_WITHOUT_METRIC:
+        if any(r[key] is not None for r in done):
+            return key, label
+    return _Y_WITHOUT_METRIC[0]
+
+
 def figure(rows: list[dict[str, Any]], spec: SweepJobSpec) -> Figure:
-    """Metric (fine-tuned sweeps) or achieved FLOPs reduction against speedup, one point per target.
+    """The y axis (:func:`y_axis`) against speedup or remaining weights (:func:`x_axis`), one point per target.
 
     Measured speedup on the x axis with its 95% interval as an error bar; the ideal (FLOPs)
     speedup when none was measured. A child whose measurement was noisy has no speedup to
-    place, so it is left out and the legend names its target. A ``Figure`` without pyplot
-    renders with Agg: no display, no global state.
+    place, so it is left out and the legend names its target. An unstructured method's
+    sweep is plotted against the remaining weights instead: its dense speedup is none by
+    construction. A ``Figure`` without pyplot renders with Agg: no display, no global state.
     """
     from matplotlib.figure import Figure
 
     done = [r for r in rows if r["state"] == JobState.SUCCEEDED.value]
-    x_key = "speedup" if any(r["speedup"] is not None for r in done) else "ideal_speedup"
-    metric = next((r["metric"] for r in done if r["metric"]), None)
-    y_key = "metric_value" if spec.finetune is not None and metric else "flops_reduction"
+    (x_key, x_label), (y_key, y_label) = x_axis(done, spec), y_axis(done, spec)
     shown = [r for r in done if r[x_key] is not None and r[y_key] is not None]
     noisy = [r["target"] for r in done if r.get("speedup_noisy") and r[y_key] is not None]
     fig = Figure(figsize=(6.4, 4.2), dpi=100)
@@ -295,7 +341,7 @@ def figure(rows: list[dict[str, Any]], spec: SweepJobSpec) -> Figure:
                     [max(0.0, hi - x) for x, hi in zip(xs, high, strict=True)]]  # fmt: skip
             ax.errorbar(xs, ys, xerr=xerr, marker="o", capsize=3, label="measured speedup, 95% interval")
         else:
-            ax.plot(xs, ys, marker="o", label="ideal speedup (FLOPs)")
+            ax.plot(xs, ys, marker="o", label="ideal speedup (FLOPs)" if x_key == "ideal_speedup" else None)
         for r, x, y in zip(shown, xs, ys, strict=True):
             ax.annotate(f"{r['target']:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     else:
@@ -306,9 +352,8 @@ def figure(rows: list[dict[str, Any]], spec: SweepJobSpec) -> Figure:
         ax.plot([], [], linestyle="none", marker="o", fillstyle="none", label=label)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    ax.set_xlabel("measured speedup (dense / pruned latency)" if x_key == "speedup" else "ideal speedup (FLOPs)")
-    ax.set_ylabel(f"{metric} ({rows[0]['metric_split'] if rows else ''})" if y_key == "metric_value"
-                  else "achieved FLOPs reduction (attention + FFN)")  # fmt: skip
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
     ax.set_title(f"{spec.method} on {spec.task.name}: {spec.targets.key} sweep", fontsize=10)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

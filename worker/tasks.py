@@ -25,6 +25,7 @@ from jobs.store.states import TERMINAL, JobState
 from worker.attempt import Outcome, run_attempt
 from worker.callbacks import notify
 from worker.celery_app import TASK_NAME, app
+from worker.ended import ended_without_attempt
 from worker.errors import MAX_RETRIES, backoff_s, classify
 from worker.sweep_runs import after_child
 
@@ -91,8 +92,7 @@ def run_job(self: Task, job_id: str) -> str:
         raise
     if claim is None:
         if ended:  # cancelled while its worker was dead, or out of attempts: it ends here, so it reports here
-            _notify_quietly(sessions, settings, uuid.UUID(job_id))
-            after_child(sessions, settings, uuid.UUID(job_id))
+            ended_without_attempt(sessions, settings, uuid.UUID(job_id))
         log.info("job %s is not claimable (finished, cancelled or running elsewhere); message dropped", job_id)
         raise Ignore()
     log.info("job %s attempt %d (%s) started", job_id, claim.attempt, claim.kind)

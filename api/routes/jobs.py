@@ -30,6 +30,7 @@ from api.schemas import (
 )
 from api.spec_examples import SPEC_EXAMPLES
 from jobs import sweeps
+from jobs.artifacts import ArtifactStore, resume_key
 from jobs.queue import queue_for
 from jobs.settings import Settings
 from jobs.spec_checks import checked_spec
@@ -320,21 +321,40 @@ def get_events(
     summary="Cancel a job",
 )
 def cancel_job(
-    request: Request, response: Response, job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner
+    request: Request,
+    response: Response,
+    job_id: uuid.UUID,
+    session: SessionDep,
+    owner: CurrentOwner,
+    store: StoreDep,
 ) -> JobOut:
     """Queued: cancelled at once (200). Running: flagged for the worker (202). Finished: 409.
 
     A sweep takes its children with it: queued ones at once, running ones by their flag;
-    the sweep itself ends `cancelled` when the last of them has stopped.
+    the sweep itself ends `cancelled` when the last of them has stopped. A job cancelled
+    here, while queued, may hold the resume state of an earlier attempt; it goes too
+    (a running job's worker deletes its own when it stops).
     """
     job = owned_job(session, owner, job_id, details=True)
     repository.cancel_job(session, job)
+    ended = [job.id] if job.state == JobState.CANCELLED.value else []
     if job.kind == sweeps.SWEEP:
         sweeps.cancel_children(session, job)
+        ended += [c.id for c in sweeps.children(session, job.id) if c.state == JobState.CANCELLED.value]
     session.commit()
+    _drop_resume_states(store, ended)
     if job.state == JobState.RUNNING.value:
         response.status_code = status.HTTP_202_ACCEPTED
     return job_view(job, request)
+
+
+def _drop_resume_states(store: ArtifactStore, job_ids: list[uuid.UUID]) -> None:
+    """Delete the resume state of jobs that have ended; the cancel stands if the store fails (logged)."""
+    try:
+        for ended in job_ids:
+            store.delete_prefix(resume_key(ended))
+    except Exception:
+        log.exception("jobs %s cancelled but their resume state could not be removed", job_ids)
 
 
 @router.delete(

@@ -63,6 +63,9 @@ class ResumeStore(Protocol):
     def save(self, state: dict[str, Any]) -> None:
         """Replace the saved state (atomically: a crash mid-save leaves the previous one)."""
 
+    def clear(self) -> None:
+        """Forget the state: the run it belongs to has ended and will not restart."""
+
 
 class MethodParams(BaseModel):
     """Base of every method's parameter model: unknown keys are errors, not ignored.
@@ -154,6 +157,12 @@ class MethodSpec:
 
     def budget_scope(self, params: Any) -> BudgetScope:
         return self.budget_scope_for(params) if self.budget_scope_for is not None else "attention+ffn"
+
+    @property
+    def accepts_teacher(self) -> bool:
+        """Whether the method can learn from a distillation teacher: its parameters have ``distill``
+        (a :class:`~ppruning.distill.DistillConfig`). The service reads this to accept a teacher on a job."""
+        return "distill" in self.params_model.model_fields
 
     def run_stages(self, params: Any) -> tuple[str, ...]:
         return self.stages_for(params) if self.stages_for is not None else self.stages

@@ -205,7 +205,7 @@ def test_an_overlong_idempotency_key_is_422(client, auth, prune_spec, dispatcher
 def test_openapi_has_an_example_for_every_job_kind(client):
     schema = client.get("/openapi.json").json()
     examples = schema["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]["examples"]
-    assert set(examples) == {"prune", "finetune", "pipeline", "pipeline-gated", "sweep"}
+    assert set(examples) == {"prune", "prune-smp", "finetune", "pipeline", "pipeline-gated", "sweep", "sweep-smp"}
     assert examples["prune"]["value"]["target"] == {"flops_reduction": 0.3}
     assert "bearerAuth" in json.dumps(schema["components"]["securitySchemes"]) or "HTTPBearer" in json.dumps(
         schema["components"]["securitySchemes"]

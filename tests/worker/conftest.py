@@ -84,6 +84,14 @@ def tiny_model(e2e_root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def bert_mlm(e2e_root: Path) -> Path:
+    """A tiny BERT saved with its MLM head: what SMP's default head reads."""
+    from tests.support.tiny_models import save_tiny_bert_mlm
+
+    return save_tiny_bert_mlm(e2e_root / "models" / "tiny-bert-mlm")
+
+
+@pytest.fixture(scope="module")
 def slow_model(e2e_root: Path) -> Path:
     """Still tiny on disk, but wide FFNs make clustering take seconds: time to kill or cancel mid-job."""
     from tests.support.tiny_models import save_tiny_bert

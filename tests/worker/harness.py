@@ -154,6 +154,13 @@ def prune_spec(model: Path, fixtures: Path, **overrides: Any) -> dict[str, Any]:
     return spec
 
 
+def smp_spec(model: Path, fixtures: Path, steps: int = 12, **overrides: Any) -> dict[str, Any]:
+    """A small SMP job (MLM head, label words of the reviews data) that saves its state after every step."""
+    params = {"steps": steps, "train_batch_size": 8, "label_words": ["bad", "good"], "resume_every_s": 1e-6,
+              "max_instances": 32}  # fmt: skip
+    return {**prune_spec(model, fixtures, method="smp", target={"params_reduction": 0.5}, params=params), **overrides}
+
+
 def new_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 

@@ -7,7 +7,7 @@ import shutil
 from jobs.settings import Settings
 from jobs.store.claims import claim_job
 from tests.worker.conftest import FIXTURES, load
-from tests.worker.harness import prune_spec
+from tests.worker.harness import prune_spec, smp_spec
 from worker import attempt
 
 
@@ -38,3 +38,23 @@ def test_a_model_file_swapped_for_a_link_outside_the_roots_fails_the_job_unread(
     job = load(sessions, job_id)
     assert job.error_type == "InvalidSpec" and "vocab.txt" in job.error_message
     assert str(secret.parent) not in job.error_message and job.artifacts == []
+
+
+def test_a_teacher_folder_swapped_for_a_link_outside_the_roots_fails_the_job_unread(
+    sessions, make_job, pg_url, tiny_model, bert_mlm, tmp_path
+):
+    root = tmp_path / "root"
+    teacher = root / "teacher"
+    shutil.copytree(tiny_model, teacher)
+    job_id = make_job(smp_spec(bert_mlm, FIXTURES, distill={"teacher": {"id": str(teacher)}}))
+    shutil.rmtree(teacher)
+    teacher.symlink_to(tmp_path / "elsewhere", target_is_directory=True)  # swapped after the submission checks
+    (tmp_path / "elsewhere").mkdir()
+    with sessions.begin() as session:
+        claim = claim_job(session, job_id, "w1", 60.0)
+    settings = Settings(data_dir=tmp_path / "data", database_url=pg_url, artifact_root=(tmp_path / "a").as_uri(),
+                        allowed_model_roots=[root, bert_mlm.parent, FIXTURES])  # fmt: skip
+    result = attempt.run_attempt(claim, settings, sessions)
+    assert result.outcome is attempt.Outcome.FAILED
+    job = load(sessions, job_id)
+    assert job.error_type == "InvalidSpec" and job.error_message.startswith("distill.teacher.id")

@@ -47,8 +47,9 @@ def accuracy(model_dir: Path, data: Path, max_length: int) -> float:
     with torch.no_grad():
         for i in range(0, len(rows), 64):
             chunk = rows[i : i + 64]
-            enc = tok([r["text"] for r in chunk], truncation=True, max_length=max_length, padding=True,
-                      return_tensors="pt")
+            enc = tok(
+                [r["text"] for r in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+            )
             pred = model(**enc).logits.argmax(-1).tolist()
             right += sum(int(p == names.index(r["label"])) for p, r in zip(pred, chunk, strict=True))
     return right / len(rows)
@@ -60,51 +61,91 @@ def teacher(args: argparse.Namespace, base: str) -> Path:
     out = args.out / "teacher"
     if (out / "model" / "config.json").exists():
         return out / "model"
-    config = FinetuneConfig.model_validate({
-        "model": {"id": base}, "task": task(args.data), "learning_rate": 5e-5, "batch_size": 32, "epochs": 3,
-        "max_length": args.max_length, "max_train_samples": args.train, "device": "cpu", "seed": 3407,
-    })
+    config = FinetuneConfig.model_validate(
+        {
+            "model": {"id": base},
+            "task": task(args.data),
+            "learning_rate": 5e-5,
+            "batch_size": 32,
+            "epochs": 3,
+            "max_length": args.max_length,
+            "max_train_samples": args.train,
+            "device": "cpu",
+            "seed": 3407,
+        }
+    )
     return Path(finetune_model(config, out).model_dir)
 
 
 def run_one(args: argparse.Namespace, base: str, arm: str, reduction: float, seed: int) -> dict[str, Any]:
     from ppruning import PruneConfig, prune
 
-    params: dict[str, Any] = {"head": "new", "steps": args.steps, "train_batch_size": 32}
+    params: dict[str, Any] = {"head": "new", "steps": args.steps, "train_batch_size": args.batch_size}
     if arm.startswith("smp"):
         params["variant"] = "smp-s"
     if arm == "smp+kd":
         params["distill"] = {"teacher": {"id": str(teacher(args, base))}}
-    config = PruneConfig.model_validate({
-        "model": {"id": base}, "task": task(args.data), "method": "magnitude-unstructured" if arm == "magnitude"
-        else "smp", "target": {"params_reduction": reduction}, "params": params, "seed": seed, "device": "cpu",
-        "sampling": {"max_instances": args.train, "max_length": args.max_length},
-    })
+    config = PruneConfig.model_validate(
+        {
+            "model": {"id": base},
+            "task": task(args.data),
+            "method": "magnitude-unstructured" if arm == "magnitude" else "smp",
+            "target": {"params_reduction": reduction},
+            "params": params,
+            "seed": seed,
+            "device": "cpu",
+            "sampling": {"max_instances": args.train, "max_length": args.max_length},
+        }
+    )
     began = time.monotonic()
     result = prune(config, args.out / "work" / f"{arm}-{reduction}-{seed}")
     seconds = time.monotonic() - began
     return {
-        "arm": arm, "remaining": round(1 - reduction, 2), "seed": seed, "steps": args.steps,
+        "arm": arm,
+        "remaining": round(1 - reduction, 2),
+        "seed": seed,
+        "steps": args.steps,
         "accuracy": accuracy(result.model_dir, args.data, args.max_length),
         "density": result.report["achieved"]["density_pruned_part"],
-        "train_seconds": result.report["details"]["training"]["seconds"], "run_seconds": round(seconds, 1),
+        "train_seconds": result.report["details"]["training"]["seconds"],
+        "run_seconds": round(seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "final_loss": result.report["details"]["training"]["final_loss"],
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "head_start": result.report["details"].get("head_start"),
     }
 
 
-def table(out: Path) -> str:
-    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
-    lines = ["| remaining | arm | seeds | accuracy (mean) | per seed | train s/run |", "|---|---|---|---|---|---|"]
+def table(out: Path, steps: int, batch_size: int) -> str:
+    """Mean and spread over seeds per (remaining, arm), with SMP's paired difference to the magnitude baseline."""
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob(f"*-{steps}x{batch_size}.json"))]
+    lines = [
+        "| remaining | arm | seeds | accuracy mean ± sd | per seed | Δ vs magnitude (same seeds) "
+        "| train s/run | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for remaining in sorted({r["remaining"] for r in runs}, reverse=True):
-        for arm in ARMS:
-            rs = [r for r in runs if r["remaining"] == remaining and r["arm"] == arm]
-            if rs:
-                accs = [r["accuracy"] for r in rs]
-                lines.append(
-                    f"| {remaining:.0%} | {arm} | {len(rs)} | {sum(accs) / len(accs):.3f} | "
-                    f"{', '.join(f'{a:.3f}' for a in accs)} | {sum(r['train_seconds'] for r in rs) / len(rs):.0f} |"
-                )
+        by_arm = {arm: {r["seed"]: r for r in runs if r["remaining"] == remaining and r["arm"] == arm} for arm in ARMS}
+        for arm, rs in by_arm.items():
+            if not rs:
+                continue
+            accs = [rs[s]["accuracy"] for s in sorted(rs)]
+            mean = sum(accs) / len(accs)
+            sd = (sum((a - mean) ** 2 for a in accs) / max(1, len(accs) - 1)) ** 0.5
+            base = by_arm["magnitude"]
+            shared = sorted(set(rs) & set(base))
+            delta = (
+                f"{sum(rs[s]['accuracy'] - base[s]['accuracy'] for s in shared) / len(shared):+.3f} (n={len(shared)})"
+                if arm != "magnitude" and shared
+                else "-"
+            )
+            lines.append(
+                f"| {remaining:.0%} | {arm} | {len(rs)} | {mean:.3f} ± {sd:.3f} | "
+                f"{', '.join(f'{a:.3f}' for a in accs)} | {delta} | "
+                f"{sum(r['train_seconds'] for r in rs.values()) / len(rs):.0f} | "
+                f"{max(r['peak_rss_mb'] for r in rs.values()):.0f} |"
+            )
     return "\n".join(lines)
 
 
@@ -114,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path(".bench/smp"))
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--train", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=32, help="labelled rows per training step")
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--arms", default=",".join(ARMS))
@@ -128,14 +170,14 @@ def main(argv: list[str] | None = None) -> int:
         for remaining in (float(x) for x in args.remaining.split(",")):
             for arm in args.arms.split(","):
                 reduction = round(1 - remaining, 4)
-                path = args.out / "runs" / f"{arm}-{remaining}-{seed}-{args.steps}.json"
+                path = args.out / "runs" / f"{arm}-{remaining}-{seed}-{args.steps}x{args.batch_size}.json"
                 if path.exists():
                     continue
                 record = run_one(args, str(base), arm, reduction, 3407 + seed)
                 path.write_text(json.dumps(record, indent=2) + "\n")
                 print(json.dumps(record), flush=True)
     print("command:", " ".join(["bench/smp.py", *(argv or sys.argv[1:])]))
-    print(table(args.out))
+    print(table(args.out, args.steps, args.batch_size))
     return 0
 
 

@@ -44,12 +44,14 @@ def label_words_for(task: TaskInfo, given: Sequence[str] | None) -> list[str]:
     if not words:
         raise InvalidConfigError(
             f"params.label_words: task {task.name!r} has no default label words; give one word per class "
-            "in label-id order", field="params.label_words"
+            "in label-id order",
+            field="params.label_words",
         )
     if task.label_names and len(words) != len(task.label_names):
         raise InvalidConfigError(
             f"params.label_words: task {task.name!r} has {len(task.label_names)} classes "
-            f"({', '.join(task.label_names)}), got {len(words)} words", field="params.label_words"
+            f"({', '.join(task.label_names)}), got {len(words)} words",
+            field="params.label_words",
         )
     return words
 
@@ -63,7 +65,8 @@ def label_word_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
             shown = tokenizer.convert_ids_to_tokens(pieces)
             raise InvalidConfigError(
                 f"params.label_words.{i}: {word!r} is {len(pieces)} tokens for this model's tokenizer ({shown}); "
-                "each label word must be a single token", field=f"params.label_words.{i}"
+                "each label word must be a single token",
+                field=f"params.label_words.{i}",
             )
         ids.append(int(pieces[0]))
     if len(set(ids)) != len(ids):
@@ -81,7 +84,8 @@ def check_head(head: str, label_words: Sequence[str] | None, model: ModelRef, ta
         archs = ", ".join(getattr(hf_config, "architectures", None) or ["none recorded"])
         raise InvalidConfigError(
             f"params.head: model {model.id!r} ships without an MLM head (architectures: {archs}); "
-            'use head: "new" to train a new classifier with the encoder frozen', field="params.head"
+            'use head: "new" to train a new classifier with the encoder frozen',
+            field="params.head",
         )
     label_word_ids(load_tokenizer(model), label_words_for(task, label_words))
 
@@ -132,3 +136,67 @@ class Classifier:
             hidden = self.model.base_model(**inputs)[0]
             return mlm_logits_at_cls(self.model, hidden, self.label_ids)
         return self.model(**inputs).logits
+
+
+def final_head_linear(model: nn.Module) -> nn.Linear:
+    """The classifier's last Linear (BERT/DistilBERT ``classifier``, RoBERTa ``classifier.out_proj``)."""
+    encoder = {id(m) for m in model.base_model.modules()}
+    num_labels = int(model.config.num_labels)
+    found = [
+        m for m in model.modules() if isinstance(m, nn.Linear) and id(m) not in encoder and m.out_features == num_labels
+    ]
+    if not found:  # pragma: no cover - every sequence classifier of the supported families has one
+        raise InvalidConfigError("the model's classifier has no final Linear layer to start", field="params.head")
+    return found[-1]
+
+
+def probe_start(
+    model: nn.Module, batches: Sequence[dict[str, torch.Tensor]], l2: float | None = None
+) -> dict[str, float]:
+    """Start a new classifier's last layer at the linear probe of the frozen model's features.
+
+    With every encoder weight frozen (the pooler included), a freshly initialised head
+    learns slowly: on a sentence-embedding checkpoint such as all-MiniLM-L6-v2 the pooled
+    [CLS] features vary little between inputs (a spread of about 0.04), so a head started
+    at random and trained with the scores stays at chance for hundreds of steps, and the
+    scores learn nothing from a head that says nothing. The probe (multinomial logistic
+    regression, L2 ``1/n`` as scikit-learn's default ``C = 1``, fitted by L-BFGS on the
+    dense model's features of the training rows) costs one forward pass over them and
+    gives the masks a head to learn against from the first step.
+    """
+    linear = final_head_linear(model)
+    features: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    handle = linear.register_forward_hook(
+        lambda _m, args, _out: features.append(args[0].detach().reshape(-1, args[0].shape[-1]))
+    )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                model(**{k: v for k, v in batch.items() if k != "labels"})
+                labels.append(batch["labels"])
+    finally:
+        handle.remove()
+        model.train(was_training)
+    x, y = torch.cat(features).float(), torch.cat(labels)
+    n = len(y)
+    l2 = 1.0 / n if l2 is None else l2
+    weight = torch.zeros(linear.out_features, x.shape[1], requires_grad=True)
+    bias = torch.zeros(linear.out_features, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(x @ weight.T + bias, y) + 0.5 * l2 * weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        linear.weight.copy_(weight.to(linear.weight))
+        linear.bias.copy_(bias.to(linear.bias))
+        accuracy = float(((x @ weight.T + bias).argmax(-1) == y).float().mean())
+        loss = float(torch.nn.functional.cross_entropy(x @ weight.T + bias, y))
+    return {"rows": n, "train_accuracy": round(accuracy, 4), "train_loss": round(loss, 4)}

@@ -19,7 +19,7 @@ from pydantic import Field
 from ppruning.mask_training import train_in_context
 from ppruning.methods.contract import WEIGHT_MASK_ARTIFACTS, MethodContext, MethodSpec
 from ppruning.methods.registry import register_method
-from ppruning.methods.smp import HeadParams, check_smp, load_model, make_classifier
+from ppruning.methods.smp import HeadParams, check_smp, load_model, make_classifier, start_head
 from ppruning.smp_core import SUPPORTED_MODEL_TYPES, density_table, prunable_linears, topk_mask
 from ppruning.weight_masks import WeightMasks, keep_masked_weights_zero
 
@@ -48,6 +48,7 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
     assert ctx.examples is not None and ctx.target is not None
     model, device = ctx.model, next(ctx.model.parameters()).device
     classifier, words = make_classifier(ctx, params)
+    ctx.details["head_start"] = start_head(ctx, params, device)
     linears = prunable_linears(model)
     ctx.progress.start_stage("select", total=1)
     chosen = global_magnitude_masks([lin.module.weight for lin in linears], 1 - ctx.target.value)
@@ -80,9 +81,7 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
 
-    run = train_in_context(
-        ctx, params, stage="finetune", device=device, step_fn=step_fn, state=state, restore=restore
-    )
+    run = train_in_context(ctx, params, stage="finetune", device=device, step_fn=step_fn, state=state, restore=restore)
     for handle in hooks:
         handle.remove()
     model.eval()

@@ -51,7 +51,9 @@ from ppruning.smp_heads import (
     label_word_ids,
     label_words_for,
     load_head_model,
+    probe_start,
 )
+from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.registry import TaskInfo
 from ppruning.weight_masks import WeightMasks
 
@@ -77,6 +79,12 @@ class HeadParams(MethodParams):
     resume_every_s: float = Field(
         default=300.0, gt=0.0, le=86400.0, description="Save the training state for a restart this often (seconds)."
     )
+    head_start: Literal["probe", "random"] = Field(
+        default="probe",
+        description="Head 'new' only: 'probe' starts the classifier's last layer at the logistic-regression fit of "
+        "the frozen dense model's features on the training rows (one forward pass); 'random': the fresh "
+        "initialisation.",
+    )
 
 
 class SMPParams(HeadParams):
@@ -97,6 +105,12 @@ class SMPParams(HeadParams):
         default=0.5, gt=0.0, le=1.0, description="Steps of the cubic ramps of v and lambda (the rest holds v)."
     )
     score_init: float = Field(default=0.0, ge=-100.0, le=100.0, description="Initial value of every score.")
+    score_start: Literal["constant", "magnitude"] = Field(
+        default="constant",
+        description="'constant': every score starts at score_init (the paper); 'magnitude': each matrix's scores "
+        "start at score_init + |W| / mean(|W|), so the first masks are magnitude pruning and training reorders them "
+        "(for short training budgets).",
+    )
     temperature: float = Field(default=1.0, gt=0.0, le=1000.0, description="p in SMP-S's mean(sigmoid(S / p)).")
     distill: DistillConfig | None = Field(
         default=None, description="A fine-tuned teacher; the loss becomes 0.5 CE + 0.5 T^2 KL (T = 2) by default."
@@ -132,6 +146,20 @@ def make_classifier(ctx: MethodContext, params: HeadParams) -> tuple[Classifier,
     return Classifier(ctx.model, "mlm", label_word_ids(ctx.tokenizer, words)), words
 
 
+def start_head(ctx: MethodContext, params: HeadParams, device: torch.device) -> dict[str, Any] | None:
+    """The new classifier's linear-probe start (head 'new', ``head_start: probe``); None otherwise."""
+    if params.head != "new" or params.head_start != "probe":
+        return None
+    assert ctx.examples is not None
+    collate, size = PadCollator(ctx.tokenizer), params.train_batch_size
+    batches = (
+        {k: v.to(device) for k, v in collate(list(ctx.examples[i : i + size])).items()}
+        for i in range(0, len(ctx.examples), size)
+    )
+    ctx.progress.event("fitting the new classifier on the frozen model's features (linear probe)")
+    return probe_start(ctx.model, list(batches))
+
+
 def load_teacher(distill: DistillConfig | None, device: torch.device) -> nn.Module | None:
     if distill is None:
         return None
@@ -153,12 +181,18 @@ def task_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], teacher: nn.
 class Scores:
     """The score parametrisations of every prunable matrix and how their keep fractions are set."""
 
-    def __init__(self, linears: list[PrunableLinear], init: float, variant: str, temperature: float) -> None:
+    def __init__(
+        self, linears: list[PrunableLinear], init: float, variant: str, temperature: float, start: str = "constant"
+    ) -> None:
         self.linears, self.variant, self.temperature = linears, variant, temperature
         self.params: list[ScoredWeight] = []
         for lin in linears:
             lin.module.weight.requires_grad_(False)
             scored = ScoredWeight(lin.module.weight.shape, init, lin.module.weight.device)
+            if start == "magnitude":
+                with torch.no_grad():
+                    magnitude = lin.module.weight.abs()
+                    scored.scores.add_(magnitude / magnitude.mean().clamp_min(1e-12))
             parametrize.register_parametrization(lin.module, "weight", scored)
             self.params.append(scored)
 
@@ -199,8 +233,9 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
     classifier, words = make_classifier(ctx, params)
     for p in model.parameters():
         p.requires_grad_(False)
+    ctx.details["head_start"] = start_head(ctx, params, device)
     linears = prunable_linears(model)
-    scores = Scores(linears, params.score_init, params.variant, params.temperature)
+    scores = Scores(linears, params.score_init, params.variant, params.temperature, params.score_start)
     groups: list[dict[str, Any]] = [{"params": [s.scores for s in scores.params], "lr": params.learning_rate}]
     head = head_parameters(model) if params.head == "new" else []
     for p in head:
@@ -238,9 +273,7 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
                 p.copy_(value)
         optimizer.load_state_dict(saved["optimizer"])
 
-    run = train_in_context(
-        ctx, params, stage="train", device=device, step_fn=step_fn, state=state, restore=restore
-    )
+    run = train_in_context(ctx, params, stage="train", device=device, step_fn=step_fn, state=state, restore=restore)
     ctx.progress.start_stage("select", total=1)
     shares = scores.set_keep(final)
     masks = scores.bake()

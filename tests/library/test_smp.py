@@ -251,8 +251,14 @@ def test_fine_tuning_an_smp_checkpoint_keeps_its_pruned_weights_at_zero(
 
     pruned = prune(_config(tiny_bert_mlm, steps=4), tmp_path / "prune")
     config = FinetuneConfig.model_validate(
-        {"model": {"id": str(pruned.model_dir)}, "task": {"name": "sst2"}, "epochs": 1, "batch_size": 16,
-         "learning_rate": 1e-2, "device": "cpu"}
+        {
+            "model": {"id": str(pruned.model_dir)},
+            "task": {"name": "sst2"},
+            "epochs": 1,
+            "batch_size": 16,
+            "learning_rate": 1e-2,
+            "device": "cpu",
+        }
     )
     tuned = finetune_model(config, tmp_path / "ft")
     masks, _ = load_weight_masks(tuned.model_dir)  # the masks travel with the fine-tuned checkpoint
@@ -260,3 +266,55 @@ def test_fine_tuning_an_smp_checkpoint_keeps_its_pruned_weights_at_zero(
 
     params = dict(AutoModelForSequenceClassification.from_pretrained(tuned.model_dir).named_parameters())
     assert all(torch.count_nonzero(params[n][~m]) == 0 for n, m in masks.items())
+
+
+def test_the_new_head_starts_at_the_logistic_regression_fit_of_the_frozen_features(tiny_bert_path: Path) -> None:
+    """The probe start equals scikit-learn's multinomial logistic regression (C = 1) on the same features."""
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModelForSequenceClassification
+
+    from ppruning.smp_heads import final_head_linear, probe_start
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_path, num_labels=3)
+    g = torch.Generator().manual_seed(0)
+    batches = [
+        {
+            "input_ids": torch.randint(5, model.config.vocab_size, (16, 12), generator=g),
+            "attention_mask": torch.ones(16, 12, dtype=torch.long),
+            "labels": torch.randint(0, 3, (16,), generator=g),
+        }
+        for _ in range(4)
+    ]
+    with torch.no_grad():
+        model.eval()
+        features = torch.cat(
+            [model.bert(**{k: v for k, v in b.items() if k != "labels"}).pooler_output for b in batches]
+        )
+    labels = torch.cat([b["labels"] for b in batches])
+    model.train()
+    fit = probe_start(model, batches)
+    assert model.training  # the caller's mode is restored
+    linear = final_head_linear(model)
+    assert linear is model.classifier
+    with torch.no_grad():
+        ours = torch.softmax(features @ linear.weight.T + linear.bias, -1)
+    reference = LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(features.numpy(), labels.numpy())
+    assert torch.allclose(ours, torch.tensor(reference.predict_proba(features.numpy()), dtype=ours.dtype), atol=2e-3)
+    assert fit["rows"] == 64 and 0.0 <= fit["train_accuracy"] <= 1.0
+
+
+def test_a_magnitude_score_start_makes_the_first_masks_magnitude_pruning(tiny_bert_mlm: Path) -> None:
+    from transformers import AutoModelForMaskedLM
+
+    from ppruning.methods.smp import Scores
+    from ppruning.smp_core import prunable_linears
+
+    model = AutoModelForMaskedLM.from_pretrained(tiny_bert_mlm)
+    dense = {name: p.detach().clone() for name, p in model.named_parameters()}
+    linears = prunable_linears(model)
+    scores = Scores(linears, 0.0, "smp-l", 1.0, start="magnitude")
+    scores.set_keep(0.3)
+    for lin, scored in zip(linears, scores.params, strict=True):
+        assert torch.equal(scored.mask(), topk_mask(dense[lin.name].abs(), 0.3)), lin.name
+    constant = Scores(prunable_linears(AutoModelForMaskedLM.from_pretrained(tiny_bert_mlm)), 0.0, "smp-l", 1.0)
+    assert all(torch.count_nonzero(s.scores) == 0 for s in constant.params)  # the paper's start

@@ -4,7 +4,9 @@ Targets are fractions of the FFN's parameters (10/20/30% by default), turned int
 shared target (fraction of attention+FFN parameters removed) so every method removes
 the same number of parameters: ``prunenet`` (FFN only, by construction), ``ppruning``
 (attention + FFN, lambda_val 5, global thresholds), ``ppruning-ffn`` (the same
-clustering, FFN only), ``random`` / ``magnitude`` (attention + FFN, uniform counts) and
+clustering, FFN only), ``ppruning-uniform`` / ``ppruning-ffn-uniform`` (the same clustering
+cut at the same count in every layer: which units the clusters keep, without the global
+thresholds' choice of how many per layer), ``random`` / ``magnitude`` (attention + FFN, uniform counts) and
 their FFN-only forms ``random-ffn`` / ``magnitude-ffn``. No fine-tuning, then (with
 ``--finetune-steps N``) the same short causal-LM fine-tune for every pruned model.
 
@@ -60,7 +62,17 @@ from ppruning.tasks import get_task  # noqa: E402
 from tests.support.smollm2 import save_smollm2  # noqa: E402
 
 SOURCE_FILE = "SOURCE"
-METHODS = ("prunenet", "ppruning", "ppruning-ffn", "random", "random-ffn", "magnitude", "magnitude-ffn")
+METHODS = (
+    "prunenet",
+    "ppruning",
+    "ppruning-ffn",
+    "ppruning-uniform",
+    "ppruning-ffn-uniform",
+    "random",
+    "random-ffn",
+    "magnitude",
+    "magnitude-ffn",
+)
 
 
 class RssPeak:
@@ -176,8 +188,8 @@ def context(model: Any, tokenizer: Any, examples: list[dict] | None, args: argpa
     )
 
 
-def ppruning_masks(ctx: MethodContext, clusters: Any) -> Masks:
-    removed_heads, removed_neurons = removed_per_layer(ctx, clusters, "global")
+def ppruning_masks(ctx: MethodContext, clusters: Any, allocation: str) -> Masks:
+    removed_heads, removed_neurons = removed_per_layer(ctx, clusters, allocation)
     heads, neurons = [], []
     for i, la in enumerate(ctx.shape.layers):
         labels = cut(clusters.heads[i], int(removed_heads[i]))
@@ -189,7 +201,7 @@ def ppruning_masks(ctx: MethodContext, clusters: Any) -> Masks:
 
 def masks_for(method: str, ctx: MethodContext, clusters: Any, args: argparse.Namespace) -> Masks:
     if method.startswith("ppruning"):
-        return ppruning_masks(ctx, clusters)
+        return ppruning_masks(ctx, clusters, "uniform" if method.endswith("-uniform") else "global")
     if method == "prunenet":
         ctx.params = prunenet.PruneNetParams(num_episodes=args.episodes)
         return prunenet.compute_masks(ctx)
@@ -232,7 +244,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     test = text_blocks(tokenizer, args.text / "test.txt", args.block, args.eval_blocks)
-    train = text_blocks(tokenizer, args.text / "train.txt", args.block, 10_000)
+    train = text_blocks(tokenizer, args.text / "train.txt", args.finetune_block, 10_000)
     args.results.mkdir(parents=True, exist_ok=True)
 
     dense_file = args.results / "dense.json"
@@ -258,11 +270,17 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
     ffn_share = ffn_total(ctx.shape, costs) / (ffn_total(ctx.shape, costs) + attention_total(ctx.shape, costs))
 
     clusters, cluster_s = None, 0.0
-    if any(m.startswith("ppruning") for m in args.methods):
+    missing = [
+        m
+        for m in args.methods
+        for f in args.targets
+        if m.startswith("ppruning") and not (args.results / "masks" / f"{m}-{f:g}" / "cost.json").is_file()
+    ]
+    if missing:  # P-pruning's masks still to make at some target
         start = time.perf_counter()
         with RssPeak() as mem:
             ctx.budget = make_budget(Target(params_reduction=0.1), ctx.shape, args.max_length, 5.0)
-            clusters = cluster_layers(ctx, PPruningParams())
+            clusters = cluster_layers(ctx, PPruningParams(first_token=args.first_token))
         cluster_s = time.perf_counter() - start
         print(f"P-pruning collection + clustering once: {cluster_s:.1f} s, RSS rise {mem.rise_mb:.0f} MB", flush=True)
 
@@ -275,7 +293,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
             if out.is_file():
                 rows.append(json.loads(out.read_text()))
                 continue
-            scope = "ffn" if method.endswith("-ffn") or method == "prunenet" else "attention+ffn"
+            scope = "ffn" if "-ffn" in method or method == "prunenet" else "attention+ffn"
             ctx.budget = make_budget(target, ctx.shape, args.max_length, 5.0, scope)
             ctx.details = {}
             masks, seconds, rise_mb = cached_masks(args, f"{method}-{ffn_fraction:g}", method, ctx, clusters)
@@ -296,13 +314,40 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "speedup": paired_speedup(model, pruned, args.speed_tokens),
             }
             if args.finetune_steps:
-                finetune(pruned, train, args.finetune_steps, args.lr)
+                start = time.perf_counter()
+                finetune(pruned, train, args.finetune_steps, args.lr, args.finetune_batch)
+                row["finetune_s"] = time.perf_counter() - start
                 row["ppl_finetuned"] = perplexity(pruned, test)
             out.write_text(json.dumps(row))
             rows.append(row)
             print(f"{name}: ppl {row['ppl_pruned']:.1f}, {seconds:.1f} s, speedup {row['speedup']:.2f}", flush=True)
             del pruned
     return [dense, *rows]
+
+
+def remeasure_speed(args: argparse.Namespace) -> None:
+    """Time every finished row again from its cached masks, on a machine left quiet for it.
+
+    The no-fine-tune pass times each pruned model once, right after pruning it, while the
+    machine may be busy; this pass rebuilds each row's pruned model from its masks and
+    takes the median of ``--speed-rounds`` paired dense/pruned ratios.
+    """
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(save_smollm2(args.model), dtype=torch.float32).eval()
+    for path in sorted(args.results.glob("*-ft*.json")):
+        row = json.loads(path.read_text())
+        folder = args.results / "masks" / f"{row['method']}-{row['ffn_fraction']:g}"
+        if not (folder / "cost.json").is_file():
+            continue
+        pruned = copy.deepcopy(model)
+        prune_model(pruned, load_masks(folder), get_adapter(pruned))
+        ratios = sorted(paired_speedup(model, pruned, args.speed_tokens) for _ in range(args.speed_rounds))
+        row["speedup"] = ratios[len(ratios) // 2]
+        row["speed_rounds"] = args.speed_rounds
+        path.write_text(json.dumps(row))
+        print(f"{path.stem}: speedup {row['speedup']:.2f} (median of {len(ratios)}: {ratios[0]:.2f}-{ratios[-1]:.2f})")
+        del pruned
 
 
 def memory_probe(args: argparse.Namespace) -> None:
@@ -363,6 +408,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.3], help="fractions of FFN parameters")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--episodes", type=int, default=20, help="PruneNet's policy episodes")
+    p.add_argument(
+        "--first-token",
+        default="auto",
+        choices=("auto", "include", "exclude"),
+        help="P-pruning's sampling of each sequence's first token (auto: excluded on decoders)",
+    )
     p.add_argument("--sampling-tokens", type=int, default=200)
     p.add_argument("--max-instances", type=int, default=400)
     p.add_argument("--max-length", type=int, default=128, help="pruning inputs' length (and the budget's)")
@@ -371,8 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed-tokens", type=int, default=256)
     p.add_argument("--finetune-steps", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--finetune-batch", type=int, default=4, help="blocks per fine-tuning step")
+    p.add_argument("--finetune-block", type=int, default=256, help="tokens per fine-tuning block")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-probe", action="store_true")
+    p.add_argument("--remeasure-speed", action="store_true", help="re-time finished rows from their cached masks")
+    p.add_argument("--speed-rounds", type=int, default=5)
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     command = "PYTHONPATH=. python bench/llm.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -380,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_probe:
         memory_probe(args)
         return 0
+    if args.remeasure_speed:
+        remeasure_speed(args)
+        args.targets = sorted({json.loads(f.read_text())["ffn_fraction"] for f in args.results.glob("*-ft*.json")})
     rows = run_all(args)
     source = (args.text / SOURCE_FILE).read_text().strip() if (args.text / SOURCE_FILE).is_file() else "?"
     wall = time.perf_counter() - start

@@ -146,10 +146,16 @@ def task_ref(args: argparse.Namespace) -> TaskRef:
     )
 
 
+def model_label(model: str) -> str:
+    """A model folder inside an installed package is named from the package on (the venv's path varies)."""
+    marker = "site-packages/"
+    return model.split(marker, 1)[1] if marker in model else model
+
+
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     """What every run of one results folder shares (stored in each file, checked on resume)."""
     return {
-        "model": args.model,
+        "model": model_label(args.model),
         "task": task_ref(args).model_dump(mode="json", exclude_none=True),
         "epochs": args.epochs,
         "batch_size": args.batch_size,

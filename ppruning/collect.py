@@ -64,13 +64,16 @@ def _real_positions(example: Mapping[str, Any]) -> np.ndarray:
     return np.flatnonzero(np.asarray(mask, dtype=np.int64)[:n])
 
 
-def sample_positions(examples: Sequence[Mapping[str, Any]], num_tokens: int, seed: int) -> TokenSample:
+def sample_positions(
+    examples: Sequence[Mapping[str, Any]], num_tokens: int, seed: int, skip_first: int = 0
+) -> TokenSample:
     """Draw ``num_tokens`` distinct real positions uniformly from all examples' real tokens, seeded.
 
     Reads only the attention masks (or lengths); when there are fewer real tokens than
-    ``num_tokens`` every one of them is taken.
+    ``num_tokens`` every one of them is taken. ``skip_first`` leaves out each example's
+    first real tokens (a decoder's attention-sink position, see ``ClusteringParams.first_token``).
     """
-    real = [_real_positions(ex) for ex in examples]
+    real = [_real_positions(ex)[skip_first:] for ex in examples]
     lengths = np.asarray([len(r) for r in real], dtype=np.int64)
     pooled = int(lengths.sum())
     if pooled == 0:
@@ -120,6 +123,7 @@ def collect(
     batch_size: int = 32,
     pad_token_id: int | None = None,
     progress: Progress = NULL_PROGRESS,
+    skip_first: int = 0,
 ) -> Activations:
     """Run the examples holding sampled positions and keep only those positions' unit outputs.
 
@@ -127,7 +131,7 @@ def collect(
     ``input_ids`` and optionally ``attention_mask`` / ``token_type_ids``; they are read
     unpadded or padded alike. Activations stay on the model's device, in float32.
     """
-    sample = sample_positions(examples, sampling_tokens, seed)
+    sample = sample_positions(examples, sampling_tokens, seed, skip_first)
     device = next(model.parameters()).device
     shape = adapter.shape()
     s = len(sample)

@@ -144,3 +144,47 @@ def test_opt_collected_rows_equal_a_direct_forward(tmp_path: Path, sampling_toke
     finally:
         for h in handles:
             h.remove()
+
+
+def test_skipping_the_first_token_never_samples_it_and_draws_from_the_rest(bert) -> None:
+    _, tok = bert
+    examples = _examples(tok, padded=True)
+    sample = sample_positions(examples, 10_000, seed=0, skip_first=1)
+    firsts = {(i, int(np.flatnonzero(ex["attention_mask"])[0])) for i, ex in enumerate(examples)}
+    taken = set(zip(sample.example.tolist(), sample.token.tolist(), strict=True))
+    assert not taken & firsts
+    assert len(taken) == sum(sum(ex["attention_mask"]) for ex in examples) - len(examples)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "first_token", "expected"),
+    [
+        ("tiny_llama_path", "auto", "excluded"),
+        ("tiny_gpt2_path", "auto", "excluded"),
+        ("tiny_bert_path", "auto", "included"),
+        ("tiny_llama_path", "include", "included"),
+        ("tiny_bert_path", "exclude", "excluded"),
+    ],
+)
+def test_ppruning_leaves_out_a_decoders_first_token_by_default(
+    fixture: str, first_token: str, expected: str, request: pytest.FixtureRequest, task_datasets: Path, tmp_path: Path
+) -> None:
+    """A decoder's first position (the attention sink) swamps unit similarities; encoders keep the paper's sample."""
+    from ppruning.config import PruneConfig
+    from ppruning.pipeline import prune
+
+    path = request.getfixturevalue(fixture)
+    task = "wikitext-2" if fixture != "tiny_bert_path" else "sst2"
+    config = PruneConfig.model_validate(
+        {
+            "model": {"id": str(path)},
+            "task": {"name": task},
+            "method": "ppruning",
+            "target": {"params_reduction": 0.2},
+            "params": {"first_token": first_token},
+            "sampling": {"max_instances": 16, "sampling_tokens": 40, "max_length": 32},
+            "measure": False,
+        }
+    )
+    result = prune(config, tmp_path / "out")
+    assert result.report["details"]["collection"]["first_token"] == expected

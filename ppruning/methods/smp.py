@@ -292,21 +292,35 @@ def _manifest(params: HeadParams, words: list[str] | None, label_names: list[str
     return {"head": params.head, "label_words": words, "label_names": label_names}
 
 
-SPEC = register_method(
-    MethodSpec(
-        name="smp",
-        summary="SMP (static model pruning): learn unstructured weight masks with the pre-trained weights frozen "
-        "(scores, straight-through top-k, optional distillation); variants smp-s and smp-l.",
+def mask_learning_spec(
+    name: str, summary: str, params_model: type[HeadParams], run: Any, stages: tuple[str, ...]
+) -> MethodSpec:
+    """The declaration SMP and its baseline share: unstructured masks of the same matrices, learned on
+    labelled rows with the same heads, checks, outputs and resuming."""
+    return MethodSpec(
+        name=name,
+        summary=summary,
         kind="unstructured",
         needs="labels",
-        params_model=SMPParams,
-        run=compute_weight_masks,
-        stages=("train", "select"),
+        params_model=params_model,
+        run=run,
+        stages=stages,
         targets=frozenset({"params"}),
         artifacts=WEIGHT_MASK_ARTIFACTS,
         resumable=True,
         model_types=SUPPORTED_MODEL_TYPES,
         load_model=load_model,
         check=check_smp,
+    )
+
+
+SPEC = register_method(
+    mask_learning_spec(
+        "smp",
+        "SMP (static model pruning): learn unstructured weight masks with the pre-trained weights frozen "
+        "(scores, straight-through top-k, optional distillation); variants smp-s and smp-l.",
+        SMPParams,
+        compute_weight_masks,
+        ("train", "select"),
     )
 )

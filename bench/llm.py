@@ -410,9 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=20, help="PruneNet's policy episodes")
     p.add_argument(
         "--first-token",
-        default="auto",
-        choices=("auto", "include", "exclude"),
-        help="P-pruning's sampling of each sequence's first token (auto: excluded on decoders)",
+        default="include",
+        choices=("include", "exclude"),
+        help="P-pruning's sampling of each sequence's first token (the attention sink on a decoder)",
     )
     p.add_argument("--sampling-tokens", type=int, default=200)
     p.add_argument("--max-instances", type=int, default=400)

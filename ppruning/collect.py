@@ -71,7 +71,7 @@ def sample_positions(
 
     Reads only the attention masks (or lengths); when there are fewer real tokens than
     ``num_tokens`` every one of them is taken. ``skip_first`` leaves out each example's
-    first real tokens (a decoder's attention-sink position, see ``ClusteringParams.first_token``).
+    first real tokens (a decoder's attention-sink position: ``ClusteringParams.first_token``).
     """
     real = [_real_positions(ex)[skip_first:] for ex in examples]
     lengths = np.asarray([len(r) for r in real], dtype=np.int64)

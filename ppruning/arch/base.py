@@ -104,8 +104,6 @@ class ArchAdapter(ABC):
     model_types: ClassVar[tuple[str, ...]] = ()
     #: Llama-style act(gate)*up FFN.
     gated_ffn: ClassVar[bool] = False
-    #: A causal decoder: its first position is the attention sink (massive activations in early layers).
-    causal: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model

@@ -22,7 +22,6 @@ from ppruning.arch.slicing import keep_conv1d_inputs, keep_conv1d_outputs, unit_
 @register_adapter
 class GPT2Adapter(ArchAdapter):
     model_types = ("gpt2",)
-    causal = True
 
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:

@@ -28,7 +28,6 @@ def _head_dim(config: Any) -> int:
 @register_adapter
 class LlamaAdapter(ArchAdapter):
     model_types = ("llama", "mistral", "qwen2")
-    causal = True
     gated_ffn = True
 
     @classmethod

@@ -19,7 +19,6 @@ from ppruning.arch.slicing import keep_linear_inputs, keep_linear_outputs, unit_
 @register_adapter
 class OPTAdapter(ArchAdapter):
     model_types = ("opt",)
-    causal = True
 
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:

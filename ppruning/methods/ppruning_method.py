@@ -13,7 +13,7 @@ How many examples are read and how (``max_instances``, ``max_length``, ``batch_s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -44,12 +44,11 @@ class ClusteringParams(MethodParams):
         description="Units whose sampled outputs are all zero: 'first' removes them before any live unit "
         "(a deviation from the paper); 'cluster' treats them as the paper does (distance 1 to all, always kept).",
     )
-    first_token: Literal["auto", "include", "exclude"] = Field(
-        default="auto",
-        description="Whether each sequence's first token may be sampled. 'auto' (a deviation from the paper on "
-        "decoders): excluded on causal decoders, whose first position is the attention sink with activations "
-        "tens of times the others' in the early layers, swamping every unit's similarity; included on encoders "
-        "(the paper).",
+    first_token: Literal["include", "exclude"] = Field(
+        default="include",
+        description="Whether each sequence's first token may be sampled: 'include' (the paper) or 'exclude' "
+        "(a decoder's first position is its attention sink, with activations tens of times the others' in "
+        "early layers; excluding it did not help on SmolLM2-135M, see the README).",
     )
 
 
@@ -73,13 +72,6 @@ class LayerClusters:
     neuron_magnitude: list[np.ndarray]
 
 
-def skipped_first_tokens(first_token: str, adapter: Any) -> int:
-    """1 when each sequence's first token is left out of the sample, else 0."""
-    if first_token == "auto":
-        return 1 if type(adapter).causal else 0
-    return 1 if first_token == "exclude" else 0
-
-
 def cluster_layers(ctx: MethodContext, params: ClusteringParams) -> LayerClusters:
     """Collect activations and cluster every layer's heads and neurons (stages collect, cluster)."""
     assert ctx.examples is not None, "P-pruning's clustering runs on task inputs"
@@ -92,10 +84,10 @@ def cluster_layers(ctx: MethodContext, params: ClusteringParams) -> LayerCluster
         batch_size=ctx.sampling.batch_size,
         pad_token_id=ctx.pad_token_id,
         progress=ctx.progress,
-        skip_first=skipped_first_tokens(params.first_token, ctx.adapter),
+        skip_first=1 if params.first_token == "exclude" else 0,
     )
     ctx.details["collection"] = {
-        "first_token": "excluded" if skipped_first_tokens(params.first_token, ctx.adapter) else "included",
+        "first_token": params.first_token + "d",
         "sampled_tokens": len(acts.sample),
         "pooled_real_tokens": acts.sample.pooled_real_tokens,
         "examples_run": acts.examples_run,

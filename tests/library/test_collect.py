@@ -124,8 +124,9 @@ def test_opt_collected_rows_equal_a_direct_forward(tmp_path: Path, sampling_toke
     tok = AutoTokenizer.from_pretrained(path)
     rows = [dict(tok(CORPUS[i % len(CORPUS)] + " the" * (i % 5))) for i in range(12)]
     adapter = get_adapter(model)
-    acts = collect(model, adapter, rows, sampling_tokens=sampling_tokens, seed=4, batch_size=4,
-                   pad_token_id=tok.pad_token_id)
+    acts = collect(
+        model, adapter, rows, sampling_tokens=sampling_tokens, seed=4, batch_size=4, pad_token_id=tok.pad_token_id
+    )
     seen: dict[tuple[str, int], torch.Tensor] = {}
 
     def keep(kind: str, layer: int):
@@ -159,17 +160,21 @@ def test_skipping_the_first_token_never_samples_it_and_draws_from_the_rest(bert)
 @pytest.mark.parametrize(
     ("fixture", "first_token", "expected"),
     [
-        ("tiny_llama_path", "auto", "excluded"),
-        ("tiny_gpt2_path", "auto", "excluded"),
-        ("tiny_bert_path", "auto", "included"),
-        ("tiny_llama_path", "include", "included"),
-        ("tiny_bert_path", "exclude", "excluded"),
+        ("tiny_llama_path", None, "included"),
+        ("tiny_bert_path", None, "included"),
+        ("tiny_llama_path", "exclude", "excluded"),
+        ("tiny_gpt2_path", "exclude", "excluded"),
     ],
 )
-def test_ppruning_leaves_out_a_decoders_first_token_by_default(
-    fixture: str, first_token: str, expected: str, request: pytest.FixtureRequest, task_datasets: Path, tmp_path: Path
+def test_ppruning_samples_the_first_token_unless_told_to_leave_it_out(
+    fixture: str,
+    first_token: str | None,
+    expected: str,
+    request: pytest.FixtureRequest,
+    task_datasets: Path,
+    tmp_path: Path,
 ) -> None:
-    """A decoder's first position (the attention sink) swamps unit similarities; encoders keep the paper's sample."""
+    """The paper's sample by default; ``exclude`` leaves each sequence's first token (a decoder's sink) out."""
     from ppruning.config import PruneConfig
     from ppruning.pipeline import prune
 
@@ -181,7 +186,7 @@ def test_ppruning_leaves_out_a_decoders_first_token_by_default(
             "task": {"name": task},
             "method": "ppruning",
             "target": {"params_reduction": 0.2},
-            "params": {"first_token": first_token},
+            "params": {"first_token": first_token} if first_token else {},
             "sampling": {"max_instances": 16, "sampling_tokens": 40, "max_length": 32},
             "measure": False,
         }

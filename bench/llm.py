@@ -76,14 +76,32 @@ METHODS = (
 
 
 class RssPeak:
-    """Peak resident memory of this process while the block runs, sampled every 20 ms."""
+    """Peak resident memory of this process while the block runs, sampled every 20 ms.
+
+    Besides the total (``rise_mb``) it follows the anonymous part (``anon_rise_mb``, Linux's
+    RssAnon): safetensors maps the checkpoint file, so every weight read brings that file's
+    pages into the total as well, where the page cache can reclaim them; the anonymous part
+    is the memory the process itself allocated.
+    """
 
     def __init__(self) -> None:
         self.process = psutil.Process(os.getpid())
         self.start = self.peak = 0
+        self.anon_start = self.anon_peak = 0
+
+    @staticmethod
+    def _anon() -> int:
+        try:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
 
     def __enter__(self) -> RssPeak:
         self.start = self.peak = self.process.memory_info().rss
+        self.anon_start = self.anon_peak = self._anon()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -92,15 +110,21 @@ class RssPeak:
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
             self.peak = max(self.peak, self.process.memory_info().rss)
+            self.anon_peak = max(self.anon_peak, self._anon())
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
         self.peak = max(self.peak, self.process.memory_info().rss)
+        self.anon_peak = max(self.anon_peak, self._anon())
 
     @property
     def rise_mb(self) -> float:
         return (self.peak - self.start) / 2**20
+
+    @property
+    def anon_rise_mb(self) -> float:
+        return (self.anon_peak - self.anon_start) / 2**20
 
 
 # --------------------------------------------------------------------------- data and measures
@@ -369,7 +393,9 @@ def memory_probe(args: argparse.Namespace) -> None:
         prune(config, args.results / "memory-probe")
     print(
         f"memory probe: prune() of prunenet from {model_dir}/model.safetensors ({size_mb:.0f} MB): "
-        f"RSS rise {mem.rise_mb:.0f} MB = {mem.rise_mb / size_mb:.2f}x the model's size"
+        f"RSS rise {mem.rise_mb:.0f} MB = {mem.rise_mb / size_mb:.2f}x the model's size; anonymous memory "
+        f"(RssAnon, without the mapped checkpoint file's pages) rise {mem.anon_rise_mb:.0f} MB = "
+        f"{mem.anon_rise_mb / size_mb:.2f}x"
     )
 
 

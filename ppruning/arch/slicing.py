@@ -22,7 +22,9 @@ def unit_columns(keep: Sequence[int], width: int, offset: int = 0, device: torch
 
 
 def _param(t: torch.Tensor, like: nn.Parameter) -> nn.Parameter:
-    return nn.Parameter(t.contiguous().clone(), requires_grad=like.requires_grad)
+    """``t`` is an ``index_select`` result: new memory of its own, so it is wrapped, not copied (a copy
+    would hold a second slice of every matrix at once while a model is cut)."""
+    return nn.Parameter(t.contiguous(), requires_grad=like.requires_grad)
 
 
 def keep_linear_outputs(linear: nn.Linear, index: torch.Tensor) -> None:

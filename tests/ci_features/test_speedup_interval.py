@@ -112,7 +112,7 @@ def test_the_sweep_plot_draws_the_intervals_and_names_the_noisy_targets_it_leave
     from worker.sweep_runs import figure
 
     spec = SimpleNamespace(method="ppruning", task=SimpleNamespace(name="sst2"), finetune=None,
-                           targets=SimpleNamespace(key="flops_reduction"))  # fmt: skip
+                           targets=SimpleNamespace(key="flops_reduction"), x_axis="speedup")  # fmt: skip
     rows = [_row(0.2, 1.2, (1.15, 1.26), False), _row(0.3, None, (0.8, 2.1), True), _row(0.4, 1.6, (1.5, 1.7), False)]
     ax = figure(rows, spec).axes[0]
     (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]

@@ -14,6 +14,8 @@ a rerun skips those, so the bench can be run in parts.
         --seeds 3 --arms smp-mag,magnitude
     .venv/bin/python bench/smp.py --data .bench/rt --steps 100 --batch-size 16 --max-length 48 \
         --seeds 1 --arms smp,smp-mag+kd
+    .venv/bin/python bench/smp.py --data .bench/rt --steps 100 --batch-size 16 --max-length 48 \
+        --seeds 3 --arms smp-mag+kd --threads 2
 
 The runs behind the README's figures are committed in ``bench/results_smp/runs/``
 (``--out bench/results_smp`` resumes them; ``--table --steps 100 --batch-size 16`` prints

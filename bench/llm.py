@@ -60,6 +60,7 @@ from ppruning.methods import (  # noqa: E402
 )
 from ppruning.methods.ppruning_method import PPruningParams, cluster_layers, removed_per_layer  # noqa: E402
 from ppruning.progress import NULL_PROGRESS  # noqa: E402
+from ppruning.report import proc_status_bytes  # noqa: E402
 from ppruning.select import centroids, keep_mask  # noqa: E402
 from ppruning.surgery import prune_model  # noqa: E402
 from ppruning.tasks import get_task  # noqa: E402
@@ -95,13 +96,7 @@ class RssPeak:
 
     @staticmethod
     def _anon() -> int:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        return proc_status_bytes("RssAnon") or 0
 
     def __enter__(self) -> RssPeak:
         self.start = self.peak = self.process.memory_info().rss

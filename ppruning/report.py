@@ -64,14 +64,22 @@ def reset_peak_memory(device: torch.device | None) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def peak_host_rss_bytes() -> int:
-    """Peak resident set size since :func:`reset_peak_memory` (process lifetime where it cannot reset)."""
+def proc_status_bytes(field: str) -> int | None:
+    """One memory field of Linux's ``/proc/self/status`` (``VmHWM``, ``RssAnon``, ...) in bytes; None elsewhere."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
+    return None
+
+
+def peak_host_rss_bytes() -> int:
+    """Peak resident set size since :func:`reset_peak_memory` (process lifetime where it cannot reset)."""
+    peak = proc_status_bytes("VmHWM")
+    if peak is not None:
+        return peak
     scale = 1 if sys.platform == "darwin" else 1024
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 

@@ -19,6 +19,7 @@ import torch
 
 from ppruning.config import ModelRef
 from ppruning.errors import InvalidConfigError, ModelLoadError
+from ppruning.owned_weights import from_pretrained_owned
 from ppruning.tasks.registry import TaskInfo
 
 
@@ -129,7 +130,7 @@ def _auto_class(info: TaskInfo) -> Any:
 def _from_pretrained(model: ModelRef, info: TaskInfo, overrides: dict[str, Any]) -> Any:
     cls = _auto_class(info)
     try:
-        return cls.from_pretrained(model.id, revision=model.revision, **overrides)
+        return from_pretrained_owned(cls, model.id, model.revision, **overrides)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load {model.id!r} with a {info.head} head: {exc}", field="model.id") from exc
 

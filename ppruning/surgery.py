@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ppruning.arch import ArchAdapter, get_adapter
+from ppruning.heap import release_free_memory
 from ppruning.masks import Masks, validate_masks
 from ppruning.reconstruct import apply_scales
 
@@ -39,6 +40,7 @@ def prune_model(model: nn.Module, masks: Masks, adapter: ArchAdapter | None = No
         neurons = masks.kept_neurons(i)
         if len(neurons) < layer.ffn_size:
             adapter.prune_neurons(i, neurons)
+        release_free_memory()  # the layer's cut weights are freed: keep the process's footprint falling
     from ppruning.arch.base import STRUCTURE_KEY
 
     first_cut = getattr(model.config, STRUCTURE_KEY, None) is None

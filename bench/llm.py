@@ -59,7 +59,7 @@ from ppruning.methods import (  # noqa: E402
     prunenet,
 )
 from ppruning.methods.ppruning_method import PPruningParams, cluster_layers, removed_per_layer  # noqa: E402
-from ppruning.progress import NULL_PROGRESS  # noqa: E402
+from ppruning.progress import NULL_PROGRESS, Progress  # noqa: E402
 from ppruning.report import proc_status_bytes  # noqa: E402
 from ppruning.select import centroids, keep_mask  # noqa: E402
 from ppruning.surgery import prune_model  # noqa: E402
@@ -84,15 +84,18 @@ class RssPeak:
     """Peak resident memory of this process while the block runs, sampled every 20 ms.
 
     Besides the total (``rise_mb``) it follows the anonymous part (``anon_rise_mb``, Linux's
-    RssAnon): safetensors maps the checkpoint file, so every weight read brings that file's
-    pages into the total as well, where the page cache can reclaim them; the anonymous part
-    is the memory the process itself allocated.
+    RssAnon): the pages of a mapped file (a checkpoint loaded by transformers' default
+    mapping) count in the total as well, where the page cache can reclaim them; the
+    anonymous part is the memory the process itself allocated. ``stage_peaks`` keeps the
+    total's peak while each stage ran (``enter_stage``).
     """
 
     def __init__(self) -> None:
         self.process = psutil.Process(os.getpid())
         self.start = self.peak = 0
         self.anon_start = self.anon_peak = 0
+        self.stage = "start"
+        self.stage_peaks: dict[str, int] = {}  # the total's peak while each stage ran
 
     @staticmethod
     def _anon() -> int:
@@ -108,14 +111,22 @@ class RssPeak:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            self.anon_peak = max(self.anon_peak, self._anon())
+            self._record()
+
+    def _record(self) -> None:
+        rss = self.process.memory_info().rss
+        self.peak = max(self.peak, rss)
+        self.stage_peaks[self.stage] = max(self.stage_peaks.get(self.stage, 0), rss)
+        self.anon_peak = max(self.anon_peak, self._anon())
+
+    def enter_stage(self, stage: str) -> None:
+        self._record()
+        self.stage = stage
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-        self.anon_peak = max(self.anon_peak, self._anon())
+        self._record()
 
     @property
     def rise_mb(self) -> float:
@@ -391,12 +402,18 @@ def memory_probe(args: argparse.Namespace) -> None:
         measure=False,
     )
     with RssPeak() as mem:
-        prune(config, args.results / "memory-probe")
+
+        class StageMarker(Progress):
+            def start_stage(self, stage: str, total: int | None = None, message: str = "") -> None:
+                mem.enter_stage(stage)
+
+        prune(config, args.results / "memory-probe", progress=StageMarker())
+    by_stage = ", ".join(f"{stage} {(peak - mem.start) / 2**20:.0f}" for stage, peak in mem.stage_peaks.items())
     print(
         f"memory probe: prune() of prunenet from {model_dir}/model.safetensors ({size_mb:.0f} MB): "
         f"RSS rise {mem.rise_mb:.0f} MB = {mem.rise_mb / size_mb:.2f}x the model's size; anonymous memory "
-        f"(RssAnon, without the mapped checkpoint file's pages) rise {mem.anon_rise_mb:.0f} MB = "
-        f"{mem.anon_rise_mb / size_mb:.2f}x"
+        f"(RssAnon, without mapped files' pages) rise {mem.anon_rise_mb:.0f} MB = "
+        f"{mem.anon_rise_mb / size_mb:.2f}x\npeak RSS rise (MB) while each stage ran: {by_stage}"
     )
 
 

@@ -180,7 +180,9 @@ class PruneConfig(_Strict):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     measure: MeasureConfig | Literal[False] = Field(
         default_factory=MeasureConfig,
-        description="Latency/throughput of the dense and the pruned model on the job's device; false skips it.",
+        description="Latency/throughput of the dense and the pruned model on the job's device, timed in "
+        "interleaved pairs (a dense copy is kept beside the pruned model meanwhile: about twice the model's "
+        "memory); false skips it.",
     )
     reconstruct: ReconstructConfig | Literal[False] | None = Field(
         default=None,

@@ -83,3 +83,25 @@ def test_freed_tensors_memory_goes_back_to_the_os() -> None:
     after = proc_status_bytes("RssAnon") or 0
     assert before - after > 100 * 2**20, f"only {(before - after) / 2**20:.0f} MB went back"
     del last
+
+
+@pytest.mark.skipif(proc_status_bytes("RssAnon") is None, reason="needs Linux's /proc/self/status")
+def test_a_loaded_model_gives_back_its_cut_weights_memory(tmp_path: Path) -> None:
+    """The task loader reads owned weights, and cutting half the FFN lowers the process's memory."""
+    from ppruning.config import ModelRef
+    from ppruning.loading import load_task_model
+    from ppruning.masks import Masks
+    from ppruning.surgery import prune_model
+    from ppruning.tasks import get_task
+    from tests.support.tiny_models import save_tiny_llama
+
+    layers, hidden, ffn = 6, 256, 4096  # FFN weights: 6 x 3 x 4 MB = 72 MB
+    save_tiny_llama(tmp_path, num_hidden_layers=layers, hidden_size=hidden, intermediate_size=ffn)
+    model, _, _ = load_task_model(ModelRef(id=str(tmp_path)), get_task("causal-lm"))
+    assert _files_holding(model) == set()
+    before = proc_status_bytes("RssAnon") or 0
+    neurons = torch.zeros(layers, ffn)
+    neurons[:, : ffn // 2] = 1
+    prune_model(model, Masks(torch.ones(layers, 2), neurons))
+    freed = (before - (proc_status_bytes("RssAnon") or 0)) / 2**20
+    assert freed > 25, f"cutting 36 MB of FFN weights changed memory by {-freed:.0f} MB"

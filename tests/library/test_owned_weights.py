@@ -105,3 +105,23 @@ def test_a_loaded_model_gives_back_its_cut_weights_memory(tmp_path: Path) -> Non
     prune_model(model, Masks(torch.ones(layers, 2), neurons))
     freed = (before - (proc_status_bytes("RssAnon") or 0)) / 2**20
     assert freed > 25, f"cutting 36 MB of FFN weights changed memory by {-freed:.0f} MB"
+
+
+@pytest.mark.parametrize("keep_bytes", [1000, -4096], ids=["header-cut", "data-cut"])
+def test_a_truncated_weights_file_is_a_load_error_naming_the_model(
+    tiny_llama_path: Path, tmp_path: Path, keep_bytes: int
+) -> None:
+    import shutil
+
+    from ppruning.config import ModelRef
+    from ppruning.errors import ModelLoadError
+    from ppruning.loading import load_task_model
+    from ppruning.tasks import get_task
+
+    shutil.copytree(tiny_llama_path, tmp_path / "model")
+    weights = tmp_path / "model" / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[:keep_bytes])
+    with pytest.raises(ModelLoadError) as caught:
+        load_task_model(ModelRef(id=str(tmp_path / "model")), get_task("causal-lm"))
+    assert caught.value.field == "model.id" and str(tmp_path / "model") in str(caught.value)

@@ -115,19 +115,27 @@ def _model_class(head: str | None, info: dict[str, Any], config: Any) -> type:
 
 
 def _read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     single = directory / "model.safetensors"
     if single.is_file():
-        return load_file(str(single))
+        return _read_weights_file(single)
     index = directory / "model.safetensors.index.json"
     if index.is_file():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
         state: dict[str, torch.Tensor] = {}
         for shard in shards:
-            state.update(load_file(str(directory / shard)))
+            state.update(_read_weights_file(directory / shard))
         return state
     raise ModelLoadError(f"no model.safetensors (or index) in {directory}", field="model")
+
+
+def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise ModelLoadError(f"cannot read the weights in {path}: {exc}", field="model") from exc
 
 
 def _remap(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:

@@ -90,6 +90,15 @@ def test_unknown_head_and_missing_folder_are_clear_errors(tiny_bert_path: Path, 
         ppruning.load_pruned(tmp_path / "nowhere")
 
 
+def test_a_truncated_pruned_checkpoint_is_a_load_error(tiny_bert_path: Path, tmp_path: Path) -> None:
+    pruned_checkpoint(tiny_bert_path, "AutoModelForSequenceClassification", tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-4096])
+    with pytest.raises(ModelLoadError, match="cannot read the weights in .*model.safetensors") as caught:
+        ppruning.load_pruned(tmp_path)
+    assert caught.value.field == "model"
+
+
 def test_real_minilm_pruned_equals_masked_and_reloads_smaller(minilm_path: Path, tmp_path: Path) -> None:
     """Real pretrained weights (all-MiniLM-L6-v2): large activations, 12 heads, 1536 neurons."""
     model = transformers.AutoModel.from_pretrained(minilm_path).eval()

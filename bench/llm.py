@@ -147,6 +147,14 @@ def text_blocks(tokenizer: Any, path: Path, block: int, limit: int) -> torch.Ten
     return torch.tensor(ids[: n * block]).view(n, block)
 
 
+def calibration_examples(tokenizer: Any, path: Path, rows: int, length: int) -> list[dict[str, list[int]]]:
+    """The pruning inputs: the first ``rows`` training snippets, tokenised to at most ``length``."""
+    lines = [t for t in path.read_text().splitlines() if t.strip()][:rows]
+    enc = tokenizer(lines, truncation=True, max_length=length)
+    pairs = zip(enc["input_ids"], enc["attention_mask"], strict=True)
+    return [{"input_ids": ids, "attention_mask": mask} for ids, mask in pairs]
+
+
 def perplexity(model: torch.nn.Module, blocks: torch.Tensor, batch: int = 4) -> float:
     model.eval()
     total, count = 0.0, 0
@@ -295,11 +303,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         dense_file.write_text(json.dumps(dense))
     print(f"dense: perplexity {dense['ppl']:.2f} on {test.numel()} held-out tokens", flush=True)
 
-    lines = [t for t in (args.text / "train.txt").read_text().splitlines() if t.strip()][: args.max_instances]
-    enc = tokenizer(lines, truncation=True, max_length=args.max_length)
-    examples = [
-        {"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i]} for i in range(len(lines))
-    ]
+    examples = calibration_examples(tokenizer, args.text / "train.txt", args.max_instances, args.max_length)
     ctx = context(model, tokenizer, examples, args)
     costs = unit_costs(ctx.shape, "params", args.max_length)
     ffn_share = ffn_total(ctx.shape, costs) / (ffn_total(ctx.shape, costs) + attention_total(ctx.shape, costs))

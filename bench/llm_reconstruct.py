@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from llm import REPO, perplexity, text_blocks  # noqa: E402 - bench scripts run as files
+from llm import REPO, calibration_examples, perplexity, text_blocks  # noqa: E402 - bench scripts run as files
 
 from ppruning.arch import get_adapter  # noqa: E402
 from ppruning.config import ReconstructConfig  # noqa: E402
@@ -40,14 +40,6 @@ from ppruning.masks import Masks, load_masks  # noqa: E402
 from ppruning.reconstruct import reconstruct  # noqa: E402
 from ppruning.surgery import prune_model  # noqa: E402
 from tests.support.smollm2 import save_smollm2  # noqa: E402
-
-
-def calibration(tokenizer: Any, path: Path, rows: int, length: int) -> list[dict[str, list[int]]]:
-    """The pruning inputs ``bench/llm.py`` uses: the first training snippets, tokenised."""
-    lines = [t for t in path.read_text().splitlines() if t.strip()][:rows]
-    enc = tokenizer(lines, truncation=True, max_length=length)
-    pairs = zip(enc["input_ids"], enc["attention_mask"], strict=True)
-    return [{"input_ids": ids, "attention_mask": mask} for ids, mask in pairs]
 
 
 @torch.no_grad()
@@ -108,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     dense = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     test = text_blocks(tokenizer, args.text / "test.txt", 256, args.eval_blocks)
-    examples = calibration(tokenizer, args.text / "train.txt", args.rows, args.max_length)
+    examples = calibration_examples(tokenizer, args.text / "train.txt", args.rows, args.max_length)
     moments = down_proj_moments(dense, examples)
     tokens = sum(len(e["input_ids"]) for e in examples)
     columns = ["plain", "scales (dense inputs)", "scales (sequential)", *(f"full-ls r={r:g}" for r in args.ridge)]

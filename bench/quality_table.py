@@ -15,8 +15,7 @@ both runs (with replacement) and the scored examples (with replacement, the same
 for both sides, since every run scores the same validation rows), then averages the
 per-example differences. So they cover both training noise across seeds and the sampling
 of the evaluation set. Each interval's RNG is seeded by the data it compares: the output is
-the same on every run, and a new
-row leaves the others unchanged.
+the same on every run, and a new row leaves the others unchanged.
 """
 
 from __future__ import annotations

@@ -115,17 +115,15 @@ def _model_class(head: str | None, info: dict[str, Any], config: Any) -> type:
 
 
 def _read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    single = directory / "model.safetensors"
-    if single.is_file():
-        return _read_weights_file(single)
-    index = directory / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        state: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            state.update(_read_weights_file(directory / shard))
-        return state
-    raise ModelLoadError(f"no model.safetensors (or index) in {directory}", field="model")
+    from ppruning.owned_weights import safetensors_files
+
+    files = safetensors_files(str(directory))
+    if files is None:
+        raise ModelLoadError(f"no model.safetensors (or index) in {directory}", field="model")
+    state: dict[str, torch.Tensor] = {}
+    for path in files:
+        state.update(_read_weights_file(path))
+    return state
 
 
 def _read_weights_file(path: Path) -> dict[str, torch.Tensor]:

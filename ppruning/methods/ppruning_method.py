@@ -87,7 +87,7 @@ def cluster_layers(ctx: MethodContext, params: ClusteringParams) -> LayerCluster
         skip_first=1 if params.first_token == "exclude" else 0,
     )
     ctx.details["collection"] = {
-        "first_token": params.first_token + "d",
+        "first_token": "included" if params.first_token == "include" else "excluded",
         "sampled_tokens": len(acts.sample),
         "pooled_real_tokens": acts.sample.pooled_real_tokens,
         "examples_run": acts.examples_run,

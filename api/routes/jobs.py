@@ -28,18 +28,20 @@ from api.schemas import (
     JobPage,
     JobSummary,
 )
-from api.spec_examples import SPEC_EXAMPLES
 from jobs import sweeps
 from jobs.artifacts import ArtifactStore, resume_key
+from jobs.kinds import checked_spec, kind_enum, openapi_examples, parse_submitted, spec_union
 from jobs.queue import queue_for
 from jobs.settings import Settings
-from jobs.spec_checks import checked_spec
-from jobs.specs import JobKind, JobSpec, parse_submitted
 from jobs.store import repository
 from jobs.store.models import Artifact, Job, Metric
 from jobs.store.states import TERMINAL, JobState
 
 log = logging.getLogger(__name__)
+
+#: The request body of ``POST /jobs`` and the ``kind`` filter of ``GET /jobs``: every declared job kind.
+JobSpec = spec_union()
+JobKind = kind_enum()
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=VALIDATION_RESPONSE)
 
@@ -122,7 +124,7 @@ def owned_job(session: SessionDep, owner: str, job_id: uuid.UUID, *, details: bo
 
 
 async def strict_spec(request: Request) -> JobSpec | None:
-    """The body read again, strictly (:func:`jobs.specs.parse_submitted`): ``"0.3"`` is no number.
+    """The body read again, strictly (:func:`jobs.kinds.parse_submitted`): ``"0.3"`` is no number.
 
     The ``spec`` parameter keeps the schema and the examples in OpenAPI; FastAPI validates it
     laxly, so this runs first and its errors win. An empty body is left to FastAPI's 422.
@@ -149,7 +151,7 @@ async def strict_spec(request: Request) -> JobSpec | None:
 def submit_job(
     request: Request,
     response: Response,
-    spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    spec: Annotated[JobSpec, Body(openapi_examples=openapi_examples())],
     session: SessionDep,
     owner: CurrentOwner,
     settings: SettingsDep,

@@ -29,7 +29,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.artifacts import ArtifactStore, StoredObject, job_key, open_store
+from jobs import artifacts
+from jobs.artifacts import ArtifactStore, StoredObject, attempt_key, open_store
 from jobs.kinds import parse_spec
 from jobs.settings import Settings
 from jobs.spec_checks import recheck_local_inputs
@@ -69,7 +70,7 @@ class AttemptResult:
 
 
 def attempt_prefix(claim: Claim, attempt: int | None = None) -> str:
-    return job_key(claim.job_id, f"attempt-{attempt or claim.attempt}")
+    return artifacts.attempt_prefix(claim.job_id, attempt or claim.attempt)
 
 
 Stored = list[tuple[str, str, StoredObject]]
@@ -77,13 +78,12 @@ Stored = list[tuple[str, str, StoredObject]]
 
 def _upload(store: ArtifactStore, claim: Claim, outputs: Outputs, progress: JobProgress) -> Stored:
     stored: Stored = []
-    prefix = attempt_prefix(claim)
     for name, kind, path in outputs.files:
         progress.checkpoint()
-        stored.append((name, kind, store.put_file(path, f"{prefix}/{name}")))
+        stored.append((name, kind, store.put_file(path, attempt_key(claim.job_id, claim.attempt, name))))
     for name, kind, folder in outputs.archives:
         progress.checkpoint()
-        stored.append((name, kind, store.put_archive(folder, f"{prefix}/{name}")))
+        stored.append((name, kind, store.put_archive(folder, attempt_key(claim.job_id, claim.attempt, name))))
     return stored
 
 

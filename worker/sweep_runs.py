@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import sweeps
-from jobs.artifacts import job_key, open_store
+from jobs.artifacts import attempt_key, open_store
 from jobs.kinds import check_spawn, parse_spec
 from jobs.queue import send_job
 from jobs.settings import Settings
@@ -175,7 +175,7 @@ def _conclude(session: Session, parent: Job, kids: list[Job], settings: Settings
     artifacts: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix=f"sweep-{parent.id}-") as tmp:
         for name, kind, path in write_outputs(rows, spec, Path(tmp)):
-            obj = store.put_file(path, job_key(parent.id, f"attempt-{parent.attempts}/{name}"))
+            obj = store.put_file(path, attempt_key(parent.id, parent.attempts, name))
             repo.add_artifact(session, parent.id, name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256)
             artifacts[name] = {"uri": obj.uri, "size": obj.size, "sha256": obj.sha256}
     succeeded = len(rows) - len(failures)

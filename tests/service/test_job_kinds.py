@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -132,6 +133,20 @@ def test_a_sweep_creates_only_the_kinds_its_declaration_says_it_spawns(prune_spe
         check_spawn("sweep", "finetune")
     with pytest.raises(KindDeclarationError, match="spawns: nothing"):
         check_spawn("prune", "prune")
+
+
+def test_no_module_of_the_service_spells_a_store_prefix_by_hand():
+    """Keys of the artifact store are built by jobs/artifacts.py only (job_prefix, job_key, ...)."""
+    spelled = re.compile(r"""f?["']jobs/""")
+    found = [
+        f"{path.relative_to(REPO)}:{n}"
+        for package in ("jobs", "api", "worker")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if path != REPO / "jobs" / "artifacts.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if spelled.search(line)
+    ]
+    assert not found, found
 
 
 # --------------------------------------------------------------------------- a throw-away kind, end to end

@@ -1,7 +1,8 @@
 """``/jobs``: submit, list, read, follow, cancel and delete jobs.
 
-Routes stay thin: validate (pydantic, then :mod:`jobs.spec_checks`), call repository
-functions, commit once, and only then talk to the broker or the artifact store.
+Routes stay thin: validate (pydantic, then the kind's checks: :func:`jobs.kinds.checked_spec`),
+call repository functions, commit once, and only then talk to the broker. Cancel and delete
+are the job layer's (:mod:`jobs.lifecycle`), which also reaches the artifact store.
 """
 
 from __future__ import annotations

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         default=10, ge=0, description="An owner with this many running jobs gets 429 on POST /jobs."
     )
     limit_retry_after_s: int = Field(default=60, ge=1, description="Retry-After of a 429 past the job limits.")
+    unavailable_retry_after_s: int = Field(
+        default=5,
+        ge=1,
+        description="Retry-After of a 503 while the database or the broker is unavailable (a restart, a full pool).",
+    )
     artifact_retention_days: float = Field(
         default=0.0,
         ge=0,

@@ -192,10 +192,10 @@ def submit_job(
     except Exception as exc:  # the broker is down or refused: never leave the job silently queued
         _fail_undispatched(session, job, exc)
         raise ServiceUnavailable(
-            f"the job {job.id} was stored but could not be sent to the workers ({type(exc).__name__}: {exc}); "
+            f"the job {job.id} was stored but could not be sent to the workers ({_broker_failure(exc)}); "
             "it is marked failed, submit it again later",
             type="dispatch_failed",
-            headers={"Location": job_url(request, job.id)},
+            headers={"Location": job_url(request, job.id), "Retry-After": str(settings.unavailable_retry_after_s)},
         ) from None
     response.headers["Location"] = job_url(request, job.id)
     return job_view(job, request, artifacts=[], metrics=[])
@@ -225,9 +225,15 @@ def _replayed(job: Job, key: str, body_hash: str, request: Request, response: Re
     return job_view(job, request)
 
 
+def _broker_failure(exc: Exception) -> str:
+    """The broker's failure in words a client may read: its type, never the driver's message
+    (which names the broker's host and port); the log keeps the message."""
+    return f"the broker did not take the message: {type(exc).__name__}"
+
+
 def _fail_undispatched(session: SessionDep, job: Job, exc: Exception) -> None:
-    log.error("could not send job %s to the broker: %s", job.id, exc)
-    reason = f"could not send the job to the workers: {type(exc).__name__}: {exc}"
+    log.error("could not send job %s to the broker: %s: %s", job.id, type(exc).__name__, exc)
+    reason = f"could not send the job to the workers ({_broker_failure(exc)})"
     session.rollback()
     session.refresh(job)
     if job.state == JobState.QUEUED.value:

@@ -150,12 +150,12 @@ def write_model_config(folder: Path) -> Path:
 
 def create_key(db_url: str) -> str:
     from api.auth import new_secret
-    from jobs.store import repository
+    from jobs.store import keys
     from jobs.store.session import session_scope
 
     secret = new_secret()
     with session_scope(db_url) as session:
-        repository.create_api_key(session, "bench", "bench", secret)
+        keys.create_api_key(session, "bench", "bench", secret)
     return secret
 
 

@@ -74,6 +74,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Retry-After of a 503 while the database or the broker is unavailable (a restart, a full pool).",
     )
+    max_event_streams: int = Field(
+        default=1000, ge=0, description="Open event streams (SSE) one API process serves at once; past it, 429."
+    )
+    max_event_streams_per_owner: int = Field(
+        default=100, ge=0, description="Open event streams of one owner per API process; past it, 429."
+    )
+    event_poll_s: float = Field(
+        default=0.5, gt=0, description="How often the API reads new job events for its open streams (one read for all)."
+    )
     artifact_retention_days: float = Field(
         default=0.0,
         ge=0,

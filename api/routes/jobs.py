@@ -15,8 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api import sse
+from api.auth import revocable_key_hash
 from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
 from api.errors import Conflict, NotFound, ServiceUnavailable, TooManyJobs
+from api.event_hub import EventHub, TooManyStreams
 from api.schemas import (
     VALIDATION_RESPONSE,
     ArtifactOut,
@@ -285,6 +287,11 @@ def get_job(request: Request, job_id: uuid.UUID, session: SessionDep, owner: Cur
             "description": "JSON pages; with `Accept: text/event-stream`, a live Server-Sent Events stream.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
+        429: {
+            "model": ErrorOut,
+            "description": "Streams only: the owner (or the service) has as many streams open as allowed "
+            "(`too_many_streams`); retry after `Retry-After` seconds, or poll.",
+        },
     },
     summary="A job's log, as pages or live (SSE)",
 )
@@ -293,6 +300,7 @@ def get_events(
     job_id: uuid.UUID,
     session: SessionDep,
     owner: CurrentOwner,
+    settings: SettingsDep,
     after: Annotated[int, Query(ge=0, le=sse.MAX_EVENT_ID, description="Only events with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     last_event_id: Annotated[
@@ -301,11 +309,11 @@ def get_events(
 ) -> Response | EventPage:
     """Events in id order. `Accept: text/event-stream` streams them as they happen (see `api.sse`):
     `id` = event id, `event` = `data.type` or `log`, keep-alive comments, and a final `end`
-    event with the job's state once it has finished."""
+    event with the job's state once it has finished. Open streams are bounded per owner and
+    in total (429 with `Retry-After` past them); a stream whose key is revoked ends with `event: error`."""
     owned_job(session, owner, job_id)
     if sse.wants_stream(request.headers.get("accept")):
-        start = sse.parse_last_event_id(last_event_id, after)
-        return sse.event_stream(request.app.state.read_sessionmaker, job_id, owner, start)
+        return _open_stream(request, session, owner, job_id, sse.parse_last_event_id(last_event_id, after), settings)
     events = repository.list_events(session, job_id, after=after, limit=limit)
     return EventPage(
         items=[
@@ -314,6 +322,22 @@ def get_events(
         ],
         next_after=events[-1].id if events else None,
     )
+
+
+def _open_stream(
+    request: Request, session: SessionDep, owner: str, job_id: uuid.UUID, after: int, settings: Settings
+) -> Response:
+    """The live stream: within the bounds (429 past them), holding no database session (the hub reads for it)."""
+    hub: EventHub = request.app.state.event_hub
+    try:
+        hub.check_room(owner)
+    except TooManyStreams as exc:
+        raise TooManyJobs(
+            str(exc), type="too_many_streams", headers={"Retry-After": str(settings.limit_retry_after_s)}
+        ) from None
+    key_hash = revocable_key_hash(request.headers.get("authorization"), request.app.state.bootstrap_keys)
+    session.close()  # the request's session would otherwise stay checked out for the stream's whole life
+    return sse.event_stream(hub, job_id, owner, key_hash, after)
 
 
 @router.post(

@@ -80,12 +80,12 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 
 def _new_key(pg_url: str, owner: str) -> str:
     from api.auth import new_secret
-    from jobs.store import repository
+    from jobs.store import keys
     from jobs.store.session import session_scope
 
     secret = new_secret()
     with session_scope(pg_url) as session:
-        repository.create_api_key(session, f"key-{uuid.uuid4().hex[:10]}", owner, secret)
+        keys.create_api_key(session, f"key-{uuid.uuid4().hex[:10]}", owner, secret)
     return secret
 
 

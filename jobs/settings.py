@@ -99,8 +99,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
-        """Empty URLs mean the embedded mode: everything under ``data_dir``."""
-        root = self.data_dir.resolve()
+        """Empty URLs mean the embedded mode: everything under ``data_dir``.
+
+        Folders are made absolute here, once: a worker runs each attempt in an empty working
+        directory (:mod:`worker.inputs`), where a relative path would mean something else.
+        """
+        root = self.data_dir.expanduser().resolve()
+        self.data_dir = root
+        self.allowed_model_roots = [Path(r).expanduser().resolve() for r in self.allowed_model_roots]
         if not self.database_url:
             self.database_url = f"sqlite:///{root / 'ppruning.db'}"
         if not self.broker_url:

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.artifacts import ArtifactStore, StoredObject, job_key, open_store
 from jobs.settings import Settings
-from jobs.spec_checks import recheck_local_inputs
+from jobs.spec_checks import recheck_local_inputs, recheck_model_id
 from jobs.specs import parse_spec
 from jobs.store import repository as repo
 from jobs.store.claims import Claim, lock_if_current
@@ -39,6 +39,7 @@ from jobs.store.models import Job
 from jobs.store.states import JobState
 from ppruning import InvalidConfigError, JobCancelled
 from worker.errors import Failure, classify
+from worker.inputs import empty_working_dir
 from worker.job_runners import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 from worker.progress import JobProgress, LeaseLost
 from worker.records import artifact_meta, attach_record
@@ -212,13 +213,14 @@ def _run_stages(
             min_interval_s=settings.progress_min_interval_s,
             heartbeat_interval_s=settings.heartbeat_interval_s,
         )
-        with progress:
+        with progress, empty_working_dir(work):
             try:
                 recheck_local_inputs(claim.spec, settings)
                 resume = ArtifactResume(store, claim.job_id, scratch=work, before_save=progress.checkpoint)
                 ctx = RunContext(
-                    fetch_model=partial(fetch_model, sessions, store), device=settings.device, resume=resume
-                )
+                    fetch_model=partial(fetch_model, sessions, store), device=settings.device, resume=resume,
+                    check_model=partial(recheck_model_id, settings=settings),
+                )  # fmt: skip
                 outputs = RUNNERS[claim.kind](parse_spec(claim.spec), work, progress, ctx)
                 attach_record(outputs, claim.kind, claim.spec, work)
                 progress.checkpoint()

@@ -63,10 +63,16 @@ class Settings(BaseSettings):
 
     # Limits an operator sets per deployment (0 = no limit).
     max_queued_jobs_per_owner: int = Field(
-        default=100, ge=0, description="An owner with this many queued jobs gets 429 on POST /jobs."
+        default=100,
+        ge=0,
+        description="POST /jobs answers 429 when it would give an owner more queued jobs than this "
+        "(a sweep counts as itself and one job per target).",
     )
     max_running_jobs_per_owner: int = Field(
-        default=10, ge=0, description="An owner with this many running jobs gets 429 on POST /jobs."
+        default=10,
+        ge=0,
+        description="At most this many of an owner's jobs run at once; workers leave the rest queued until one "
+        "ends (a cap on running, not a check at submission).",
     )
     limit_retry_after_s: int = Field(default=60, ge=1, description="Retry-After of a 429 past the job limits.")
     unavailable_retry_after_s: int = Field(

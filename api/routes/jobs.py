@@ -33,10 +33,11 @@ from api.schemas import (
 from api.spec_examples import SPEC_EXAMPLES
 from jobs import sweeps
 from jobs.artifacts import ArtifactStore, resume_key
+from jobs.errors import InvalidSpec
 from jobs.queue import queue_for
 from jobs.settings import Settings
 from jobs.spec_checks import checked_spec
-from jobs.specs import JobKind, JobSpec, parse_submitted
+from jobs.specs import JobKind, JobSpec, SweepJobSpec, parse_spec, parse_submitted
 from jobs.store import repository
 from jobs.store.models import Artifact, Job, Metric
 from jobs.store.states import TERMINAL, JobState
@@ -179,7 +180,7 @@ def submit_job(
         existing = repository.find_by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return _replayed(existing, idempotency_key, body_hash, request, response)
-    _check_owner_limits(session, owner, settings)
+    _check_owner_limits(session, owner, settings, spec)
     stored = checked_spec(spec, settings, session, owner)
     job, created = repository.create_job(
         session, owner=owner, kind=spec.kind, spec=stored, idempotency_key=idempotency_key, body_hash=body_hash
@@ -203,20 +204,39 @@ def submit_job(
     return job_view(job, request, artifacts=[], metrics=[])
 
 
-def _check_owner_limits(session: SessionDep, owner: str, settings: Settings) -> None:
-    """429 past the per-owner limits (a replayed request never counts: it creates nothing)."""
-    counts = repository.count_owner_jobs(session, owner)
-    limits = {
-        JobState.QUEUED.value: settings.max_queued_jobs_per_owner,
-        JobState.RUNNING.value: settings.max_running_jobs_per_owner,
-    }
-    for state, limit in limits.items():
-        if limit and counts[state] >= limit:
-            raise TooManyJobs(
-                f"this key's owner has {counts[state]} {state} jobs, the most the service allows "
-                f"(PPRUNING_MAX_{state.upper()}_JOBS_PER_OWNER={limit}); retry when some have finished",
-                headers={"Retry-After": str(settings.limit_retry_after_s)},
-            )
+def queued_places(spec: JobSpec | dict) -> int:
+    """The queued jobs a submission makes: one, and a sweep one more per target (its children)."""
+    if isinstance(spec, dict):
+        spec = parse_spec(spec)
+    return 1 + len(spec.targets.values) if isinstance(spec, SweepJobSpec) else 1
+
+
+def _check_owner_limits(session: SessionDep, owner: str, settings: Settings, spec: JobSpec) -> None:
+    """429 past the per-owner queued limit (a replayed request never counts: it creates nothing).
+
+    A sweep counts as itself and its children, and so does a queued sweep whose children the
+    worker has not made yet. The running limit is no submission check: it caps how many of an
+    owner's jobs the workers run at once (:mod:`jobs.store.owner_slots`); the rest wait queued.
+    """
+    limit = settings.max_queued_jobs_per_owner
+    if not limit:
+        return
+    adding = queued_places(spec)
+    if adding > limit:
+        raise InvalidSpec(
+            f"targets: this sweep makes {adding} jobs (itself and one per target), more than the "
+            f"{limit} queued jobs an owner may have (PPRUNING_MAX_QUEUED_JOBS_PER_OWNER); sweep fewer targets",
+            field="targets",
+        )
+    queued = repository.count_owner_jobs(session, owner)[JobState.QUEUED.value]
+    queued += sum(queued_places(s) - 1 for s in sweeps.queued_sweep_specs(session, owner))
+    if queued + adding > limit:
+        raise TooManyJobs(
+            f"this key's owner has {queued} queued jobs (a sweep counts its children) and this one makes "
+            f"{adding}, past the most the service allows (PPRUNING_MAX_QUEUED_JOBS_PER_OWNER={limit}); "
+            "retry when some have started",
+            headers={"Retry-After": str(settings.limit_retry_after_s)},
+        )
 
 
 def _replayed(job: Job, key: str, body_hash: str, request: Request, response: Response) -> JobOut:

@@ -115,8 +115,13 @@ def _field_path(loc: tuple[Any, ...], tags: set[str]) -> str:
         parts = parts[1:]
     if parts and parts[0] in tags:  # the discriminated union's tag: ('prune', 'target', ...)
         parts = parts[1:]
-    parts = [p for p in parts if not p.startswith(("function-", "tagged-union["))]
+    # A union's member in the path ('measure', 'MeasureConfig', 'seq_len'): a class name, not a field.
+    parts = [p for p in parts if not p.startswith(("function-", "tagged-union[")) and not _MEMBER.fullmatch(p)]
     return ".".join(parts)
+
+
+#: A model class's name (CamelCase, two humps or more), as pydantic puts a union member into ``loc``.
+_MEMBER = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+")
 
 
 def validation_error_response(exc: RequestValidationError, tags: set[str]) -> JSONResponse:

@@ -12,6 +12,10 @@ deleted when the job ends (succeeded, failed for good, cancelled) by whoever end
 attempt (:func:`worker.attempt.run_attempt`), the claim step or the reaper
 (:mod:`worker.ended`), or the API cancelling a queued job. A retry keeps it.
 
+The state is data, not code (:mod:`ppruning.resume`: safetensors plus a JSON tree): whoever
+can write to the bucket can spoil a resume, never run anything on a worker; a state that
+does not decode is ignored and training starts from step 0.
+
 Writes are atomic (a file store renames a complete temporary file into place; an S3
 object appears when its upload completes), so a worker killed mid-save leaves the
 previous state. ``before_save`` is the attempt's checkpoint: an attempt that has lost its
@@ -34,7 +38,7 @@ from ppruning import decode_resume_state, encode_resume_state
 log = logging.getLogger(__name__)
 
 #: The one object under a job's resume prefix.
-STATE_OBJECT = "state.pt"
+STATE_OBJECT = "state.safetensors"
 
 
 class ArtifactResume:

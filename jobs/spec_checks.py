@@ -285,9 +285,17 @@ _callback_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="callbac
 
 
 def check_callback(url: str | None, settings: Settings) -> None:
-    """No credentials, no loopback/private/link-local/... host (:mod:`jobs.callback_policy`)."""
+    """No credentials, no loopback/private/link-local/... host (:mod:`jobs.callback_policy`), and a
+    secret to sign with: without ``PPRUNING_CALLBACK_SECRET`` the service sends no callbacks at all
+    (an unsigned one could be forged by anyone who knows the URL), so it refuses them here."""
     if url is None:
         return
+    if not settings.callback_secret:
+        raise InvalidSpec(
+            "callback_url: callbacks are off on this service: they are always signed and it has no "
+            "PPRUNING_CALLBACK_SECRET; follow the job with GET /jobs/{id} or its event stream instead",
+            field="callback_url",
+        )
     check = _callback_checks.submit(check_submitted, url, allow_private=settings.callback_allow_private)
     try:
         check.result(timeout=CALLBACK_RESOLVE_TIMEOUT_S)

@@ -59,6 +59,7 @@ def service_settings(pg_url: str, model_root: Path, tmp_path_factory: pytest.Tem
         allowed_model_roots=[model_root],
         api_keys=["bootstrap-owner:bootstrap-secret"],
         max_body_bytes=64_000,
+        callback_secret="service-tests-callback-key",
     )
 
 

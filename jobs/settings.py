@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=10.0)
     heartbeat_timeout_s: float = Field(default=120.0, description="A running job silent this long is stale.")
     queued_timeout_s: float = Field(default=600.0, description="A queued job untouched this long is re-sent.")
+    upload_retry_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="How long a worker whose job's computation finished keeps its results and retries a failing "
+        "artifact store before the job fails.",
+    )
     progress_min_interval_s: float = Field(default=1.0, description="Throttle for progress writes.")
     callback_secret: str = Field(default="", description="HMAC-SHA256 key for job callbacks.")
     callback_allow_private: bool = Field(

@@ -22,14 +22,14 @@ import logging
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.artifacts import ArtifactStore, StoredObject, job_key, open_store
+from jobs.artifacts import ArtifactStore, job_key, open_store
 from jobs.settings import Settings
 from jobs.spec_checks import recheck_local_inputs, recheck_model_id
 from jobs.specs import parse_spec
@@ -38,12 +38,13 @@ from jobs.store.claims import Claim, lock_if_current
 from jobs.store.models import Job
 from jobs.store.states import JobState
 from ppruning import InvalidConfigError, JobCancelled
-from worker.errors import Failure, classify
+from worker.errors import Failure, classify, redact, server_paths
 from worker.inputs import empty_working_dir
 from worker.job_runners import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
 from worker.progress import JobProgress, LeaseLost
 from worker.records import artifact_meta, attach_record
 from worker.resume_store import ArtifactResume, drop_resume_state
+from worker.uploads import Stored, upload_outputs
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +71,6 @@ class AttemptResult:
 
 def attempt_prefix(claim: Claim, attempt: int | None = None) -> str:
     return job_key(claim.job_id, f"attempt-{attempt or claim.attempt}")
-
-
-Stored = list[tuple[str, str, StoredObject]]
-
-
-def _upload(store: ArtifactStore, claim: Claim, outputs: Outputs, progress: JobProgress) -> Stored:
-    stored: Stored = []
-    prefix = attempt_prefix(claim)
-    for name, kind, path in outputs.files:
-        progress.checkpoint()
-        stored.append((name, kind, store.put_file(path, f"{prefix}/{name}")))
-    for name, kind, folder in outputs.archives:
-        progress.checkpoint()
-        stored.append((name, kind, store.put_archive(folder, f"{prefix}/{name}")))
-    return stored
 
 
 def _register(session: Session, job: Job, outputs: Outputs, stored: Stored) -> None:
@@ -158,10 +144,11 @@ def _delete_quietly(store: ArtifactStore, prefix: str) -> None:
 
 
 def _failed(
-    sessions: sessionmaker[Session], claim: Claim, exc: Exception, *, may_retry: bool
+    sessions: sessionmaker[Session], claim: Claim, exc: Exception, *, may_retry: bool, settings: Settings
 ) -> AttemptResult:
     """Record ``exc`` as the job's own error (or hand the job back when it is transient)."""
     failure = classify(exc)
+    failure = replace(failure, message=redact(failure.message, server_paths(settings)))
     log.warning("job %s attempt %d: %s", claim.job_id, claim.attempt, failure, exc_info=exc)
     if failure.transient and may_retry:
         try:
@@ -190,7 +177,7 @@ def run_attempt(
             return AttemptResult(Outcome(start_sweep(claim, settings, sessions)))
         result = _run_stages(claim, settings, sessions, may_retry=may_retry)
     except Exception as exc:
-        result = _failed(sessions, claim, exc, may_retry=may_retry)
+        result = _failed(sessions, claim, exc, may_retry=may_retry, settings=settings)
     if result.outcome in ENDED:
         drop_resume_state(settings, claim.job_id)
     return result
@@ -224,7 +211,9 @@ def _run_stages(
                 outputs = RUNNERS[claim.kind](parse_spec(claim.spec), work, progress, ctx)
                 attach_record(outputs, claim.kind, claim.spec, work)
                 progress.checkpoint()
-                stored = _upload(store, claim, outputs, progress)
+                stored = upload_outputs(
+                    store, attempt_prefix(claim), outputs, progress, retry_for_s=settings.upload_retry_s
+                )
                 progress.checkpoint()
                 with sessions.begin() as session:
                     job = lock_if_current(session, claim)
@@ -240,7 +229,7 @@ def _run_stages(
                 return AttemptResult(Outcome.CANCELLED if done else Outcome.LOST)
             except Exception as exc:
                 _delete_quietly(store, attempt_prefix(claim))
-                return _failed(sessions, claim, exc, may_retry=may_retry)
+                return _failed(sessions, claim, exc, may_retry=may_retry, settings=settings)
         return AttemptResult(Outcome.SUCCEEDED)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -72,6 +72,7 @@ class ArtifactResume:
             return None
 
     def save(self, state: dict[str, Any]) -> None:
+        """Store the state; a store that fails costs this save only (the run goes on, the previous state stays)."""
         if self.before_save is not None:
             self.before_save()
         if self.scratch is not None:
@@ -79,7 +80,10 @@ class ArtifactResume:
         with tempfile.TemporaryDirectory(prefix="resume-", dir=self.scratch) as tmp:
             local = Path(tmp) / STATE_OBJECT
             local.write_bytes(encode_resume_state(state))
-            self.store.put_file(local, self.key)
+            try:
+                self.store.put_file(local, self.key)
+            except StorageError as exc:  # a resume point is an optimisation: never worth the job
+                log.warning("resume state not saved (%s); training goes on", exc)
 
     def clear(self) -> None:
         self.store.delete_prefix(self.prefix)

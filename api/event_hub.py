@@ -28,6 +28,7 @@ items wait for it; its position stays where it was, so it resumes without a gap 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections import Counter, deque
@@ -67,7 +68,7 @@ class TooManyStreams(Exception):
         self.limit = limit
 
 
-#: What a subscriber receives: ("event", id, kind, item), ("end", data) or ("error", data).
+#: What a subscriber receives: ("event", id, the SSE message's text), ("end", data) or ("error", data).
 Item = tuple[Any, ...]
 
 
@@ -106,8 +107,9 @@ class JobNews:
     owner: str
     end: dict[str, Any]
     last_event: int
-    #: Contiguous runs of events: (the position read after, the events after it in id order).
-    ranges: list[tuple[int, list[tuple[int, str, dict[str, Any]]]]]
+    #: Contiguous runs of events: (the position read after, the events after it in id order, each as
+    #: (id, its SSE message): formatted once, however many streams send it).
+    ranges: list[tuple[int, list[tuple[int, str]]]]
 
 
 def event_item(e: JobEvent) -> dict[str, Any]:
@@ -148,9 +150,15 @@ def read_news(
     return news, valid
 
 
-def _read_range(session: Session, job_id: uuid.UUID, after: int) -> list[tuple[int, str, dict[str, Any]]]:
+def format_event(event_id: int | None, kind: str, data: dict[str, Any]) -> str:
+    """One SSE message: ``id`` (job events only), ``event`` and one line of JSON ``data``."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+
+
+def _read_range(session: Session, job_id: uuid.UUID, after: int) -> list[tuple[int, str]]:
     events = repository.list_events(session, job_id, after=after, limit=BATCH)
-    return [(e.id, (e.data or {}).get("type") or "log", event_item(e)) for e in events]
+    return [(e.id, format_event(e.id, (e.data or {}).get("type") or "log", event_item(e))) for e in events]
 
 
 class EventHub:
@@ -278,11 +286,11 @@ class EventHub:
         """Events that follow ``sub.last`` without a gap (from the run that holds its position), then the end."""
         for start, run in job.ranges:
             if run and start <= sub.last < run[-1][0]:
-                for event_id, kind, item in run:
+                for event_id, text in run:
                     if event_id > sub.last:
                         if not sub.has_room:
                             break
-                        sub.push(("event", event_id, kind, item))
+                        sub.push(("event", event_id, text))
                         sub.last = event_id
                 break
         if sub.last < job.last_event:

@@ -16,26 +16,19 @@ polls for every open stream at once and hands each its events.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi.responses import StreamingResponse
 
-from api.event_hub import EventHub, TooManyStreams
+from api.event_hub import EventHub, TooManyStreams, format_event
 
 MEDIA_TYPE = "text/event-stream"
 
 
 def wants_stream(accept: str | None) -> bool:
     return bool(accept) and MEDIA_TYPE in accept.lower()  # type: ignore[union-attr]
-
-
-def format_event(event_id: int | None, kind: str, data: dict[str, Any]) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
 
 
 #: Event ids are BIGINT: the largest value a resume point may take.
@@ -71,7 +64,7 @@ async def _stream(hub: EventHub, job_id: uuid.UUID, owner: str, key_hash: str | 
             while sub.items:
                 item = sub.items.popleft()
                 if item[0] == "event":
-                    yield format_event(item[1], item[2], item[3])
+                    yield item[2]
                     continue
                 yield format_event(None, item[0], item[1])
                 return

@@ -275,6 +275,7 @@ def main() -> int:
                 "PPRUNING_DATA_DIR": str(tmp_path / "data"),
                 "HF_HUB_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "false",
+                "PPRUNING_MAX_QUEUED_JOBS_PER_OWNER": "0",  # thousands of POSTs from one owner: no 429 past 100
             }
             port = free_port()
             proc = start_server(args, env, port)

@@ -51,10 +51,7 @@ def upload_outputs(
                 raise
             pause = min(wait, left)
             log.warning("upload to %s failed (%s); retrying in %.0f s", prefix, exc, pause)
-            progress.event(
-                f"{exc}; the results are kept on the worker and the upload is tried again in {pause:.0f} s",
-                level="warning",
-            )
+            _tell(progress, f"{exc}; the results are kept on the worker and the upload is tried again in {pause:.0f} s")
             _sleep(pause, progress)
             wait = min(MAX_WAIT_S, wait * 2)
 
@@ -70,6 +67,14 @@ def _send(
         if name not in stored:
             progress.checkpoint()
             stored[name] = (name, kind, store.put_archive(folder, f"{prefix}/{name}"))
+
+
+def _tell(progress: JobProgress, message: str) -> None:
+    """A warning event for the job's owner; the database may be away too, which must not end the wait."""
+    try:
+        progress.event(message, level="warning")
+    except Exception:
+        log.warning("could not record the upload's wait as an event", exc_info=True)
 
 
 def _sleep(seconds: float, progress: JobProgress) -> None:

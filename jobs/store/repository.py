@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Row, Update, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 
@@ -136,9 +136,11 @@ def get_job(session: Session, job_id: uuid.UUID, owner: str | None = None, *, de
     query = select(Job).where(Job.id == job_id)
     if owner is not None:
         query = query.where(Job.owner == owner)
-    if details:  # one round trip: both collections are small, their product too
-        query = query.options(joinedload(Job.artifacts), joinedload(Job.metrics))
-        return session.execute(query).unique().scalar_one_or_none()
+    if details:
+        # Two more small queries, not one joined one: a join repeats the job row per (artifact, metric)
+        # pair, and the driver decodes its JSON columns (the spec, the result with its report) every
+        # time: for a finished prune job that was most of a GET's CPU (bench/soak.py).
+        query = query.options(selectinload(Job.artifacts), selectinload(Job.metrics))
     return session.scalar(query)
 
 

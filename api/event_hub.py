@@ -249,7 +249,7 @@ class EventHub:
                 backoff = min(MAX_BACKOFF_S, backoff * 2)
                 continue
             backoff = self.poll_s
-            more = self._deliver(news, valid, keys)
+            more = self._deliver(set(cursors), news, valid, keys)
             if not more:
                 await self._pause(self.poll_s)
 
@@ -265,10 +265,18 @@ class EventHub:
         except TimeoutError:
             pass
 
-    def _deliver(self, news: dict[uuid.UUID, JobNews], valid: set[str], keys: set[str]) -> bool:
-        """Hand each subscriber what is new for it; True when a batch was full (poll again at once)."""
+    def _deliver(
+        self, polled: set[uuid.UUID], news: dict[uuid.UUID, JobNews], valid: set[str], keys: set[str]
+    ) -> bool:
+        """Hand each subscriber what is new for it; True when a batch was full (poll again at once).
+
+        Only jobs this poll asked about: a stream opened on another job while it ran waits for the next.
+        """
         more = False
         for job_id, subs in list(self._subs.items()):
+            if job_id not in polled:
+                more = True
+                continue
             job = news.get(job_id)
             for sub in list(subs):
                 if sub.done:

@@ -198,3 +198,15 @@ def test_a_reconnecting_stream_of_a_finished_job_gets_the_rest_in_batches_withou
     ids = [int(line[4:]) for line in r.text.splitlines() if line.startswith("id: ")]
     assert ids[0] > middle and ids == sorted(ids) and len(ids) == len(set(ids)) and len(ids) == 1202 - 601
     assert r.text.rstrip().splitlines()[-2] == "event: end"
+
+
+def test_a_stream_opened_while_a_poll_runs_is_not_taken_for_one_of_a_deleted_job():
+    from api.event_hub import EventHub
+
+    async def scenario() -> None:
+        hub = EventHub(lambda: None)  # type: ignore[arg-type,return-value]
+        sub = hub.subscribe(uuid.uuid4(), "owner", None, 0)
+        assert hub._deliver(set(), {}, set(), set()) is True  # not asked about yet: the next poll will
+        assert not sub.items and not sub.done
+
+    asyncio.run(scenario())

@@ -14,7 +14,7 @@ import secrets
 from sqlalchemy.orm import Session
 
 from api.errors import Unauthorized
-from jobs.store import repository
+from jobs.store import keys
 
 KEY_PREFIX = "pp_"
 
@@ -31,7 +31,7 @@ def bootstrap_hashes(pairs: list[str]) -> dict[str, str]:
         owner, sep, secret = pair.partition(":")
         if not sep or not owner or not secret:
             raise ValueError("PPRUNING_API_KEYS entries must look like 'owner:secret'")
-        out[repository.hash_key(secret)] = owner
+        out[keys.hash_key(secret)] = owner
     return out
 
 
@@ -44,14 +44,21 @@ def bearer_secret(authorization: str | None) -> str:
     return secret.strip()
 
 
+def revocable_key_hash(authorization: str | None, bootstrap: dict[str, str]) -> str | None:
+    """The sha256 a stored key is found by, for re-checking it later (a live stream);
+    None for a bootstrap key, which lives in the settings and cannot be revoked."""
+    digest = keys.hash_key(bearer_secret(authorization))
+    return None if any(hmac.compare_digest(known, digest) for known in bootstrap) else digest
+
+
 def authenticate(session: Session, authorization: str | None, bootstrap: dict[str, str]) -> str:
     """The owner the key belongs to, or :class:`Unauthorized`."""
     secret = bearer_secret(authorization)
-    digest = repository.hash_key(secret)
+    digest = keys.hash_key(secret)
     for known, owner in bootstrap.items():
         if hmac.compare_digest(known, digest):
             return owner
-    key = repository.find_api_key(session, secret)
+    key = keys.find_api_key(session, secret)
     if key is None:
         raise Unauthorized("unknown API key")
     if key.revoked_at is not None:

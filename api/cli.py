@@ -82,7 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _apikey_create(args: argparse.Namespace) -> int:
     from api.auth import new_secret
     from jobs.settings import get_settings
-    from jobs.store import repository
+    from jobs.store import keys
     from jobs.store.migrate import upgrade
     from jobs.store.session import session_scope
 
@@ -91,10 +91,10 @@ def _apikey_create(args: argparse.Namespace) -> int:
     if url.startswith("sqlite"):  # the embedded database may not exist yet
         upgrade(url)
     with session_scope(url) as session:
-        if repository.find_api_key_by_name(session, args.name) is not None:
+        if keys.find_api_key_by_name(session, args.name) is not None:
             print(f"ppruning: an API key named {args.name!r} exists already", file=sys.stderr)
             return 2
-        repository.create_api_key(session, args.name, args.owner or args.name, secret)
+        keys.create_api_key(session, args.name, args.owner or args.name, secret)
     print(secret)
     print(f"key {args.name!r} for owner {args.owner or args.name!r}; shown once, store it now", file=sys.stderr)
     return 0
@@ -102,11 +102,11 @@ def _apikey_create(args: argparse.Namespace) -> int:
 
 def _apikey_revoke(args: argparse.Namespace) -> int:
     from jobs.settings import get_settings
-    from jobs.store import repository
+    from jobs.store import keys
     from jobs.store.session import session_scope
 
     with session_scope(args.database_url or get_settings().database_url) as session:
-        key = repository.revoke_api_key(session, args.name)
+        key = keys.revoke_api_key(session, args.name)
     if key is None:
         print(f"ppruning: no API key named {args.name!r}", file=sys.stderr)
         return 2

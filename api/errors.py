@@ -3,8 +3,9 @@
 ``{"error": {"type": "...", "message": "...", "field": "..."}}`` (``field`` only when one
 input is at fault, dotted like ``target.flops_reduction``). Library errors
 (:class:`ppruning.errors.PruningError`) become 422s at submission; service errors carry
-their own status; pydantic's 422s name the field path; anything unexpected is a 500
-that says nothing about internals.
+their own status; pydantic's 422s name the field path; a database that is restarting,
+unreachable or out of free connections is a 503 with ``Retry-After``; anything unexpected
+is a 500 that says nothing about internals.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.errors import InvalidSpec
@@ -114,8 +116,13 @@ def _field_path(loc: tuple[Any, ...], tags: set[str]) -> str:
         parts = parts[1:]
     if parts and parts[0] in tags:  # the discriminated union's tag: ('prune', 'target', ...)
         parts = parts[1:]
-    parts = [p for p in parts if not p.startswith(("function-", "tagged-union["))]
+    # A union's member in the path ('measure', 'MeasureConfig', 'seq_len'): a class name, not a field.
+    parts = [p for p in parts if not p.startswith(("function-", "tagged-union[")) and not _MEMBER.fullmatch(p)]
     return ".".join(parts)
+
+
+#: A model class's name (CamelCase, two humps or more), as pydantic puts a union member into ``loc``.
+_MEMBER = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+")
 
 
 def validation_error_response(exc: RequestValidationError, tags: set[str]) -> JSONResponse:
@@ -149,6 +156,40 @@ def validation_error_response(exc: RequestValidationError, tags: set[str]) -> JS
     if field and type_ == "validation_error":
         message = f"{field}: {message}"
     return error_response(422, type_, message, field or None)
+
+
+# --------------------------------------------------------------------------- the database away
+
+
+def database_unavailable(exc: Exception) -> str | None:
+    """``database_unavailable`` (restarting, unreachable, connection lost), ``database_busy`` (no
+    pooled connection free in time), or None for a database error that is a bug of ours."""
+    if isinstance(exc, sa_exc.TimeoutError):
+        return "database_busy"
+    if isinstance(exc, sa_exc.DisconnectionError | sa_exc.OperationalError | sa_exc.InterfaceError):
+        return "database_unavailable"
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return "database_unavailable"
+    return None
+
+
+def _database_response(request: Request, exc: Exception) -> JSONResponse:
+    """A retryable 503 with ``Retry-After``: a restarting database is the client's to wait for, not a 500.
+    The message says what happened, never where (the driver's message names host and port)."""
+    kind = database_unavailable(exc)
+    if kind is None:
+        log.exception("unhandled database error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal", "internal server error; the service log has the details")
+    log.warning("%s on %s %s: %s: %s", kind, request.method, request.url.path, type(exc).__name__, exc)
+    retry_after = str(request.app.state.settings.unavailable_retry_after_s)
+    message = (
+        "the job database is busy (no connection free in time)"
+        if kind == "database_busy"
+        else "the job database is unavailable (restarting or unreachable)"
+    )
+    return error_response(
+        503, kind, f"{message}; retry after {retry_after} s", None, {"Retry-After": retry_after}
+    )
 
 
 # --------------------------------------------------------------------------- registration
@@ -202,6 +243,12 @@ def install_error_handlers(app: FastAPI, union_tags: set[str]) -> None:
         )
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         return error_response(exc.status_code, type_, message, None, getattr(exc, "headers", None))
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    @app.exception_handler(sa_exc.DisconnectionError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        return _database_response(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import bootstrap_hashes
 from api.errors import error_body, install_error_handlers
+from api.event_hub import EventHub
 from api.routes import artifacts, discovery, health, jobs
 from jobs.artifacts import ArtifactStore, open_store
 from jobs.kinds import declared, job_kinds
@@ -171,6 +172,12 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app.state.bootstrap_keys = bootstrap_hashes(settings.api_keys)
     app.state.store = _lazy_store(settings.artifact_root)
     app.state.telemetry = telemetry
+    app.state.event_hub = EventHub(
+        app.state.read_sessionmaker,
+        poll_s=settings.event_poll_s,
+        max_streams=settings.max_event_streams,
+        max_per_owner=settings.max_event_streams_per_owner,
+    )
 
     app.include_router(jobs.router)
     app.include_router(artifacts.router)

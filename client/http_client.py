@@ -34,9 +34,11 @@ def file_sha256(path: Path) -> tuple[int, str]:
 class ClientError(Exception):
     """The service answered with an error, or a download did not match its digest."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        #: Seconds the service asked to wait (``Retry-After`` of a 429 or 503), when it said.
+        self.retry_after = retry_after
 
 
 class WaitTimeout(ClientError):
@@ -106,8 +108,9 @@ class Client:
                 text = f"{error.get('type', 'error')}: {error.get('message', response.text)}"
             except ValueError:
                 text = response.text[:500]
+            retry_after = response.headers.get("Retry-After", "")
             raise ClientError(f"{response.request.method} {response.request.url.path} -> {response.status_code} {text}",
-                              response.status_code)  # fmt: skip
+                              response.status_code, float(retry_after) if retry_after.isdigit() else None)  # fmt: skip
         return response.json()
 
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
@@ -131,7 +134,13 @@ class Client:
         """Poll until the job is finished; ``on_update`` sees every poll (progress display)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            job = self.job(job_id)
+            try:
+                job = self.job(job_id)
+            except ClientError as exc:  # a restarting database: the service says when to ask again
+                if exc.status != 503:
+                    raise
+                time.sleep(max(poll_s, min(30.0, exc.retry_after or poll_s)))
+                continue
             if on_update is not None:
                 on_update(job)
             if job["state"] in TERMINAL_STATES:
@@ -163,6 +172,9 @@ class Client:
             timeout = httpx.Timeout(self.http.timeout.connect, read=read)
             try:
                 with self.http.stream("GET", f"/jobs/{job_id}/events", headers=headers, timeout=timeout) as response:
+                    if response.status_code in (429, 503):  # too many streams, or the service is busy: poll
+                        response.read()
+                        raise StreamUnavailable(f"the service cannot stream now ({response.status_code})")
                     if response.status_code >= 400:
                         response.read()
                         self._json(response)
@@ -172,6 +184,8 @@ class Client:
                         failures = 0
                         if event.id is not None:
                             last = event.id
+                        if event.event == "error":  # e.g. the key was revoked: reconnecting would not help
+                            raise ClientError(f"the event stream ended: {event.data.get('message', event.data)}")
                         yield event
                         if event.event == "end":
                             return

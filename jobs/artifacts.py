@@ -11,6 +11,11 @@ to one attempt. The database holds each object's URI, size and sha256; the store
 Writes never expose a half-written object under its final name: on a file system the
 bytes go to a temporary sibling that is renamed into place; on S3 an upload becomes
 visible only when it completes, so the final key is written directly.
+
+Every failure comes out as a :class:`StorageError` naming the object's key, never a server
+path, classified (:mod:`jobs.storage_errors`): a transient one (:class:`StorageUnavailable`)
+is retried here with backoff before it is raised; a refusal (:class:`StorageRefused`: read-only,
+no permission, full) is raised at once.
 """
 
 from __future__ import annotations
@@ -28,11 +33,11 @@ from typing import Any
 
 import fsspec
 
+from jobs.storage_errors import StorageError, StorageRefused, StorageUnavailable, retrying, storage_errors
+
+__all__ = ["ArtifactStore", "StorageError", "StorageRefused", "StorageUnavailable", "StoredObject", "open_store"]
+
 CHUNK_BYTES = 1 << 20
-
-
-class StorageError(Exception):
-    """An object is missing, or a URI does not belong to this store."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,14 @@ class ArtifactStore:
     def uri_for(self, key: str) -> str:
         return f"{self.root_uri}/{_check_key(key)}"
 
-    def _path_for_uri(self, uri: str) -> str:
+    def key_of(self, uri: str) -> str:
+        """The key of an object's URI (what messages name: the root is the server's business)."""
         if not uri.startswith(self.root_uri + "/"):
-            raise StorageError(f"{uri!r} is not under the artifact root {self.root_uri!r}")
-        return f"{self.root_path}/{_check_key(uri[len(self.root_uri) + 1 :])}"
+            raise StorageError("an artifact URI outside this store's root")
+        return _check_key(uri[len(self.root_uri) + 1 :])
+
+    def _path_for_uri(self, uri: str) -> str:
+        return f"{self.root_path}/{self.key_of(uri)}"
 
     # ------------------------------------------------------------------ writing
 
@@ -107,25 +116,29 @@ class ArtifactStore:
         local = Path(local)
         target = f"{self.root_path}/{_check_key(key)}"
         size, sha = file_sha256(local)
-        if self.is_local:
+        retrying(lambda: self._put(local, target, key))
+        return StoredObject(uri=self.uri_for(key), size=size, sha256=sha)
+
+    def _put(self, local: Path, target: str, key: str) -> None:
+        with storage_errors(f"writing {key}"):
+            if not self.is_local:
+                self.fs.put_file(str(local), target)
+                self.fs.invalidate_cache(target)
+                return
             self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
             tmp = f"{target}.tmp-{uuid.uuid4().hex}"
             try:
                 self.fs.put_file(str(local), tmp)
                 os.replace(tmp, target)
             finally:
-                if self.fs.exists(tmp):
-                    self.fs.rm(tmp)
-        else:
-            self.fs.put_file(str(local), target)
-            self.fs.invalidate_cache(target)
-        return StoredObject(uri=self.uri_for(key), size=size, sha256=sha)
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
 
     def put_archive(self, local_dir: Path, key: str) -> StoredObject:
         """Pack ``local_dir`` as tar.gz and store it under ``key``."""
         local_dir = Path(local_dir)
         if not local_dir.is_dir():
-            raise StorageError(f"{local_dir} is not a folder")
+            raise StorageError(f"{local_dir.name!r} is not a folder")
         with tempfile.TemporaryDirectory(prefix="ppruning-archive-") as tmp:
             archive = Path(tmp) / "archive.tar.gz"
             pack_directory(local_dir, archive)
@@ -135,24 +148,36 @@ class ArtifactStore:
 
     def stat(self, uri: str) -> int:
         """Size in bytes of the object at ``uri``."""
+        key = self.key_of(uri)
         path = self._path_for_uri(uri)
+
+        def info() -> int:
+            with storage_errors(f"reading {key}"):
+                return int(self.fs.info(path)["size"])
+
         try:
-            return int(self.fs.info(path)["size"])
+            return retrying(info)
         except FileNotFoundError:
-            raise StorageError(f"artifact {uri!r} is missing from the store") from None
+            raise StorageError(f"artifact {key!r} is missing from the store") from None
 
     def open_range(self, uri: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         """Bytes ``[start, end)`` of the object (``end=None``: to the end), in chunks."""
+        key = self.key_of(uri)
         path = self._path_for_uri(uri)
+
+        def open_() -> Any:
+            with storage_errors(f"reading {key}"):
+                return self.fs.open(path, "rb")
+
         try:
-            fh = self.fs.open(path, "rb")
+            fh = retrying(open_)
         except FileNotFoundError:
-            raise StorageError(f"artifact {uri!r} is missing from the store") from None
-        return self._iter(fh, start, end)
+            raise StorageError(f"artifact {key!r} is missing from the store") from None
+        return self._iter(fh, start, end, key)
 
     @staticmethod
-    def _iter(fh: Any, start: int, end: int | None) -> Iterator[bytes]:
-        with fh:
+    def _iter(fh: Any, start: int, end: int | None, key: str) -> Iterator[bytes]:
+        with fh, storage_errors(f"reading {key}"):
             fh.seek(start)
             remaining = None if end is None else max(0, end - start)
             while remaining is None or remaining > 0:
@@ -167,13 +192,19 @@ class ArtifactStore:
 
     def delete_prefix(self, key_prefix: str) -> None:
         """Remove every object under ``key_prefix`` (a folder-like key such as ``jobs/<id>``)."""
-        path = f"{self.root_path}/{_check_key(key_prefix.rstrip('/'))}"
-        try:
-            if self.fs.exists(path):
-                self.fs.rm(path, recursive=True)
-        except FileNotFoundError:
-            pass
-        self.fs.invalidate_cache()
+        key = _check_key(key_prefix.rstrip("/"))
+        path = f"{self.root_path}/{key}"
+
+        def remove() -> None:
+            with storage_errors(f"deleting {key}"):
+                try:
+                    if self.fs.exists(path):
+                        self.fs.rm(path, recursive=True)
+                except FileNotFoundError:
+                    pass
+                self.fs.invalidate_cache()
+
+        retrying(remove)
 
     def holds(self, key_prefix: str) -> bool:
         """True while anything is stored under ``key_prefix`` (what a removal checks it has finished)."""
@@ -185,7 +216,8 @@ class ArtifactStore:
 def open_store(root_uri: str, **storage_options: Any) -> ArtifactStore:
     """The store for ``root_uri``; ``storage_options`` go to fsspec (e.g. S3 ``client_kwargs``)."""
     if not root_uri.startswith(("file://", "s3://")):
-        raise StorageError(f"artifact root must be a file:// or s3:// URI, not {root_uri!r}")
+        scheme = root_uri.split("://", 1)[0] if "://" in root_uri else "a path"
+        raise StorageError(f"the artifact root must be a file:// or s3:// URI, not {scheme}")
     return ArtifactStore(root_uri, **storage_options)
 
 

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(default=10.0)
     heartbeat_timeout_s: float = Field(default=120.0, description="A running job silent this long is stale.")
     queued_timeout_s: float = Field(default=600.0, description="A queued job untouched this long is re-sent.")
+    upload_retry_s: float = Field(
+        default=1800.0,
+        ge=0,
+        description="How long a worker whose job's computation finished keeps its results and retries a failing "
+        "artifact store before the job fails.",
+    )
     progress_min_interval_s: float = Field(default=1.0, description="Throttle for progress writes.")
     callback_secret: str = Field(default="", description="HMAC-SHA256 key for job callbacks.")
     callback_allow_private: bool = Field(
@@ -63,12 +69,32 @@ class Settings(BaseSettings):
 
     # Limits an operator sets per deployment (0 = no limit).
     max_queued_jobs_per_owner: int = Field(
-        default=100, ge=0, description="An owner with this many queued jobs gets 429 on POST /jobs."
+        default=100,
+        ge=0,
+        description="POST /jobs answers 429 when it would give an owner more queued jobs than this "
+        "(a sweep counts as itself and one job per target).",
     )
     max_running_jobs_per_owner: int = Field(
-        default=10, ge=0, description="An owner with this many running jobs gets 429 on POST /jobs."
+        default=10,
+        ge=0,
+        description="At most this many of an owner's jobs run at once; workers leave the rest queued until one "
+        "ends (a cap on running, not a check at submission).",
     )
     limit_retry_after_s: int = Field(default=60, ge=1, description="Retry-After of a 429 past the job limits.")
+    unavailable_retry_after_s: int = Field(
+        default=5,
+        ge=1,
+        description="Retry-After of a 503 while the database or the broker is unavailable (a restart, a full pool).",
+    )
+    max_event_streams: int = Field(
+        default=1000, ge=0, description="Open event streams (SSE) one API process serves at once; past it, 429."
+    )
+    max_event_streams_per_owner: int = Field(
+        default=100, ge=0, description="Open event streams of one owner per API process; past it, 429."
+    )
+    event_poll_s: float = Field(
+        default=0.5, gt=0, description="How often the API reads new job events for its open streams (one read for all)."
+    )
     artifact_retention_days: float = Field(
         default=0.0,
         ge=0,
@@ -92,8 +118,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
-        """Empty URLs mean the embedded mode: everything under ``data_dir``."""
-        root = self.data_dir.resolve()
+        """Empty URLs mean the embedded mode: everything under ``data_dir``.
+
+        Folders are made absolute here, once: a worker runs each attempt in an empty working
+        directory (:mod:`worker.inputs`), where a relative path would mean something else.
+        """
+        root = self.data_dir.expanduser().resolve()
+        self.data_dir = root
+        self.allowed_model_roots = [Path(r).expanduser().resolve() for r in self.allowed_model_roots]
         if not self.database_url:
             self.database_url = f"sqlite:///{root / 'ppruning.db'}"
         if not self.broker_url:

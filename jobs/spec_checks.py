@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,29 +34,22 @@ from sqlalchemy.orm import Session
 
 from jobs.callback_policy import CallbackRefused, check_submitted
 from jobs.errors import InvalidSpec
+from jobs.model_ids import LocalModel, hub_config_folder, is_local, parse_model_id
 from jobs.settings import Settings
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec
 from jobs.store import repository
 from jobs.store.states import JobState
 from ppruning import (
     EXPORT_INSTALL,
-    ModelLoadError,
     ModelRef,
     PruneConfig,
     TaskRef,
     check_data_columns,
     missing_export_modules,
+    resolve_prune_plan,
 )
 
 log = logging.getLogger(__name__)
-
-#: Hugging Face repo ids: ``name`` or ``org/name``, letters, digits, '-', '_', '.', no '..'.
-_HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
-_PATH_PREFIXES = ("/", "./", "../", "~", "file:", ".\\")
-
-
-def is_local_path(model_id: str) -> bool:
-    return model_id.startswith(_PATH_PREFIXES) or "\\" in model_id or model_id in (".", "..")
 
 
 def _roots(settings: Settings) -> list[Path]:
@@ -136,12 +128,19 @@ def allowed_folder(raw: str, settings: Settings, field: str) -> Path:
     return folder
 
 
+def recheck_model_id(model_id: str, field: str, *, settings: Settings) -> None:
+    """The worker's check of one model id just before it is read: a local folder still inside the
+    roots (with everything in it), a hub id still a hub id (:func:`jobs.model_ids.parse_model_id`)."""
+    if isinstance(parse_model_id(model_id, field), LocalModel):
+        allowed_folder(model_id, settings, field)
+
+
 def recheck_local_inputs(spec: dict[str, Any], settings: Settings) -> None:
-    """The worker's check, just before it reads: the stored spec's local model, data files and
-    masks are still inside the roots (a folder or file can be swapped for a link after submission)."""
+    """The worker's check, just before it reads: the stored spec's model, data files, masks and
+    teachers are still what was checked (a folder or file can be swapped for a link after submission)."""
     model = (spec.get("model") or {}).get("id")
-    if isinstance(model, str) and is_local_path(model):
-        allowed_folder(model, settings, "model.id")
+    if isinstance(model, str):
+        recheck_model_id(model, "model.id", settings=settings)
     for split, path in ((spec.get("task") or {}).get("data_files") or {}).items():
         allowed_path(str(path), settings, f"task.data_files.{split}", want_dir=False)
     masks = spec.get("masks")
@@ -149,8 +148,8 @@ def recheck_local_inputs(spec: dict[str, Any], settings: Settings) -> None:
         allowed_folder(masks, settings, "masks")
     for field, teacher in (("distill", spec.get("distill")), ("finetune.distill", _finetune_teacher(spec))):
         teacher_id = ((teacher or {}).get("teacher") or {}).get("id")
-        if isinstance(teacher_id, str) and is_local_path(teacher_id):
-            allowed_folder(teacher_id, settings, f"{field}.teacher.id")
+        if isinstance(teacher_id, str):
+            recheck_model_id(teacher_id, f"{field}.teacher.id", settings=settings)
 
 
 def _finetune_teacher(spec: dict[str, Any]) -> Any:
@@ -160,11 +159,9 @@ def _finetune_teacher(spec: dict[str, Any]) -> Any:
 
 def check_model(ref: ModelRef, settings: Settings, field: str = "model") -> ModelRef:
     """A hub id as given, or a local folder resolved inside the allow-list."""
-    if is_local_path(ref.id):
+    if isinstance(parse_model_id(ref.id, f"{field}.id"), LocalModel):
         resolved = allowed_folder(ref.id, settings, f"{field}.id")
         return ref.model_copy(update={"id": str(resolved)})
-    if not _HUB_ID.match(ref.id):
-        raise InvalidSpec("not a hub id ('org/name') nor an absolute local path", field=f"{field}.id")
     return ref
 
 
@@ -256,9 +253,18 @@ def check_prune(config: PruneConfig, hub_model: bool) -> None:
         _validated_local(key, _config_stamp(config.model.id))
         return
     try:
-        _hub_checks.submit(validate, config).result(timeout=HUB_CHECK_TIMEOUT_S)
-    except (ModelLoadError, FuturesTimeout):
-        log.info("config of %s not reachable at submission; the worker checks it", config.model.id)
+        hf_config = _hub_checks.submit(_hub_config, config.model).result(timeout=HUB_CHECK_TIMEOUT_S)
+    except Exception as exc:  # offline, unknown to the hub, slow: the worker, which may reach it, checks
+        log.info("config of %s not reachable at submission (%s); the worker checks it", config.model.id, exc)
+        return
+    resolve_prune_plan(config, hf_config)
+
+
+def _hub_config(ref: ModelRef) -> Any:
+    """A hub model's config, read as the hub's only (:func:`jobs.model_ids.hub_config_folder`)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(hub_config_folder(ref.id, ref.revision))
 
 
 def reject_nul(value: Any, path: str = "") -> None:
@@ -281,9 +287,17 @@ _callback_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="callbac
 
 
 def check_callback(url: str | None, settings: Settings) -> None:
-    """No credentials, no loopback/private/link-local/... host (:mod:`jobs.callback_policy`)."""
+    """No credentials, no loopback/private/link-local/... host (:mod:`jobs.callback_policy`), and a
+    secret to sign with: without ``PPRUNING_CALLBACK_SECRET`` the service sends no callbacks at all
+    (an unsigned one could be forged by anyone who knows the URL), so it refuses them here."""
     if url is None:
         return
+    if not settings.callback_secret:
+        raise InvalidSpec(
+            "callback_url: callbacks are off on this service: they are always signed and it has no "
+            "PPRUNING_CALLBACK_SECRET; follow the job with GET /jobs/{id} or its event stream instead",
+            field="callback_url",
+        )
     check = _callback_checks.submit(check_submitted, url, allow_private=settings.callback_allow_private)
     try:
         check.result(timeout=CALLBACK_RESOLVE_TIMEOUT_S)
@@ -303,7 +317,7 @@ def check_prune_job(spec: PruningSpec, settings: Settings, session: Session, own
     task = check_task(spec.task, settings)
     spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
     check_export(spec.export)
-    check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
+    check_prune(spec.prune_config(), hub_model=not is_local(model.id))
     return spec
 
 
@@ -323,7 +337,7 @@ def check_sweep_job(spec: SweepJobSpec, settings: Settings, session: Session, ow
     spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
     for i, child in enumerate(spec.child_models()):
         try:
-            check_prune(child.prune_config(), hub_model=not is_local_path(model.id))
+            check_prune(child.prune_config(), hub_model=not is_local(model.id))
         except Exception as exc:  # the library names target.<kind>; here it is targets.<kind>.<i>
             if getattr(exc, "field", None) == f"target.{spec.targets.key}":
                 exc.field = f"targets.{spec.targets.key}.{i}"  # type: ignore[attr-defined]

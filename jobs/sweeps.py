@@ -42,6 +42,12 @@ def children(session: Session, parent_id: uuid.UUID) -> list[Job]:
     return list(session.scalars(query.execution_options(populate_existing=True)))
 
 
+def queued_sweep_specs(session: Session, owner: str) -> list[dict[str, Any]]:
+    """The specs of the owner's queued sweeps: their children are still to be made (what the queued limit counts)."""
+    query = select(Job.spec).where(Job.owner == owner, Job.state == JobState.QUEUED.value, Job.kind == SWEEP)
+    return list(session.scalars(query))
+
+
 def unfinished(jobs: list[Job]) -> list[Job]:
     return [job for job in jobs if JobState(job.state) not in TERMINAL]
 

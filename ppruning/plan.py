@@ -22,6 +22,7 @@ from ppruning.arch.base import ModelShape
 from ppruning.budget import Budget, make_budget
 from ppruning.config import ModelRef, PruneConfig, ReconstructConfig, SamplingConfig
 from ppruning.errors import InvalidConfigError, ModelLoadError, UnsupportedModelError
+from ppruning.measure_bounds import check_measure
 from ppruning.methods import MethodParams, MethodSpec, get_method
 from ppruning.tasks.features import resolve_max_length
 from ppruning.tasks.refs import validate_task_ref
@@ -169,6 +170,7 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     if method.check is not None:
         method.check(params, config, task, hf_config)
     seq_len = resolve_max_length(task, None, requested=config.sampling.max_length, model_config=hf_config)
+    check_measure(config.measure, hf_config, shape, seq_len, task.head)
     budget = None
     if method.kind == "structured":
         budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))

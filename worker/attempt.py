@@ -22,7 +22,7 @@ import logging
 import shutil
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,21 +30,23 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import artifacts
-from jobs.artifacts import ArtifactStore, StoredObject, attempt_key, open_store
+from jobs.artifacts import ArtifactStore, open_store
 from jobs.kinds import parse_spec
 from jobs.settings import Settings
-from jobs.spec_checks import recheck_local_inputs
+from jobs.spec_checks import recheck_local_inputs, recheck_model_id
 from jobs.store import repository as repo
 from jobs.store.claims import Claim, lock_if_current
 from jobs.store.models import Job
 from jobs.store.states import JobState
 from ppruning import InvalidConfigError, JobCancelled
-from worker.errors import Failure, classify
+from worker.errors import Failure, classify, redact, server_paths
+from worker.inputs import empty_working_dir
 from worker.job_runners import MODEL_ARCHIVE, Outputs, RunContext, StageRunner
 from worker.progress import JobProgress, LeaseLost, plan_for
 from worker.records import artifact_meta, attach_record
 from worker.resume_store import ArtifactResume, drop_resume_state
 from worker.runners import runner_for
+from worker.uploads import Stored, upload_outputs
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +73,6 @@ class AttemptResult:
 
 def attempt_prefix(claim: Claim, attempt: int | None = None) -> str:
     return artifacts.attempt_prefix(claim.job_id, attempt or claim.attempt)
-
-
-Stored = list[tuple[str, str, StoredObject]]
-
-
-def _upload(store: ArtifactStore, claim: Claim, outputs: Outputs, progress: JobProgress) -> Stored:
-    stored: Stored = []
-    for name, kind, path in outputs.files:
-        progress.checkpoint()
-        stored.append((name, kind, store.put_file(path, attempt_key(claim.job_id, claim.attempt, name))))
-    for name, kind, folder in outputs.archives:
-        progress.checkpoint()
-        stored.append((name, kind, store.put_archive(folder, attempt_key(claim.job_id, claim.attempt, name))))
-    return stored
 
 
 def _register(session: Session, job: Job, outputs: Outputs, stored: Stored) -> None:
@@ -158,10 +146,11 @@ def _delete_quietly(store: ArtifactStore, prefix: str) -> None:
 
 
 def _failed(
-    sessions: sessionmaker[Session], claim: Claim, exc: Exception, *, may_retry: bool
+    sessions: sessionmaker[Session], claim: Claim, exc: Exception, *, may_retry: bool, settings: Settings
 ) -> AttemptResult:
     """Record ``exc`` as the job's own error (or hand the job back when it is transient)."""
     failure = classify(exc)
+    failure = replace(failure, message=redact(failure.message, server_paths(settings)))
     log.warning("job %s attempt %d: %s", claim.job_id, claim.attempt, failure, exc_info=exc)
     if failure.transient and may_retry:
         try:
@@ -190,7 +179,7 @@ def run_attempt(
         assert runner.stages is not None  # a Runner has exactly one shape
         result = _run_stages(claim, settings, sessions, runner.stages, may_retry=may_retry)
     except Exception as exc:
-        result = _failed(sessions, claim, exc, may_retry=may_retry)
+        result = _failed(sessions, claim, exc, may_retry=may_retry, settings=settings)
     if result.outcome in ENDED:
         drop_resume_state(settings, claim.job_id)
     return result
@@ -213,17 +202,20 @@ def _run_stages(
             min_interval_s=settings.progress_min_interval_s,
             heartbeat_interval_s=settings.heartbeat_interval_s,
         )
-        with progress:
+        with progress, empty_working_dir(work):
             try:
                 recheck_local_inputs(claim.spec, settings)
                 resume = ArtifactResume(store, claim.job_id, scratch=work, before_save=progress.checkpoint)
                 ctx = RunContext(
-                    fetch_model=partial(fetch_model, sessions, store), device=settings.device, resume=resume
-                )
+                    fetch_model=partial(fetch_model, sessions, store), device=settings.device, resume=resume,
+                    check_model=partial(recheck_model_id, settings=settings),
+                )  # fmt: skip
                 outputs = stages(parse_spec(claim.spec), work, progress, ctx)
                 attach_record(outputs, claim.kind, claim.spec, work)
                 progress.checkpoint()
-                stored = _upload(store, claim, outputs, progress)
+                stored = upload_outputs(
+                    store, attempt_prefix(claim), outputs, progress, retry_for_s=settings.upload_retry_s
+                )
                 progress.checkpoint()
                 with sessions.begin() as session:
                     job = lock_if_current(session, claim)
@@ -239,7 +231,7 @@ def _run_stages(
                 return AttemptResult(Outcome.CANCELLED if done else Outcome.LOST)
             except Exception as exc:
                 _delete_quietly(store, attempt_prefix(claim))
-                return _failed(sessions, claim, exc, may_retry=may_retry)
+                return _failed(sessions, claim, exc, may_retry=may_retry, settings=settings)
         return AttemptResult(Outcome.SUCCEEDED)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -6,6 +6,11 @@ time of sending and the HMAC-SHA256, under ``PPRUNING_CALLBACK_SECRET``, of
 string, compares it with ``hmac.compare_digest`` and refuses a ``t`` older than a few
 minutes, so a captured callback cannot be replayed later (:func:`verify` does all three).
 
+Callbacks are always signed. A deployment without ``PPRUNING_CALLBACK_SECRET`` sends none: the
+API refuses a ``callback_url`` at submission (a 422 naming it), and a worker that lacks the
+secret drops the callback with a warning rather than send it unsigned. (A generated secret
+would differ per machine and be unknown to the receivers, so none is made up.)
+
 Before sending, the host is resolved and checked again (:mod:`jobs.callback_policy`:
 DNS may have changed since submission) and the connection goes to the address that was
 checked, with the original ``Host`` and TLS server name; proxies from the environment
@@ -98,18 +103,18 @@ def post_callback(
     except CallbackRefused as exc:
         log.warning("callback %s not sent: %s", url, exc)
         return False
+    if not secret:  # submission refuses callbacks without a secret; a worker without one never sends unsigned
+        log.warning("PPRUNING_CALLBACK_SECRET is empty on this worker: the callback to %s is not sent", url)
+        return False
     pinned, headers, extensions = pinned_request(url, target)
     body = encode(payload)
     headers.update({"Content-Type": "application/json", "User-Agent": "ppruning-worker"})
-    if not secret:
-        log.warning("PPRUNING_CALLBACK_SECRET is empty: the callback to %s is not signed", url)
     own = client is None
     client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, trust_env=False)
     delay = first_delay_s
     try:
         for attempt in range(1, attempts + 1):
-            if secret:
-                headers[SIGNATURE_HEADER] = sign(body, secret)
+            headers[SIGNATURE_HEADER] = sign(body, secret)
             try:
                 request = client.build_request("POST", pinned, content=body, headers=headers, extensions=extensions)
                 response = client.send(request, follow_redirects=False)

@@ -15,8 +15,11 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
 
 from jobs.errors import InvalidSpec
+from jobs.settings import Settings
+from jobs.storage_errors import StorageError, StorageUnavailable
 from ppruning import PruningError
 
 #: Retries of a transient error, and the backoff between them (seconds, doubled each time).
@@ -142,6 +145,9 @@ def classify(exc: BaseException) -> Failure:
         if isinstance(link, PruningError | InvalidSpec):
             where = f"{link.field}: " if link.field else ""
             return Failure(type(link).__name__, f"{where}{link.message}")
+    for link in chain:  # the artifact store's: already classified, their messages name keys, not paths
+        if isinstance(link, StorageError):
+            return Failure(type(link).__name__, str(link), transient=isinstance(link, StorageUnavailable))
     for link in chain:
         if _is_cuda_oom(link):
             return Failure(
@@ -155,4 +161,22 @@ def classify(exc: BaseException) -> Failure:
     text = str(exc) or repr(exc)
     if isinstance(exc, OSError) and ("not a valid model identifier" in text or "does not appear to have" in text):
         return Failure("ModelLoadError", f"model.id could not be loaded: {text}")
+    if isinstance(exc, OSError) and exc.strerror:  # str() would add the file's path, a server path
+        return Failure(type(exc).__name__, exc.strerror)
     return Failure(type(exc).__name__, text[:2000])
+
+
+def server_paths(settings: Settings) -> list[str]:
+    """The folders of this deployment a job's error must not show: its data dir and a file:// artifact root."""
+    paths = [str(settings.data_dir)]
+    if settings.artifact_root.startswith("file://"):
+        paths.append(unquote(urlparse(settings.artifact_root).path))
+    return paths
+
+
+def redact(message: str, paths: list[str]) -> str:
+    """``message`` with each of the server's own folders (``paths``: data dir, artifact root) replaced
+    by a placeholder: a job's error is read by its owner, whose business those folders are not."""
+    for path in sorted({p.rstrip("/") for p in paths if p and p.strip("/")}, key=len, reverse=True):
+        message = message.replace(path, "<server>")
+    return message

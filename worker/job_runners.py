@@ -97,7 +97,7 @@ def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Out
     from ppruning import get_method, prune
 
     progress.set_phase("prune")
-    teacher = resolve_teacher(spec.distill, ctx.fetch_model, work / "prune_teacher")
+    teacher = resolve_teacher(spec.distill, ctx.fetch_model, work / "prune_teacher", ctx.check_model)
     if spec.distill is not None and spec.distill.from_job is not None:
         progress.event(f"teacher of the pruning method: the fine-tuned model of job {spec.distill.from_job}")
     config = _with_device(spec.prune_config(distill=teacher), ctx.device)
@@ -181,7 +181,7 @@ def run_finetune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
         progress.set_phase("finetune")
         progress.start_stage("load_model", message=f"fetching the pruned model of job {spec.from_job}")
         model = ModelRef(id=str(ctx.fetch_model(spec.from_job, work / "from_job")))
-    teacher = resolve_teacher(spec.distill, ctx.fetch_model, work)
+    teacher = resolve_teacher(spec.distill, ctx.fetch_model, work, ctx.check_model)
     config = _with_device(spec.finetune_config(model=model, distill=teacher), ctx.device)
     progress.set_phase("finetune")
     result = finetune_model(config, work / "finetune", progress)
@@ -206,7 +206,7 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
         teacher = DistillConfig(teacher=ModelRef(id=str(dense.model_dir)))
         progress.event("the dense model fine-tuned for the gate teaches the pruned one")
     else:
-        teacher = resolve_teacher(spec.finetune.distill, ctx.fetch_model, work)
+        teacher = resolve_teacher(spec.finetune.distill, ctx.fetch_model, work, ctx.check_model, "finetune.distill")
     config = _with_device(spec.finetune_config(pruned_model, distill=teacher), ctx.device)
     progress.set_phase("finetune")
     result = finetune_model(config, work / "finetune", progress)
@@ -260,6 +260,8 @@ class RunContext:
     device: str = "auto"
     #: The job's resume state (in the artifact store), for a resumable method; None: start from step 0.
     resume: ResumeStore | None = None
+    #: (model id, field) -> None, or InvalidSpec: a model id checked again right before it is loaded.
+    check_model: Callable[[str, str], None] = lambda model_id, field: None
 
 
 #: A kind's stages: (spec, work folder, progress, context) -> the outputs the attempt uploads and registers.

@@ -12,6 +12,10 @@ deleted when the job ends (succeeded, failed for good, cancelled) by whoever end
 attempt (:func:`worker.attempt.run_attempt`), the claim step or the reaper
 (:mod:`worker.ended`), or the API cancelling a queued job. A retry keeps it.
 
+The state is data, not code (:mod:`ppruning.resume`: safetensors plus a JSON tree): whoever
+can write to the bucket can spoil a resume, never run anything on a worker; a state that
+does not decode is ignored and training starts from step 0.
+
 Writes are atomic (a file store renames a complete temporary file into place; an S3
 object appears when its upload completes), so a worker killed mid-save leaves the
 previous state. ``before_save`` is the attempt's checkpoint: an attempt that has lost its
@@ -36,7 +40,7 @@ from ppruning import decode_resume_state, encode_resume_state
 log = logging.getLogger(__name__)
 
 #: The one object under a job's resume prefix.
-STATE_OBJECT = "state.pt"
+STATE_OBJECT = "state.safetensors"
 
 
 class ArtifactResume:
@@ -70,6 +74,7 @@ class ArtifactResume:
             return None
 
     def save(self, state: dict[str, Any]) -> None:
+        """Store the state; a store that fails costs this save only (the run goes on, the previous state stays)."""
         if self.before_save is not None:
             self.before_save()
         if self.scratch is not None:
@@ -77,7 +82,10 @@ class ArtifactResume:
         with tempfile.TemporaryDirectory(prefix="resume-", dir=self.scratch) as tmp:
             local = Path(tmp) / STATE_OBJECT
             local.write_bytes(encode_resume_state(state))
-            self.store.put_file(local, self.key)
+            try:
+                self.store.put_file(local, self.key)
+            except StorageError as exc:  # a resume point is an optimisation: never worth the job
+                log.warning("resume state not saved (%s); training goes on", exc)
 
     def clear(self) -> None:
         self.store.delete_prefix(self.prefix)

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from jobs.settings import get_settings
 from jobs.store.claims import claim_or_settle
 from jobs.store.models import Job
+from jobs.store.owner_slots import park_if_capped
 from jobs.store.session import get_sessionmaker
 from jobs.store.states import TERMINAL, JobState
 from worker.attempt import Outcome, run_attempt
@@ -27,6 +28,7 @@ from worker.callbacks import notify
 from worker.celery_app import TASK_NAME, app
 from worker.ended import ended_without_attempt
 from worker.errors import MAX_RETRIES, backoff_s, classify
+from worker.owner_slots import park, wake_parked
 from worker.runners import check_runners
 from worker.sweep_runs import after_child
 
@@ -47,24 +49,35 @@ def job_has_ended(job_id: str) -> bool:
     return state is None or JobState(state) in TERMINAL
 
 
+def _nothing_to_run(job_id: str) -> str | None:
+    """Why the message of ``job_id`` has nothing to run now (it ended, or its owner is at the running cap)."""
+    if job_has_ended(job_id):
+        return "has already ended"
+    settings = get_settings()
+    if park(get_sessionmaker(settings.database_url), settings, uuid.UUID(job_id)):
+        return "waits for a free running slot of its owner"
+    return None
+
+
 class SkipEndedJobs(Request):
-    """Drops the message of a job that has already ended before it reaches the pool.
+    """Drops the message of a job that has already ended, or must wait for its owner, before it reaches the pool.
 
     Each pool child runs one job and is then replaced (``worker_max_tasks_per_child=1``),
     so a message of a job cancelled while queued, or a late duplicate, would cost a child
     restart just to find nothing to claim. The consumer reads the job's state (one indexed
     SELECT) and acknowledges such a message itself; the claim still decides everything else.
+    A job whose owner has ``max_running_jobs_per_owner`` jobs running is parked (:mod:`worker.owner_slots`).
     """
 
     def execute_using_pool(self, pool: Any, **kwargs: Any) -> Any:
         try:
-            ended = bool(self.args) and job_has_ended(str(self.args[0]))
+            why = bool(self.args) and _nothing_to_run(str(self.args[0]))
         except Exception:  # cannot tell: let the task's claim decide
             log.debug("could not read the state of job %s before running it", self.args, exc_info=True)
-            ended = False
-        if not ended:
+            why = None
+        if not why:
             return super().execute_using_pool(pool, **kwargs)
-        log.info("job %s has already ended; its message is dropped without starting a task", self.args[0])
+        log.info("job %s %s; its message is dropped without starting a task", self.args[0], why)
         task_ready(self)
         self.acknowledge()
         raise TaskRevokedError(self.id)  # the worker's way to release the pool slot it reserved
@@ -85,9 +98,12 @@ def run_job(self: Task, job_id: str) -> str:
     sessions = get_sessionmaker(settings.database_url)
     try:
         with sessions.begin() as session:
+            cap = settings.max_running_jobs_per_owner
             claim, ended = claim_or_settle(
-                session, uuid.UUID(job_id), _worker_name(self), settings.heartbeat_timeout_s
-            )
+                session, uuid.UUID(job_id), _worker_name(self), settings.heartbeat_timeout_s,
+                max_running_per_owner=cap,
+            )  # fmt: skip
+            parked = claim is None and not ended and park_if_capped(session, uuid.UUID(job_id), cap)
     except Exception as exc:
         failure = classify(exc)
         if failure.transient and self.request.retries < MAX_RETRIES:
@@ -96,13 +112,18 @@ def run_job(self: Task, job_id: str) -> str:
     if claim is None:
         if ended:  # cancelled while its worker was dead, or out of attempts: it ends here, so it reports here
             ended_without_attempt(sessions, settings, uuid.UUID(job_id))
-        log.info("job %s is not claimable (finished, cancelled or running elsewhere); message dropped", job_id)
+        if parked:
+            log.info("job %s waits for a free running slot of its owner; message dropped", job_id)
+        else:
+            log.info("job %s is not claimable (finished, cancelled or running elsewhere); message dropped", job_id)
         raise Ignore()
     log.info("job %s attempt %d (%s) started", job_id, claim.attempt, claim.kind)
     result = run_attempt(claim, settings, sessions, may_retry=self.request.retries < MAX_RETRIES)
     log.info("job %s attempt %d: %s", job_id, claim.attempt, result.outcome)
     if result.outcome is Outcome.RETRY:
         raise self.retry(exc=result.error, countdown=backoff_s(self.request.retries))
+    if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED, Outcome.RETRY, Outcome.WAITING):
+        wake_parked(sessions, settings, claim.job_id)  # a running slot of its owner is free
     if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED):
         _notify_quietly(sessions, settings, claim.job_id)
         after_child(sessions, settings, claim.job_id)

@@ -12,6 +12,7 @@ copy is of another object).
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import uuid
 from typing import Annotated
@@ -21,12 +22,14 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import CurrentOwner, SessionDep, StoreDep
-from api.errors import NotFound, RangeNotSatisfiable
+from api.errors import NotFound, RangeNotSatisfiable, ServiceUnavailable
 from api.routes.jobs import job_url, owned_job
 from api.schemas import VALIDATION_RESPONSE, ArtifactOut, ErrorOut
-from jobs.artifacts import StorageError
+from jobs.artifacts import StorageError, StorageUnavailable
 from jobs.store import repository
 from jobs.store.models import Artifact
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/jobs/{job_id}/artifacts", tags=["artifacts"], responses=VALIDATION_RESPONSE)
 
@@ -145,6 +148,14 @@ def download_artifact(
         return Response(status_code=status_code, headers=headers, media_type=media_type)
     try:
         chunks = store.open_range(artifact.uri, start, end)
-    except StorageError as exc:
-        raise NotFound(f"artifact {name!r} of job {job_id} is recorded but missing from the store ({exc})") from None
+    except StorageUnavailable:  # already retried with backoff: the client may try again later
+        retry_after = str(request.app.state.settings.unavailable_retry_after_s)
+        raise ServiceUnavailable(
+            f"the artifact store is unavailable; retry after {retry_after} s",
+            type="storage_unavailable",
+            headers={"Retry-After": retry_after},
+        ) from None
+    except StorageError:  # the message would name the store's layout; the log has it
+        log.warning("artifact %s of job %s could not be opened", name, job_id, exc_info=True)
+        raise NotFound(f"artifact {name!r} of job {job_id} is recorded but missing from the store") from None
     return StreamingResponse(chunks, status_code=status_code, headers=headers, media_type=media_type)

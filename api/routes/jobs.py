@@ -16,8 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api import sse
+from api.auth import revocable_key_hash
 from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
 from api.errors import NotFound, ServiceUnavailable, TooManyJobs
+from api.event_hub import EventHub, TooManyStreams
 from api.schemas import (
     VALIDATION_RESPONSE,
     ArtifactOut,
@@ -29,10 +31,12 @@ from api.schemas import (
     JobPage,
     JobSummary,
 )
-from jobs import lifecycle
-from jobs.kinds import checked_spec, kind_enum, openapi_examples, parse_submitted, spec_union
+from jobs import lifecycle, sweeps
+from jobs.errors import InvalidSpec
+from jobs.kinds import checked_spec, kind_enum, openapi_examples, parse_spec, parse_submitted, spec_union
 from jobs.queue import queue_for
 from jobs.settings import Settings
+from jobs.specs import SweepJobSpec
 from jobs.store import repository
 from jobs.store.models import Artifact, Job, Metric
 from jobs.store.states import JobState
@@ -179,7 +183,7 @@ def submit_job(
         existing = repository.find_by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return _replayed(existing, idempotency_key, body_hash, request, response)
-    _check_owner_limits(session, owner, settings)
+    _check_owner_limits(session, owner, settings, spec)
     stored = checked_spec(spec, settings, session, owner)
     job, created = repository.create_job(
         session, owner=owner, kind=spec.kind, spec=stored, idempotency_key=idempotency_key, body_hash=body_hash
@@ -194,29 +198,48 @@ def submit_job(
     except Exception as exc:  # the broker is down or refused: never leave the job silently queued
         _fail_undispatched(session, job, exc)
         raise ServiceUnavailable(
-            f"the job {job.id} was stored but could not be sent to the workers ({type(exc).__name__}: {exc}); "
+            f"the job {job.id} was stored but could not be sent to the workers ({_broker_failure(exc)}); "
             "it is marked failed, submit it again later",
             type="dispatch_failed",
-            headers={"Location": job_url(request, job.id)},
+            headers={"Location": job_url(request, job.id), "Retry-After": str(settings.unavailable_retry_after_s)},
         ) from None
     response.headers["Location"] = job_url(request, job.id)
     return job_view(job, request, artifacts=[], metrics=[])
 
 
-def _check_owner_limits(session: SessionDep, owner: str, settings: Settings) -> None:
-    """429 past the per-owner limits (a replayed request never counts: it creates nothing)."""
-    counts = repository.count_owner_jobs(session, owner)
-    limits = {
-        JobState.QUEUED.value: settings.max_queued_jobs_per_owner,
-        JobState.RUNNING.value: settings.max_running_jobs_per_owner,
-    }
-    for state, limit in limits.items():
-        if limit and counts[state] >= limit:
-            raise TooManyJobs(
-                f"this key's owner has {counts[state]} {state} jobs, the most the service allows "
-                f"(PPRUNING_MAX_{state.upper()}_JOBS_PER_OWNER={limit}); retry when some have finished",
-                headers={"Retry-After": str(settings.limit_retry_after_s)},
-            )
+def queued_places(spec: JobSpec | dict) -> int:
+    """The queued jobs a submission makes: one, and a sweep one more per target (its children)."""
+    if isinstance(spec, dict):
+        spec = parse_spec(spec)
+    return 1 + len(spec.targets.values) if isinstance(spec, SweepJobSpec) else 1
+
+
+def _check_owner_limits(session: SessionDep, owner: str, settings: Settings, spec: JobSpec) -> None:
+    """429 past the per-owner queued limit (a replayed request never counts: it creates nothing).
+
+    A sweep counts as itself and its children, and so does a queued sweep whose children the
+    worker has not made yet. The running limit is no submission check: it caps how many of an
+    owner's jobs the workers run at once (:mod:`jobs.store.owner_slots`); the rest wait queued.
+    """
+    limit = settings.max_queued_jobs_per_owner
+    if not limit:
+        return
+    adding = queued_places(spec)
+    if adding > limit:
+        raise InvalidSpec(
+            f"targets: this sweep makes {adding} jobs (itself and one per target), more than the "
+            f"{limit} queued jobs an owner may have (PPRUNING_MAX_QUEUED_JOBS_PER_OWNER); sweep fewer targets",
+            field="targets",
+        )
+    queued = repository.count_owner_jobs(session, owner)[JobState.QUEUED.value]
+    queued += sum(queued_places(s) - 1 for s in sweeps.queued_sweep_specs(session, owner))
+    if queued + adding > limit:
+        raise TooManyJobs(
+            f"this key's owner has {queued} queued jobs (a sweep counts its children) and this one makes "
+            f"{adding}, past the most the service allows (PPRUNING_MAX_QUEUED_JOBS_PER_OWNER={limit}); "
+            "retry when some have started",
+            headers={"Retry-After": str(settings.limit_retry_after_s)},
+        )
 
 
 def _replayed(job: Job, key: str, body_hash: str, request: Request, response: Response) -> JobOut:
@@ -227,9 +250,15 @@ def _replayed(job: Job, key: str, body_hash: str, request: Request, response: Re
     return job_view(job, request)
 
 
+def _broker_failure(exc: Exception) -> str:
+    """The broker's failure in words a client may read: its type, never the driver's message
+    (which names the broker's host and port); the log keeps the message."""
+    return f"the broker did not take the message: {type(exc).__name__}"
+
+
 def _fail_undispatched(session: SessionDep, job: Job, exc: Exception) -> None:
-    log.error("could not send job %s to the broker: %s", job.id, exc)
-    reason = f"could not send the job to the workers: {type(exc).__name__}: {exc}"
+    log.error("could not send job %s to the broker: %s: %s", job.id, type(exc).__name__, exc)
+    reason = f"could not send the job to the workers ({_broker_failure(exc)})"
     session.rollback()
     session.refresh(job)
     if job.state == JobState.QUEUED.value:
@@ -281,6 +310,11 @@ def get_job(request: Request, job_id: uuid.UUID, session: SessionDep, owner: Cur
             "description": "JSON pages; with `Accept: text/event-stream`, a live Server-Sent Events stream.",
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
         },
+        429: {
+            "model": ErrorOut,
+            "description": "Streams only: the owner (or the service) has as many streams open as allowed "
+            "(`too_many_streams`); retry after `Retry-After` seconds, or poll.",
+        },
     },
     summary="A job's log, as pages or live (SSE)",
 )
@@ -289,6 +323,7 @@ def get_events(
     job_id: uuid.UUID,
     session: SessionDep,
     owner: CurrentOwner,
+    settings: SettingsDep,
     after: Annotated[int, Query(ge=0, le=sse.MAX_EVENT_ID, description="Only events with a larger id.")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     last_event_id: Annotated[
@@ -297,11 +332,11 @@ def get_events(
 ) -> Response | EventPage:
     """Events in id order. `Accept: text/event-stream` streams them as they happen (see `api.sse`):
     `id` = event id, `event` = `data.type` or `log`, keep-alive comments, and a final `end`
-    event with the job's state once it has finished."""
+    event with the job's state once it has finished. Open streams are bounded per owner and
+    in total (429 with `Retry-After` past them); a stream whose key is revoked ends with `event: error`."""
     owned_job(session, owner, job_id)
     if sse.wants_stream(request.headers.get("accept")):
-        start = sse.parse_last_event_id(last_event_id, after)
-        return sse.event_stream(request.app.state.read_sessionmaker, job_id, owner, start)
+        return _open_stream(request, session, owner, job_id, sse.parse_last_event_id(last_event_id, after), settings)
     events = repository.list_events(session, job_id, after=after, limit=limit)
     return EventPage(
         items=[
@@ -310,6 +345,22 @@ def get_events(
         ],
         next_after=events[-1].id if events else None,
     )
+
+
+def _open_stream(
+    request: Request, session: SessionDep, owner: str, job_id: uuid.UUID, after: int, settings: Settings
+) -> Response:
+    """The live stream: within the bounds (429 past them), holding no database session (the hub reads for it)."""
+    hub: EventHub = request.app.state.event_hub
+    try:
+        hub.check_room(owner)
+    except TooManyStreams as exc:
+        raise TooManyJobs(
+            str(exc), type="too_many_streams", headers={"Retry-After": str(settings.limit_retry_after_s)}
+        ) from None
+    key_hash = revocable_key_hash(request.headers.get("authorization"), request.app.state.bootstrap_keys)
+    session.close()  # the request's session would otherwise stay checked out for the stream's whole life
+    return sse.event_stream(hub, job_id, owner, key_hash, after)
 
 
 @router.post(

@@ -27,6 +27,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from jobs.store.models import Job, utcnow
+from jobs.store.owner_slots import claim_criterion
 from jobs.store.repository import transition_where
 from jobs.store.states import JobState
 from jobs.sweeps import not_waiting
@@ -57,18 +58,34 @@ def _claimable(stale_before: datetime):  # type: ignore[no-untyped-def]
 
 
 def claim_job(
-    session: Session, job_id: uuid.UUID, worker: str, heartbeat_timeout_s: float, now: datetime | None = None
+    session: Session,
+    job_id: uuid.UUID,
+    worker: str,
+    heartbeat_timeout_s: float,
+    now: datetime | None = None,
+    *,
+    max_running_per_owner: int = 0,
 ) -> Claim | None:
     """Take ``job_id`` for a new attempt, or return None when it is not ours to run (see :func:`claim_or_settle`)."""
-    return claim_or_settle(session, job_id, worker, heartbeat_timeout_s, now)[0]
+    return claim_or_settle(
+        session, job_id, worker, heartbeat_timeout_s, now, max_running_per_owner=max_running_per_owner
+    )[0]
 
 
 def claim_or_settle(
-    session: Session, job_id: uuid.UUID, worker: str, heartbeat_timeout_s: float, now: datetime | None = None
+    session: Session,
+    job_id: uuid.UUID,
+    worker: str,
+    heartbeat_timeout_s: float,
+    now: datetime | None = None,
+    *,
+    max_running_per_owner: int = 0,
 ) -> tuple[Claim | None, bool]:
     """(the claim, or None when the job is not ours to run; whether this call ended the job).
 
-    None means: it finished, it was cancelled, or a live worker runs it. A job whose
+    None means: it finished, it was cancelled, a live worker runs it, or (with
+    ``max_running_per_owner``) its owner already has that many jobs running
+    (:mod:`jobs.store.owner_slots`). A job whose
     cancel was requested while its worker died is moved to ``cancelled`` here instead,
     and one that already used ``MAX_ATTEMPTS`` attempts to ``failed`` (``WorkerLost``):
     a job that kills its worker every time must not circle forever; the second value says
@@ -76,6 +93,7 @@ def claim_or_settle(
     """
     now = now or utcnow()
     stale_before = now - timedelta(seconds=heartbeat_timeout_s)
+    capped = claim_criterion(session, job_id, max_running_per_owner)
     row = session.execute(
         transition_where(
             _CLAIMABLE_STATES,
@@ -84,6 +102,7 @@ def claim_or_settle(
             _claimable(stale_before),
             Job.cancel_requested.is_(False),
             Job.attempts < MAX_ATTEMPTS,
+            *([] if capped is None else [capped]),
             via=JobState.QUEUED,
             attempts=Job.attempts + 1,
             worker=worker,

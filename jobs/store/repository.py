@@ -1,4 +1,4 @@
-"""Data access for jobs, their events, artifacts and metrics, and API keys.
+"""Data access for jobs, their events, artifacts and metrics (API keys: :mod:`jobs.store.keys`).
 
 Every function takes a ``Session`` and never commits: the route (or the worker step)
 that owns the unit of work commits once. :func:`transition` is the one way a job's
@@ -18,11 +18,11 @@ from typing import Any
 
 from sqlalchemy import Row, Update, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql import ClauseElement
 
-from jobs.store.models import ApiKey, Artifact, DeletedIdempotencyKey, Job, JobEvent, Metric, utcnow
+from jobs.store.models import Artifact, DeletedIdempotencyKey, Job, JobEvent, Metric, utcnow
 from jobs.store.states import TERMINAL, IllegalTransition, JobState, check_transition
 
 
@@ -136,9 +136,11 @@ def get_job(session: Session, job_id: uuid.UUID, owner: str | None = None, *, de
     query = select(Job).where(Job.id == job_id)
     if owner is not None:
         query = query.where(Job.owner == owner)
-    if details:  # one round trip: both collections are small, their product too
-        query = query.options(joinedload(Job.artifacts), joinedload(Job.metrics))
-        return session.execute(query).unique().scalar_one_or_none()
+    if details:
+        # Two more small queries, not one joined one: a join repeats the job row per (artifact, metric)
+        # pair, and the driver decodes its JSON columns (the spec, the result with its report) every
+        # time: for a finished prune job that was most of a GET's CPU (bench/soak.py).
+        query = query.options(selectinload(Job.artifacts), selectinload(Job.metrics))
     return session.scalar(query)
 
 
@@ -383,6 +385,22 @@ def add_event(
     return event
 
 
+def watch_jobs(session: Session, job_ids: Sequence[uuid.UUID]) -> list[Row[Any]]:
+    """What a live stream needs of each job, in one statement: id, owner, state, progress, message,
+    error, and ``last_event`` (the id of its newest event, 0 when none; read with the state, so
+    a final state comes with the events committed with it). Jobs that are gone are missing."""
+    if not job_ids:
+        return []
+    newest = (
+        select(func.coalesce(func.max(JobEvent.id), 0)).where(JobEvent.job_id == Job.id).scalar_subquery()
+    )
+    query = select(
+        Job.id, Job.owner, Job.state, Job.progress, Job.message, Job.error_type, Job.error_message,
+        newest.label("last_event"),
+    ).where(Job.id.in_(list(job_ids)))  # fmt: skip
+    return list(session.execute(query))
+
+
 def list_events(session: Session, job_id: uuid.UUID, *, after: int = 0, limit: int = 100) -> list[JobEvent]:
     query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after)
     return list(session.scalars(query.order_by(JobEvent.id).limit(limit)))
@@ -434,35 +452,3 @@ def metrics_by_split(metrics: Sequence[Metric]) -> dict[str, dict[str, float]]:
     for metric in metrics:
         out.setdefault(metric.split, {})[metric.name] = metric.value
     return out
-
-
-# --------------------------------------------------------------------------- API keys
-
-
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def create_api_key(session: Session, name: str, owner: str, secret: str) -> ApiKey:
-    key = ApiKey(name=name, owner=owner, key_hash=hash_key(secret), created_at=utcnow())
-    session.add(key)
-    session.flush()
-    return key
-
-
-def find_api_key(session: Session, secret: str) -> Row[tuple[str, str, datetime | None]] | None:
-    """``(name, owner, revoked_at)`` of the key, read as plain columns: it runs on every request."""
-    query = select(ApiKey.name, ApiKey.owner, ApiKey.revoked_at).where(ApiKey.key_hash == hash_key(secret))
-    return session.execute(query).first()
-
-
-def find_api_key_by_name(session: Session, name: str) -> ApiKey | None:
-    return session.scalar(select(ApiKey).where(ApiKey.name == name))
-
-
-def revoke_api_key(session: Session, name: str) -> ApiKey | None:
-    key = session.scalar(select(ApiKey).where(ApiKey.name == name))
-    if key is not None and key.revoked_at is None:
-        key.revoked_at = utcnow()
-        session.flush()
-    return key

@@ -33,6 +33,7 @@ def client(pg_url: str, tiny_bert_path: Path, tmp_path_factory: pytest.TempPathF
         artifact_root=tmp_path_factory.mktemp("discovery-artifacts").as_uri(),
         allowed_model_roots=[tiny_bert_path, FIXTURES],
         api_keys=[f"discovery-owner:{KEY}"],
+        callback_secret="discovery-callback-key",
     )
     app = create_app(settings, dispatcher=RecordingDispatcher())
     try:

@@ -59,6 +59,7 @@ def service_settings(pg_url: str, model_root: Path, tmp_path_factory: pytest.Tem
         allowed_model_roots=[model_root],
         api_keys=["bootstrap-owner:bootstrap-secret"],
         max_body_bytes=64_000,
+        callback_secret="service-tests-callback-key",
     )
 
 
@@ -80,12 +81,12 @@ def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
 
 def _new_key(pg_url: str, owner: str) -> str:
     from api.auth import new_secret
-    from jobs.store import repository
+    from jobs.store import keys
     from jobs.store.session import session_scope
 
     secret = new_secret()
     with session_scope(pg_url) as session:
-        repository.create_api_key(session, f"key-{uuid.uuid4().hex[:10]}", owner, secret)
+        keys.create_api_key(session, f"key-{uuid.uuid4().hex[:10]}", owner, secret)
     return secret
 
 

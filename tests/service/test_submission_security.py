@@ -68,3 +68,18 @@ def test_a_path_outside_the_roots_is_refused_without_naming_the_roots(
     r = client.post("/jobs", json={**prune_spec, "model": {"id": "/etc"}}, headers=auth)
     error = _refused(r, "model.id", pg_url, owner, dispatcher)
     assert str(model_root) not in error["message"] and "not allowed" in error["message"]
+
+
+def test_a_callback_url_is_refused_when_the_service_has_no_secret_to_sign_it(
+    service_settings, dispatcher, auth, prune_spec, pg_url, owner
+):
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    unsigned = service_settings.model_copy(update={"callback_secret": ""})
+    with TestClient(create_app(unsigned, dispatcher=dispatcher), raise_server_exceptions=False) as client:
+        r = client.post("/jobs", json={**prune_spec, "callback_url": "https://93.184.215.14/hook"}, headers=auth)
+        error = _refused(r, "callback_url", pg_url, owner, dispatcher)
+        assert "PPRUNING_CALLBACK_SECRET" in error["message"]
+        assert client.post("/jobs", json=prune_spec, headers=auth).status_code == 202  # no callback: fine

@@ -24,6 +24,7 @@ from jobs.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "worker-tests-key"
+CALLBACK_SECRET = "worker-tests-callback-key"
 
 #: Seconds: heartbeats every 0.5 s, a worker silent for 4 s is dead, a message unpicked for 6 s lost,
 #: a store removal that failed is tried again after 0.5 s (doubling).
@@ -58,6 +59,7 @@ class Backend:
             "PPRUNING_ARTIFACT_ROOT": self.artifact_root,
             "PPRUNING_DEVICE": "cpu",
             "PPRUNING_ALLOWED_MODEL_ROOTS": json.dumps([str(root) for root in self.allowed_roots]),
+            "PPRUNING_CALLBACK_SECRET": CALLBACK_SECRET,
             **FAST,
         }
 
@@ -69,6 +71,7 @@ class Backend:
             artifact_root=self.artifact_root,
             api_keys=[f"tester:{API_KEY}"],
             allowed_model_roots=self.allowed_roots,
+            callback_secret=CALLBACK_SECRET,
             heartbeat_interval_s=float(FAST["PPRUNING_HEARTBEAT_INTERVAL_S"]),
             heartbeat_timeout_s=float(FAST["PPRUNING_HEARTBEAT_TIMEOUT_S"]),
             queued_timeout_s=float(FAST["PPRUNING_QUEUED_TIMEOUT_S"]),

@@ -140,3 +140,9 @@ def test_the_documented_signature_header_is_the_one_sent():
     from jobs.specs import PruneJobSpec
 
     assert SIGNATURE_HEADER in PruneJobSpec.model_fields["callback_url"].description
+
+
+def test_a_worker_without_a_secret_sends_no_callback_rather_than_an_unsigned_one(receiver):
+    port, got, _ = receiver
+    assert not post_callback(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "", allow_private=True, attempts=1)
+    assert got == []

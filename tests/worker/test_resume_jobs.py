@@ -188,3 +188,23 @@ def test_a_job_the_claim_step_fails_as_worker_lost_keeps_no_resume_state(
     job = load(sessions, job_id)
     assert job.state == "failed" and job.error_type == "WorkerLost"
     assert not has_state(store, job_id)
+
+
+def test_a_resume_object_someone_else_wrote_to_the_bucket_runs_nothing_and_training_starts_over(tmp_path):
+    """The store is data: a pickle planted under the job's resume prefix is ignored, never unpickled."""
+    import io
+
+    import torch
+
+    class Planted:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (Path.touch, (tmp_path / "ran",))
+
+    store = open_store((tmp_path / "a").as_uri())
+    job_id = uuid.uuid4()
+    planted = io.BytesIO()
+    torch.save({"step": 9, "curve": [], "method": Planted()}, planted)
+    (tmp_path / "obj").write_bytes(planted.getvalue())
+    store.put_file(tmp_path / "obj", f"{resume_key(job_id)}/{STATE_OBJECT}")
+    assert ArtifactResume(store, job_id).load() is None
+    assert not (tmp_path / "ran").exists()

@@ -120,10 +120,10 @@ def run_job(self: Task, job_id: str) -> str:
     log.info("job %s attempt %d (%s) started", job_id, claim.attempt, claim.kind)
     result = run_attempt(claim, settings, sessions, may_retry=self.request.retries < MAX_RETRIES)
     log.info("job %s attempt %d: %s", job_id, claim.attempt, result.outcome)
+    if result.outcome is not Outcome.LOST:  # it no longer runs here: a running slot of its owner is free
+        wake_parked(sessions, settings, claim.job_id)
     if result.outcome is Outcome.RETRY:
         raise self.retry(exc=result.error, countdown=backoff_s(self.request.retries))
-    if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED, Outcome.RETRY, Outcome.WAITING):
-        wake_parked(sessions, settings, claim.job_id)  # a running slot of its owner is free
     if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED):
         _notify_quietly(sessions, settings, claim.job_id)
         after_child(sessions, settings, claim.job_id)

@@ -27,6 +27,12 @@ def _param(t: torch.Tensor, like: nn.Parameter) -> nn.Parameter:
     return nn.Parameter(t.contiguous(), requires_grad=like.requires_grad)
 
 
+def weight_out_in(module: nn.Module) -> torch.Tensor:
+    """The weight as [out_features, in_features] (GPT-2's Conv1D stores [in, out]); a view."""
+    w = module.weight
+    return w.T if type(module).__name__ == "Conv1D" else w
+
+
 def keep_linear_outputs(linear: nn.Linear, index: torch.Tensor) -> None:
     """Keep output features ``index`` (rows of the weight, entries of the bias)."""
     index = index.to(linear.weight.device)

@@ -1,7 +1,7 @@
 """Distillation while fine-tuning: the student's loss mixes the labels with a teacher's outputs.
 
 The teacher is the dense model fine-tuned on the same task (``FinetuneConfig.distill``,
-a :class:`ppruning.distill.DistillConfig`); the loss is :func:`ppruning.distill.distillation_loss`,
+a :class:`ppruning.recovery.distill.DistillConfig`); the loss is :func:`ppruning.recovery.distill.distillation_loss`,
 the one SMP uses too. The teacher runs in eval mode without gradients on the same
 batches; with ``hidden_weight > 0`` both models also return their hidden states, matched
 layer to layer (pruning keeps depth and width).
@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from ppruning.distill import DistillConfig, distillation_loss
 from ppruning.errors import InvalidConfigError
-from ppruning.loading import load_task_model
+from ppruning.model.loading import load_task_model
+from ppruning.recovery.distill import DistillConfig, distillation_loss
 from ppruning.tasks.registry import TaskInfo
 
 #: Task kinds whose models return ``logits`` (question answering returns start/end logits).

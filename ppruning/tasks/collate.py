@@ -8,11 +8,14 @@ targets, answer positions) are stacked.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 _PAD_WITH_ZERO = ("attention_mask", "token_type_ids")
+#: The model-input columns of a tokenised row.
+INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 class PadCollator:
@@ -35,3 +38,24 @@ class PadCollator:
             else:
                 batch[key] = torch.tensor(values)
         return batch
+
+
+def pad_batch(rows: Sequence[Mapping[str, Any]], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Right-pad a batch to its longest member (dynamic padding)."""
+    width = max(len(r["input_ids"]) for r in rows)
+    batch: dict[str, torch.Tensor] = {}
+    for col in INPUT_COLUMNS:
+        if col not in rows[0] or rows[0][col] is None:
+            continue
+        fill = pad_id if col == "input_ids" else 0
+        out = torch.full((len(rows), width), fill, dtype=torch.long)
+        for i, r in enumerate(rows):
+            values = torch.as_tensor(r[col], dtype=torch.long)
+            out[i, : len(values)] = values
+        batch[col] = out.to(device)
+    if "attention_mask" not in batch:
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            mask[i, : len(r["input_ids"])] = 1
+        batch["attention_mask"] = mask.to(device)
+    return batch

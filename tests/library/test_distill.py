@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppruning.config import ModelRef
-from ppruning.distill import DistillConfig, distillation_loss, hidden_loss, soft_loss
+from ppruning.model.refs import ModelRef
+from ppruning.recovery.distill import DistillConfig, distillation_loss, hidden_loss, soft_loss
 
 
 def _config(**kw: float) -> DistillConfig:

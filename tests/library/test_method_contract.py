@@ -18,13 +18,13 @@ import pytest
 import torch
 
 from ppruning import all_methods, describe_methods, prune_stages, resolve_prune_plan, spec_from_record
-from ppruning.budget import uniform_removal
-from ppruning.config import PruneConfig
-from ppruning.masks import Masks, load_masks
 from ppruning.methods import MethodContext, MethodParams, MethodSpec, register_method, unregister_method
-from ppruning.pipeline import prune
 from ppruning.progress import Progress
-from ppruning.select import keep_mask
+from ppruning.run.config import PruneConfig
+from ppruning.run.prune import prune
+from ppruning.units.budget import uniform_removal
+from ppruning.units.masks import Masks, load_masks
+from ppruning.units.select import keep_mask
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
 REVIEWS = {

@@ -16,12 +16,12 @@ import torch
 
 from ppruning import load_pruned
 from ppruning.arch.registry import supported_model_types
-from ppruning.config import PruneConfig
 from ppruning.errors import UnsupportedModelError
-from ppruning.masks import load_masks
 from ppruning.methods import all_methods
-from ppruning.pipeline import prune
-from ppruning.plan import resolve_prune_plan
+from ppruning.run.config import PruneConfig
+from ppruning.run.plan import resolve_prune_plan
+from ppruning.run.prune import prune
+from ppruning.units.masks import load_masks
 from tests.support.registry_models import save_tiny
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"

@@ -12,13 +12,13 @@ import torch
 import transformers
 
 from ppruning.arch import get_adapter
-from ppruning.checkpoint import load_pruned, save_pruned
-from ppruning.config import PruneConfig, ReconstructConfig
-from ppruning.mask_hooks import apply_masks
-from ppruning.masks import Masks, load_masks, save_masks
-from ppruning.pipeline import prune
-from ppruning.reconstruct import _Stats, reconstruct, solve
-from ppruning.surgery import prune_model
+from ppruning.model.checkpoint import load_pruned, save_pruned
+from ppruning.model.mask_hooks import apply_masks
+from ppruning.model.surgery import prune_model
+from ppruning.recovery.reconstruct import ReconstructConfig, _Stats, reconstruct, solve
+from ppruning.run.config import PruneConfig
+from ppruning.run.prune import prune
+from ppruning.units.masks import Masks, load_masks, save_masks
 from tests.library.arch_cases import FAMILIES, batch, family_paths, outputs, random_masks  # noqa: F401
 from tests.library.test_pipeline import REVIEWS
 
@@ -173,7 +173,7 @@ def test_prune_with_reconstruct_reports_errors_and_masks_reproduce_the_checkpoin
 
 
 def test_reconstruct_is_off_by_default_and_makes_any_method_read_inputs_when_asked(tiny_bert_path: Path) -> None:
-    from ppruning.plan import resolve_prune_plan
+    from ppruning.run.plan import resolve_prune_plan
 
     base = {"model": {"id": str(tiny_bert_path)}, "task": REVIEWS, "target": {"flops_reduction": 0.2}}
     default = resolve_prune_plan(PruneConfig(**base))

@@ -167,7 +167,7 @@ def new_name(prefix: str) -> str:
 
 def prune_config(model: Path, fixtures: Path, **overrides: Any) -> Any:
     """The same small job as a library ``PruneConfig`` (no ``kind``), for tests that call ``prune()``."""
-    from ppruning.config import PruneConfig
+    from ppruning.run.config import PruneConfig
 
     spec = prune_spec(model, fixtures, **overrides)
     spec.pop("kind")

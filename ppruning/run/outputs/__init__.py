@@ -1,0 +1,1 @@
+"""What a prune run writes, one writer per method kind (structured, unstructured)."""

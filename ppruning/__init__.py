@@ -19,7 +19,7 @@ from ppruning.version import __version__
 _PUBLIC: dict[str, str] = {
     # running
     "prune": "ppruning.run.prune",
-    "PruneResult": "ppruning.run.prune",
+    "PruneResult": "ppruning.run.outputs.base",
     # the subpackage ppruning.finetune shadows a public name 'finetune' once imported
     "finetune_model": "ppruning.finetune:finetune",
     "FinetuneResult": "ppruning.finetune",
@@ -59,7 +59,6 @@ _PUBLIC: dict[str, str] = {
     "StderrProgress": "ppruning.progress",
     # methods and tasks
     "MethodSpec": "ppruning.methods",
-    "MethodInfo": "ppruning.methods",
     "MethodContext": "ppruning.methods",
     "MethodParams": "ppruning.methods",
     "get_method": "ppruning.methods",

@@ -17,14 +17,14 @@ from api.deps import CurrentOwner
 from api.errors import NotFound
 from api.schemas import VALIDATION_RESPONSE, ErrorOut
 from jobs.specs import PipelineJobSpec, PruneJobSpec, SweepJobSpec
-from ppruning import MethodInfo
+from ppruning import MethodSpec
 
 router = APIRouter(tags=["discovery"], responses=VALIDATION_RESPONSE)
 _METHOD_SPECS = {"prune": PruneJobSpec, "pipeline": PipelineJobSpec, "sweep": SweepJobSpec}
 _ERRORS = {401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."}}
 
 
-def _spec_schemas(info: MethodInfo) -> dict[str, dict[str, Any]]:
+def _spec_schemas(info: MethodSpec) -> dict[str, dict[str, Any]]:
     """The JSON Schema of each job kind that runs a method, from the spec models themselves
     (so service fields such as ``callback_url``, ``accept`` and sweep ``targets`` are in),
     specialised to this method like its ``config_schema``."""

@@ -27,12 +27,6 @@ def _param(t: torch.Tensor, like: nn.Parameter) -> nn.Parameter:
     return nn.Parameter(t.contiguous(), requires_grad=like.requires_grad)
 
 
-def weight_out_in(module: nn.Module) -> torch.Tensor:
-    """The weight as [out_features, in_features] (GPT-2's Conv1D stores [in, out]); a view."""
-    w = module.weight
-    return w.T if type(module).__name__ == "Conv1D" else w
-
-
 def keep_linear_outputs(linear: nn.Linear, index: torch.Tensor) -> None:
     """Keep output features ``index`` (rows of the weight, entries of the bias)."""
     index = index.to(linear.weight.device)
@@ -47,6 +41,27 @@ def keep_linear_inputs(linear: nn.Linear, index: torch.Tensor) -> None:
     index = index.to(linear.weight.device)
     linear.weight = _param(linear.weight.data.index_select(1, index), linear.weight)
     linear.in_features = int(index.numel())
+
+
+def keep_attention_units(
+    query: nn.Linear,
+    key: nn.Linear,
+    value: nn.Linear,
+    output: nn.Linear,
+    query_cols: torch.Tensor,
+    kv_cols: torch.Tensor | None = None,
+) -> None:
+    """Cut head units out of an attention with separate Q, K, V projections (the families but GPT-2).
+
+    ``query_cols``: the kept units' query columns, which are also the output projection's
+    kept inputs; ``kv_cols``: their key/value columns (grouped-query attention), the same
+    as ``query_cols`` when each unit is one head.
+    """
+    kv_cols = query_cols if kv_cols is None else kv_cols
+    keep_linear_outputs(query, query_cols)
+    keep_linear_outputs(key, kv_cols)
+    keep_linear_outputs(value, kv_cols)
+    keep_linear_inputs(output, query_cols)
 
 
 def keep_conv1d_outputs(conv: nn.Module, index: torch.Tensor) -> None:

@@ -25,6 +25,7 @@ from ppruning.finetune.callbacks import JsonlLogCallback, ProgressCallback, Sele
 from ppruning.finetune.hparams import Hyperparameters, resolve_hparams
 from ppruning.model.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.recovery.distill import load_teacher
 from ppruning.run.config import FinetuneConfig
 from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.prepare import PreparedSplit, has_labels, prepare_split
@@ -73,10 +74,8 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     weight_masks = _keep_weight_masks(model, Path(config.model.id))
     teacher = None
     if config.distill is not None:
-        from ppruning.finetune.teacher import load_teacher
-
         progress.event(f"distilling from {config.distill.teacher.id}")
-        teacher = load_teacher(config.distill, info, model, names)
+        teacher = load_teacher(config.distill, info, outputs=model.config.num_labels, label_names=names)
     max_length = resolve_max_length(info, tokenizer, requested=hp.max_length, model_config=model.config)
 
     train_rows = get_split(dsd, info.train_split, info.name)
@@ -252,7 +251,7 @@ def _train(
         processing_class=tokenizer,
     )
     if teacher is not None:
-        from ppruning.finetune.teacher import DistillTrainer
+        from ppruning.finetune.distill_trainer import DistillTrainer
 
         trainer: Trainer = DistillTrainer(**common, teacher=teacher.to(device), distill=distill)
     else:

@@ -8,7 +8,6 @@ the library, the CLI or the service names a method.
 from ppruning.methods import baselines, ppruning, prunenet, smp  # noqa: F401 - each package registers its methods
 from ppruning.methods.contract import DataNeed, MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import (
-    MethodInfo,
     UnknownMethodError,
     all_methods,
     get_method,
@@ -19,7 +18,6 @@ from ppruning.methods.registry import (
 __all__ = [
     "DataNeed",
     "MethodContext",
-    "MethodInfo",
     "MethodParams",
     "MethodSpec",
     "UnknownMethodError",

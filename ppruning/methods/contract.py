@@ -1,26 +1,28 @@
 """The contract every pruning method implements: what it declares and what its entry point receives.
 
-A method is one module under ``ppruning/methods/`` that builds a :class:`MethodSpec` and
-passes it to :func:`ppruning.methods.registry.register_method`. The spec declares
-everything the rest of the system needs to know, so nothing outside the module names
-the method: its parameter model, what it reads (weights only, task inputs, or labelled
-data and training steps), the progress stages it reports, the targets it accepts, the
-artifacts it writes, whether it keeps resumable state, and its version (recorded with
-every run, so a record made before a default changed is still understood).
+A method is one package under ``ppruning/methods/``, named as it is registered, that
+builds a :class:`MethodSpec` and passes it to
+:func:`ppruning.methods.registry.register_method`. The spec declares everything the rest
+of the system needs to know, so nothing outside the package names the method: its
+parameter model, what it reads (weights only, task inputs, or labelled data and training
+steps), the progress stages it reports, the targets it accepts, the artifacts it writes,
+whether it keeps resumable state, and its version (recorded with every run, so a record
+made before a default changed is still understood).
 
 The entry point ``run(ctx)`` gets a :class:`MethodContext`: the loaded model, the
 validated parameters, the sampling block, the task, the examples when the method reads
 data, and the budget already computed at the sequence length fixed at submission. It
 returns a :data:`MethodResult`: :class:`~ppruning.units.masks.Masks` (heads and neurons, cut
 out by surgery) from a structured method, or :class:`~ppruning.units.weight_masks.WeightMasks`
-(one mask per weight matrix, applied to a dense checkpoint) from an unstructured one.
-The pipeline does everything else, by the type of the result.
+(one mask per weight matrix, applied to a dense checkpoint) from an unstructured one, as
+its declared ``kind`` says. The prune run (:mod:`ppruning.run.prune`) does everything
+else, and writes the outputs with the writer of that kind (:mod:`ppruning.run.outputs`).
 
 An unstructured method has no structured budget (``ctx.budget`` is None: its target is
 a fraction of the prunable weights, ``ctx.target``). A method that trains for long can
 declare ``resumable`` and save its state through ``ctx.resume`` (:class:`ResumeStore`),
 which the caller backs with a folder (the CLI) or the artifact store (the service). A
-method that needs a model head other than the task's declares ``load_model``; one with
+method that needs a model other than the task's (SMP: a masked LM) declares ``load_model``; one with
 checks beyond its parameter model (a label word that must be one token) declares
 ``check``, which runs at submission with the model's config.
 """

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from ppruning.arch import ArchAdapter, get_adapter
-from ppruning.arch.slicing import weight_out_in
 from ppruning.model.heap import release_free_memory
 from ppruning.units.masks import Masks, validate_masks
 
@@ -70,7 +69,7 @@ def apply_scales(model: nn.Module, masks: Masks, adapter: ArchAdapter) -> None:
         for module, scale, mask, width, delta in pairs:
             if scale is not None:
                 s = torch.where(mask[i] > 0.5, scale[i], torch.ones_like(scale[i])).repeat_interleave(width)
-                w = weight_out_in(module)
+                w = adapter.weight_out_in(module)
                 w.mul_(s.to(w.device, w.dtype).unsqueeze(0))
             if delta is not None:
                 if module.bias is None:

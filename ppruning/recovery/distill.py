@@ -1,4 +1,4 @@
-"""Knowledge distillation: the one teacher reference and the one loss every method shares.
+"""Knowledge distillation: the one teacher reference, the one teacher loader and the one loss every method shares.
 
 SMP learns its masks with an optional teacher, and fine-tuning a pruned model can learn
 from the dense model fine-tuned on the same task; both use :class:`DistillConfig` and
@@ -8,7 +8,10 @@ loss of SMP (Jiang et al., 2023, after Hinton et al.) is the default: ``0.5 * CE
 soft term's gradient on the scale of the hard one as ``T`` grows.
 
 The library names a teacher by model (hub id + revision, or a folder); the service also
-accepts a finished job and hands the library the folder it downloaded.
+accepts a finished job and hands the library the folder it downloaded. :func:`load_teacher`
+loads it with the task's head, after checking that its saved head has as many outputs as
+the student's (a teacher fine-tuned on another task would otherwise fail deep in the loss,
+or get a fresh random head).
 """
 
 from __future__ import annotations
@@ -16,8 +19,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
+from ppruning.errors import InvalidConfigError, ModelLoadError
+from ppruning.model.loading import load_task_model
 from ppruning.model.refs import ModelRef
+from ppruning.tasks.registry import TaskInfo
+
+#: Task kinds whose models return ``logits`` (question answering returns start/end logits).
+TEACHER_TASK_KINDS = ("classification", "regression", "causal-lm")
 
 
 class DistillConfig(BaseModel):
@@ -36,6 +46,43 @@ class DistillConfig(BaseModel):
         le=100.0,
         description="Weight of a layer-to-layer MSE between hidden states (0: logits only).",
     )
+
+
+def saved_output_count(ref: ModelRef) -> int:
+    """How many outputs the head saved with ``ref`` has (its ``id2label``; transformers' default 2 without one)."""
+    from transformers import PretrainedConfig
+
+    try:
+        values, _ = PretrainedConfig.get_config_dict(ref.id, revision=ref.revision)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read the teacher's config {ref.id!r}: {exc}", field="distill.teacher") from exc
+    labels = values.get("id2label")
+    return len(labels) if labels else int(values.get("num_labels", 2))
+
+
+def load_teacher(
+    config: DistillConfig, info: TaskInfo, *, outputs: int | None, label_names: list[str] | None = None
+) -> nn.Module:
+    """The teacher with the task's head, frozen, in eval mode (where it was loaded: the caller moves it).
+
+    ``outputs``: the student's number of outputs (classes; 1 for regression), checked against
+    the teacher's saved head first; None skips the check (a causal LM's outputs are its vocabulary).
+    """
+    if info.kind not in TEACHER_TASK_KINDS:
+        raise InvalidConfigError(
+            f"distillation supports {', '.join(TEACHER_TASK_KINDS)} tasks, not {info.kind!r}", field="distill"
+        )
+    if info.kind != "causal-lm" and outputs is not None:
+        saved = saved_output_count(config.teacher)
+        if saved != outputs:
+            raise InvalidConfigError(
+                f"the teacher {config.teacher.id!r} has {saved} outputs, the student {outputs}; "
+                "give a teacher fine-tuned on the same task",
+                field="distill.teacher",
+            )
+    teacher, _, _ = load_task_model(config.teacher, info, label_names=label_names)
+    teacher.requires_grad_(False)
+    return teacher.eval()
 
 
 def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -42,10 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter
-from ppruning.arch.slicing import weight_out_in
 from ppruning.model.mask_hooks import apply_masks
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.tasks.collate import pad_batch
+from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 from ppruning.units.masks import Masks
 
 
@@ -86,8 +85,9 @@ class _Stats:
     n: int = 0
 
     @classmethod
-    def empty(cls, module: nn.Module, cols: torch.Tensor) -> _Stats:
-        w = weight_out_in(module).detach().to(torch.float64)
+    def empty(cls, weight: torch.Tensor, cols: torch.Tensor) -> _Stats:
+        """Empty sums for a projection whose weight, as [out, in], is ``weight``."""
+        w = weight.detach().to(torch.float64)
         k, (d, width) = len(cols), w.shape
         z = dict(dtype=torch.float64, device=w.device)
         cols = cols.to(w.device)
@@ -273,15 +273,18 @@ def reconstruct(
     shape = adapter.shape()
     rows = _calibration_rows(examples, config.tokens)
     device = next(model.parameters()).device
-    batches = [pad_batch(rows[j : j + batch_size], pad_token_id, device) for j in range(0, len(rows), batch_size)]
+    batches = [
+        pad_batch(rows[j : j + batch_size], pad_token_id, columns=INPUT_COLUMNS, device=device)
+        for j in range(0, len(rows), batch_size)
+    ]
     stats: list[tuple[_Stats, _Stats]] = []
     for i, la in enumerate(shape.layers):
         head_cols = torch.nonzero(masks.head_columns(i, la.head_unit_width) > 0).flatten()
         neuron_cols = torch.nonzero(masks.neuron_mask[i] > 0.5).flatten()
         stats.append(
             (
-                _Stats.empty(adapter.head_output_module(i), head_cols),
-                _Stats.empty(adapter.neuron_output_module(i), neuron_cols),
+                _Stats.empty(adapter.weight_out_in(adapter.head_output_module(i)), head_cols),
+                _Stats.empty(adapter.weight_out_in(adapter.neuron_output_module(i)), neuron_cols),
             )
         )
     attn_bias = adapter.head_output_module(0).bias is not None and config.bias

@@ -9,25 +9,24 @@ whether the run reads task inputs and which stages it reports; its entry point g
 listener sees: ``PrunePlan.stages`` (load_model -> load_data when the method reads
 data -> the method's own -> materialise -> measure -> write).
 
-The ``measure`` stage also times the dense and the pruned model (``config.measure``,
-:mod:`ppruning.measure.speed`); the dense copy it needs lives only until then.
+Reconstruction (``config.reconstruct``, structured methods only) fits output scales to
+the method's masks before they are written (:mod:`ppruning.recovery.reconstruct`).
 
-Outputs in ``output_dir``: ``head_mask.pt``, ``neuron_mask.pt``, ``masks.safetensors``,
-``model/`` (pruned checkpoint, tokenizer, ``pruning.json``), ``report.json`` and
+The outputs are written by the writer of the method's declared ``kind``
+(:mod:`ppruning.run.outputs`): for a structured method ``head_mask.pt``,
+``neuron_mask.pt``, ``masks.safetensors``, ``model/`` (the pruned checkpoint, tokenizer,
+``pruning.json``) and, when ``config.measure``, timings of the dense and the pruned model;
+for an unstructured one packed bit masks with their manifest and the dense checkpoint with
+the masks applied. Every kind writes the method's own files, ``report.json`` and
 ``record.json`` (the reproducibility record, :mod:`ppruning.run.provenance`; also in
-``model/`` and as ``report["record"]``). An unstructured method's result (weight
-masks) is written by :mod:`ppruning.run.outputs.unstructured` instead: packed bit masks with their
-manifest, the dense checkpoint with the masks applied, and its own report.
+``model/`` and as ``report["record"]``).
 """
 
 from __future__ import annotations
 
-import copy
-import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,42 +35,26 @@ import torch
 from torch import nn
 
 from ppruning.arch import get_adapter
-from ppruning.arch.base import ModelShape
 from ppruning.errors import InvalidConfigError
-from ppruning.measure.speed import measure_speedup
 from ppruning.methods import MethodContext
 from ppruning.methods.contract import ResumeStore
-from ppruning.model.checkpoint import save_pruned
 from ppruning.model.loading import load_task_model, resolve_device
-from ppruning.model.surgery import prune_model
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.reconstruct import reconstruct
 from ppruning.recovery.reconstruct import summary as reconstruction_summary
 from ppruning.run.config import PruneConfig
-from ppruning.run.outputs.unstructured import write_unstructured
-from ppruning.run.plan import PrunePlan, resolve_prune_plan, validate_prune_config
-from ppruning.run.provenance import data_fingerprint, write_record
-from ppruning.run.report import StageTimer, build_report, reset_peak_memory
+from ppruning.run.outputs import writer_for
+from ppruning.run.outputs.base import PruneResult, RunOutputs
+from ppruning.run.plan import PrunePlan, resolve_prune_plan
+from ppruning.run.provenance import data_fingerprint
+from ppruning.run.report import StageTimer, reset_peak_memory
+from ppruning.tasks.collate import INPUT_COLUMNS, pad_token_id
 from ppruning.tasks.data import tokenized_inputs
-from ppruning.tasks.features import resolve_max_length
 from ppruning.tasks.labelled import labelled_examples, task_label_names
-from ppruning.tasks.registry import TaskInfo
 from ppruning.units.cost import model_costs
-from ppruning.units.masks import save_masks, validate_masks
-from ppruning.units.weight_masks import WeightMasks
+from ppruning.units.masks import Masks, validate_masks
 
-__all__ = ["PruneResult", "prune", "resolve_device", "resolve_prune_plan", "validate_prune_config"]
-
-_INPUT_COLUMNS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-@dataclass
-class PruneResult:
-    output_dir: Path
-    model_dir: Path
-    report: dict[str, Any]
-    #: The mask files written (the artifacts a service stores besides the model and report).
-    mask_files: list[Path] = field(default_factory=list)
+__all__ = ["prune"]
 
 
 def seed_everything(seed: int) -> None:
@@ -104,67 +87,13 @@ def load_examples(plan: PrunePlan, tokenizer: Any, model: nn.Module) -> list[dic
         model_config=model.config,
         info=plan.task,
     )
-    columns = [c for c in _INPUT_COLUMNS if c in data.column_names]
+    columns = [c for c in INPUT_COLUMNS if c in data.column_names]
     return data.select_columns(columns).to_list()
 
 
 def mean_real_length(examples: Sequence[dict[str, Any]]) -> float:
     total = sum(sum(ex["attention_mask"]) if "attention_mask" in ex else len(ex["input_ids"]) for ex in examples)
     return total / max(1, len(examples))
-
-
-def _pad_id(tokenizer: Any) -> int:
-    for name in ("pad_token_id", "eos_token_id", "unk_token_id"):
-        value = getattr(tokenizer, name, None)
-        if value is not None:
-            return int(value)
-    return 0
-
-
-def _budget_record(plan: PrunePlan) -> dict[str, Any]:
-    budget = plan.budget
-    if budget is None:
-        return {"kind": plan.config.target.kind, "target": plan.config.target.value, "seq_len": plan.seq_len}
-    return {
-        "kind": budget.kind,
-        "target": budget.target,
-        "lambda_val": budget.lambda_val,
-        "scope": budget.scope,
-        "seq_len": plan.seq_len,
-        "seq_len_from": "sampling.max_length" if plan.sampling.max_length else "task",
-        "total_cost": budget.total,
-        "head_removal": budget.head_removal,
-        "neuron_removal": budget.neuron_removal,
-    }
-
-
-def measure_models(
-    config: PruneConfig,
-    dense: nn.Module | None,
-    pruned: nn.Module,
-    dense_shape: ModelShape,
-    task: TaskInfo,
-    tokenizer: Any,
-    device: torch.device,
-    progress: Progress,
-) -> dict[str, Any]:
-    """The report's ``speed``: both models timed on ``device`` (:mod:`ppruning.measure.speed`), or why not."""
-    if not config.measure or dense is None:
-        return {"measured": False, "note": "not measured (measure: false)"}
-    options = config.measure.resolved(device.type)
-    seq_len = resolve_max_length(task, tokenizer, requested=options.seq_len, model_config=pruned.config)
-    speed = measure_speedup(
-        dense,
-        pruned,
-        options,
-        seq_len=seq_len,
-        device=device,
-        dense_flops=model_costs(dense, dense_shape, seq_len)["flops"]["total"],
-        pruned_flops=model_costs(pruned, get_adapter(pruned).shape(), seq_len)["flops"]["total"],
-        progress=progress,
-    )
-    progress.event(speed["note"])
-    return {"measured": True, **speed}
 
 
 def _data_record(plan: PrunePlan, examples: Sequence[dict[str, Any]] | None) -> dict[str, Any]:
@@ -192,6 +121,30 @@ def _load_unpruned(plan: PrunePlan, device: torch.device, label_names: list[str]
             "the model is already pruned (layers differ); prune the original model", field="model.id"
         )
     return model, tokenizer
+
+
+def _reconstruct(
+    plan: PrunePlan, ctx: MethodContext, masks: Any, examples: Sequence[dict[str, Any]], timer: StageTimer
+) -> Masks:
+    """The method's masks with reconstruction's scales (:mod:`ppruning.recovery.reconstruct`); the report's details."""
+    validate_masks(masks, ctx.shape)
+    started = time.perf_counter()
+    fitted = reconstruct(
+        ctx.model,
+        ctx.adapter,
+        masks,
+        examples,
+        plan.reconstruct,
+        pad_token_id=ctx.pad_token_id,
+        batch_size=plan.sampling.batch_size,
+        progress=timer,
+    )
+    ctx.details["reconstruction"] = {**reconstruction_summary(fitted), "seconds": time.perf_counter() - started}
+    means = ctx.details["reconstruction"]["mean"]
+    attention = f"{means['attention_error_before']:.4f} -> {means['attention_error_after']:.4f}"
+    ffn = f"{means['ffn_error_before']:.4f} -> {means['ffn_error_after']:.4f}"
+    timer.event(f"reconstruction: mean relative output error attention {attention}, FFN {ffn}")
+    return fitted.masks
 
 
 # --------------------------------------------------------------------------- the run
@@ -241,83 +194,16 @@ def prune(
         budget=plan.budget,
         progress=timer,
         examples=examples,
-        pad_token_id=_pad_id(tokenizer),
+        pad_token_id=pad_token_id(tokenizer),
         model_ref=config.model,
         target=config.target,
         label_names=label_names,
         resume=resume,
     )
-    masks = plan.method.run(ctx)
-    if isinstance(masks, WeightMasks):
-        report = write_unstructured(plan, masks, ctx, tokenizer, before, data_record, timer, device, output_dir)
-        return PruneResult(output_dir, output_dir / "model", report, report.pop("_mask_files"))
-    validate_masks(masks, shape)
-    if plan.reconstruct is not None:
+    result = plan.method.run(ctx)
+    if plan.reconstruct is not None:  # structured methods only (the plan says)
         assert examples is not None, "reconstruction reads task inputs (the plan loads them)"
-        started = time.perf_counter()
-        fitted = reconstruct(
-            model,
-            adapter,
-            masks,
-            examples,
-            plan.reconstruct,
-            pad_token_id=ctx.pad_token_id,
-            batch_size=plan.sampling.batch_size,
-            progress=timer,
-        )
-        masks = fitted.masks
-        ctx.details["reconstruction"] = {**reconstruction_summary(fitted), "seconds": time.perf_counter() - started}
-        means = ctx.details["reconstruction"]["mean"]
-        attention = f"{means['attention_error_before']:.4f} -> {means['attention_error_after']:.4f}"
-        ffn = f"{means['ffn_error_before']:.4f} -> {means['ffn_error_after']:.4f}"
-        timer.event(f"reconstruction: mean relative output error attention {attention}, FFN {ffn}")
+        result = _reconstruct(plan, ctx, result, examples, timer)
     ctx.examples = examples = None  # the sample is all the method and the reconstruction needed
-
-    timer.start_stage("materialise")
-    timer.checkpoint()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_masks(masks, output_dir)
-    for name, contents in ctx.files.items():
-        (output_dir / name).write_bytes(contents)
-    dense = copy.deepcopy(model) if config.measure else None  # timed against the pruned model below
-    prune_model(model, masks, adapter)
-
-    if config.measure:
-        timer.start_stage("measure")
-    after = model_costs(model, adapter.shape(), plan.seq_len)
-    speed = measure_models(config, dense, model, shape, plan.task, tokenizer, device, timer)
-    del dense
-
-    timer.start_stage("write")
-    model_dir = save_pruned(
-        model,
-        tokenizer,
-        output_dir / "model",
-        extra={"method": config.method, "seed": config.seed, "source_model": config.model.model_dump(mode="json")},
-    )
-    spec = plan.resolved_spec()
-    method = plan.method_record()
-    report = build_report(
-        config=spec,
-        method_params=method["params"],
-        head_kept=masks.head_counts(),
-        neuron_kept=masks.neuron_counts(),
-        original=shape.structure(),
-        before=before,
-        after=after,
-        budget=_budget_record(plan),
-        stage_seconds=timer.finish(),
-        device=device,
-        details=ctx.details,
-    )
-    report["method_version"] = method["version"]
-    report["sampling"] = method["sampling"]
-    if not plan.reads_data:
-        report["sampling"]["note"] = f"method {plan.method.name!r} reads no task data; the sampling block was not used"
-    report["speed"] = speed
-    report["record"] = write_record(
-        "prune", spec, config.model, model.config, data_record, output_dir, model_dir, method=method
-    )
-    (output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    mask_files = [output_dir / name for name in plan.method.artifacts if (output_dir / name).exists()]
-    return PruneResult(output_dir=output_dir, model_dir=model_dir, report=report, mask_files=mask_files)
+    run = RunOutputs(plan, ctx, tokenizer, before, data_record, timer, device, output_dir)
+    return writer_for(plan.method.kind).write(run, result)

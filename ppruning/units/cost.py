@@ -17,6 +17,7 @@ import numpy as np
 from torch import nn
 
 from ppruning.arch.base import ModelShape
+from ppruning.arch.registry import get_adapter
 
 CostKind = Literal["flops", "params"]
 
@@ -66,20 +67,21 @@ def pruned_part_total(shape: ModelShape, costs: UnitCosts) -> float:
 
 
 def linear_macs_per_token(model: nn.Module) -> int:
-    """Multiply-accumulates per token of every dense projection (``nn.Linear`` and GPT-2's Conv1D).
+    """Multiply-accumulates per token of every dense projection (as the family's adapter names them).
 
     Used to price what is *not* pruned (task heads, the LM head, a pooler) without knowing
     the architecture: total projection MACs minus the attention/FFN projections the cost
     model already counts. A pooler runs on one token, not L; we count it at L (a small
     overestimate, stated in the report).
     """
+    adapter = get_adapter(model)
     total = 0
     seen: set[int] = set()
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if weight is None or weight.dim() != 2 or id(module) in seen:
             continue
-        if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
+        if adapter.is_projection(module):
             seen.add(id(module))
             total += int(weight.shape[0]) * int(weight.shape[1])
     return total

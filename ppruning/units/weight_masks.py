@@ -38,7 +38,7 @@ class WeightMasks:
     """Per parameter name (``bert.encoder.layer.0.attention.self.query.weight``), a bool mask, 1 = kept.
 
     ``model`` is the model the method leaves behind with the masks already applied (the
-    pruned weights are zero), so the pipeline writes it as the dense checkpoint.
+    pruned weights are zero), so the prune run writes it as the dense checkpoint.
     ``manifest`` holds what the method wants recorded beside the masks (label words, head).
     """
 

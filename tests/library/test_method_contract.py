@@ -25,14 +25,10 @@ from ppruning.run.prune import prune
 from ppruning.units.budget import uniform_removal
 from ppruning.units.masks import Masks, load_masks
 from ppruning.units.select import keep_mask
+from tests.support.reviews import REVIEWS_TRAIN, reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 
 
 class _Stages(Progress):
@@ -161,7 +157,7 @@ def test_one_command_line_serves_a_method_that_reads_no_data(tiny_bert_path: Pat
         "--task",
         "text-classification",
         "--data-files",
-        f"train={FIXTURES / 'reviews_train.csv'}",
+        f"train={REVIEWS_TRAIN}",
         "--text-column",
         "review",
         "--label-column",
@@ -217,3 +213,12 @@ def test_a_record_without_method_version_still_reruns(tiny_bert_path: Path, tmp_
     assert torch.equal(load_masks(tmp_path / "a").head_mask, load_masks(again.output_dir).head_mask)
     assert torch.equal(load_masks(tmp_path / "a").neuron_mask, load_masks(again.output_dir).neuron_mask)
     assert again.report["record"]["method"]["version"] == all_methods()["random"].version
+
+
+def test_method_spec_is_the_one_name_of_a_declaration() -> None:
+    """``MethodInfo``, an older alias of ``MethodSpec``, is gone; the listing keeps ``data`` (GET /methods)."""
+    import ppruning
+    import ppruning.methods
+
+    assert "MethodInfo" not in ppruning.__all__ and not hasattr(ppruning.methods, "MethodInfo")
+    assert {m["name"]: m["data"] for m in describe_methods()}["ppruning"] == "unlabeled"

@@ -23,14 +23,10 @@ from ppruning.run.plan import resolve_prune_plan
 from ppruning.run.prune import prune
 from ppruning.units.masks import load_masks
 from tests.support.registry_models import save_tiny
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 #: Parameters that keep every method quick on a tiny model, where the method has them
 #: (training methods: a few steps; heads: a fresh classifier, as tiny models have no MLM head).
 _QUICK = {"lambda_val": 1.0, "steps": 3, "train_batch_size": 4, "head": "new"}

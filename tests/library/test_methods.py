@@ -18,14 +18,10 @@ from ppruning.run.config import PruneConfig
 from ppruning.run.plan import resolve_prune_plan
 from ppruning.run.prune import prune
 from ppruning.units.masks import load_masks
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 
 
 def _config(model: Path, method: str = "ppruning", target: float = 0.2, seed: int = 3, **params) -> PruneConfig:

@@ -13,16 +13,13 @@ from ppruning.errors import InfeasibleTargetError, ModelLoadError, UnknownTaskEr
 from ppruning.model.mask_hooks import apply_masks
 from ppruning.progress import Progress
 from ppruning.run.config import PruneConfig
-from ppruning.run.prune import prune, validate_prune_config
+from ppruning.run.plan import validate_prune_config
+from ppruning.run.prune import prune
 from ppruning.units.masks import load_masks
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 CORPUS = {"name": "causal-lm", "data_files": {"train": str(FIXTURES / "corpus_train.txt")}}
 ARTIFACTS = ("head_mask.pt", "neuron_mask.pt", "masks.safetensors", "report.json", "model/pruning.json")
 

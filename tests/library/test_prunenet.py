@@ -20,6 +20,7 @@ from ppruning.run.config import PruneConfig
 from ppruning.run.plan import resolve_prune_plan
 from ppruning.run.prune import prune
 from ppruning.units.masks import load_masks
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
 CORPUS = {"name": "causal-lm", "data_files": {"train": str(FIXTURES / "corpus_train.txt")}}
@@ -167,8 +168,7 @@ def test_prunenet_refuses_encoders_at_submission(tiny_bert_path: Path) -> None:
 
     config = PruneConfig(
         model={"id": str(tiny_bert_path)},
-        task={"name": "text-classification", "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-              "text_column": "review", "label_column": "sentiment"},
+        task=reviews_task(),
         method="prunenet",
         target={"params_reduction": 0.1},
     )

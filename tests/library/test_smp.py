@@ -273,7 +273,7 @@ def test_the_new_head_starts_at_the_logistic_regression_fit_of_the_frozen_featur
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModelForSequenceClassification
 
-    from ppruning.methods.smp.classifier import final_head_linear, probe_start
+    from ppruning.methods.smp.classifier import final_classifier_linear, probe_start
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_path, num_labels=3)
     g = torch.Generator().manual_seed(0)
@@ -294,7 +294,7 @@ def test_the_new_head_starts_at_the_logistic_regression_fit_of_the_frozen_featur
     model.train()
     fit = probe_start(model, batches)
     assert model.training  # the caller's mode is restored
-    linear = final_head_linear(model)
+    linear = final_classifier_linear(model)
     assert linear is model.classifier
     with torch.no_grad():
         ours = torch.softmax(features @ linear.weight.T + linear.bias, -1)

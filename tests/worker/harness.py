@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.settings import Settings
+from tests.support.reviews import reviews_task
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "worker-tests-key"
@@ -137,12 +138,7 @@ def prune_spec(model: Path, fixtures: Path, **overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "kind": "prune",
         "model": {"id": str(model)},
-        "task": {
-            "name": "text-classification",
-            "data_files": {"train": str(fixtures / "reviews_train.csv")},
-            "text_column": "review",
-            "label_column": "sentiment",
-        },
+        "task": reviews_task(),
         "method": "ppruning",
         "target": {"flops_reduction": 0.2},
         "params": {"max_instances": 32, "sampling_tokens": 40},

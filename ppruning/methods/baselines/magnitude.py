@@ -15,7 +15,6 @@ from typing import Literal
 import numpy as np
 import torch
 from pydantic import Field
-from torch import nn
 
 from ppruning.arch.base import ArchAdapter
 from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
@@ -31,21 +30,15 @@ class MagnitudeParams(MethodParams):
     )
 
 
-def _weight_as_out_in(module: nn.Module) -> torch.Tensor:
-    """The weight as [out_features, in_features] (GPT-2's Conv1D stores [in, out])."""
-    w = module.weight.detach().float()
-    return w.T if type(module).__name__ == "Conv1D" else w
-
-
 def magnitude_scores(adapter: ArchAdapter, layer: int) -> tuple[np.ndarray, np.ndarray]:
     """(head-unit scores, neuron scores) of one layer from weight norms."""
     la = adapter.layer_shape(layer)
-    w_o = _weight_as_out_in(adapter.head_output_module(layer))  # [d, units*width]
+    w_o = adapter.weight_out_in(adapter.head_output_module(layer)).detach().float()  # [d, units*width]
     col_sq = (w_o**2).sum(dim=0).reshape(la.num_head_units, la.head_unit_width)
     heads = col_sq.sum(dim=1).sqrt()
-    neurons = _weight_as_out_in(adapter.neuron_output_module(layer)).norm(dim=0)
+    neurons = adapter.weight_out_in(adapter.neuron_output_module(layer)).detach().float().norm(dim=0)
     for module in adapter.neuron_input_modules(layer):
-        neurons = neurons * _weight_as_out_in(module).norm(dim=1)
+        neurons = neurons * adapter.weight_out_in(module).detach().float().norm(dim=1)
     return heads.double().cpu().numpy(), neurons.double().cpu().numpy()
 
 

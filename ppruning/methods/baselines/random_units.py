@@ -4,21 +4,25 @@ It removes the same cost split 1 : lambda_val as P-pruning, keeps at least one u
 layer and goes through the same materialisation, so every comparison is like for like:
 per layer a uniformly random choice of units, at *uniform* counts (as even as the budget
 allows over the layers, no data needed) or at the per-layer counts *P-pruning* would keep
-(``allocation="ppruning"``: runs P-pruning's collection and clustering for the counts,
-then ignores which units it chose).
+(``allocation="ppruning"``: runs the registered ``ppruning`` method with these clustering
+parameters for its counts, then ignores which units it chose). Only P-pruning's parameter
+declaration is imported; the method itself is reached through the registry, as any caller
+reaches it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field, model_validator
 
 from ppruning.methods.contract import MethodContext, MethodSpec
-from ppruning.methods.ppruning.method import cluster_layers, removed_per_layer
 from ppruning.methods.ppruning.params import ClusteringParams
-from ppruning.methods.registry import register_method
+from ppruning.methods.registry import get_method, register_method
+from ppruning.progress import Progress
 from ppruning.units.budget import uniform_removal
 from ppruning.units.masks import Masks
 from ppruning.units.select import keep_mask, random_k
@@ -51,10 +55,48 @@ def _random_stages(params: RandomParams) -> tuple[str, ...]:
     return ("collect", "cluster", "select") if _random_uses_data(params) else ("select",)
 
 
+class _QuietFrom(Progress):
+    """Forwards to ``inner`` until the stage ``stage`` starts, then stays silent (that stage is the caller's)."""
+
+    def __init__(self, inner: Progress, stage: str) -> None:
+        self.inner, self.stage, self.quiet = inner, stage, False
+
+    def start_stage(self, stage: str, total: int | None = None, message: str = "") -> None:
+        self.quiet = self.quiet or stage == self.stage
+        if not self.quiet:
+            self.inner.start_stage(stage, total, message)
+
+    def update(self, step: int, total: int | None = None, **metrics: Any) -> None:
+        if not self.quiet:
+            self.inner.update(step, total, **metrics)
+
+    def event(self, message: str, level: str = "info", **data: Any) -> None:
+        self.inner.event(message, level, **data)
+
+    def checkpoint(self) -> None:
+        self.inner.checkpoint()
+
+
+def ppruning_removal(ctx: MethodContext, params: RandomParams) -> tuple[np.ndarray, np.ndarray]:
+    """Units removed per layer by P-pruning (global allocation) with these clustering parameters.
+
+    P-pruning runs through the registry on the same context: its stages collect and cluster
+    are reported and its details recorded; its own choice of units is not (the ``select``
+    stage is this method's), only its per-layer counts are kept.
+    """
+    method = get_method("ppruning")
+    clustering = params.model_dump(exclude={"allocation"})
+    settings = method.params_model.model_validate({**clustering, "allocation": "global"})
+    masks = method.run(replace(ctx, params=settings, progress=_QuietFrom(ctx.progress, "select")))
+    heads = np.asarray([la.num_head_units for la in ctx.shape.layers]) - np.asarray(masks.head_counts())
+    neurons = np.asarray([la.ffn_size for la in ctx.shape.layers]) - np.asarray(masks.neuron_counts())
+    return heads, neurons
+
+
 def random_masks(ctx: MethodContext) -> Masks:
     params: RandomParams = ctx.params
     if params.allocation == "ppruning":
-        removed_heads, removed_neurons = removed_per_layer(ctx, cluster_layers(ctx, params), "global")
+        removed_heads, removed_neurons = ppruning_removal(ctx, params)
     else:
         removed_heads, removed_neurons = uniform_removal(ctx.budget, ctx.shape)
     generator = torch.Generator().manual_seed(ctx.seed)

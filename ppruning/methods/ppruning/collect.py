@@ -29,7 +29,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.errors import DataError
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.tasks.collate import pad_batch
+from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def collect(
             for step, ids in enumerate(batches, start=1):
                 progress.checkpoint()
                 rows = [examples[int(e)] for e in ids]
-                batch = pad_batch(rows, pad_id, device)
+                batch = pad_batch(rows, pad_id, columns=INPUT_COLUMNS, device=device)
                 current["ids"] = batch["input_ids"]
                 row_of = {int(e): r for r, e in enumerate(ids)}
                 slots = np.flatnonzero(np.isin(sample.example, ids))

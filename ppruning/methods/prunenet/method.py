@@ -51,9 +51,7 @@ REWARDS_FILE = "prunenet_rewards.json"
 
 def ffn_in_weight(adapter: ArchAdapter, layer: int) -> torch.Tensor:
     """The layer's FFN-in weight as [d_ffn, d] in float32 (gate_proj for gated FFNs, as the reference)."""
-    module = adapter.neuron_input_modules(layer)[0]
-    weight = module.weight.detach().float()
-    return weight.T if type(module).__name__ == "Conv1D" else weight
+    return adapter.weight_out_in(adapter.neuron_input_modules(layer)[0]).detach().float()
 
 
 # --------------------------------------------------------------------------- the budget

@@ -1,10 +1,12 @@
-"""Classification heads for mask learning: the pre-trained MLM head restricted to label words, or a new classifier.
+"""The classifier mask learning trains against: the pre-trained MLM head at the label words, or a new one.
 
-SMP (Jiang et al., 2023) trains no head: the MLM head reads the hidden state at [CLS]
-and only the logits of one label word per class are kept (SST-2: "terrible", "great").
-Encoders shipped without an MLM head (a bare checkpoint such as all-MiniLM-L6-v2) use
-``head: "new"`` instead: the task's own classifier, freshly initialised and trained
-beside the scores while the encoder (pooler included) stays frozen.
+SMP (Jiang et al., 2023) trains no classifier: the MLM head reads the hidden state at
+[CLS] and only the logits of one label word per class are kept (SST-2: "terrible",
+"great"). Encoders shipped without an MLM head (a bare checkpoint such as
+all-MiniLM-L6-v2) use ``head: "new"`` instead: the task's own classifier, freshly
+initialised and trained beside the scores while the encoder (pooler included) stays
+frozen. ("Head" alone means an attention head in this library; the parameter keeps its
+public name ``head``, and its values name the classifier: ``mlm`` or ``new``.)
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import torch
 from torch import nn
 
 from ppruning.errors import InvalidConfigError
+from ppruning.methods.contract import MethodContext
+from ppruning.methods.smp.params import ClassifierParams
 from ppruning.model.loading import load_task_model, load_tokenizer
 from ppruning.model.refs import ModelRef
+from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.registry import TaskInfo
 
 #: The paper's label words for GLUE, in the task's label-id order.
@@ -76,9 +81,11 @@ def label_word_ids(tokenizer: Any, words: Sequence[str]) -> list[int]:
     return ids
 
 
-def check_head(head: str, label_words: Sequence[str] | None, model: ModelRef, task: TaskInfo, hf_config: Any) -> None:
-    """Submission checks of the head: an MLM head exists, and every label word is one token."""
-    if head != "mlm":
+def check_classifier(
+    kind: str, label_words: Sequence[str] | None, model: ModelRef, task: TaskInfo, hf_config: Any
+) -> None:
+    """Submission checks of the classifier ``kind``: for ``mlm``, an MLM head and single-token label words."""
+    if kind != "mlm":
         return
     if not has_mlm_head(hf_config):
         archs = ", ".join(getattr(hf_config, "architectures", None) or ["none recorded"])
@@ -90,9 +97,11 @@ def check_head(head: str, label_words: Sequence[str] | None, model: ModelRef, ta
     label_word_ids(load_tokenizer(model), label_words_for(task, label_words))
 
 
-def load_head_model(head: str, ref: ModelRef, task: TaskInfo, label_names: list[str] | None) -> tuple[nn.Module, Any]:
-    """The masked language model (``mlm``) or the task's sequence classifier with a fresh head (``new``)."""
-    if head == "mlm":
+def load_classifier_model(
+    kind: str, ref: ModelRef, task: TaskInfo, label_names: list[str] | None
+) -> tuple[nn.Module, Any]:
+    """The masked language model (``mlm``) or the task's sequence classifier, its classifier fresh (``new``)."""
+    if kind == "mlm":
         from transformers import AutoModelForMaskedLM
 
         return AutoModelForMaskedLM.from_pretrained(ref.id, revision=ref.revision), load_tokenizer(ref)
@@ -116,29 +125,29 @@ def mlm_logits_at_cls(model: nn.Module, hidden: torch.Tensor, label_ids: torch.T
     return scores[:, 0, label_ids]
 
 
-def head_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters outside the encoder (``base_model``): the task head of a sequence classifier."""
+def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters outside the encoder (``base_model``): the classifier of a sequence classifier."""
     encoder = {id(p) for p in model.base_model.parameters()}
     return [p for p in model.parameters() if id(p) not in encoder]
 
 
 class Classifier:
-    """Logits per class for a batch, through the chosen head."""
+    """Logits per class for a batch, through the chosen classifier (``mlm`` at the label words, or ``new``)."""
 
-    def __init__(self, model: nn.Module, head: str, label_ids: Sequence[int] | None) -> None:
-        self.model, self.head = model, head
+    def __init__(self, model: nn.Module, kind: str, label_ids: Sequence[int] | None) -> None:
+        self.model, self.kind = model, kind
         device = next(model.parameters()).device
         self.label_ids = torch.tensor(list(label_ids or []), dtype=torch.long, device=device)
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        if self.head == "mlm":
+        if self.kind == "mlm":
             hidden = self.model.base_model(**inputs)[0]
             return mlm_logits_at_cls(self.model, hidden, self.label_ids)
         return self.model(**inputs).logits
 
 
-def final_head_linear(model: nn.Module) -> nn.Linear:
+def final_classifier_linear(model: nn.Module) -> nn.Linear:
     """The classifier's last Linear (BERT/DistilBERT ``classifier``, RoBERTa ``classifier.out_proj``)."""
     encoder = {id(m) for m in model.base_model.modules()}
     num_labels = int(model.config.num_labels)
@@ -164,7 +173,7 @@ def probe_start(
     dense model's features of the training rows) costs one forward pass over them and
     gives the masks a head to learn against from the first step.
     """
-    linear = final_head_linear(model)
+    linear = final_classifier_linear(model)
     features: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     handle = linear.register_forward_hook(
@@ -200,3 +209,29 @@ def probe_start(
         accuracy = float(((x @ weight.T + bias).argmax(-1) == y).float().mean())
         loss = float(torch.nn.functional.cross_entropy(x @ weight.T + bias, y))
     return {"rows": n, "train_accuracy": round(accuracy, 4), "train_loss": round(loss, 4)}
+
+
+def make_classifier(ctx: MethodContext, params: ClassifierParams) -> tuple[Classifier, list[str] | None]:
+    if params.head != "mlm":
+        return Classifier(ctx.model, "new", None), None
+    words = label_words_for(ctx.task, params.label_words)
+    if ctx.label_names and len(words) != len(ctx.label_names):
+        raise InvalidConfigError(
+            f"params.label_words: the data has {len(ctx.label_names)} classes, got {len(words)} words",
+            field="params.label_words",
+        )
+    return Classifier(ctx.model, "mlm", label_word_ids(ctx.tokenizer, words)), words
+
+
+def start_classifier(ctx: MethodContext, params: ClassifierParams, device: torch.device) -> dict[str, Any] | None:
+    """The new classifier's linear-probe start (head 'new', ``head_start: probe``); None otherwise."""
+    if params.head != "new" or params.head_start != "probe":
+        return None
+    assert ctx.examples is not None
+    collate, size = PadCollator(ctx.tokenizer), params.train_batch_size
+    batches = (
+        {k: v.to(device) for k, v in collate(list(ctx.examples[i : i + size])).items()}
+        for i in range(0, len(ctx.examples), size)
+    )
+    ctx.progress.event("fitting the new classifier on the frozen model's features (linear probe)")
+    return probe_start(ctx.model, list(batches))

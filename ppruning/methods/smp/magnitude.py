@@ -18,14 +18,15 @@ from pydantic import Field
 
 from ppruning.methods.contract import MethodContext
 from ppruning.methods.registry import register_method
-from ppruning.methods.smp.method import make_classifier, mask_learning_spec, start_head
-from ppruning.methods.smp.params import HeadParams
+from ppruning.methods.smp.classifier import classifier_parameters, make_classifier, start_classifier
+from ppruning.methods.smp.mask_learning import manifest, mask_learning_spec
+from ppruning.methods.smp.params import ClassifierParams
 from ppruning.methods.smp.scores import density_table, prunable_linears, topk_mask
 from ppruning.methods.smp.training import train_in_context
 from ppruning.units.weight_masks import WeightMasks, keep_masked_weights_zero
 
 
-class MagnitudeUnstructuredParams(HeadParams):
+class MagnitudeUnstructuredParams(ClassifierParams):
     learning_rate: float = Field(default=2e-5, gt=0.0, le=10.0, description="AdamW learning rate of the weights.")
     head_learning_rate: float = Field(
         default=1e-3, gt=0.0, le=10.0, description="AdamW learning rate of a new classifier (head 'new')."
@@ -49,22 +50,21 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
     assert ctx.examples is not None and ctx.target is not None
     model, device = ctx.model, next(ctx.model.parameters()).device
     classifier, words = make_classifier(ctx, params)
-    ctx.details["head_start"] = start_head(ctx, params, device)
+    ctx.details["head_start"] = start_classifier(ctx, params, device)
     linears = prunable_linears(model)
     ctx.progress.start_stage("select", total=1)
     chosen = global_magnitude_masks([lin.module.weight for lin in linears], 1 - ctx.target.value)
     masks = OrderedDict((lin.name, m) for lin, m in zip(linears, chosen, strict=True))
     hooks = keep_masked_weights_zero(model, masks)
     ctx.progress.update(1)
-    head_ids = {id(p) for p in model.parameters()} - {id(p) for p in model.base_model.parameters()}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    head = [p for p in model.parameters() if id(p) in head_ids]
+    outside = classifier_parameters(model)  # the classifier (or the MLM head) beside the encoder
+    encoder = [p for p in model.parameters() if id(p) not in {id(q) for q in outside}]
     for p in model.parameters():
         p.requires_grad_(True)
-    groups: list[dict[str, Any]] = [{"params": body, "lr": params.learning_rate}]
-    if head:
+    groups: list[dict[str, Any]] = [{"params": encoder, "lr": params.learning_rate}]
+    if outside:
         lr = params.head_learning_rate if params.head == "new" else params.learning_rate
-        groups.append({"params": head, "lr": lr})
+        groups.append({"params": outside, "lr": lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=params.weight_decay)
     model.train()
 
@@ -90,8 +90,7 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
         p.requires_grad_(False)
     ctx.details["density"] = density_table(masks, linears)
     ctx.details["training"] = run
-    manifest = {"head": params.head, "label_words": words, "label_names": ctx.label_names}
-    return WeightMasks(masks, model, manifest=manifest)
+    return WeightMasks(masks, model, manifest=manifest(params, words, ctx.label_names))
 
 
 SPEC = register_method(

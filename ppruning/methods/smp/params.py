@@ -10,8 +10,12 @@ from ppruning.methods.contract import MethodParams
 from ppruning.recovery.distill import DistillConfig
 
 
-class HeadParams(MethodParams):
-    """The head options every mask-learning method shares."""
+class ClassifierParams(MethodParams):
+    """The classifier and training options every mask-learning method shares.
+
+    ``head``, ``head_start`` and ``head_learning_rate`` keep their public names (job specs and
+    records use them); each is about the classifier, never an attention head.
+    """
 
     head: Literal["mlm", "new"] = Field(
         default="mlm",
@@ -39,7 +43,7 @@ class HeadParams(MethodParams):
     )
 
 
-class SMPParams(HeadParams):
+class SMPParams(ClassifierParams):
     variant: Literal["smp-s", "smp-l"] = Field(
         default="smp-s",
         description="'smp-s': per matrix type, layers share the keep budget by their scores; "

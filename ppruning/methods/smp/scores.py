@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ppruning.arch import get_adapter
 from ppruning.errors import UnsupportedModelError
@@ -189,3 +190,51 @@ def density_table(masks: OrderedDict[str, torch.Tensor], linears: Sequence[Pruna
         "per_layer": [round(k / n, 6) for _, (k, n) in sorted(by_layer.items())],
         "per_type": {kind: round(k / n, 6) for kind, (k, n) in by_kind.items()},
     }
+
+
+class Scores:
+    """The score parametrisations of every prunable matrix and how their keep fractions are set."""
+
+    def __init__(
+        self, linears: list[PrunableLinear], init: float, variant: str, temperature: float, start: str = "constant"
+    ) -> None:
+        self.linears, self.variant, self.temperature = linears, variant, temperature
+        self.params: list[ScoredWeight] = []
+        for lin in linears:
+            lin.module.weight.requires_grad_(False)
+            scored = ScoredWeight(lin.module.weight.shape, init, lin.module.weight.device)
+            if start == "magnitude":
+                with torch.no_grad():
+                    magnitude = lin.module.weight.abs()
+                    scored.scores.add_(magnitude / magnitude.mean().clamp_min(1e-12))
+            parametrize.register_parametrization(lin.module, "weight", scored)
+            self.params.append(scored)
+
+    def set_keep(self, keep: float) -> dict[str, list[float]]:
+        """Every matrix's keep fraction for overall ``keep``; per type, the layers' fractions."""
+        by_type: dict[str, list[ScoredWeight]] = {kind: [] for kind in MATRIX_TYPES}
+        for lin, scored in zip(self.linears, self.params, strict=True):
+            by_type[lin.kind].append(scored)
+        shares = {}
+        for kind, group in by_type.items():
+            if self.variant == "smp-l":
+                fractions = [keep] * len(group)
+            else:
+                with torch.no_grad():
+                    weights = [float(torch.sigmoid(s.scores / self.temperature).mean()) for s in group]
+                fractions = allocate_keep(keep, weights)
+            for scored, fraction in zip(group, fractions, strict=True):
+                scored.keep = fraction
+            shares[kind] = [round(f, 6) for f in fractions]
+        return shares
+
+    def regulariser(self) -> torch.Tensor:
+        total = sum(torch.sigmoid(s.scores).sum() for s in self.params)
+        return total / sum(s.scores.numel() for s in self.params)
+
+    def bake(self) -> OrderedDict[str, torch.Tensor]:
+        """Final masks; the parametrisations removed with ``W' = M * W`` left in the weights."""
+        masks = OrderedDict((lin.name, s.mask()) for lin, s in zip(self.linears, self.params, strict=True))
+        for lin in self.linears:
+            parametrize.remove_parametrizations(lin.module, "weight", leave_parametrized=True)
+        return masks

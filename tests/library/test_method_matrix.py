@@ -2,8 +2,9 @@
 
 The matrix is read from the two registries (methods and their ``allocation`` choices;
 the adapters' model types), so a new method or a new adapter is covered here without
-editing this file. A method that declares it does not support a model type must refuse
-it when the plan resolves (submission), before any weight is read.
+editing this file. Every run leaves every artifact its method declares. A method that
+declares it does not support a model type must refuse it when the plan resolves
+(submission), before any weight is read.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def test_every_method_prunes_every_adapter_end_to_end(
         return
 
     result = prune(config, tmp_path / "out")
+    written = {path.name for path in result.mask_files}
+    missing = [name for name in spec.artifacts if not (result.output_dir / name).is_file() or name not in written]
+    assert not missing, f"{method} declares {missing} but did not write them"
     if spec.kind == "structured":
         assert result.report["achieved"][f"{target}_pruned_part"] >= 0.15 - 1e-6
         masks = load_masks(result.output_dir)

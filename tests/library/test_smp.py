@@ -152,6 +152,15 @@ def test_the_mlm_head_on_a_bare_encoder_is_refused_pointing_to_a_new_head(tiny_b
     assert err.value.field == "params.head"
 
 
+def test_a_teacher_with_hidden_state_matching_is_refused_at_submission(tiny_bert_mlm: Path) -> None:
+    """SMP's loss distils logits only; hidden_weight > 0 used to pass submission and fail at step 1."""
+    teacher = {"teacher": {"id": str(tiny_bert_mlm)}, "hidden_weight": 1.0}
+    with pytest.raises(InvalidConfigError, match="logits only") as err:
+        resolve_prune_plan(_config(tiny_bert_mlm, distill=teacher))
+    assert err.value.field == "params.distill.hidden_weight"
+    resolve_prune_plan(_config(tiny_bert_mlm, distill={**teacher, "hidden_weight": 0.0}))  # logits only: accepted
+
+
 # --------------------------------------------------------------------------- end to end
 
 

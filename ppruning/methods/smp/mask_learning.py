@@ -8,6 +8,7 @@ their ``run`` and parameters differ.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ppruning.errors import InvalidConfigError
@@ -41,10 +42,16 @@ def manifest(params: ClassifierParams, words: list[str] | None, label_names: lis
 
 
 def mask_learning_spec(
-    name: str, summary: str, params_model: type[ClassifierParams], run: Any, stages: tuple[str, ...]
+    name: str,
+    summary: str,
+    params_model: type[ClassifierParams],
+    run: Any,
+    stages: tuple[str, ...],
+    check: Callable[[Any, ModelRef, TaskInfo, Any], None] = check_smp,
 ) -> MethodSpec:
     """The declaration SMP and its baseline share: unstructured masks of the same matrices, learned on
-    labelled rows with the same classifiers, checks, outputs and resuming."""
+    labelled rows with the same classifiers, checks, outputs and resuming. ``check``: the submission
+    checks, :func:`check_smp` or a method's own that calls it."""
     return MethodSpec(
         name=name,
         summary=summary,
@@ -58,5 +65,5 @@ def mask_learning_spec(
         resumable=True,
         model_types=SUPPORTED_MODEL_TYPES,
         load_model=load_model,
-        check=check_smp,
+        check=check,
     )

@@ -24,15 +24,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ppruning.errors import InvalidConfigError
 from ppruning.methods.contract import MethodContext
 from ppruning.methods.registry import register_method
 from ppruning.methods.smp.classifier import classifier_parameters, make_classifier, start_classifier
-from ppruning.methods.smp.mask_learning import manifest, mask_learning_spec
+from ppruning.methods.smp.mask_learning import check_smp, manifest, mask_learning_spec
 from ppruning.methods.smp.params import SMPParams
 from ppruning.methods.smp.scores import Ramp, Scores, density_table, keep_fraction_at, lambda_at, prunable_linears
 from ppruning.methods.smp.training import train_in_context
-from ppruning.recovery.distill import distillation_loss, load_teacher
+from ppruning.model.refs import ModelRef
+from ppruning.recovery.distill import DistillConfig, distillation_loss, load_teacher
+from ppruning.tasks.registry import TaskInfo
 from ppruning.units.weight_masks import WeightMasks
+
+
+def check_teacher(distill: DistillConfig | None) -> None:
+    """SMP distils the teacher's logits only: its loss passes no hidden states (the MLM classifier reads [CLS])."""
+    if distill is not None and distill.hidden_weight > 0.0:
+        raise InvalidConfigError(
+            "params.distill.hidden_weight: SMP distils the teacher's logits only, not its hidden states; "
+            "use hidden_weight 0",
+            field="params.distill.hidden_weight",
+        )
+
+
+def check(params: SMPParams, model: ModelRef, task: TaskInfo, hf_config: Any) -> None:
+    """Submission checks: the teacher, then what SMP shares with its baseline (task, classifier)."""
+    check_teacher(params.distill)
+    check_smp(params, model, task, hf_config)
 
 
 def task_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], teacher: nn.Module | None, distill: Any) -> Any:
@@ -117,5 +136,6 @@ SPEC = register_method(
         SMPParams,
         compute_weight_masks,
         ("train", "select"),
+        check=check,
     )
 )

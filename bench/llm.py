@@ -49,22 +49,25 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from ppruning.arch import get_adapter  # noqa: E402
-from ppruning.budget import make_budget  # noqa: E402
-from ppruning.cluster import cut  # noqa: E402
-from ppruning.config import SamplingConfig, Target, TaskRef  # noqa: E402
-from ppruning.cost import attention_total, ffn_total, unit_costs  # noqa: E402
-from ppruning.masks import Masks, load_masks, save_masks  # noqa: E402
-from ppruning.methods import (  # noqa: E402
-    MethodContext,  # noqa: E402
-    baselines,
-    prunenet,
-)
-from ppruning.methods.ppruning_method import PPruningParams, cluster_layers, removed_per_layer  # noqa: E402
+from ppruning.methods import MethodContext  # noqa: E402
+from ppruning.methods.baselines.magnitude import MagnitudeParams, magnitude_masks  # noqa: E402
+from ppruning.methods.baselines.random_units import RandomParams, random_masks  # noqa: E402
+from ppruning.methods.contract import SamplingConfig  # noqa: E402
+from ppruning.methods.ppruning.cluster import cut  # noqa: E402
+from ppruning.methods.ppruning.method import cluster_layers, removed_per_layer  # noqa: E402
+from ppruning.methods.ppruning.params import PPruningParams  # noqa: E402
+from ppruning.methods.ppruning.select import centroids  # noqa: E402
+from ppruning.methods.prunenet.method import compute_masks as prunenet_masks  # noqa: E402
+from ppruning.methods.prunenet.params import PruneNetParams  # noqa: E402
+from ppruning.model.surgery import prune_model  # noqa: E402
 from ppruning.progress import NULL_PROGRESS, Progress  # noqa: E402
-from ppruning.report import proc_status_bytes  # noqa: E402
-from ppruning.select import centroids, keep_mask  # noqa: E402
-from ppruning.surgery import prune_model  # noqa: E402
+from ppruning.run.report import proc_status_bytes  # noqa: E402
 from ppruning.tasks import get_task  # noqa: E402
+from ppruning.tasks.refs import TaskRef  # noqa: E402
+from ppruning.units.budget import Target, make_budget  # noqa: E402
+from ppruning.units.cost import attention_total, ffn_total, unit_costs  # noqa: E402
+from ppruning.units.masks import Masks, load_masks, save_masks  # noqa: E402
+from ppruning.units.select import keep_mask  # noqa: E402
 from tests.support.smollm2 import save_smollm2  # noqa: E402
 
 SOURCE_FILE = "SOURCE"
@@ -246,13 +249,13 @@ def masks_for(method: str, ctx: MethodContext, clusters: Any, args: argparse.Nam
     if method.startswith("ppruning"):
         return ppruning_masks(ctx, clusters, "uniform" if method.endswith("-uniform") else "global")
     if method == "prunenet":
-        ctx.params = prunenet.PruneNetParams(num_episodes=args.episodes)
-        return prunenet.compute_masks(ctx)
+        ctx.params = PruneNetParams(num_episodes=args.episodes)
+        return prunenet_masks(ctx)
     if method.startswith("random"):
-        ctx.params = baselines.RandomParams()
-        return baselines.random_masks(ctx)
-    ctx.params = baselines.MagnitudeParams()
-    return baselines.magnitude_masks(ctx)
+        ctx.params = RandomParams()
+        return random_masks(ctx)
+    ctx.params = MagnitudeParams()
+    return magnitude_masks(ctx)
 
 
 # --------------------------------------------------------------------------- the runs
@@ -393,8 +396,8 @@ def remeasure_speed(args: argparse.Namespace) -> None:
 
 def memory_probe(args: argparse.Namespace) -> None:
     """One prune() of PruneNet from the fp32 safetensors checkpoint; RSS rise against the checkpoint's size."""
-    from ppruning.config import PruneConfig
-    from ppruning.pipeline import prune
+    from ppruning.run.config import PruneConfig
+    from ppruning.run.prune import prune
 
     model_dir = save_smollm2(args.model)
     size_mb = (model_dir / "model.safetensors").stat().st_size / 2**20

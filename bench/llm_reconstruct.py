@@ -3,7 +3,7 @@
 Reads the FFN-only masks ``bench/llm.py`` cached (``<results>/masks/<method>-<target>``)
 and compares, by perplexity on the same held-out text, the cut model:
 - ``plain``: as cut (the bench's no-fine-tune figure);
-- ``scales``: the library's reconstruction (:mod:`ppruning.reconstruct`: one output scale
+- ``scales``: the library's reconstruction (:mod:`ppruning.recovery.reconstruct`: one output scale
   per kept neuron by ridge least squares), fitted on the dense model's inputs
   (``sequential: false``) and layer by layer on the pruned model's (``sequential: true``);
 - ``full-ls``: a full least-squares refit of each layer's ``down_proj`` on the kept
@@ -35,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from llm import REPO, calibration_examples, perplexity, text_blocks  # noqa: E402 - bench scripts run as files
 
 from ppruning.arch import get_adapter  # noqa: E402
-from ppruning.config import ReconstructConfig  # noqa: E402
-from ppruning.masks import Masks, load_masks  # noqa: E402
-from ppruning.reconstruct import reconstruct  # noqa: E402
-from ppruning.surgery import prune_model  # noqa: E402
+from ppruning.model.surgery import prune_model  # noqa: E402
+from ppruning.recovery.reconstruct import ReconstructConfig, reconstruct  # noqa: E402
+from ppruning.units.masks import Masks, load_masks  # noqa: E402
 from tests.support.smollm2 import save_smollm2  # noqa: E402
 
 

@@ -27,20 +27,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ppruning.arch import get_adapter  # noqa: E402
-from ppruning.budget import make_budget  # noqa: E402
-from ppruning.cluster import cut  # noqa: E402
-from ppruning.config import PruneConfig, Target  # noqa: E402
-from ppruning.cost import model_costs  # noqa: E402
-from ppruning.loading import resolve_device  # noqa: E402
-from ppruning.masks import Masks  # noqa: E402
-from ppruning.measure import paired_latency_ms, random_inputs  # noqa: E402
+from ppruning.measure.speed import paired_latency_ms, random_inputs  # noqa: E402
 from ppruning.methods import MethodContext  # noqa: E402
-from ppruning.methods.ppruning_method import cluster_layers, removed_per_layer  # noqa: E402
+from ppruning.methods.ppruning.cluster import cut  # noqa: E402
+from ppruning.methods.ppruning.method import cluster_layers, removed_per_layer  # noqa: E402
+from ppruning.methods.ppruning.select import centroids  # noqa: E402
+from ppruning.model.loading import resolve_device  # noqa: E402
+from ppruning.model.surgery import prune_model  # noqa: E402
 from ppruning.progress import Progress  # noqa: E402
-from ppruning.report import StageTimer, peak_device_bytes, peak_host_rss_bytes, reset_peak_memory  # noqa: E402
-from ppruning.select import centroids, keep_mask  # noqa: E402
-from ppruning.surgery import prune_model  # noqa: E402
+from ppruning.run.config import PruneConfig  # noqa: E402
+from ppruning.run.report import StageTimer, peak_device_bytes, peak_host_rss_bytes, reset_peak_memory  # noqa: E402
 from ppruning.tasks import get_task  # noqa: E402
+from ppruning.units.budget import Target, make_budget  # noqa: E402
+from ppruning.units.cost import model_costs  # noqa: E402
+from ppruning.units.masks import Masks  # noqa: E402
+from ppruning.units.select import keep_mask
 
 
 def build(shape: str) -> torch.nn.Module:
@@ -77,7 +78,7 @@ def masks_for(ctx: MethodContext, clusters: Any) -> Masks:
 def paired_latency(
     full: torch.nn.Module, pruned: torch.nn.Module, batch: int, length: int, repeats: int, device: torch.device
 ) -> tuple[float, float]:
-    """Median latency of each model: the library's measurement (ppruning.measure), runs interleaved."""
+    """Median latency of each model: the library's measurement (ppruning.measure.speed), runs interleaved."""
     inputs = random_inputs(full, batch, length, device)
     full_ms, pruned_ms = paired_latency_ms(full, pruned, inputs, device, repeats=repeats, warmup=1)
     return statistics.median(full_ms), statistics.median(pruned_ms)
@@ -100,7 +101,7 @@ def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tup
             "batch_size": args.batch_size,
         },
     )
-    from ppruning.methods.ppruning_method import PPruningParams
+    from ppruning.methods.ppruning.params import PPruningParams
 
     params = PPruningParams.model_validate(config.params)
     timer = StageTimer(Progress())

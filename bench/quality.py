@@ -41,12 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from ppruning.config import ModelRef, PruneConfig, Target, TaskRef
-from ppruning.distill import DistillConfig
 from ppruning.finetune import finetune
-from ppruning.finetune_config import FinetuneConfig
-from ppruning.pipeline import prune
+from ppruning.model.refs import ModelRef
 from ppruning.progress import Progress, StderrProgress
+from ppruning.recovery.distill import DistillConfig
+from ppruning.run.config import FinetuneConfig, PruneConfig
+from ppruning.run.prune import prune
+from ppruning.tasks.refs import TaskRef
+from ppruning.units.budget import Target
 
 #: Variant name -> method, its params, reconstruct setting (None: the default), distillation.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -170,8 +172,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def score(model_dir: Path, task: TaskRef, args: argparse.Namespace) -> dict[str, Any]:
     """Accuracy and per-example correctness on the first ``max_eval_samples`` validation rows."""
-    from ppruning.evaluate import _forward_all
-    from ppruning.loading import load_saved_task_model, resolve_device
+    from ppruning.measure.evaluate import _forward_all
+    from ppruning.model.loading import load_saved_task_model, resolve_device
     from ppruning.progress import NULL_PROGRESS
     from ppruning.tasks.data import get_split, load_task_dataset
     from ppruning.tasks.prepare import prepare_split

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ppruning.config import TaskRef
+from ppruning.tasks.refs import TaskRef
 
 
 def _batches(task: TaskRef, tokenizer: Any, batch_size: int, n_batches: int, max_length: int, device: Any) -> list:
@@ -52,7 +52,7 @@ def interleaved_timings(
     rounds: int = 5,
 ) -> list[dict[str, float]]:
     """Per model: best-round ms per batch for inference and for a training step."""
-    from ppruning.loading import load_saved_task_model, resolve_device
+    from ppruning.model.loading import load_saved_task_model, resolve_device
     from ppruning.tasks.refs import validate_task_ref
 
     info = validate_task_ref(task)

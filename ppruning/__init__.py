@@ -18,32 +18,32 @@ from ppruning.version import __version__
 #: Public name -> the module that defines it (``module:attribute`` where the names differ).
 _PUBLIC: dict[str, str] = {
     # running
-    "prune": "ppruning.pipeline",
-    "PruneResult": "ppruning.pipeline",
+    "prune": "ppruning.run.prune",
+    "PruneResult": "ppruning.run.outputs.base",
     # the subpackage ppruning.finetune shadows a public name 'finetune' once imported
     "finetune_model": "ppruning.finetune:finetune",
     "FinetuneResult": "ppruning.finetune",
-    "load_pruned": "ppruning.checkpoint",
+    "load_pruned": "ppruning.model.checkpoint",
     # resuming a long training run (the service keeps the state in its artifact store)
     "ResumeStore": "ppruning.methods.contract",
-    "encode_resume_state": "ppruning.resume",
-    "decode_resume_state": "ppruning.resume",
-    "resolve_device": "ppruning.loading",
-    "load_task_model": "ppruning.loading",
-    "load_saved_task_model": "ppruning.loading",
+    "encode_resume_state": "ppruning.run.resume",
+    "decode_resume_state": "ppruning.run.resume",
+    "resolve_device": "ppruning.model.loading",
+    "load_task_model": "ppruning.model.loading",
+    "load_saved_task_model": "ppruning.model.loading",
     # configs and resolving them
-    "PruneConfig": "ppruning.config",
-    "FinetuneConfig": "ppruning.finetune_config",
-    "SamplingConfig": "ppruning.config",
-    "ModelRef": "ppruning.config",
-    "TaskRef": "ppruning.config",
-    "Target": "ppruning.config",
-    "MeasureConfig": "ppruning.config",
-    "DistillConfig": "ppruning.distill",
-    "PrunePlan": "ppruning.plan",
-    "resolve_prune_plan": "ppruning.plan",
-    "validate_prune_config": "ppruning.plan",
-    "prune_stages": "ppruning.plan",
+    "PruneConfig": "ppruning.run.config",
+    "FinetuneConfig": "ppruning.run.config",
+    "SamplingConfig": "ppruning.methods.contract",
+    "ModelRef": "ppruning.model.refs",
+    "TaskRef": "ppruning.tasks.refs",
+    "Target": "ppruning.units.budget",
+    "MeasureConfig": "ppruning.measure.speed",
+    "DistillConfig": "ppruning.recovery.distill",
+    "PrunePlan": "ppruning.run.plan",
+    "resolve_prune_plan": "ppruning.run.plan",
+    "validate_prune_config": "ppruning.run.plan",
+    "prune_stages": "ppruning.run.plan",
     # errors
     "PruningError": "ppruning.errors",
     "InvalidConfigError": "ppruning.errors",
@@ -59,7 +59,6 @@ _PUBLIC: dict[str, str] = {
     "StderrProgress": "ppruning.progress",
     # methods and tasks
     "MethodSpec": "ppruning.methods",
-    "MethodInfo": "ppruning.methods",
     "MethodContext": "ppruning.methods",
     "MethodParams": "ppruning.methods",
     "get_method": "ppruning.methods",
@@ -77,9 +76,9 @@ _PUBLIC: dict[str, str] = {
     "missing_export_modules": "ppruning.export",
     "EXPORT_INSTALL": "ppruning.export",
     # records
-    "RECORD_VERSION": "ppruning.provenance",
-    "spec_from_record": "ppruning.provenance",
-    "rerun_spec": "ppruning.provenance",
+    "RECORD_VERSION": "ppruning.run.provenance",
+    "spec_from_record": "ppruning.run.provenance",
+    "rerun_spec": "ppruning.run.provenance",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -16,8 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ppruning.config import PruneConfig, SamplingConfig, TaskRef
 from ppruning.methods import MethodSpec, all_methods
+from ppruning.methods.contract import SamplingConfig
+from ppruning.run.config import PruneConfig
+from ppruning.tasks.refs import TaskRef
 from ppruning.tasks.registry import TaskInfo, all_tasks
 
 #: JSON Schema keywords that bound a parameter, copied into the flat parameter listing.

@@ -12,7 +12,7 @@ deleted when the job ends (succeeded, failed for good, cancelled) by whoever end
 attempt (:func:`worker.attempt.run_attempt`), the claim step or the reaper
 (:mod:`worker.ended`), or the API cancelling a queued job. A retry keeps it.
 
-The state is data, not code (:mod:`ppruning.resume`: safetensors plus a JSON tree): whoever
+The state is data, not code (:mod:`ppruning.run.resume`: safetensors plus a JSON tree): whoever
 can write to the bucket can spoil a resume, never run anything on a worker; a state that
 does not decode is ignored and training starts from step 0.
 

@@ -17,13 +17,13 @@ from api.deps import CurrentOwner
 from api.errors import NotFound
 from api.schemas import VALIDATION_RESPONSE, ErrorOut
 from jobs.kinds import method_spec_models
-from ppruning import MethodInfo
+from ppruning import MethodSpec
 
 router = APIRouter(tags=["discovery"], responses=VALIDATION_RESPONSE)
 _ERRORS = {401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."}}
 
 
-def _spec_schemas(info: MethodInfo) -> dict[str, dict[str, Any]]:
+def _spec_schemas(info: MethodSpec) -> dict[str, dict[str, Any]]:
     """The JSON Schema of each job kind that runs a method, from the spec models themselves
     (so service fields such as ``callback_url``, ``accept`` and sweep ``targets`` are in),
     specialised to this method like its ``config_schema``."""

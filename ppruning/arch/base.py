@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 #: The key under which the per-layer structure is written into ``model.config``.
@@ -156,6 +157,20 @@ class ArchAdapter(ABC):
 
     def ffn_bias(self) -> bool:
         return True
+
+    # ------------------------------------------------------------------ weight layout
+
+    def stores_transposed(self, module: nn.Module) -> bool:
+        """Whether ``module`` keeps its weight as [in, out] (GPT-2's ``Conv1D``), not ``nn.Linear``'s [out, in]."""
+        return False
+
+    def is_projection(self, module: nn.Module) -> bool:
+        """Whether ``module`` is a dense projection (an ``nn.Linear``, or this family's transposed kind)."""
+        return isinstance(module, nn.Linear) or self.stores_transposed(module)
+
+    def weight_out_in(self, module: nn.Module) -> torch.Tensor:
+        """A projection's weight as [out_features, in_features], whatever the layout: a view, never a copy."""
+        return module.weight.T if self.stores_transposed(module) else module.weight
 
     @abstractmethod
     def head_output_module(self, layer: int) -> nn.Module:

@@ -16,7 +16,7 @@ from torch import nn
 
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
 from ppruning.arch.registry import register_adapter
-from ppruning.arch.slicing import keep_linear_inputs, keep_linear_outputs, unit_columns
+from ppruning.arch.slicing import keep_attention_units, keep_linear_inputs, keep_linear_outputs, unit_columns
 
 
 @register_adapter
@@ -56,9 +56,7 @@ class BertAdapter(ArchAdapter):
         block = self.layers()[layer]
         attn = block.attention.self
         cols = unit_columns(keep, attn.attention_head_size)
-        for proj in (attn.query, attn.key, attn.value):
-            keep_linear_outputs(proj, cols)
-        keep_linear_inputs(block.attention.output.dense, cols)
+        keep_attention_units(attn.query, attn.key, attn.value, block.attention.output.dense, cols)
         attn.num_attention_heads = len(keep)
         attn.all_head_size = int(cols.numel())
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
 from ppruning.arch.registry import register_adapter
-from ppruning.arch.slicing import keep_linear_inputs, keep_linear_outputs, unit_columns
+from ppruning.arch.slicing import keep_attention_units, keep_linear_inputs, keep_linear_outputs, unit_columns
 
 
 @register_adapter
@@ -50,9 +50,7 @@ class DistilBertAdapter(ArchAdapter):
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         attn = self.layers()[layer].attention
         cols = unit_columns(keep, attn.attention_head_size)
-        for proj in (attn.q_lin, attn.k_lin, attn.v_lin):
-            keep_linear_outputs(proj, cols)
-        keep_linear_inputs(attn.out_lin, cols)
+        keep_attention_units(attn.q_lin, attn.k_lin, attn.v_lin, attn.out_lin, cols)
         attn.n_heads = len(keep)
 
     def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:

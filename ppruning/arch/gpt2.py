@@ -37,6 +37,10 @@ class GPT2Adapter(ArchAdapter):
     def hidden_size(self) -> int:
         return self.model.config.n_embd
 
+    def stores_transposed(self, module: nn.Module) -> bool:
+        # by name: importing transformers' Conv1D here would load transformers wherever an adapter is named
+        return type(module).__name__ == "Conv1D"
+
     def layer_shape(self, layer: int) -> LayerShape:
         block = self.layers()[layer]
         head_dim = block.attn.head_dim

@@ -18,7 +18,7 @@ from torch import nn
 
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
 from ppruning.arch.registry import register_adapter
-from ppruning.arch.slicing import keep_linear_inputs, keep_linear_outputs, unit_columns
+from ppruning.arch.slicing import keep_attention_units, keep_linear_inputs, keep_linear_outputs, unit_columns
 
 
 def _head_dim(config: Any) -> int:
@@ -77,10 +77,7 @@ class LlamaAdapter(ArchAdapter):
         attn = self.layers()[layer].self_attn
         q_cols = unit_columns(keep, attn.num_key_value_groups * attn.head_dim)
         kv_cols = unit_columns(keep, attn.head_dim)
-        keep_linear_outputs(attn.q_proj, q_cols)
-        keep_linear_outputs(attn.k_proj, kv_cols)
-        keep_linear_outputs(attn.v_proj, kv_cols)
-        keep_linear_inputs(attn.o_proj, q_cols)
+        keep_attention_units(attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, q_cols, kv_cols)
 
     def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:
         mlp = self.layers()[layer].mlp

@@ -13,7 +13,7 @@ from torch import nn
 
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
 from ppruning.arch.registry import register_adapter
-from ppruning.arch.slicing import keep_linear_inputs, keep_linear_outputs, unit_columns
+from ppruning.arch.slicing import keep_attention_units, keep_linear_inputs, keep_linear_outputs, unit_columns
 
 
 @register_adapter
@@ -59,9 +59,7 @@ class OPTAdapter(ArchAdapter):
     def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
         attn = self.layers()[layer].self_attn
         cols = unit_columns(keep, attn.head_dim)
-        for proj in (attn.q_proj, attn.k_proj, attn.v_proj):
-            keep_linear_outputs(proj, cols)
-        keep_linear_inputs(attn.out_proj, cols)
+        keep_attention_units(attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, cols)
         attn.num_heads = len(keep)
 
     def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:

@@ -43,6 +43,27 @@ def keep_linear_inputs(linear: nn.Linear, index: torch.Tensor) -> None:
     linear.in_features = int(index.numel())
 
 
+def keep_attention_units(
+    query: nn.Linear,
+    key: nn.Linear,
+    value: nn.Linear,
+    output: nn.Linear,
+    query_cols: torch.Tensor,
+    kv_cols: torch.Tensor | None = None,
+) -> None:
+    """Cut head units out of an attention with separate Q, K, V projections (the families but GPT-2).
+
+    ``query_cols``: the kept units' query columns, which are also the output projection's
+    kept inputs; ``kv_cols``: their key/value columns (grouped-query attention), the same
+    as ``query_cols`` when each unit is one head.
+    """
+    kv_cols = query_cols if kv_cols is None else kv_cols
+    keep_linear_outputs(query, query_cols)
+    keep_linear_outputs(key, kv_cols)
+    keep_linear_outputs(value, kv_cols)
+    keep_linear_inputs(output, query_cols)
+
+
 def keep_conv1d_outputs(conv: nn.Module, index: torch.Tensor) -> None:
     """GPT-2 ``Conv1D``: keep outputs ``index`` (columns of the [in, out] weight, bias entries)."""
     index = index.to(conv.weight.device)

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from ppruning.config import TaskRef
-    from ppruning.evaluate import evaluate
+    from ppruning.measure.evaluate import evaluate
+    from ppruning.tasks.refs import TaskRef
 
     check_model(args.model)
     try:

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     task = None
     if args.task:
         from ppruning.cli.task_args import task_dict
-        from ppruning.config import TaskRef
+        from ppruning.tasks.refs import TaskRef
 
         task = TaskRef.model_validate(task_dict(args))
     report = export_onnx(

@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace):  # -> FinetuneConfig
     from pydantic import ValidationError
 
-    from ppruning.finetune_config import FinetuneConfig
+    from ppruning.run.config import FinetuneConfig
 
     check_model(args.model)
     check_output_folder(args.output)

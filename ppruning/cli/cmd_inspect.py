@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ppruning.arch import get_adapter
-    from ppruning.checkpoint import load_pruned
-    from ppruning.loading import load_tokenizer
+    from ppruning.model.checkpoint import load_pruned
+    from ppruning.model.loading import load_tokenizer
 
     model = load_pruned(args.model_dir).eval()
     tokenizer = load_tokenizer(Path(args.model_dir))

@@ -78,7 +78,7 @@ def build_config(args: argparse.Namespace) -> Any:
     """
     from pydantic import ValidationError
 
-    from ppruning.config import PruneConfig
+    from ppruning.run.config import PruneConfig
 
     check_model(args.model)
     check_output_folder(args.output)
@@ -111,8 +111,8 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ppruning.pipeline import prune
     from ppruning.progress import NULL_PROGRESS, StderrProgress
+    from ppruning.run.prune import prune
 
     config = build_config(args)
     if args.quiet:

@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ppruning.checkpoint import HEADS, PRUNING_FILE, head_name, load_pruned
-from ppruning.config import TaskRef
 from ppruning.errors import InvalidConfigError
+from ppruning.model.checkpoint import HEADS, PRUNING_FILE, head_name, load_pruned
+from ppruning.tasks.refs import TaskRef
 
 QUANTIZE_CHOICES = ("int8",)
 

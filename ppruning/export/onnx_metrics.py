@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from ppruning.config import TaskRef
-from ppruning.loading import load_tokenizer
+from ppruning.model.loading import load_tokenizer
 from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.data import get_split, load_task_dataset
 from ppruning.tasks.features import resolve_max_length
 from ppruning.tasks.metrics import classification_metrics, regression_metrics
 from ppruning.tasks.prepare import has_labels, prepare_split
-from ppruning.tasks.refs import validate_task_ref
+from ppruning.tasks.refs import TaskRef, validate_task_ref
 
 SCORED_KINDS = ("classification", "regression")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ppruning.finetune_config import FinetuneConfig
+from ppruning.run.config import FinetuneConfig
 from ppruning.tasks.registry import TaskInfo
 
 DEFAULTS = {"learning_rate": 5e-5, "batch_size": 32, "epochs": 3.0}

@@ -23,9 +23,10 @@ import torch
 from ppruning.errors import DataError, InvalidConfigError
 from ppruning.finetune.callbacks import JsonlLogCallback, ProgressCallback, SelectionCallback
 from ppruning.finetune.hparams import Hyperparameters, resolve_hparams
-from ppruning.finetune_config import FinetuneConfig
-from ppruning.loading import load_task_model, resolve_device
+from ppruning.model.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.recovery.distill import load_teacher
+from ppruning.run.config import FinetuneConfig
 from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.prepare import PreparedSplit, has_labels, prepare_split
 from ppruning.tasks.registry import TaskInfo
@@ -73,10 +74,8 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     weight_masks = _keep_weight_masks(model, Path(config.model.id))
     teacher = None
     if config.distill is not None:
-        from ppruning.finetune.teacher import load_teacher
-
         progress.event(f"distilling from {config.distill.teacher.id}")
-        teacher = load_teacher(config.distill, info, model, names)
+        teacher = load_teacher(config.distill, info, outputs=model.config.num_labels, label_names=names)
     max_length = resolve_max_length(info, tokenizer, requested=hp.max_length, model_config=model.config)
 
     train_rows = get_split(dsd, info.train_split, info.name)
@@ -109,7 +108,7 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     del teacher
 
     progress.start_stage("evaluate")
-    from ppruning.evaluate import score_split
+    from ppruning.measure.evaluate import score_split
 
     metrics: dict[str, dict[str, float]] = {}
     for split in info.eval_splits:
@@ -135,7 +134,7 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     (output_dir / "metrics.json").write_text(json.dumps(written, indent=2, sort_keys=True) + "\n")
     report = _report(config, info, hp, pruned, trained, run, metrics, selection_name, len(train_rows), max_length)
     report["evaluation_note"] = evaluation_note
-    from ppruning.provenance import write_record
+    from ppruning.run.provenance import write_record
 
     spec = config.model_dump(mode="json")
     report["record"] = write_record("finetune", spec, config.model, trained.config, data_record, output_dir, model_dir)
@@ -146,7 +145,7 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
 def _copy_weight_masks(source: Path, model_dir: Path) -> None:
     import shutil
 
-    from ppruning.weight_masks import MANIFEST_FILE, MASKS_FILE
+    from ppruning.units.weight_masks import MANIFEST_FILE, MASKS_FILE
 
     for name in (MASKS_FILE, MANIFEST_FILE):
         shutil.copyfile(source / name, model_dir / name)
@@ -154,7 +153,7 @@ def _copy_weight_masks(source: Path, model_dir: Path) -> None:
 
 def _keep_weight_masks(model: Any, folder: Path) -> bool:
     """A checkpoint carrying weight masks (an unstructured prune) trains with its pruned weights held at zero."""
-    from ppruning.weight_masks import MANIFEST_FILE, keep_masked_weights_zero, load_weight_masks
+    from ppruning.units.weight_masks import MANIFEST_FILE, keep_masked_weights_zero, load_weight_masks
 
     if not (folder / MANIFEST_FILE).is_file():
         return False
@@ -165,7 +164,7 @@ def _keep_weight_masks(model: Any, folder: Path) -> bool:
 
 def _data_record(config: FinetuneConfig, info: TaskInfo, train: PreparedSplit, seed: int, max_length: int) -> dict:
     """The training data's fingerprint: source, split, selection and a hash of the tokenised rows trained on."""
-    from ppruning.provenance import data_fingerprint
+    from ppruning.run.provenance import data_fingerprint
 
     rows = train.features.select_columns(["input_ids"])
     selection = {"seed": seed, "max_train_samples": config.max_train_samples, "max_length": max_length}
@@ -205,7 +204,7 @@ def _train(
 ) -> tuple[Any, dict[str, Any]]:
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
-    from ppruning.evaluate import score_split
+    from ppruning.measure.evaluate import score_split
 
     args = TrainingArguments(
         output_dir=str(scratch),
@@ -252,7 +251,7 @@ def _train(
         processing_class=tokenizer,
     )
     if teacher is not None:
-        from ppruning.finetune.teacher import DistillTrainer
+        from ppruning.finetune.distill_trainer import DistillTrainer
 
         trainer: Trainer = DistillTrainer(**common, teacher=teacher.to(device), distill=distill)
     else:
@@ -294,7 +293,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 def _save(model: Any, tokenizer: Any, model_dir: Path, pruned: bool, info: TaskInfo, config: FinetuneConfig) -> Path:
     model = model.to("cpu")
     if pruned:
-        from ppruning.checkpoint import save_pruned
+        from ppruning.model.checkpoint import save_pruned
 
         return save_pruned(model, tokenizer, model_dir, extra={"finetuned_on": info.name, "source": config.model.id})
     model.save_pretrained(model_dir)
@@ -316,7 +315,7 @@ def _report(
 ) -> dict[str, Any]:
     import transformers
 
-    from ppruning.surgery import count_parameters
+    from ppruning.model.surgery import count_parameters
     from ppruning.version import __version__
 
     return {

@@ -1,19 +1,13 @@
 """Pruning methods: the contract, the registry and the built-in methods, listed explicitly.
 
-A new method is one module here that registers a :class:`MethodSpec`; add its import
-below. Nothing else in the library, the CLI or the service names a method.
+A new method is one package here, named as it is registered, that holds all of the
+method's code and registers a :class:`MethodSpec`; add its import below. Nothing else in
+the library, the CLI or the service names a method.
 """
 
-from ppruning.methods import (  # noqa: F401 - each module registers its method
-    baselines,
-    magnitude_unstructured,
-    ppruning_method,
-    prunenet,
-    smp,
-)
+from ppruning.methods import baselines, ppruning, prunenet, smp  # noqa: F401 - each package registers its methods
 from ppruning.methods.contract import DataNeed, MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import (
-    MethodInfo,
     UnknownMethodError,
     all_methods,
     get_method,
@@ -24,7 +18,6 @@ from ppruning.methods.registry import (
 __all__ = [
     "DataNeed",
     "MethodContext",
-    "MethodInfo",
     "MethodParams",
     "MethodSpec",
     "UnknownMethodError",

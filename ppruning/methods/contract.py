@@ -1,26 +1,28 @@
 """The contract every pruning method implements: what it declares and what its entry point receives.
 
-A method is one module under ``ppruning/methods/`` that builds a :class:`MethodSpec` and
-passes it to :func:`ppruning.methods.registry.register_method`. The spec declares
-everything the rest of the system needs to know, so nothing outside the module names
-the method: its parameter model, what it reads (weights only, task inputs, or labelled
-data and training steps), the progress stages it reports, the targets it accepts, the
-artifacts it writes, whether it keeps resumable state, and its version (recorded with
-every run, so a record made before a default changed is still understood).
+A method is one package under ``ppruning/methods/``, named as it is registered, that
+builds a :class:`MethodSpec` and passes it to
+:func:`ppruning.methods.registry.register_method`. The spec declares everything the rest
+of the system needs to know, so nothing outside the package names the method: its
+parameter model, what it reads (weights only, task inputs, or labelled data and training
+steps), the progress stages it reports, the targets it accepts, the artifacts it writes,
+whether it keeps resumable state, and its version (recorded with every run, so a record
+made before a default changed is still understood).
 
 The entry point ``run(ctx)`` gets a :class:`MethodContext`: the loaded model, the
 validated parameters, the sampling block, the task, the examples when the method reads
 data, and the budget already computed at the sequence length fixed at submission. It
-returns a :data:`MethodResult`: :class:`~ppruning.masks.Masks` (heads and neurons, cut
-out by surgery) from a structured method, or :class:`~ppruning.weight_masks.WeightMasks`
-(one mask per weight matrix, applied to a dense checkpoint) from an unstructured one.
-The pipeline does everything else, by the type of the result.
+returns a :data:`MethodResult`: :class:`~ppruning.units.masks.Masks` (heads and neurons, cut
+out by surgery) from a structured method, or :class:`~ppruning.units.weight_masks.WeightMasks`
+(one mask per weight matrix, applied to a dense checkpoint) from an unstructured one, as
+its declared ``kind`` says. The prune run (:mod:`ppruning.run.prune`) does everything
+else, and writes the outputs with the writer of that kind (:mod:`ppruning.run.outputs`).
 
 An unstructured method has no structured budget (``ctx.budget`` is None: its target is
 a fraction of the prunable weights, ``ctx.target``). A method that trains for long can
 declare ``resumable`` and save its state through ``ctx.resume`` (:class:`ResumeStore`),
 which the caller backs with a folder (the CLI) or the artifact store (the service). A
-method that needs a model head other than the task's declares ``load_model``; one with
+method that needs a model other than the task's (SMP: a masked LM) declares ``load_model``; one with
 checks beyond its parameter model (a label word that must be one token) declares
 ``check``, which runs at submission with the model's config.
 """
@@ -35,12 +37,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter, ModelShape
-from ppruning.budget import Budget, BudgetScope
-from ppruning.config import ModelRef, PruneConfig, SamplingConfig, Target, TaskRef
-from ppruning.masks import Masks
+from ppruning.model.refs import ModelRef
 from ppruning.progress import Progress
+from ppruning.tasks.refs import TaskRef
 from ppruning.tasks.registry import TaskInfo
-from ppruning.weight_masks import WeightMasks
+from ppruning.units.budget import Budget, BudgetScope, Target
+from ppruning.units.masks import Masks
+from ppruning.units.weight_masks import WeightMasks
 
 #: What a method reads: the weights alone, unlabelled task inputs, or labelled data (and trains).
 DataNeed = Literal["weights", "inputs", "labels"]
@@ -52,6 +55,30 @@ WEIGHT_MASK_ARTIFACTS = ("weight_masks.safetensors", "weight_masks.json")
 _LEGACY_DATA = {"weights": "none", "inputs": "unlabeled", "labels": "labeled"}
 #: What ``run`` returns: unit masks (structured) or weight masks (unstructured).
 MethodResult = Masks | WeightMasks
+
+
+class SamplingConfig(BaseModel):
+    """How a method that reads task inputs samples them; one set of defaults for every method.
+
+    ``max_length`` also fixes the sequence length the budget is computed at (the task's
+    when left out), for every method, so methods of one comparison are budgeted alike.
+    A method that reads no data accepts the block and its report says it was not used.
+    """
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+    max_instances: int = Field(default=3000, ge=1, le=1_000_000, description="Task examples read (train split).")
+    max_length: int | None = Field(
+        default=None, ge=8, le=65536, description="Token limit, also the budget's sequence length; default the task's."
+    )
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Examples per forward pass while reading data.")
+    sampling_tokens: int = Field(
+        default=200, ge=2, le=100_000, description="Real token positions sampled (methods that sample positions)."
+    )
+
+
+#: Keys of :class:`SamplingConfig` that older specs gave under ``params``.
+SAMPLING_KEYS = tuple(SamplingConfig.model_fields)
 
 
 class ResumeStore(Protocol):
@@ -144,9 +171,9 @@ class MethodSpec:
     #: ``(params, model ref, task, label names) -> (model, tokenizer)`` when the method needs
     #: another head than the task's (SMP's MLM head); None: the task's head.
     load_model: Callable[[Any, ModelRef, TaskInfo, list[str] | None], tuple[nn.Module, Any]] | None = None
-    #: ``(params, config, task, model's HF config) -> None``: checks at submission beyond the
+    #: ``(params, model ref, task, model's HF config) -> None``: checks at submission beyond the
     #: parameter model, raising InvalidConfigError naming the field.
-    check: Callable[[Any, PruneConfig, TaskInfo, Any], None] | None = None
+    check: Callable[[Any, ModelRef, TaskInfo, Any], None] | None = None
     #: What the budget may remove for given parameters; default: attention and FFN, split 1 : lambda_val.
     budget_scope_for: Callable[[Any], BudgetScope] | None = None
 
@@ -161,7 +188,7 @@ class MethodSpec:
     @property
     def accepts_teacher(self) -> bool:
         """Whether the method can learn from a distillation teacher: its parameters have ``distill``
-        (a :class:`~ppruning.distill.DistillConfig`). The service reads this to accept a teacher on a job."""
+        (a :class:`~ppruning.recovery.distill.DistillConfig`). The service reads this to accept a teacher on a job."""
         return "distill" in self.params_model.model_fields
 
     def run_stages(self, params: Any) -> tuple[str, ...]:

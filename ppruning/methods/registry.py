@@ -13,7 +13,6 @@ from ppruning.errors import InvalidConfigError
 from ppruning.methods.contract import MethodParams, MethodSpec
 
 __all__ = [
-    "MethodInfo",
     "MethodParams",
     "MethodSpec",
     "UnknownMethodError",
@@ -21,9 +20,6 @@ __all__ = [
     "get_method",
     "register_method",
 ]
-
-#: Older name of :class:`MethodSpec`, still imported by callers.
-MethodInfo = MethodSpec
 
 _METHODS: dict[str, MethodSpec] = {}
 

@@ -13,9 +13,8 @@ import csv
 import json
 from pathlib import Path
 
-from ppruning.config import TaskRef
 from ppruning.errors import DataError
-from ppruning.tasks.refs import file_format, task_columns
+from ppruning.tasks.refs import TaskRef, file_format, task_columns
 from ppruning.tasks.registry import get_task
 
 #: The longest first line read; a longer header is not checked here.

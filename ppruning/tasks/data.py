@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ppruning.config import TaskRef
 from ppruning.errors import DataError
 from ppruning.tasks.features import LM_GROUP_ROWS, encode_pretraining_inputs, resolve_max_length
-from ppruning.tasks.refs import file_format, task_columns, validate_task_ref
+from ppruning.tasks.refs import TaskRef, file_format, task_columns, validate_task_ref
 from ppruning.tasks.registry import TaskInfo
 
 DATASETS_DIR_ENV = "PPRUNING_DATASETS_DIR"

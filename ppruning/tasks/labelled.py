@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ppruning.config import TaskRef
 from ppruning.errors import DataError
 from ppruning.tasks.data import get_split, label_names, load_task_dataset
 from ppruning.tasks.features import resolve_max_length
 from ppruning.tasks.prepare import prepare_split
-from ppruning.tasks.refs import task_columns, validate_task_ref
+from ppruning.tasks.refs import TaskRef, task_columns, validate_task_ref
 
 
 def task_label_names(task: TaskRef) -> list[str] | None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ppruning.config import TaskRef
 from ppruning.tasks.features import encode_text, lm_blocks
 from ppruning.tasks.qa_features import doc_stride, eval_features, train_features
-from ppruning.tasks.refs import task_columns
+from ppruning.tasks.refs import TaskRef, task_columns
 from ppruning.tasks.registry import TaskInfo
 
 #: Columns the model's forward takes; anything else stays out of the batches.

@@ -1,4 +1,4 @@
-"""Checks a ``TaskRef`` against its task without reading any data: cheap enough for submission.
+"""A reference to a task (:class:`TaskRef`) and its checks without reading any data: cheap enough for submission.
 
 The API calls :func:`validate_task_ref` when a job is submitted, so a custom task
 without its files, or a hub task given custom-task options, is rejected with the field
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import PurePath
 
-from ppruning.config import TaskRef
+from pydantic import BaseModel, ConfigDict, Field
+
 from ppruning.errors import InvalidConfigError
 from ppruning.tasks.registry import TaskInfo, get_task
 
@@ -17,6 +18,20 @@ from ppruning.tasks.registry import TaskInfo, get_task
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".txt": "text", ".raw": "text"}
 CUSTOM_SPLITS = ("train", "validation", "test")
 _CUSTOM_FIELDS = ("data_files", "text_column", "text_pair_column", "label_column")
+
+
+class TaskRef(BaseModel):
+    """A registered task by name; custom tasks also name their files and columns."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+    name: str = Field(min_length=1, max_length=128, description="A registered task, e.g. 'sst2'.")
+    data_files: dict[str, str] | None = Field(
+        default=None, description="Custom tasks: split name -> local file (CSV, JSON or text)."
+    )
+    text_column: str | None = Field(default=None, max_length=256)
+    text_pair_column: str | None = Field(default=None, max_length=256)
+    label_column: str | None = Field(default=None, max_length=256)
 
 
 def validate_task_ref(ref: TaskRef, *, need_train: bool = True) -> TaskInfo:

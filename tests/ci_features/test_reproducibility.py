@@ -8,9 +8,10 @@ from types import SimpleNamespace
 
 import torch
 
-from ppruning.config import ModelRef, PruneConfig
-from ppruning.pipeline import prune
-from ppruning.provenance import folder_digest, model_revision, spec_from_record
+from ppruning.model.refs import ModelRef
+from ppruning.run.config import PruneConfig
+from ppruning.run.provenance import folder_digest, model_revision, spec_from_record
+from ppruning.run.prune import prune
 from tests.worker.conftest import FIXTURES
 from tests.worker.harness import prune_config
 
@@ -59,7 +60,7 @@ def test_a_hub_model_is_pinned_to_the_commit_transformers_resolved() -> None:
     ref = ModelRef(id="org/some-model", revision="main")
     model = model_revision(ref, SimpleNamespace(_commit_hash="a" * 40))
     assert model == {"id": "org/some-model", "source": "hub", "revision": "main", "resolved_revision": "a" * 40}
-    from ppruning.provenance import build_record
+    from ppruning.run.provenance import build_record
 
     record = build_record("prune", {"model": ref.model_dump(), "seed": 1}, model, {})
     assert record["spec"]["model"]["revision"] == "main"

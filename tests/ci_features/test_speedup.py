@@ -9,8 +9,8 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from ppruning.config import MeasureConfig, PruneConfig
-from ppruning.measure import measure_speedup
+from ppruning.measure.speed import MeasureConfig, measure_speedup
+from ppruning.run.config import PruneConfig
 from tests.worker.conftest import FIXTURES
 from tests.worker.harness import prune_config
 from worker.job_runners import prune_metrics
@@ -27,7 +27,7 @@ def _config(model: Path, **overrides) -> PruneConfig:
 def test_prune_report_has_dense_and_pruned_latency_and_the_ratio_to_ideal(
     family, tiny_bert_path, tiny_gpt2_path, tmp_path
 ):
-    from ppruning.pipeline import prune
+    from ppruning.run.prune import prune
 
     model = tiny_bert_path if family == "bert" else tiny_gpt2_path  # GPT-2 classifier: no pad token, batch 4
     report = prune(_config(model), tmp_path / "out").report
@@ -97,7 +97,7 @@ def test_a_pruned_model_that_is_not_faster_says_so(tiny_bert_path, one_thread):
 
 
 def test_measure_false_skips_timing_and_bad_measure_options_name_the_field(tiny_bert_path, tmp_path):
-    from ppruning.pipeline import prune
+    from ppruning.run.prune import prune
 
     report = prune(_config(tiny_bert_path, measure=False), tmp_path / "out").report
     assert report["speed"] == {"measured": False, "note": "not measured (measure: false)"}

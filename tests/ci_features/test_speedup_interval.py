@@ -9,8 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ppruning.config import MeasureConfig
-from ppruning.measure import measure_speedup, ratio_interval, sample_pairs
+from ppruning.measure.speed import MeasureConfig, measure_speedup, ratio_interval, sample_pairs
 
 
 class _Clock:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ppruning.arch import get_adapter
-from ppruning.masks import Masks
+from ppruning.units.masks import Masks
 from tests.support import tiny_models
 
 HEADS = {

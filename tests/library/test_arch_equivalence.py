@@ -11,9 +11,9 @@ import torch
 import transformers
 
 from ppruning.arch import get_adapter
-from ppruning.checkpoint import load_pruned, save_pruned
-from ppruning.mask_hooks import apply_masks
-from ppruning.surgery import prune_model
+from ppruning.model.checkpoint import load_pruned, save_pruned
+from ppruning.model.mask_hooks import apply_masks
+from ppruning.model.surgery import prune_model
 from tests.library.arch_cases import CASES, HEADS, batch, family_paths, outputs, random_masks  # noqa: F401
 
 

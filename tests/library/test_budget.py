@@ -6,10 +6,17 @@ import numpy as np
 import pytest
 
 from ppruning.arch.base import LayerShape, ModelShape
-from ppruning.budget import allocate, largest_feasible, make_budget, ranked_heights, split, uniform_allocation
-from ppruning.config import Target
-from ppruning.cost import pruned_part_total, unit_costs
 from ppruning.errors import InfeasibleTargetError
+from ppruning.units.budget import (
+    Target,
+    allocate,
+    largest_feasible,
+    make_budget,
+    ranked_heights,
+    split,
+    uniform_allocation,
+)
+from ppruning.units.cost import pruned_part_total, unit_costs
 
 
 def bert_base_shape(layers: int = 12) -> ModelShape:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from ppruning.progress import StderrProgress
 from ppruning.version import __version__
+from tests.support.reviews import REVIEWS_TRAIN
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-TRAIN = FIXTURES / "reviews_train.csv"
+TRAIN = REVIEWS_TRAIN
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

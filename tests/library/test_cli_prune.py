@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.reviews import REVIEWS_TRAIN
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
 
 
@@ -26,7 +28,7 @@ def _prune_args(model: Path, output: Path, *extra: str) -> list[str]:
         "--task",
         "text-classification",
         "--data-files",
-        f"train={FIXTURES / 'reviews_train.csv'}",
+        f"train={REVIEWS_TRAIN}",
         "--text-column",
         "review",
         "--label-column",

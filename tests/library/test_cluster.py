@@ -8,9 +8,9 @@ import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from ppruning.cluster import clusters_at, complete_linkage, cut, layer_dendrogram
-from ppruning.select import centroids
-from ppruning.similarity import head_distances_square
+from ppruning.methods.ppruning.cluster import clusters_at, complete_linkage, cut, layer_dendrogram
+from ppruning.methods.ppruning.select import centroids
+from ppruning.methods.ppruning.similarity import head_distances_square
 
 
 def _random_condensed(n: int, seed: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from ppruning.arch import get_adapter
-from ppruning.collect import collect, sample_positions
+from ppruning.methods.ppruning.collect import collect, sample_positions
 from tests.support.tiny_models import CORPUS
 
 
@@ -175,8 +175,8 @@ def test_ppruning_samples_the_first_token_unless_told_to_leave_it_out(
     tmp_path: Path,
 ) -> None:
     """The paper's sample by default; ``exclude`` leaves each sequence's first token (a decoder's sink) out."""
-    from ppruning.config import PruneConfig
-    from ppruning.pipeline import prune
+    from ppruning.run.config import PruneConfig
+    from ppruning.run.prune import prune
 
     path = request.getfixturevalue(fixture)
     task = "wikitext-2" if fixture != "tiny_bert_path" else "sst2"

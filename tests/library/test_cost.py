@@ -9,7 +9,7 @@ from transformers import AutoModel, AutoModelForCausalLM
 
 from ppruning.arch import get_adapter
 from ppruning.arch.base import LayerShape, ModelShape
-from ppruning.cost import model_costs, pruned_part_total, unit_costs
+from ppruning.units.cost import model_costs, pruned_part_total, unit_costs
 
 
 def test_unit_costs_follow_the_documented_formulas() -> None:

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ppruning.config import ModelRef
-from ppruning.distill import DistillConfig, distillation_loss, hidden_loss, soft_loss
+from ppruning.model.refs import ModelRef
+from ppruning.recovery.distill import DistillConfig, distillation_loss, hidden_loss, soft_loss
 
 
 def _config(**kw: float) -> DistillConfig:
@@ -54,3 +54,46 @@ def test_hidden_term_needs_the_hidden_states_and_layers_must_match() -> None:
     assert hidden_loss(hs, (torch.zeros(2, 3), torch.zeros(2, 3))).item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match="cannot be matched"):
         hidden_loss(hs, hs[:1])
+
+
+# --------------------------------------------------------------------------- the one teacher loader
+
+
+def _teacher(tiny_bert_path, folder, num_labels: int):
+    """The tiny BERT saved as a sequence classifier with ``num_labels`` outputs, tokenizer beside it."""
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_path, num_labels=num_labels)
+    model.save_pretrained(folder)
+    for path in tiny_bert_path.iterdir():
+        if path.is_file() and not path.name.startswith(("config", "model")):
+            shutil.copy(path, folder / path.name)
+    return folder
+
+
+def test_the_teacher_loader_refuses_a_teacher_with_another_label_count(tiny_bert_path, tmp_path) -> None:
+    """Fine-tuning and SMP load teachers through this one function: a 3-class teacher for a 2-class
+    student is named as the input at fault, before its weights are read (it used to fail in the loss,
+    or load with a fresh random head)."""
+    from ppruning.errors import InvalidConfigError
+    from ppruning.recovery.distill import load_teacher
+    from ppruning.tasks import get_task
+
+    teacher = _teacher(tiny_bert_path, tmp_path / "t3", num_labels=3)
+    config = DistillConfig(teacher=ModelRef(id=str(teacher)))
+    with pytest.raises(InvalidConfigError, match="3 outputs, the student 2") as err:
+        load_teacher(config, get_task("text-classification"), outputs=2, label_names=["neg", "pos"])
+    assert err.value.field == "distill.teacher"
+
+
+def test_the_teacher_loader_gives_a_frozen_teacher_in_eval_mode(tiny_bert_path, tmp_path) -> None:
+    from ppruning.recovery.distill import load_teacher
+    from ppruning.tasks import get_task
+
+    teacher = _teacher(tiny_bert_path, tmp_path / "t2", num_labels=2)
+    config = DistillConfig(teacher=ModelRef(id=str(teacher)))
+    model = load_teacher(config, get_task("text-classification"), outputs=2, label_names=["neg", "pos"])
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    assert model.config.num_labels == 2

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import transformers
 
-from ppruning.checkpoint import save_pruned
 from ppruning.cli.main import main
-from ppruning.surgery import prune_model
+from ppruning.model.checkpoint import save_pruned
+from ppruning.model.surgery import prune_model
 from tests.library.arch_cases import random_masks
 
 pytest.importorskip("onnxruntime")

@@ -14,11 +14,11 @@ import transformers
 
 import ppruning
 from ppruning.arch import get_adapter
-from ppruning.checkpoint import save_pruned
 from ppruning.errors import InvalidConfigError, ModelLoadError
-from ppruning.mask_hooks import apply_masks
-from ppruning.masks import Masks
-from ppruning.surgery import count_parameters, prune_model
+from ppruning.model.checkpoint import save_pruned
+from ppruning.model.mask_hooks import apply_masks
+from ppruning.model.surgery import count_parameters, prune_model
+from ppruning.units.masks import Masks
 from tests.library.arch_cases import random_masks
 
 

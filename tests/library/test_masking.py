@@ -9,8 +9,8 @@ import torch
 import transformers
 
 from ppruning.arch import ArchAdapter, get_adapter
-from ppruning.mask_hooks import apply_masks
-from ppruning.masks import Masks
+from ppruning.model.mask_hooks import apply_masks
+from ppruning.units.masks import Masks
 from tests.library.arch_cases import family_paths  # noqa: F401 - fixture
 
 

@@ -10,8 +10,8 @@ import transformers
 
 from ppruning.arch import get_adapter
 from ppruning.errors import MaskShapeError
-from ppruning.masks import Masks, load_masks, save_masks, validate_masks
-from ppruning.surgery import prune_model
+from ppruning.model.surgery import prune_model
+from ppruning.units.masks import Masks, load_masks, save_masks, validate_masks
 
 
 def some_masks() -> Masks:

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,21 +20,19 @@ import pytest
 import torch
 
 from ppruning import all_methods, describe_methods, prune_stages, resolve_prune_plan, spec_from_record
-from ppruning.budget import uniform_removal
-from ppruning.config import PruneConfig
-from ppruning.masks import Masks, load_masks
 from ppruning.methods import MethodContext, MethodParams, MethodSpec, register_method, unregister_method
-from ppruning.pipeline import prune
+from ppruning.methods.contract import WEIGHT_MASK_ARTIFACTS
 from ppruning.progress import Progress
-from ppruning.select import keep_mask
+from ppruning.run.config import PruneConfig
+from ppruning.run.prune import prune
+from ppruning.units.budget import uniform_removal
+from ppruning.units.masks import Masks, load_masks
+from ppruning.units.select import keep_mask
+from ppruning.units.weight_masks import WeightMasks
+from tests.support.reviews import REVIEWS_TRAIN, reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 
 
 class _Stages(Progress):
@@ -122,6 +122,68 @@ def test_a_method_declared_in_one_place_is_listed_and_runs_end_to_end(
     assert "first-units" not in {m["name"] for m in describe_methods()}
 
 
+# --------------------------------------------------------------------------- a throw-away unstructured method
+
+
+def zero_half_of_one_matrix(ctx: MethodContext) -> WeightMasks:
+    """Prune the first half of layer 0's query weight; leave a note of its own beside the masks."""
+    name, weight = next((n, p) for n, p in ctx.model.named_parameters() if n.endswith("query.weight"))
+    mask = torch.ones_like(weight, dtype=torch.bool)
+    mask[: weight.shape[0] // 2] = False
+    with torch.no_grad():
+        weight.mul_(mask)
+    ctx.files["half_note.json"] = json.dumps({"pruned": name}).encode()
+    return WeightMasks(OrderedDict([(name, mask)]), ctx.model)
+
+
+@pytest.fixture
+def zero_half_method() -> Iterator[MethodSpec]:
+    spec = register_method(
+        MethodSpec(
+            name="zero-half",
+            summary="Test method: unstructured masks of one matrix, and a file of its own.",
+            kind="unstructured",
+            needs="weights",
+            params_model=MethodParams,
+            run=zero_half_of_one_matrix,
+            targets=frozenset({"params"}),
+            artifacts=(*WEIGHT_MASK_ARTIFACTS, "half_note.json"),
+        )
+    )
+    try:
+        yield spec
+    finally:
+        unregister_method(spec.name)
+
+
+def test_an_unstructured_method_s_declared_files_are_written_and_listed(
+    zero_half_method: MethodSpec, tiny_bert_path: Path, tmp_path: Path
+) -> None:
+    """The unstructured path used to return before the method's own files were written, and listed a
+    fixed set of mask files instead of the method's declared artifacts."""
+    config = _config(tiny_bert_path, "zero-half", target={"params_reduction": 0.1})
+    result = prune(config, tmp_path / "out")
+    note = result.output_dir / "half_note.json"
+    assert note.is_file() and json.loads(note.read_text())["pruned"].endswith("query.weight")
+    assert sorted(p.name for p in result.mask_files) == sorted(zero_half_method.artifacts)
+    assert result.report["kind"] == "unstructured"
+
+
+def test_a_file_a_method_did_not_declare_is_refused(
+    first_units_method: MethodSpec, tiny_bert_path: Path, tmp_path: Path
+) -> None:
+    def with_a_stray_file(ctx: MethodContext) -> Masks:
+        ctx.files["stray.bin"] = b"x"
+        return first_units(ctx)
+
+    register_method(dataclasses.replace(first_units_method, name="first-units-stray", run=with_a_stray_file))
+    try:
+        with pytest.raises(RuntimeError, match="stray.bin without declaring"):
+            prune(_config(tiny_bert_path, "first-units-stray"), tmp_path / "out")
+    finally:
+        unregister_method("first-units-stray")
+
+
 # --------------------------------------------------------------------------- one budget length
 
 
@@ -161,7 +223,7 @@ def test_one_command_line_serves_a_method_that_reads_no_data(tiny_bert_path: Pat
         "--task",
         "text-classification",
         "--data-files",
-        f"train={FIXTURES / 'reviews_train.csv'}",
+        f"train={REVIEWS_TRAIN}",
         "--text-column",
         "review",
         "--label-column",
@@ -217,3 +279,23 @@ def test_a_record_without_method_version_still_reruns(tiny_bert_path: Path, tmp_
     assert torch.equal(load_masks(tmp_path / "a").head_mask, load_masks(again.output_dir).head_mask)
     assert torch.equal(load_masks(tmp_path / "a").neuron_mask, load_masks(again.output_dir).neuron_mask)
     assert again.report["record"]["method"]["version"] == all_methods()["random"].version
+
+
+def test_method_spec_is_the_one_name_of_a_declaration() -> None:
+    """``MethodInfo``, an older alias of ``MethodSpec``, is gone; the listing keeps ``data`` (GET /methods)."""
+    import ppruning
+    import ppruning.methods
+
+    assert "MethodInfo" not in ppruning.__all__ and not hasattr(ppruning.methods, "MethodInfo")
+    assert {m["name"]: m["data"] for m in describe_methods()}["ppruning"] == "unlabeled"
+
+
+def test_every_method_kind_has_an_output_writer_and_every_method_a_declared_kind() -> None:
+    """The run picks the writer from the declared kind: a kind without one must fail here, not in a job."""
+    import typing
+
+    from ppruning.run.outputs import WRITERS
+
+    kinds = typing.get_args(typing.get_type_hints(MethodSpec)["kind"])
+    assert set(kinds) == set(WRITERS)
+    assert {spec.kind for spec in all_methods().values()} <= set(WRITERS)

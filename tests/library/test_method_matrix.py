@@ -2,8 +2,9 @@
 
 The matrix is read from the two registries (methods and their ``allocation`` choices;
 the adapters' model types), so a new method or a new adapter is covered here without
-editing this file. A method that declares it does not support a model type must refuse
-it when the plan resolves (submission), before any weight is read.
+editing this file. Every run leaves every artifact its method declares. A method that
+declares it does not support a model type must refuse it when the plan resolves
+(submission), before any weight is read.
 """
 
 from __future__ import annotations
@@ -16,21 +17,17 @@ import torch
 
 from ppruning import load_pruned
 from ppruning.arch.registry import supported_model_types
-from ppruning.config import PruneConfig
 from ppruning.errors import UnsupportedModelError
-from ppruning.masks import load_masks
 from ppruning.methods import all_methods
-from ppruning.pipeline import prune
-from ppruning.plan import resolve_prune_plan
+from ppruning.run.config import PruneConfig
+from ppruning.run.plan import resolve_prune_plan
+from ppruning.run.prune import prune
+from ppruning.units.masks import load_masks
 from tests.support.registry_models import save_tiny
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 #: Parameters that keep every method quick on a tiny model, where the method has them
 #: (training methods: a few steps; heads: a fresh classifier, as tiny models have no MLM head).
 _QUICK = {"lambda_val": 1.0, "steps": 3, "train_batch_size": 4, "head": "new"}
@@ -98,6 +95,9 @@ def test_every_method_prunes_every_adapter_end_to_end(
         return
 
     result = prune(config, tmp_path / "out")
+    written = {path.name for path in result.mask_files}
+    missing = [name for name in spec.artifacts if not (result.output_dir / name).is_file() or name not in written]
+    assert not missing, f"{method} declares {missing} but did not write them"
     if spec.kind == "structured":
         assert result.report["achieved"][f"{target}_pruned_part"] >= 0.15 - 1e-6
         masks = load_masks(result.output_dir)

@@ -10,21 +10,18 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModel
 
-from ppruning.config import PruneConfig, SamplingConfig
 from ppruning.errors import InvalidConfigError
-from ppruning.masks import load_masks
-from ppruning.methods.baselines import magnitude_scores
+from ppruning.methods.baselines.magnitude import magnitude_scores
+from ppruning.methods.contract import SamplingConfig
 from ppruning.methods.registry import all_methods
-from ppruning.pipeline import prune
-from ppruning.plan import resolve_prune_plan
+from ppruning.run.config import PruneConfig
+from ppruning.run.plan import resolve_prune_plan
+from ppruning.run.prune import prune
+from ppruning.units.masks import load_masks
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 
 
 def _config(model: Path, method: str = "ppruning", target: float = 0.2, seed: int = 3, **params) -> PruneConfig:
@@ -193,8 +190,8 @@ def test_dead_units_go_first_or_are_kept_as_the_paper_does(policy: str, tiny_ber
 def test_no_method_parameter_shadows_a_sampling_setting() -> None:
     """Sampling keys given under ``params`` move to the sampling block; a method parameter of
     the same name would be taken away from its method (and conflict with the block)."""
-    from ppruning.config import SamplingConfig
     from ppruning.methods import all_methods as registered
+    from ppruning.methods.contract import SamplingConfig
 
     shadowing = {
         name: sorted(set(spec.params_model.model_fields) & set(SamplingConfig.model_fields))

@@ -9,9 +9,9 @@ import pytest
 import torch
 import transformers
 
-from ppruning.heap import release_free_memory
-from ppruning.owned_weights import from_pretrained_owned, safetensors_files
-from ppruning.report import proc_status_bytes
+from ppruning.model.heap import release_free_memory
+from ppruning.model.owned_weights import from_pretrained_owned, safetensors_files
+from ppruning.run.report import proc_status_bytes
 
 
 def _files_holding(model: torch.nn.Module) -> set[str]:
@@ -88,11 +88,11 @@ def test_freed_tensors_memory_goes_back_to_the_os() -> None:
 @pytest.mark.skipif(proc_status_bytes("RssAnon") is None, reason="needs Linux's /proc/self/status")
 def test_a_loaded_model_gives_back_its_cut_weights_memory(tmp_path: Path) -> None:
     """The task loader reads owned weights, and cutting half the FFN lowers the process's memory."""
-    from ppruning.config import ModelRef
-    from ppruning.loading import load_task_model
-    from ppruning.masks import Masks
-    from ppruning.surgery import prune_model
+    from ppruning.model.loading import load_task_model
+    from ppruning.model.refs import ModelRef
+    from ppruning.model.surgery import prune_model
     from ppruning.tasks import get_task
+    from ppruning.units.masks import Masks
     from tests.support.tiny_models import save_tiny_llama
 
     layers, hidden, ffn = 6, 256, 4096  # FFN weights: 6 x 3 x 4 MB = 72 MB
@@ -113,9 +113,9 @@ def test_a_truncated_weights_file_is_a_load_error_naming_the_model(
 ) -> None:
     import shutil
 
-    from ppruning.config import ModelRef
     from ppruning.errors import ModelLoadError
-    from ppruning.loading import load_task_model
+    from ppruning.model.loading import load_task_model
+    from ppruning.model.refs import ModelRef
     from ppruning.tasks import get_task
 
     shutil.copytree(tiny_llama_path, tmp_path / "model")

@@ -9,20 +9,17 @@ import pytest
 import torch
 
 from ppruning import load_pruned
-from ppruning.config import PruneConfig
 from ppruning.errors import InfeasibleTargetError, ModelLoadError, UnknownTaskError, UnsupportedModelError
-from ppruning.mask_hooks import apply_masks
-from ppruning.masks import load_masks
-from ppruning.pipeline import prune, validate_prune_config
+from ppruning.model.mask_hooks import apply_masks
 from ppruning.progress import Progress
+from ppruning.run.config import PruneConfig
+from ppruning.run.plan import validate_prune_config
+from ppruning.run.prune import prune
+from ppruning.units.masks import load_masks
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
-REVIEWS = {
-    "name": "text-classification",
-    "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-    "text_column": "review",
-    "label_column": "sentiment",
-}
+REVIEWS = reviews_task()
 CORPUS = {"name": "causal-lm", "data_files": {"train": str(FIXTURES / "corpus_train.txt")}}
 ARTIFACTS = ("head_mask.pt", "neuron_mask.pt", "masks.safetensors", "report.json", "model/pruning.json")
 
@@ -88,7 +85,7 @@ def test_prune_bert_writes_every_artifact_and_reloads_equal_to_masked(tiny_bert_
     assert report["details"]["collection"]["examples_run"] <= 40
     # each unit type loses its share of the budget, overshooting by less than one unit's cost
     from ppruning.arch import get_adapter
-    from ppruning.cost import unit_costs
+    from ppruning.units.cost import unit_costs
 
     costs = unit_costs(get_adapter(full).shape(), "flops", report["budget"]["seq_len"])
     before, after, budget = report["cost"]["before"]["flops"], report["cost"]["after"]["flops"], report["budget"]

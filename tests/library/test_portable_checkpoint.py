@@ -16,10 +16,10 @@ import torch
 import transformers
 
 import ppruning
-from ppruning.checkpoint import save_pruned
-from ppruning.masks import Masks
-from ppruning.portable.describe import HERE, SHIPPED_FILES
-from ppruning.surgery import prune_model
+from ppruning.model.checkpoint import save_pruned
+from ppruning.model.portable.describe import HERE, SHIPPED_FILES
+from ppruning.model.surgery import prune_model
+from ppruning.units.masks import Masks
 from tests.library.arch_cases import HEADS, batch, family_paths, outputs, random_masks  # noqa: F401
 
 #: (family, head) saved and reloaded by the fresh-process test: every family, several heads.
@@ -159,7 +159,7 @@ def test_a_checkpoint_in_the_old_layout_still_loads(
     tiny_bert_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Before configs were self-describing: stock model type, dense sizes, structure beside them."""
-    monkeypatch.setattr("ppruning.checkpoint.write_config", lambda *args: False)
+    monkeypatch.setattr("ppruning.model.checkpoint.write_config", lambda *args: False)
     model = transformers.AutoModel.from_pretrained(tiny_bert_path).eval()
     prune_model(model, random_masks(model, 3))
     save_pruned(model, None, tmp_path)

@@ -12,13 +12,15 @@ from scipy import stats
 from torch import nn
 
 from ppruning import load_pruned
-from ppruning.config import PruneConfig
 from ppruning.errors import InfeasibleTargetError
-from ppruning.masks import load_masks
-from ppruning.methods import prunenet
-from ppruning.pipeline import prune
-from ppruning.plan import resolve_prune_plan
+from ppruning.methods.prunenet import method as prunenet
+from ppruning.methods.prunenet import policy as prunenet_policy
 from ppruning.progress import Progress
+from ppruning.run.config import PruneConfig
+from ppruning.run.plan import resolve_prune_plan
+from ppruning.run.prune import prune
+from ppruning.units.masks import load_masks
+from tests.support.reviews import reviews_task
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "custom"
 CORPUS = {"name": "causal-lm", "data_files": {"train": str(FIXTURES / "corpus_train.txt")}}
@@ -52,17 +54,17 @@ class _Episodes(Progress):
 def test_ks_statistic_equals_scipy() -> None:
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(50, generator=g), torch.randn(31, generator=g) * 1.3 + 0.2
-    assert float(prunenet.ks_statistic(a, b)) == pytest.approx(stats.ks_2samp(a.numpy(), b.numpy()).statistic)
+    assert float(prunenet_policy.ks_statistic(a, b)) == pytest.approx(stats.ks_2samp(a.numpy(), b.numpy()).statistic)
 
 
 def test_reward_is_finite_when_ks_is_zero_and_beats_every_other_slice() -> None:
     g = torch.Generator().manual_seed(1)
     weight = torch.randn(16, 8, generator=g)
     spectrum = torch.linalg.svdvals(weight)
-    perfect = prunenet.spectrum_reward(spectrum, weight)  # the same rows: KS = 0
-    assert float(prunenet.ks_statistic(spectrum, torch.linalg.svdvals(weight))) == 0.0
+    perfect = prunenet_policy.spectrum_reward(spectrum, weight)  # the same rows: KS = 0
+    assert float(prunenet_policy.ks_statistic(spectrum, torch.linalg.svdvals(weight))) == 0.0
     assert torch.isfinite(torch.tensor(perfect))
-    assert perfect >= max(prunenet.spectrum_reward(spectrum, weight[torch.randperm(16, generator=g)[:10]])
+    assert perfect >= max(prunenet_policy.spectrum_reward(spectrum, weight[torch.randperm(16, generator=g)[:10]])
                           for _ in range(20))
 
 
@@ -111,12 +113,12 @@ def test_the_policy_with_the_best_total_reward_is_applied(
     """Episode rewards are scripted: 1, 7, 2, 3. The policy that acted in episode 1 must compress the model."""
     scripted = iter([1.0, 7.0, 2.0, 3.0])
     acting: list[dict[str, torch.Tensor]] = []
-    real = prunenet.run_episode
+    real = prunenet_policy.run_episode
 
     def scripted_episode(policy, optimizer, weights, spectra, k, gamma, generator):
         acting.append(copy.deepcopy(policy.state_dict()))
         real(policy, optimizer, weights, spectra, k, gamma, generator)  # the policy really changes
-        return prunenet.Episode(next(scripted), [])
+        return prunenet_policy.Episode(next(scripted), [])
 
     monkeypatch.setattr(prunenet, "run_episode", scripted_episode)
     result = prune(_config(tiny_llama_path, selection="top_k", learning_rate=0.05), tmp_path / "out")
@@ -128,7 +130,7 @@ def test_the_policy_with_the_best_total_reward_is_applied(
 
     from transformers import AutoModelForCausalLM
 
-    policy = prunenet.SlicingPolicy(saved["hidden_size"], saved["ffn_size"])
+    policy = prunenet_policy.SlicingPolicy(saved["hidden_size"], saved["ffn_size"])
     policy.load_state_dict(saved["state_dict"])
     full = AutoModelForCausalLM.from_pretrained(tiny_llama_path)
     kept = json.loads((result.output_dir / prunenet.KEPT_FILE).read_text())
@@ -166,8 +168,7 @@ def test_prunenet_refuses_encoders_at_submission(tiny_bert_path: Path) -> None:
 
     config = PruneConfig(
         model={"id": str(tiny_bert_path)},
-        task={"name": "text-classification", "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-              "text_column": "review", "label_column": "sentiment"},
+        task=reviews_task(),
         method="prunenet",
         target={"params_reduction": 0.1},
     )

@@ -12,15 +12,15 @@ import torch
 import transformers
 
 from ppruning.arch import get_adapter
-from ppruning.checkpoint import load_pruned, save_pruned
-from ppruning.config import PruneConfig, ReconstructConfig
-from ppruning.mask_hooks import apply_masks
-from ppruning.masks import Masks, load_masks, save_masks
-from ppruning.pipeline import prune
-from ppruning.reconstruct import _Stats, reconstruct, solve
-from ppruning.surgery import prune_model
+from ppruning.model.checkpoint import load_pruned, save_pruned
+from ppruning.model.mask_hooks import apply_masks
+from ppruning.model.surgery import prune_model
+from ppruning.recovery.reconstruct import ReconstructConfig, _Stats, reconstruct, solve
+from ppruning.run.config import PruneConfig
+from ppruning.run.prune import prune
+from ppruning.units.masks import Masks, load_masks, save_masks
 from tests.library.arch_cases import FAMILIES, batch, family_paths, outputs, random_masks  # noqa: F401
-from tests.library.test_pipeline import REVIEWS
+from tests.support.reviews import reviews_task
 
 
 def scaled(model: torch.nn.Module, masks: Masks, seed: int) -> Masks:
@@ -84,7 +84,7 @@ def test_solve_matches_an_explicit_ridge_least_squares_fit(bias: bool) -> None:
     linear.weight.data = w.float()
     kept_units = [0, 2, 3]
     cols = torch.tensor([u * width + c for u in kept_units for c in range(width)])
-    stats = _Stats.empty(linear, cols)
+    stats = _Stats.empty(linear.weight, cols)
     y = x @ w.T
     stats.add(x[:150], y[:150])
     stats.add(x[150:], y[150:])
@@ -149,7 +149,7 @@ def test_prune_with_reconstruct_reports_errors_and_masks_reproduce_the_checkpoin
 ) -> None:
     config = PruneConfig(
         model={"id": str(tiny_bert_path)},
-        task=REVIEWS,
+        task=reviews_task(),
         target={"flops_reduction": 0.3},
         params={"lambda_val": 1},
         sampling={"sampling_tokens": 40},
@@ -173,9 +173,9 @@ def test_prune_with_reconstruct_reports_errors_and_masks_reproduce_the_checkpoin
 
 
 def test_reconstruct_is_off_by_default_and_makes_any_method_read_inputs_when_asked(tiny_bert_path: Path) -> None:
-    from ppruning.plan import resolve_prune_plan
+    from ppruning.run.plan import resolve_prune_plan
 
-    base = {"model": {"id": str(tiny_bert_path)}, "task": REVIEWS, "target": {"flops_reduction": 0.2}}
+    base = {"model": {"id": str(tiny_bert_path)}, "task": reviews_task(), "target": {"flops_reduction": 0.2}}
     default = resolve_prune_plan(PruneConfig(**base))
     assert default.reconstruct is None and "reconstruct" not in default.stages
     magnitude = resolve_prune_plan(PruneConfig(**base, method="magnitude"))

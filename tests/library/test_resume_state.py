@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppruning.resume import FolderResume, ResumeStateError, decode_resume_state, encode_resume_state
+from ppruning.run.resume import FolderResume, ResumeStateError, decode_resume_state, encode_resume_state
 
 
 class _Payload:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist, squareform
 
-from ppruning.similarity import (
+from ppruning.methods.ppruning.similarity import (
     head_distances,
     head_distances_square,
     mean_abs_activation,

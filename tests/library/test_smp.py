@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppruning.config import PruneConfig
 from ppruning.errors import InvalidConfigError, JobCancelled, MaskShapeError, UnsupportedModelError
-from ppruning.pipeline import prune
-from ppruning.plan import prune_stages, resolve_prune_plan
+from ppruning.methods.smp.scores import Ramp, TopKMask, allocate_keep, keep_fraction_at, lambda_at, topk_mask
 from ppruning.progress import Progress
-from ppruning.resume import FolderResume
-from ppruning.smp_core import Ramp, TopKMask, allocate_keep, keep_fraction_at, lambda_at, topk_mask
-from ppruning.weight_masks import WeightMasks, check_against, load_weight_masks, save_weight_masks
+from ppruning.run.config import PruneConfig
+from ppruning.run.plan import prune_stages, resolve_prune_plan
+from ppruning.run.prune import prune
+from ppruning.run.resume import FolderResume
+from ppruning.units.weight_masks import WeightMasks, check_against, load_weight_masks, save_weight_masks
 from tests.support.tiny_models import save_tiny_bert_mlm, save_tiny_roberta_mlm
 
 # --------------------------------------------------------------------------- the mathematics
@@ -152,6 +152,15 @@ def test_the_mlm_head_on_a_bare_encoder_is_refused_pointing_to_a_new_head(tiny_b
     assert err.value.field == "params.head"
 
 
+def test_a_teacher_with_hidden_state_matching_is_refused_at_submission(tiny_bert_mlm: Path) -> None:
+    """SMP's loss distils logits only; hidden_weight > 0 used to pass submission and fail at step 1."""
+    teacher = {"teacher": {"id": str(tiny_bert_mlm)}, "hidden_weight": 1.0}
+    with pytest.raises(InvalidConfigError, match="logits only") as err:
+        resolve_prune_plan(_config(tiny_bert_mlm, distill=teacher))
+    assert err.value.field == "params.distill.hidden_weight"
+    resolve_prune_plan(_config(tiny_bert_mlm, distill={**teacher, "hidden_weight": 0.0}))  # logits only: accepted
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -273,7 +282,7 @@ def test_the_new_head_starts_at_the_logistic_regression_fit_of_the_frozen_featur
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModelForSequenceClassification
 
-    from ppruning.smp_heads import final_head_linear, probe_start
+    from ppruning.methods.smp.classifier import final_classifier_linear, probe_start
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_path, num_labels=3)
     g = torch.Generator().manual_seed(0)
@@ -294,7 +303,7 @@ def test_the_new_head_starts_at_the_logistic_regression_fit_of_the_frozen_featur
     model.train()
     fit = probe_start(model, batches)
     assert model.training  # the caller's mode is restored
-    linear = final_head_linear(model)
+    linear = final_classifier_linear(model)
     assert linear is model.classifier
     with torch.no_grad():
         ours = torch.softmax(features @ linear.weight.T + linear.bias, -1)
@@ -306,8 +315,8 @@ def test_the_new_head_starts_at_the_logistic_regression_fit_of_the_frozen_featur
 def test_a_magnitude_score_start_makes_the_first_masks_magnitude_pruning(tiny_bert_mlm: Path) -> None:
     from transformers import AutoModelForMaskedLM
 
-    from ppruning.methods.smp import Scores
-    from ppruning.smp_core import prunable_linears
+    from ppruning.methods.smp.method import Scores
+    from ppruning.methods.smp.scores import prunable_linears
 
     model = AutoModelForMaskedLM.from_pretrained(tiny_bert_mlm)
     dense = {name: p.detach().clone() for name, p in model.named_parameters()}

@@ -11,8 +11,8 @@ import transformers
 
 from ppruning.arch import get_adapter
 from ppruning.errors import MaskShapeError
-from ppruning.masks import Masks
-from ppruning.surgery import count_parameters, prune_model
+from ppruning.model.surgery import count_parameters, prune_model
+from ppruning.units.masks import Masks
 from tests.library.arch_cases import FAMILIES, family_paths, random_masks  # noqa: F401 - fixture
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from transformers import AutoTokenizer
 
-from ppruning.config import TaskRef
 from ppruning.errors import DataError, InvalidConfigError, UnknownTaskError
 from ppruning.tasks import all_tasks, validate_task_ref
 from ppruning.tasks.data import load_task_dataset, tokenized_inputs
+from ppruning.tasks.refs import TaskRef
 from tests.conftest import FIXTURES
 
 CUSTOM = FIXTURES / "custom"

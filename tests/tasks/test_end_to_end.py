@@ -12,12 +12,14 @@ import math
 import pytest
 
 from ppruning import load_pruned
-from ppruning.config import ModelRef, PruneConfig, Target, TaskRef
-from ppruning.evaluate import evaluate
 from ppruning.finetune import finetune
-from ppruning.finetune_config import FinetuneConfig
-from ppruning.pipeline import prune
+from ppruning.measure.evaluate import evaluate
+from ppruning.model.refs import ModelRef
+from ppruning.run.config import FinetuneConfig, PruneConfig
+from ppruning.run.prune import prune
 from ppruning.tasks import all_tasks
+from ppruning.tasks.refs import TaskRef
+from ppruning.units.budget import Target
 from tests.conftest import FIXTURES
 
 CUSTOM = FIXTURES / "custom"

@@ -7,15 +7,16 @@ import torch
 from transformers import TrainerControl, TrainerState
 
 from ppruning import load_pruned
-from ppruning.config import ModelRef, TaskRef
 from ppruning.errors import InvalidConfigError, JobCancelled
 from ppruning.finetune import finetune
 from ppruning.finetune.callbacks import SelectionCallback
 from ppruning.finetune.hparams import resolve_hparams
-from ppruning.finetune_config import FinetuneConfig
-from ppruning.masks import Masks, save_masks
+from ppruning.model.refs import ModelRef
 from ppruning.progress import Progress
+from ppruning.run.config import FinetuneConfig
 from ppruning.tasks import get_task
+from ppruning.tasks.refs import TaskRef
+from ppruning.units.masks import Masks, save_masks
 from tests.conftest import FIXTURES
 
 FAST = dict(epochs=1, batch_size=16, learning_rate=1e-3, max_length=24, device="cpu")
@@ -137,7 +138,7 @@ def test_lower_is_better_for_perplexity():
 def test_distillation_from_an_identical_teacher_costs_nothing_and_is_recorded(task_datasets, tiny_bert_path, tmp_path):
     """Student and teacher start equal: with alpha=1 the loss is the soft (and hidden) term, which only the
     student's dropout keeps from zero; far below the label loss of the same model."""
-    from ppruning.distill import DistillConfig
+    from ppruning.recovery.distill import DistillConfig
 
     dense = finetune(
         FinetuneConfig(model=ModelRef(id=str(tiny_bert_path)), task=TaskRef(name="sst2"), **FAST), tmp_path / "dense"

@@ -10,12 +10,12 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ppruning.config import TaskRef
-from ppruning.evaluate import score_split
+from ppruning.measure.evaluate import score_split
 from ppruning.tasks import get_task
 from ppruning.tasks.data import load_task_dataset
 from ppruning.tasks.prepare import prepare_split
 from ppruning.tasks.qa_features import eval_features, postprocess, train_features
+from ppruning.tasks.refs import TaskRef
 
 CONTEXT = "the story is good . paris is the capital of france . they love it . the river is in the city ."
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.settings import Settings
+from tests.support.reviews import reviews_task
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "worker-tests-key"
@@ -143,12 +144,7 @@ def prune_spec(model: Path, fixtures: Path, **overrides: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "kind": "prune",
         "model": {"id": str(model)},
-        "task": {
-            "name": "text-classification",
-            "data_files": {"train": str(fixtures / "reviews_train.csv")},
-            "text_column": "review",
-            "label_column": "sentiment",
-        },
+        "task": reviews_task(),
         "method": "ppruning",
         "target": {"flops_reduction": 0.2},
         "params": {"max_instances": 32, "sampling_tokens": 40},
@@ -173,7 +169,7 @@ def new_name(prefix: str) -> str:
 
 def prune_config(model: Path, fixtures: Path, **overrides: Any) -> Any:
     """The same small job as a library ``PruneConfig`` (no ``kind``), for tests that call ``prune()``."""
-    from ppruning.config import PruneConfig
+    from ppruning.run.config import PruneConfig
 
     spec = prune_spec(model, fixtures, **overrides)
     spec.pop("kind")

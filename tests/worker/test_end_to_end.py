@@ -34,8 +34,8 @@ def assert_pruned_equals_masked(client, job_id: str, source_model: Path, dest: P
     from transformers import AutoModel, AutoTokenizer
 
     from ppruning import load_pruned
-    from ppruning.mask_hooks import apply_masks
-    from ppruning.masks import load_masks
+    from ppruning.model.mask_hooks import apply_masks
+    from ppruning.units.masks import load_masks
 
     for name in ("model.tar.gz", "head_mask.pt", "neuron_mask.pt"):
         client.download(job_id, name, dest / name)

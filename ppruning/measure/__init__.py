@@ -1,0 +1,1 @@
+"""Measuring a model: speed (paired timings of dense and pruned) and task scores."""

@@ -1,0 +1,24 @@
+"""PruneNet's parameters (the paper's defaults)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ppruning.methods.contract import MethodParams
+
+
+class PruneNetParams(MethodParams):
+    """PruneNet's parameters (the paper's defaults). ``lambda_val`` plays no part: only the FFN is cut."""
+
+    allocation: Literal["uniform"] = Field(
+        default="uniform", description="Every layer keeps the same number of neurons (the only choice)."
+    )
+    num_episodes: int = Field(default=20, ge=1, le=10_000, description="Passes of the policy over all layers.")
+    gamma: float = Field(default=0.99, gt=0.0, le=1.0, description="Discount of layer l's reward: gamma**l.")
+    learning_rate: float = Field(default=1e-4, gt=0.0, le=1.0, description="AdamW learning rate of the policy.")
+    selection: Literal["sample", "top_k"] = Field(
+        default="sample",
+        description="How the best policy picks the kept rows: sampled (seeded), or the k largest alpha.",
+    )

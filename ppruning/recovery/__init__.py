@@ -1,0 +1,1 @@
+"""Recovering what pruning lost: retraining-free reconstruction and the distillation losses."""

@@ -1,0 +1,1 @@
+"""One run of a method: its config, the plan, the prune run, the outputs, the report, the record, resuming."""

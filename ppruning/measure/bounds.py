@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ppruning.arch.base import ModelShape
-from ppruning.config import MeasureConfig
+from ppruning.measure.speed import MeasureConfig
 from ppruning.errors import InvalidConfigError
 from ppruning.tasks.features import model_context
 

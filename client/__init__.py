@@ -5,6 +5,6 @@ runner installs it without torch (``pip install ./client`` gives ``ppruning-clie
 main ``ppruning`` command offers the same subcommands through the same code.
 """
 
-__all__ = ["Client", "ClientError", "StreamUnavailable", "WaitTimeout", "describe"]
+__all__ = ["Client", "ClientError", "ServiceUnreachable", "StreamUnavailable", "WaitTimeout", "describe"]
 
-from client.http_client import Client, ClientError, StreamUnavailable, WaitTimeout, describe
+from client.http_client import Client, ClientError, ServiceUnreachable, StreamUnavailable, WaitTimeout, describe

@@ -1,59 +1,40 @@
-"""The CI client's commands: ``submit``, ``status``, ``wait``, ``download``.
+"""The CI client's commands: ``submit``, ``status``, ``wait``, ``download`` (and, from
+:mod:`client.job_commands`, ``cancel``, ``list``, ``events``, ``artifacts``, ``delete``).
 
 They talk HTTP only: ``--url`` (default ``$PPRUNING_URL``, else http://127.0.0.1:8000) and
 ``--api-key`` (default ``$PPRUNING_API_KEY``). The same parsers serve ``ppruning-client``
 (the standalone distribution, no torch) and ``ppruning`` (added through the
 ``ppruning.cli`` entry point). Exit codes: 0 done, 1 the job failed or was cancelled
 (``wait``), 2 a usage or service error, 3 ``wait --timeout`` ran out, 4 the job succeeded
-but its quality gate rejected the model (``result.verdict == "rejected"``, ``wait``).
+but its quality gate rejected the model (``result.verdict == "rejected"``, ``wait``), 5 the
+service could not be reached (see :mod:`client.cli_common`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from client.http_client import Client, ClientError, WaitTimeout, describe
+from client import job_commands
+from client.cli_common import (
+    EXIT_ERROR,
+    EXIT_JOB_FAILED,
+    EXIT_REJECTED,
+    EXIT_TIMEOUT,
+    client_for,
+    connection_options,
+    fail,
+    one_line_errors,
+    print_json,
+    summary_line,
+)
+from client.http_client import ClientError, WaitTimeout, describe
 from client.live import LivePrinter
 
-EXIT_JOB_FAILED = 1
-EXIT_ERROR = 2
-EXIT_TIMEOUT = 3
-EXIT_REJECTED = 4
-
-Command = Callable[[argparse.Namespace], int]
-
-
-def _client(args: argparse.Namespace) -> Client:
-    if not args.api_key:
-        raise SystemExit(f"{args.prog}: give --api-key or set PPRUNING_API_KEY")
-    return Client(args.url, args.api_key)
-
-
-def _print(job: dict[str, Any]) -> None:
-    print(json.dumps(job, indent=2, sort_keys=True))
-
-
-def _fail(args: argparse.Namespace, message: str) -> int:
-    print(f"{args.prog}: {message}", file=sys.stderr)
-    return EXIT_ERROR
-
-
-def _one_line_errors(fn: Command) -> Command:
-    """Service and file errors become one line on stderr and exit code 2, never a traceback."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (ClientError, OSError) as exc:
-            return _fail(args, str(exc))
-
-    return wrapped
+__all__ = ["EXIT_ERROR", "EXIT_JOB_FAILED", "EXIT_REJECTED", "EXIT_TIMEOUT", "main", "register", "spec_from_document"]
 
 
 def spec_from_document(document: dict[str, Any]) -> dict[str, Any]:
@@ -71,39 +52,40 @@ def spec_from_document(document: dict[str, Any]) -> dict[str, Any]:
     return {"kind": document["kind"], **document["rerun_spec"]}
 
 
-@_one_line_errors
+@one_line_errors
 def submit(args: argparse.Namespace) -> int:
     source = "standard input" if args.spec == "-" else args.spec
     text = sys.stdin.read() if args.spec == "-" else Path(args.spec).read_text()
     try:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
-        return _fail(args, f"{source} is not JSON: {exc}")
+        return fail(args, f"{source} is not JSON: {exc}")
     if not isinstance(spec, dict):
-        return _fail(args, f"{source} must hold a JSON object (a job spec or a record)")
+        return fail(args, f"{source} must hold a JSON object (a job spec or a record)")
     if args.from_record:
         spec = spec_from_document(spec)
-    with _client(args) as client:
+    with client_for(args) as client:
         job = client.submit(spec, idempotency_key=args.idempotency_key)
     print(job["id"] if args.quiet else json.dumps(job, indent=2, sort_keys=True))
     return 0
 
 
-@_one_line_errors
+@one_line_errors
 def status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        _print(client.job(args.job_id))
+    with client_for(args) as client:
+        print_json(client.job(args.job_id))
     return 0
 
 
-@_one_line_errors
+@one_line_errors
 def wait(args: argparse.Namespace) -> int:
     def show(job: dict[str, Any]) -> None:
         if not args.quiet:
             print(describe(job), file=sys.stderr, flush=True)
 
     live = None if args.quiet else LivePrinter(sys.stderr)
-    with _client(args) as client:
+    with client_for(args) as client:
+        client.job(args.job_id)  # an unknown job or an unreachable service fails at once, not after reconnects
         try:
             options: dict[str, Any] = {"timeout_s": args.timeout, "poll_s": args.poll, "on_update": show}
             if args.no_stream:
@@ -111,43 +93,33 @@ def wait(args: argparse.Namespace) -> int:
             else:
                 job = client.follow(args.job_id, on_event=live, **options)
         except WaitTimeout as exc:
-            print(f"{args.prog}: {exc}", file=sys.stderr)
-            return EXIT_TIMEOUT
-    _print(job)
+            return fail(args, str(exc), EXIT_TIMEOUT)
+    if args.json:
+        print_json(job)
+    else:
+        print(summary_line(job), flush=True)
     if job["state"] != "succeeded":
         error = job.get("error") or {}
-        print(f"{args.prog}: job {job['state']}: {error.get('type')}: {error.get('message')}", file=sys.stderr)
-        return EXIT_JOB_FAILED
+        if live is not None and error.get("message") and any(error["message"] in m for m in live.errors_shown):
+            return EXIT_JOB_FAILED  # the live log showed the error already: once is enough
+        return fail(args, f"job {job['state']}: {error.get('type')}: {error.get('message')}", EXIT_JOB_FAILED)
     if (job.get("result") or {}).get("verdict") == "rejected":
         reasons = "; ".join((job["result"].get("gate") or {}).get("reasons") or [])
-        print(f"{args.prog}: job {job['id']} rejected by its quality gate: {reasons}", file=sys.stderr)
-        return EXIT_REJECTED
+        return fail(args, f"job {job['id']} rejected by its quality gate: {reasons}", EXIT_REJECTED)
     return 0
 
 
-@_one_line_errors
+@one_line_errors
 def download(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         path = client.download(args.job_id, args.name, Path(args.output or args.name))
     print(path)
     return 0
 
 
-def _connection_options(parser: argparse.ArgumentParser, prog: str) -> None:
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("PPRUNING_URL", "http://127.0.0.1:8000"),
-        help="Service URL (default: $PPRUNING_URL or http://127.0.0.1:8000).",
-    )
-    parser.add_argument(
-        "--api-key", default=os.environ.get("PPRUNING_API_KEY"), help="API key (default: $PPRUNING_API_KEY)."
-    )
-    parser.set_defaults(prog=prog)
-
-
 def register(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
-    """Add the four client commands to a CLI's subparsers (``prog`` prefixes their error lines)."""
-    for add in (register_submit, register_status, register_wait, register_download):
+    """Add every client command to a CLI's subparsers (``prog`` prefixes their error lines)."""
+    for add in (register_submit, register_status, register_wait, register_download, *job_commands.REGISTER):
         add(sub, prog)
 
 
@@ -161,29 +133,31 @@ def register_submit(sub: argparse._SubParsersAction, prog: str = "ppruning") -> 
         action="store_true",
         help="SPEC is a reproducibility record (record.json, report.json or a job's JSON): run it again.",
     )
-    _connection_options(s, prog)
+    connection_options(s, prog)
     s.set_defaults(func=submit)
 
 
 def register_status(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     st = sub.add_parser("status", help="Print a job as JSON.")
     st.add_argument("job_id")
-    _connection_options(st, prog)
+    connection_options(st, prog)
     st.set_defaults(func=status)
 
 
 def register_wait(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
     wt = sub.add_parser(
         "wait",
-        help="Follow a job live until it finishes (a bar on a terminal, plain lines in CI logs); "
-        "exit 1 if it failed or was cancelled, 4 if its quality gate rejected it.",
+        help="Follow a job live until it finishes (a bar on a terminal, plain lines in CI logs), then print "
+        "one summary line (or the job with --json); exit 1 if it failed or was cancelled, 4 if its quality "
+        "gate rejected it.",
     )
     wt.add_argument("job_id")
     wt.add_argument("--timeout", type=float, help="Give up after this many seconds (exit 3).")
     wt.add_argument("--poll", type=float, default=2.0, help="Seconds between polls (when not streaming).")
     wt.add_argument("--no-stream", action="store_true", help="Poll the job instead of following its live event stream.")
     wt.add_argument("-q", "--quiet", action="store_true", help="No progress lines on stderr.")
-    _connection_options(wt, prog)
+    wt.add_argument("--json", action="store_true", help="Print the finished job as JSON instead of one summary line.")
+    connection_options(wt, prog)
     wt.set_defaults(func=wait)
 
 
@@ -192,7 +166,7 @@ def register_download(sub: argparse._SubParsersAction, prog: str = "ppruning") -
     d.add_argument("job_id")
     d.add_argument("name", help="Artifact name, e.g. model.tar.gz, head_mask.pt, report.json.")
     d.add_argument("-o", "--output", help="Destination file (default: the artifact name).")
-    _connection_options(d, prog)
+    connection_options(d, prog)
     d.set_defaults(func=download)
 
 

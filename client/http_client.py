@@ -1,8 +1,6 @@
-"""A small HTTP client of the service, for CI pipelines, the demo and the tests.
+"""The Python SDK of the service: one typed method per API operation (see :data:`Client.OPERATIONS`).
 
-It speaks the public API only (``POST /jobs``, ``GET /jobs/{id}``, ``GET
-/jobs/{id}/events`` as Server-Sent Events, ``POST /jobs/{id}/cancel``, ``GET
-/jobs/{id}/artifacts/{name}``); nothing here reads the database. ``follow`` reads the
+It speaks the public HTTP API only; nothing here reads the database. ``follow`` reads the
 live event stream and resumes it with ``Last-Event-ID`` after a dropped connection,
 falling back to polling when the stream is not available. Downloads stream to a
 temporary file, resume with ``Range`` after a dropped connection, and are checked
@@ -12,15 +10,17 @@ against the sha256 the service sends.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from client.sse import SseEvent, parse_sse
+
+__all__ = ["Client", "ClientError", "ServiceUnreachable", "SseEvent", "StreamUnavailable", "WaitTimeout", "parse_sse"]
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -34,11 +34,45 @@ def file_sha256(path: Path) -> tuple[int, str]:
 class ClientError(Exception):
     """The service answered with an error, or a download did not match its digest."""
 
-    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         #: Seconds the service asked to wait (``Retry-After`` of a 429 or 503), when it said.
         self.retry_after = retry_after
+        #: The input at fault (``target.flops_reduction``), when the service named one.
+        self.field = field
+
+
+def error_text(body: Any) -> tuple[str, str | None]:
+    """One line for an error body ``{"error": {"type", "message", "field", ...}}`` and its field.
+
+    The field leads the message unless the message already starts with it; when the body
+    lists several problems (``problems`` or ``errors``: strings or objects with ``field``
+    and ``message``), every one is shown, not only the first.
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        raise ValueError("not the service's error shape")
+    field = error.get("field") or None
+
+    def located(item_field: str | None, message: str) -> str:
+        return message if not item_field or message.startswith(f"{item_field}:") else f"{item_field}: {message}"
+
+    problems = error.get("problems") or error.get("errors")
+    if isinstance(problems, list) and problems:
+        parts = []
+        for problem in problems:
+            if isinstance(problem, dict):
+                parts.append(located(problem.get("field"), str(problem.get("message", problem))))
+            else:
+                parts.append(str(problem))
+        message = "; ".join(parts)
+    else:
+        message = str(error.get("message", ""))
+        message = located(field, message)
+    return f"{error.get('type', 'error')}: {message}", field
 
 
 class WaitTimeout(ClientError):
@@ -49,46 +83,36 @@ class StreamUnavailable(ClientError):
     """The event stream cannot be read (an older service, a proxy that buffers): poll instead."""
 
 
-@dataclass(frozen=True)
-class SseEvent:
-    """One Server-Sent Event: ``id`` (the job event's id; None for ``end``), type, JSON data."""
-
-    id: int | None
-    event: str
-    data: dict[str, Any]
-
-
-def parse_sse(lines: Iterable[str]) -> Iterator[SseEvent]:
-    """Events of an SSE byte stream's lines (comments and ``retry`` skipped, multi-line data joined)."""
-    event_id: int | None = None
-    kind, data = "message", []
-    for line in lines:
-        if not line:
-            if data:
-                text = "\n".join(data)
-                try:
-                    payload = json.loads(text)
-                except ValueError:
-                    payload = {"text": text}
-                yield SseEvent(event_id, kind, payload if isinstance(payload, dict) else {"value": payload})
-            event_id, kind, data = None, "message", []
-            continue
-        if line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data.append(value)
-        elif name == "event":
-            kind = value
-        elif name == "id" and value.isdigit():
-            event_id = int(value)
+class ServiceUnreachable(ClientError):
+    """No answer from the service at all: nothing listens at the URL, DNS failed, or it timed out."""
 
 
 class Client:
+    """A typed client of every operation of the API (:data:`OPERATIONS` maps each to its route)."""
+
+    #: SDK method -> (HTTP method, route) it calls; a test checks it covers every route of the API.
+    OPERATIONS: dict[str, tuple[str, str]] = {
+        "submit": ("POST", "/jobs"),
+        "jobs": ("GET", "/jobs"),
+        "job": ("GET", "/jobs/{job_id}"),
+        "event_page": ("GET", "/jobs/{job_id}/events"),
+        "events": ("GET", "/jobs/{job_id}/events"),
+        "cancel": ("POST", "/jobs/{job_id}/cancel"),
+        "delete": ("DELETE", "/jobs/{job_id}"),
+        "artifacts": ("GET", "/jobs/{job_id}/artifacts"),
+        "download": ("GET", "/jobs/{job_id}/artifacts/{name}"),
+        "methods": ("GET", "/methods"),
+        "method": ("GET", "/methods/{name}"),
+        "tasks": ("GET", "/tasks"),
+        "health": ("GET", "/healthz"),
+        "ready": ("GET", "/readyz"),
+        "metrics": ("GET", "/metrics"),
+    }
+
     def __init__(self, url: str, api_key: str, *, timeout_s: float = 30.0, http: httpx.Client | None = None) -> None:
         """``http``: an existing httpx client to use instead (e.g. FastAPI's TestClient)."""
-        self.http = http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s)
+        self.url = url.rstrip("/")
+        self.http = http or httpx.Client(base_url=self.url, timeout=timeout_s)
         self.http.headers["Authorization"] = f"Bearer {api_key}"
 
     def __enter__(self) -> Client:
@@ -101,27 +125,105 @@ class Client:
         self.http.close()
 
     # ------------------------------------------------------------------ calls
-    def _json(self, response: httpx.Response) -> Any:
+    def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        """One request; a transport failure (nothing listening, DNS, timeout) is :class:`ServiceUnreachable`."""
+        try:
+            return self.http.request(method, path, **options)
+        except httpx.TransportError as exc:
+            raise ServiceUnreachable(f"cannot reach the service at {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
         if response.status_code >= 400:
+            field = None
             try:
-                error = response.json().get("error", {})
-                text = f"{error.get('type', 'error')}: {error.get('message', response.text)}"
+                text, field = error_text(response.json())
             except ValueError:
                 text = response.text[:500]
             retry_after = response.headers.get("Retry-After", "")
             raise ClientError(f"{response.request.method} {response.request.url.path} -> {response.status_code} {text}",
-                              response.status_code, float(retry_after) if retry_after.isdigit() else None)  # fmt: skip
-        return response.json()
+                              response.status_code, float(retry_after) if retry_after.isdigit() else None,
+                              field)  # fmt: skip
+        return response
+
+    def _json(self, response: httpx.Response) -> Any:
+        return self._check(response).json()
 
     def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submit a job spec; the same ``idempotency_key`` again returns the same job."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self._json(self.http.post("/jobs", json=spec, headers=headers))
+        return self._json(self._request("POST", "/jobs", json=spec, headers=headers))
+
+    def jobs(
+        self,
+        *,
+        state: Iterable[str] = (),
+        kind: Iterable[str] = (),
+        parent: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of the owner's jobs, newest first: ``{"items": [...], "next_cursor": ...}``."""
+        params: list[tuple[str, str | int]] = [("state", s) for s in state] + [("kind", k) for k in kind]
+        params.append(("limit", limit))
+        params += [("parent", parent)] if parent else []
+        params += [("cursor", cursor)] if cursor else []
+        return self._json(self._request("GET", "/jobs", params=params))
+
+    def iter_jobs(
+        self, *, state: Iterable[str] = (), kind: Iterable[str] = (), parent: str | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching job, newest first, following ``next_cursor`` page after page."""
+        state, kind, cursor = list(state), list(kind), None
+        while True:
+            page = self.jobs(state=state, kind=kind, parent=parent, limit=page_size, cursor=cursor)
+            yield from page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self._json(self.http.get(f"/jobs/{job_id}"))
+        """The job: state, stage, progress, result, error, artifacts."""
+        return self._json(self._request("GET", f"/jobs/{job_id}"))
+
+    def event_page(self, job_id: str, *, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """Logged events with an id above ``after``: ``{"items": [...], "next_after": ...}`` (no streaming)."""
+        return self._json(self._request("GET", f"/jobs/{job_id}/events", params={"after": after, "limit": limit}))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        return self._json(self.http.post(f"/jobs/{job_id}/cancel"))
+        """Cancel a queued job at once, a running one at its next checkpoint; a finished job is a 409."""
+        return self._json(self._request("POST", f"/jobs/{job_id}/cancel"))
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job and its artifacts (a job still running is a 409: cancel it first)."""
+        self._check(self._request("DELETE", f"/jobs/{job_id}"))
+
+    def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's artifacts: name, kind, size, sha256, url."""
+        return self._json(self._request("GET", f"/jobs/{job_id}/artifacts"))
+
+    def methods(self) -> list[dict[str, Any]]:
+        """Every pruning method with its parameters and JSON Schemas."""
+        return self._json(self._request("GET", "/methods"))["items"]
+
+    def method(self, name: str) -> dict[str, Any]:
+        """One pruning method."""
+        return self._json(self._request("GET", f"/methods/{name}"))
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task: data, columns, metrics, the ``task`` fields a spec may set."""
+        return self._json(self._request("GET", "/tasks"))["items"]
+
+    def health(self) -> dict[str, Any]:
+        """``/healthz``: the API process answers."""
+        return self._json(self._request("GET", "/healthz"))
+
+    def ready(self) -> dict[str, Any]:
+        """``/readyz``: database and broker reachable (a :class:`ClientError` with status 503 when not)."""
+        return self._json(self._request("GET", "/readyz"))
+
+    def metrics(self) -> str:
+        """``/metrics``: the Prometheus text (a deployment may ask for its own token as the key)."""
+        return self._check(self._request("GET", "/metrics")).text
 
     def wait(
         self,
@@ -177,7 +279,7 @@ class Client:
                         raise StreamUnavailable(f"the service cannot stream now ({response.status_code})")
                     if response.status_code >= 400:
                         response.read()
-                        self._json(response)
+                        self._check(response)
                     if not response.headers.get("content-type", "").startswith("text/event-stream"):
                         raise StreamUnavailable("the service answered without an event stream")
                     for event in parse_sse(response.iter_lines()):
@@ -241,16 +343,19 @@ class Client:
                 with self.http.stream("GET", f"/jobs/{job_id}/artifacts/{name}", headers=headers) as response:
                     if response.status_code >= 400:
                         response.read()
-                        self._json(response)
+                        self._check(response)
                     expected = response.headers.get("X-Content-SHA256", expected)
                     mode = "ab" if response.status_code == 206 else "wb"
                     with part.open(mode) as fh:
                         for chunk in response.iter_bytes():
                             fh.write(chunk)
                 break
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 if attempt == attempts:
-                    raise
+                    message = (
+                        f"cannot reach the service at {self.url} (download of {name}): {type(exc).__name__}: {exc}"
+                    )
+                    raise ServiceUnreachable(message) from exc
         _, digest = file_sha256(part)
         if expected and digest != expected:
             part.unlink()

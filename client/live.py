@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from client.http_client import SseEvent
+from client.sse import SseEvent
 
 
 def _duration(seconds: float | None) -> str:
@@ -54,6 +54,8 @@ class LivePrinter:
         self._open_line = False
         self._last_plain = time.monotonic()
         self._last_decile = -1
+        #: The error-level messages printed, so the caller need not print a job's error twice.
+        self.errors_shown: list[str] = []
 
     def _line(self, text: str) -> None:
         if self._open_line:
@@ -66,10 +68,8 @@ class LivePrinter:
         item = event.data
         data = item.get("data") or {}
         if event.event == "end":
-            state = item.get("state")
-            error = item.get("error") or {}
-            suffix = f": {error.get('type')}: {error.get('message')}" if error else ""
-            self._line(f"job {state}{suffix}")
+            # The error itself is the caller's to print, once (``wait`` ends with it).
+            self._line(f"job {item.get('state')}")
         elif event.event == "progress":
             self._progress(data)
         elif event.event == "stage":
@@ -78,6 +78,8 @@ class LivePrinter:
         else:
             level = item.get("level") or "info"
             prefix = "" if level == "info" else f"{level}: "
+            if level == "error":
+                self.errors_shown.append(str(item.get("message")))
             self._line(f"{prefix}{item.get('message')}")
 
     def _progress(self, data: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""``ppruning submit|status|wait|download``: what a CI pipeline runs, over real HTTP."""
+"""The client commands (submit, status, wait, download, list, events, artifacts, cancel, delete) over real HTTP."""
 
 from __future__ import annotations
 
@@ -27,6 +27,9 @@ def test_ci_commands_submit_wait_download_and_fail_the_pipeline_on_a_failed_job(
         assert main(["submit", str(spec_file), "-q", *auth]) == 0
         job_id = capsys.readouterr().out.strip()
         assert main(["wait", job_id, "--poll", "0.3", "--timeout", "90", "-q", *auth]) == 0
+        summary = capsys.readouterr().out.strip().splitlines()
+        assert len(summary) == 1 and summary[0].startswith(f"job {job_id} succeeded  kind=prune  verdict=")
+        assert "duration=" in summary[0] and "artifacts=0" not in summary[0]
         assert main(["download", job_id, "report.json", "-o", str(tmp_path / "r.json"), *auth]) == 0
         assert json.loads((tmp_path / "r.json").read_text())["achieved"]
         capsys.readouterr()
@@ -40,13 +43,39 @@ def test_ci_commands_submit_wait_download_and_fail_the_pipeline_on_a_failed_job(
         monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(bad)))
         assert main(["submit", "-", "-q", *auth]) == 0
         bad_id = capsys.readouterr().out.strip()
-        assert main(["wait", bad_id, "--poll", "0.3", "--timeout", "60", "-q", *auth]) == 1
+        assert main(["wait", bad_id, "--poll", "0.3", "--timeout", "60", "-q", "--json", *auth]) == 1
         captured = capsys.readouterr()
         failed = json.loads(captured.out)
         assert failed["state"] == "failed" and failed["error"]["type"] == "DataError"
         assert "broken_rows.csv" in failed["error"]["message"] and "DataError" in captured.err
         assert failed["artifacts"] == [] and stored_files(service_backend, bad_id) == []
+        # Followed live (the finished job's stream replays), the error is printed once.
+        assert main(["wait", bad_id, "--timeout", "60", *auth]) == 1
+        captured = capsys.readouterr()
+        assert captured.out.startswith(f"job {bad_id} failed  kind=prune") and len(captured.out.splitlines()) == 1
+        assert captured.err.count(failed["error"]["message"]) == 1, captured.err
         assert main(["status", "00000000-0000-0000-0000-000000000000", *auth]) == 2
+
+        # The job-management commands.
+        assert main(["list", "--kind", "prune", "--limit", "1", *auth]) == 0
+        listed = capsys.readouterr()
+        assert listed.out.startswith(bad_id) and len(listed.out.splitlines()) == 1 and "--cursor" in listed.err
+        assert main(["list", "--state", "succeeded", "--all", "--json", *auth]) == 0
+        assert [j["id"] for j in json.loads(capsys.readouterr().out)["items"]] == [job_id]
+        assert main(["list", "--parent", job_id, "--json", *auth]) == 0
+        assert json.loads(capsys.readouterr().out)["items"] == []
+        assert main(["artifacts", job_id, *auth]) == 0
+        assert any(line.startswith("report.json ") for line in capsys.readouterr().out.splitlines())
+        assert main(["events", job_id, *auth]) == 0
+        logged = capsys.readouterr().out
+        assert "[collect]" in logged and len(logged.splitlines()) >= 5
+        assert main(["events", job_id, "--follow", *auth]) == 0
+        assert capsys.readouterr().out.strip().endswith("job succeeded")
+        assert main(["cancel", job_id, *auth]) == 2  # finished: the service refuses (409), in one line
+        refused = capsys.readouterr().err
+        assert "409" in refused and len(refused.strip().splitlines()) == 1
+        assert main(["delete", job_id, *auth]) == 0
+        assert main(["status", job_id, *auth]) == 2
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ def test_the_standalone_client_submits_follows_and_downloads_from_the_embedded_s
 
         followed = _run(client_venv, "wait", job_id, "--timeout", "240", *auth, cwd=tmp_path)
         assert followed.returncode == 0, followed.stderr
-        assert json.loads(followed.stdout)["state"] == "succeeded"
+        assert followed.stdout.startswith(f"job {job_id} succeeded  kind=prune")
         assert "collect" in followed.stderr  # the live stream showed the stages as they ran
 
         fetched = _run(client_venv, "download", job_id, "report.json", "-o", str(tmp_path / "report.json"), *auth,
@@ -100,3 +100,16 @@ def test_the_standalone_client_submits_follows_and_downloads_from_the_embedded_s
 
         missing = _run(client_venv, "status", "00000000-0000-0000-0000-000000000000", *auth, cwd=tmp_path)
         assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+        # The whole command set is there without torch.
+        listed = _run(client_venv, "list", "--state", "succeeded", "--json", *auth, cwd=tmp_path)
+        assert listed.returncode == 0 and [j["id"] for j in json.loads(listed.stdout)["items"]] == [job_id]
+        artifacts = _run(client_venv, "artifacts", job_id, "--json", *auth, cwd=tmp_path)
+        assert "report.json" in [a["name"] for a in json.loads(artifacts.stdout)]
+        events = _run(client_venv, "events", job_id, *auth, cwd=tmp_path)
+        assert events.returncode == 0 and "[collect]" in events.stdout
+        assert _run(client_venv, "cancel", job_id, *auth, cwd=tmp_path).returncode == 2  # finished
+        assert _run(client_venv, "delete", job_id, *auth, cwd=tmp_path).returncode == 0
+
+    down = _run(client_venv, "status", job_id, "--url", url, "--api-key", API_KEY, cwd=tmp_path)
+    assert down.returncode == 5 and f"cannot reach the service at {url}" in down.stderr

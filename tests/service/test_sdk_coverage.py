@@ -7,6 +7,7 @@ SDK method fails here; each SDK method is then called against the app (real Post
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,10 @@ def test_a_refused_spec_names_its_field_in_the_sdks_error(client, auth, prune_sp
         _sdk(client, auth).submit(spec)
     assert refused.value.status == 422 and refused.value.field == "target.flops_reduction"
     assert "target.flops_reduction" in str(refused.value)
+
+
+def test_the_readme_documents_every_sdk_method() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Python SDK") :]
+    missing = [name for name in Client.OPERATIONS if f"`{name}(" not in section and f" {name}(" not in section]
+    assert missing == [], "SDK methods the README's SDK section does not name"

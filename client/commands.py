@@ -173,7 +173,10 @@ def register_download(sub: argparse._SubParsersAction, prog: str = "ppruning") -
 def main(argv: list[str] | None = None) -> int:
     """``ppruning-client``: the same commands for a CI runner that installs only this client."""
     parser = argparse.ArgumentParser(
-        prog="ppruning-client", description="Submit pruning jobs to a P-pruning service, follow them, download results."
+        prog="ppruning-client",
+        description="Submit pruning jobs to a P-pruning service, follow them, download results.",
+        epilog="exit codes: 0 done, 1 the job failed or was cancelled, 2 a usage or service error, "
+        "3 wait --timeout ran out, 4 the quality gate rejected the model, 5 the service could not be reached",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

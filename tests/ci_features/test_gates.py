@@ -55,7 +55,7 @@ def test_a_gate_that_cannot_be_met_is_rejected_and_wait_exits_4_one_that_can_pas
             assert main(["submit", str(spec_file), "-q", *auth]) == 0
             ids[name] = capsys.readouterr().out.strip()
 
-        assert main(["wait", ids["rejected"], "--poll", "0.3", "--timeout", "150", "-q", *auth]) == EXIT_REJECTED
+        assert main(["wait", ids["rejected"], "--poll", "0.3", "--timeout", "150", "-q", "--json", *auth]) == EXIT_REJECTED
         captured = capsys.readouterr()
         job = json.loads(captured.out)
         assert job["state"] == "succeeded" and job["result"]["verdict"] == "rejected"
@@ -68,7 +68,7 @@ def test_a_gate_that_cannot_be_met_is_rejected_and_wait_exits_4_one_that_can_pas
         assert {"dense_metrics.json", "model.tar.gz", "report.json"} <= {a["name"] for a in job["artifacts"]}
         assert job["result"]["teacher"] is not None  # the dense fine-tune ran first and taught the pruned model
 
-        assert main(["wait", ids["passed"], "--poll", "0.3", "--timeout", "120", "-q", *auth]) == 0
+        assert main(["wait", ids["passed"], "--poll", "0.3", "--timeout", "120", "-q", "--json", *auth]) == 0
         job = json.loads(capsys.readouterr().out)
         gate = job["result"]["gate"]
         assert job["result"]["verdict"] == "passed" and gate["reasons"] == []

@@ -30,11 +30,9 @@ import multiprocessing
 import os
 import random
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,10 +43,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.api_load import claim_redis_db, drop_database, free_port, make_database, release_redis_db  # noqa: E402
+from bench.soak_service import spec, start_service  # noqa: E402
 
-FIXTURES = ROOT / "tests" / "fixtures" / "custom"
-OWNERS = 4
 #: Unfinished jobs the feeder keeps in the service (streams follow them).
 UNFINISHED = 8
 
@@ -70,10 +66,18 @@ class SoakResult:
     #: CPU seconds the API process used over the run, and the 1-minute load average before it.
     server_cpu_s: float = 0.0
     load_before: float = 0.0
+    #: The API's own view (its request-duration histogram): the bucket bound under which 99% of
+    #: each route's 200s fell, in ms; apart from what the clients add (their own scheduling, the network).
+    server_p99_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def errors_5xx(self) -> int:
         return sum(n for status, n in self.statuses.items() if status.startswith("5"))
+
+    @property
+    def unanswered(self) -> int:
+        """Requests that got no HTTP answer (a transport error, counted under its name)."""
+        return sum(n for status, n in self.statuses.items() if not status.isdigit())
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -81,104 +85,6 @@ def percentile(values: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-# --------------------------------------------------------------------------- the service
-
-
-def _spec(model: Path, seed: int) -> dict[str, Any]:
-    return {
-        "kind": "prune", "model": {"id": str(model)}, "method": "ppruning", "target": {"flops_reduction": 0.2},
-        "task": {"name": "text-classification", "data_files": {"train": str(FIXTURES / "reviews_train.csv")},
-                 "text_column": "review", "label_column": "sentiment"},
-        "params": {"max_instances": 16, "sampling_tokens": 40}, "device": "cpu", "measure": False, "seed": seed,
-    }  # fmt: skip
-
-
-def _keys(db_url: str) -> list[str]:
-    from api.auth import new_secret
-    from jobs.store import keys
-    from jobs.store.session import session_scope
-
-    secrets = [new_secret() for _ in range(OWNERS)]
-    with session_scope(db_url) as session:
-        for i, secret in enumerate(secrets):
-            keys.create_api_key(session, f"soak-{i}-{uuid.uuid4().hex[:6]}", f"soak-owner-{i}", secret)
-    return secrets
-
-
-def _wait_ready(proc: subprocess.Popen, url: str, what: str) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{what} not ready within 120 s")
-
-
-def start_service(stack: ExitStack, backend: str, tmp: Path, streams: int, pg_admin_url: str, redis_host: str,
-                  uvicorn_workers: int) -> tuple[str, list[str], Path, Path, int]:  # fmt: skip
-    """(base URL, owners' keys, the tiny model, the server's log, its pid); everything stops when ``stack`` closes."""
-    from tests.support.tiny_models import save_tiny_bert
-
-    model = save_tiny_bert(tmp / "models" / "tiny-bert")
-    env = {**os.environ, "PPRUNING_DATA_DIR": str(tmp / "data"), "PPRUNING_ARTIFACT_ROOT": (tmp / "a").as_uri(),
-           "PPRUNING_ALLOWED_MODEL_ROOTS": json.dumps([str(model.parent), str(FIXTURES)]),
-           "PPRUNING_MAX_EVENT_STREAMS": str(streams * 2),
-           "PPRUNING_MAX_EVENT_STREAMS_PER_OWNER": str(streams),
-           "PPRUNING_DEVICE": "cpu", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}  # fmt: skip
-    if backend == "postgres":
-        name, db_url = make_database(pg_admin_url)
-        stack.callback(drop_database, pg_admin_url, name)
-        index, token = claim_redis_db(redis_host)
-        stack.callback(release_redis_db, redis_host, index, token)
-        env |= {"PPRUNING_DATABASE_URL": db_url, "PPRUNING_BROKER_URL": f"redis://{redis_host}:6379/{index}"}
-    else:
-        from jobs.settings import Settings
-        from jobs.store.migrate import prepare_embedded
-
-        settings = Settings(data_dir=tmp / "data")
-        prepare_embedded(settings)
-        db_url = settings.database_url
-    secrets = _keys(db_url)
-    port = free_port()
-    log = tmp / "server.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app_factory", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(uvicorn_workers), "--no-access-log", "--log-level", "warning",
-         "--backlog", "4096"],
-        cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    stack.callback(_stop, server)
-    worker_env = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    worker = subprocess.Popen(
-        ["nice", "-n", "10", sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-         "--queues", "gpu,cpu", "--concurrency", "1", "--loglevel", "WARNING", "--hostname", "soak@%h",
-         "--without-mingle", "--without-gossip", "--without-heartbeat"],
-        cwd=ROOT, env=worker_env, stdout=(tmp / "worker.log").open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    stack.callback(_stop, worker)
-    _wait_ready(server, f"http://127.0.0.1:{port}/readyz", "uvicorn")
-    return f"http://127.0.0.1:{port}", secrets, model, log, server.pid
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    import signal
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
 
 
 # --------------------------------------------------------------------------- the load
@@ -200,7 +106,7 @@ class Load:
 
     async def submit(self, client: httpx.AsyncClient, owner: int) -> None:
         self.seed += 1
-        r = await client.post("/jobs", json=_spec(self.model, self.seed), headers=self._auth(owner))
+        r = await client.post("/jobs", json=spec(self.model, self.seed), headers=self._auth(owner))
         self._status(r.status_code)
         if r.status_code == 202:
             self.unfinished[owner].append(r.json()["id"])
@@ -266,8 +172,8 @@ class Load:
 def poll(base: str, secret: str, job_ids: list[str], pollers: int, seconds: float, out: Any) -> None:
     """Process of its own: ``pollers`` GET clients and one /healthz client; (t, kind, ms, status) rows to ``out``."""
 
-    async def main() -> list[tuple[float, str, float, int]]:
-        rows: list[tuple[float, str, float, int]] = []
+    async def main() -> list[tuple[float, str, float, int | str]]:
+        rows: list[tuple[float, str, float, int | str]] = []
         stop = time.monotonic() + seconds
         limits = httpx.Limits(max_connections=pollers + 2)
         async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
@@ -276,9 +182,9 @@ def poll(base: str, secret: str, job_ids: list[str], pollers: int, seconds: floa
                 while time.monotonic() < stop:
                     started = time.perf_counter()
                     try:
-                        status = (await client.get(path(), headers=headers)).status_code
-                    except httpx.HTTPError:
-                        status = 599
+                        status: int | str = (await client.get(path(), headers=headers)).status_code
+                    except httpx.HTTPError as exc:  # no answer at all: named by the client's error
+                        status = type(exc).__name__
                     rows.append((time.time(), kind, (time.perf_counter() - started) * 1000, status))
                     await asyncio.sleep(pause)
 
@@ -288,6 +194,36 @@ def poll(base: str, secret: str, job_ids: list[str], pollers: int, seconds: floa
         return rows
 
     out.put(asyncio.run(main()))
+
+
+ROUTES = {"healthz": "/healthz", "get": "/jobs/{job_id}"}
+
+
+def histogram(base: str) -> dict[str, dict[float, float]]:
+    """Per route of :data:`ROUTES`: cumulative counts of GET 200s by bucket bound (seconds), from /metrics."""
+    text = httpx.get(f"{base}/metrics", timeout=30).text
+    out: dict[str, dict[float, float]] = {name: {} for name in ROUTES}
+    for line in text.splitlines():
+        if not line.startswith("ppruning_http_request_duration_seconds_bucket{") or 'method="GET"' not in line:
+            continue
+        if 'status="200"' not in line:
+            continue
+        labels, value = line.rsplit(" ", 1)
+        for name, route in ROUTES.items():
+            if f'route="{route}"' in labels:
+                bound = labels.split('le="', 1)[1].split('"', 1)[0]
+                out[name][float("inf") if bound == "+Inf" else float(bound)] = float(value)
+    return out
+
+
+def server_p99(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]) -> dict[str, float]:
+    p99 = {}
+    for name, buckets in after.items():
+        counts = {b: n - before.get(name, {}).get(b, 0.0) for b, n in buckets.items()}
+        total = counts.get(float("inf"), 0.0)
+        if total:
+            p99[name] = 1000 * min(b for b, n in counts.items() if n >= 0.99 * total)
+    return p99
 
 
 async def drive(base: str, secrets: list[str], model: Path, streams: int, pollers: int, seconds: float,
@@ -348,12 +284,18 @@ def run_soak(
         from bench.api_load import server_cpu_s
 
         result.load_before = os.getloadavg()[0]
-        cpu = server_cpu_s(pid)
+        cpu, buckets = server_cpu_s(pid), histogram(base)
         asyncio.run(drive(base, secrets, model, streams, pollers, seconds, result))
         result.server_cpu_s = server_cpu_s(pid) - cpu
+        result.server_p99_ms = server_p99(buckets, histogram(base))
         text = log.read_text(errors="replace")
         result.pool_timeouts = text.count("database_busy")
     return result
+
+
+def _le(result: SoakResult, name: str) -> str:
+    value = result.server_p99_ms.get(name)
+    return "n/a" if value is None else f"<= {value:g}"
 
 
 def report(result: SoakResult) -> str:
@@ -362,15 +304,18 @@ def report(result: SoakResult) -> str:
         f"backend={result.backend}  streams={result.streams}  {result.seconds:g} s, steady state (all streams open) "
         f"{result.steady_s:.0f} s; {os.cpu_count()} CPUs, 1-min load average {result.load_before:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after; API process CPU {100 * result.server_cpu_s / result.seconds:.0f}%",
-        "| measure            | n      | p50 ms  | p99 ms  | max ms  |",
-        "|--------------------|--------|---------|---------|---------|",
+        "| measure            | n      | p50 ms  | p99 ms  | max ms  | server p99 ms |",
+        "|--------------------|--------|---------|---------|---------|---------------|",
         f"| GET /healthz       | {len(h):>6} | {percentile(h, 50):>7.1f} | {percentile(h, 99):>7.1f} | "
-        f"{max(h, default=float('nan')):>7.1f} |",
+        f"{max(h, default=float('nan')):>7.1f} | {_le(result, 'healthz'):>13} |",
         f"| GET /jobs/{{id}}     | {len(g):>6} | {percentile(g, 50):>7.1f} | {percentile(g, 99):>7.1f} | "
-        f"{max(g, default=float('nan')):>7.1f} |",
+        f"{max(g, default=float('nan')):>7.1f} | {_le(result, 'get'):>13} |",
         f"streams opened {result.streams_opened}, ended with their job {result.streams_ended}, "
-        f"dropped {result.streams_dropped}; 5xx {result.errors_5xx}; pool timeouts {result.pool_timeouts}; "
+        f"dropped {result.streams_dropped}; 5xx {result.errors_5xx}; unanswered {result.unanswered}; "
+        f"pool timeouts {result.pool_timeouts}; "
         f"jobs finished {result.jobs_finished}; statuses {dict(sorted(result.statuses.items()))}",
+        "server p99: the bucket bound of the API's own request-duration histogram (all of the run, not only the "
+        "pollers'); the other columns are what the polling clients measured over the steady state",
     ]
     return "\n".join(lines)
 

@@ -134,8 +134,9 @@ def compute_masks(ctx: MethodContext) -> Masks:
     return Masks(head_mask, torch.stack(rows_mask))
 
 
-#: The decoder families PruneNet is defined for (the LM's FFN; GPT-2, OPT, Llama-style).
-DECODER_TYPES = frozenset({"gpt2", "opt", "llama", "mistral", "qwen2"})
+def supports(adapter: type[ArchAdapter]) -> bool:
+    """PruneNet is defined for decoders (a language model's FFN), as their adapters declare."""
+    return adapter.is_decoder
 
 SPEC = register_method(
     MethodSpec(
@@ -148,7 +149,7 @@ SPEC = register_method(
         run=compute_masks,
         stages=("policy", "select"),
         artifacts=(*MASK_ARTIFACTS, POLICY_FILE, KEPT_FILE, REWARDS_FILE),
-        model_types=DECODER_TYPES,
+        supports=supports,
         budget_scope_for=lambda params: "ffn",
     )
 )

@@ -89,7 +89,7 @@ class ModelShape:
         """Multiply-accumulates of one head unit per sequence of ``seq_len`` tokens.
 
         Projections 2*L*d*(q_width + d_h) (Q, O and K, V), scores and weighted sum
-        2*L^2*q_width; for MHA this is ALGORITHMS.md's 4*L*d*d_h + 2*L^2*d_h.
+        2*L^2*q_width; for MHA this is 4*L*d*d_h + 2*L^2*d_h (docs/algorithms.md, shared vocabulary).
         """
         la = self.layers[layer]
         q_width = la.query_heads_per_unit * la.head_dim

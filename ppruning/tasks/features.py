@@ -1,7 +1,7 @@
 """Turning a task's rows into model inputs, the same way for pruning and for fine-tuning.
 
 P-pruning collects activations on inputs "tokenised as for fine-tuning"
-(ALGORITHMS.md step 1), so both paths share these encoders: sentence pairs as pairs,
+(docs/algorithms.md, P-pruning, step 1), so both paths share these encoders: sentence pairs as pairs,
 QA as question + context (``only_second`` truncation), causal LM as fixed-size blocks
 cut from the concatenated text (transformers' ``run_clm`` grouping). No padding here:
 collators pad each batch (dynamic padding).

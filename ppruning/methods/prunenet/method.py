@@ -1,6 +1,6 @@
 """PruneNet (Sengupta et al., ICLR 2025): calibration-free FFN slicing by a policy learned on the weights.
 
-ALGORITHMS.md, section PruneNet. No data and no forward pass of the LM: a small policy
+docs/algorithms.md, PruneNet. No data and no forward pass of the LM: a small policy
 reads each layer's FFN-in weight W_l [d_ffn, d] and scores its rows,
 alpha = sigmoid((W_l A^T + b) rho) with A: d -> d_ffn and rho: d_ffn -> 1. An episode
 passes over the layers; in each, logistic noise perturbs alpha into keep probabilities

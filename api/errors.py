@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.errors import InvalidSpec
+from jobs.lifecycle import NotFinished
 from jobs.store.repository import IdempotencyConflict, InvalidCursor, NotCancellable
 from jobs.store.states import IllegalTransition
 from ppruning import PruningError
@@ -174,6 +175,10 @@ def install_error_handlers(app: FastAPI, union_tags: set[str]) -> None:
 
     @app.exception_handler(NotCancellable)
     async def _not_cancellable(_: Request, exc: NotCancellable) -> JSONResponse:
+        return error_response(409, "conflict", str(exc))
+
+    @app.exception_handler(NotFinished)
+    async def _not_finished(_: Request, exc: NotFinished) -> JSONResponse:
         return error_response(409, "conflict", str(exc))
 
     @app.exception_handler(IllegalTransition)

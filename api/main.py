@@ -22,19 +22,26 @@ from api.auth import bootstrap_hashes
 from api.errors import error_body, install_error_handlers
 from api.routes import artifacts, discovery, health, jobs
 from jobs.artifacts import ArtifactStore, open_store
+from jobs.kinds import declared, job_kinds
 from jobs.queue import CeleryDispatcher, Dispatcher
 from jobs.settings import Settings, get_settings
 from jobs.spec_checks import warm_up
-from jobs.specs import JOB_KINDS
 from jobs.store.session import get_engine, get_sessionmaker
 
 DESCRIPTION = """Prune Hugging Face transformer models as jobs.
 
-POST a job spec to `/jobs` (kinds: `prune`, `finetune`, `pipeline`), poll `/jobs/{id}`,
-download its artifacts from `/jobs/{id}/artifacts/{name}`. Every request needs
-`Authorization: Bearer <key>` (`ppruning apikey create NAME`). Errors share one shape:
+POST a job spec to `/jobs`, poll `/jobs/{id}`, download its artifacts from
+`/jobs/{id}/artifacts/{name}`. Every request needs `Authorization: Bearer <key>`
+(`ppruning apikey create NAME`). Errors share one shape:
 `{"error": {"type": ..., "message": ..., "field": ...}}`.
+
+Job kinds (`kind` of the spec):
 """
+
+
+def describe_api() -> str:
+    """The API's description, with one line per declared job kind."""
+    return DESCRIPTION + "".join(f"\n- `{kind.name}`: {kind.summary}" for kind in declared()) + "\n"
 
 
 class Telemetry:
@@ -145,7 +152,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app = FastAPIOffline(  # /docs and /redoc load their assets from this app: they work offline
         title="P-pruning service",
         version=_version(),
-        description=DESCRIPTION,
+        description=describe_api(),
         openapi_tags=[
             {"name": "jobs", "description": "Submit and follow pruning and fine-tuning jobs."},
             {"name": "artifacts", "description": "Download what a job produced."},
@@ -169,7 +176,7 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app.include_router(artifacts.router)
     app.include_router(health.router)
     app.include_router(discovery.router)
-    install_error_handlers(app, set(JOB_KINDS))
+    install_error_handlers(app, set(job_kinds()))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, telemetry=telemetry)  # outermost: times everything, 413s included
     return app

@@ -1,8 +1,10 @@
 """The artifact store: files of finished jobs under one root URI, ``file://`` or ``s3://``.
 
 The worker writes (``put_file``, ``put_archive``); the API reads (``open_range``,
-``stat``) and deletes (``delete_prefix``). Keys are ``jobs/<job_id>/<name>``: an
-attempt's uploads under ``attempt-<n>/``, and the training state a restarted attempt
+``stat``); removals (``delete_prefix``) go through the outbox of :mod:`jobs.store.removals`,
+which retries them until the files are gone. Keys are ``jobs/<job_id>/<name>``, built by the
+functions at the end of this module and nowhere else: an attempt's uploads under
+``attempt-<n>/`` (:func:`attempt_prefix`), and the training state a restarted attempt
 continues from under ``resume/`` (:func:`resume_key`), which belongs to the job rather than
 to one attempt. The database holds each object's URI, size and sha256; the store only holds bytes.
 
@@ -173,6 +175,12 @@ class ArtifactStore:
             pass
         self.fs.invalidate_cache()
 
+    def holds(self, key_prefix: str) -> bool:
+        """True while anything is stored under ``key_prefix`` (what a removal checks it has finished)."""
+        path = f"{self.root_path}/{_check_key(key_prefix.rstrip('/'))}"
+        self.fs.invalidate_cache()
+        return bool(self.fs.exists(path))
+
 
 def open_store(root_uri: str, **storage_options: Any) -> ArtifactStore:
     """The store for ``root_uri``; ``storage_options`` go to fsspec (e.g. S3 ``client_kwargs``)."""
@@ -181,9 +189,28 @@ def open_store(root_uri: str, **storage_options: Any) -> ArtifactStore:
     return ArtifactStore(root_uri, **storage_options)
 
 
+#: Every key of the store starts with this folder; nothing outside this module spells it.
+JOBS_FOLDER = "jobs"
+
+
+def job_prefix(job_id: object) -> str:
+    """The store prefix of everything job ``job_id`` owns: its attempts' uploads and its resume state."""
+    return _check_key(f"{JOBS_FOLDER}/{job_id}")
+
+
 def job_key(job_id: object, name: str) -> str:
     """The store key of artifact ``name`` of job ``job_id``."""
-    return _check_key(f"jobs/{job_id}/{name}")
+    return _check_key(f"{job_prefix(job_id)}/{name}")
+
+
+def attempt_prefix(job_id: object, attempt: int) -> str:
+    """The staging prefix of attempt ``attempt`` of job ``job_id``: its uploads, before they are registered."""
+    return job_key(job_id, f"attempt-{attempt}")
+
+
+def attempt_key(job_id: object, attempt: int, name: str) -> str:
+    """The store key of artifact ``name`` uploaded by attempt ``attempt`` of job ``job_id``."""
+    return _check_key(f"{attempt_prefix(job_id, attempt)}/{name}")
 
 
 #: The folder of a job's resume state: beside its attempts' folders, so no attempt's cleanup touches it.

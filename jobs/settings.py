@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         description="Artifacts of jobs finished longer ago are deleted (the job row stays); 0 keeps them forever.",
     )
 
+    removal_retry_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A store removal that failed (files of a deleted or cancelled job) is retried by the workers' "
+        "reaper after this many seconds, the wait doubling with each failure up to an hour, until the files are gone.",
+    )
+
     @field_validator("artifact_root")
     @classmethod
     def _artifact_root_is_a_uri(cls, value: str) -> str:

@@ -1,5 +1,9 @@
 """Checks of a job spec that depend on this deployment, run at submission.
 
+Each job kind's declaration (:mod:`jobs.kinds`) names its check here (``check_<kind>_job``);
+:func:`jobs.kinds.checked_spec` runs the checks every kind shares (:func:`reject_nul`,
+:func:`check_callback`), then the kind's own.
+
 pydantic (:mod:`jobs.specs`) already checked types and ranges. Here: local paths are
 inside ``settings.allowed_model_roots`` (no traversal, symlinks resolved, and every file
 inside a model folder resolved too: :func:`check_tree`), hub ids look
@@ -25,14 +29,14 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
 from jobs.callback_policy import CallbackRefused, check_submitted
 from jobs.errors import InvalidSpec
 from jobs.settings import Settings
-from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec, parse_spec
+from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec
 from jobs.store import repository
 from jobs.store.states import JobState
 from ppruning import (
@@ -50,8 +54,6 @@ log = logging.getLogger(__name__)
 #: Hugging Face repo ids: ``name`` or ``org/name``, letters, digits, '-', '_', '.', no '..'.
 _HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 _PATH_PREFIXES = ("/", "./", "../", "~", "file:", ".\\")
-
-AnySpec = PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec
 
 
 def is_local_path(model_id: str) -> bool:
@@ -291,43 +293,57 @@ def check_callback(url: str | None, settings: Settings) -> None:
         log.info("callback host of %s did not resolve in time; the worker checks it before sending", url)
 
 
-def checked_spec(spec: AnySpec, settings: Settings, session: Session, owner: str) -> dict[str, Any]:
-    """Run every deployment check on ``spec``; the spec to store, as JSON."""
-    reject_nul(spec.model_dump(mode="json"))
-    check_callback(spec.callback_url, settings)
-    if isinstance(spec, PruneJobSpec | PipelineJobSpec):
-        model = check_model(spec.model, settings)
-        task = check_task(spec.task, settings)
-        spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
-        check_export(spec.export)
-        check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
-        if isinstance(spec, PipelineJobSpec) and spec.finetune.distill is not None:
-            teacher = check_teacher(spec.finetune.distill, settings, session, owner, "finetune.distill")
-            spec = spec.model_copy(update={"finetune": spec.finetune.model_copy(update={"distill": teacher})})
-    elif isinstance(spec, SweepJobSpec):
-        model = check_model(spec.model, settings)
-        task = check_task(spec.task, settings)
-        spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
-        for i, child in enumerate(spec.child_specs()):
-            try:
-                check_prune(parse_spec(child).prune_config(), hub_model=not is_local_path(model.id))  # type: ignore[union-attr]
-            except Exception as exc:  # the library names target.<kind>; here it is targets.<kind>.<i>
-                if getattr(exc, "field", None) == f"target.{spec.targets.key}":
-                    exc.field = f"targets.{spec.targets.key}.{i}"  # type: ignore[attr-defined]
-                raise
+#: A spec that prunes: a prune's, or a pipeline's (whose pruning is checked the same way).
+PruningSpec = TypeVar("PruningSpec", PruneJobSpec, PipelineJobSpec)
+
+
+def check_prune_job(spec: PruningSpec, settings: Settings, session: Session, owner: str) -> PruningSpec:
+    """A prune (or the pruning of a pipeline): model, task, teacher, exports, the target on the model's config."""
+    model = check_model(spec.model, settings)
+    task = check_task(spec.task, settings)
+    spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
+    check_export(spec.export)
+    check_prune(spec.prune_config(), hub_model=not is_local_path(model.id))
+    return spec
+
+
+def check_pipeline_job(spec: PipelineJobSpec, settings: Settings, session: Session, owner: str) -> PipelineJobSpec:
+    """A pipeline: its pruning as a prune's, and the fine-tuning's teacher."""
+    spec = check_prune_job(spec, settings, session, owner)
+    if spec.finetune.distill is not None:
+        teacher = check_teacher(spec.finetune.distill, settings, session, owner, "finetune.distill")
+        spec = spec.model_copy(update={"finetune": spec.finetune.model_copy(update={"distill": teacher})})
+    return spec
+
+
+def check_sweep_job(spec: SweepJobSpec, settings: Settings, session: Session, owner: str) -> SweepJobSpec:
+    """A sweep: model, task and teacher once, and each child's target on the model's config."""
+    model = check_model(spec.model, settings)
+    task = check_task(spec.task, settings)
+    spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
+    for i, child in enumerate(spec.child_models()):
+        try:
+            check_prune(child.prune_config(), hub_model=not is_local_path(model.id))
+        except Exception as exc:  # the library names target.<kind>; here it is targets.<kind>.<i>
+            if getattr(exc, "field", None) == f"target.{spec.targets.key}":
+                exc.field = f"targets.{spec.targets.key}.{i}"  # type: ignore[attr-defined]
+            raise
+    return spec
+
+
+def check_finetune_job(spec: FinetuneJobSpec, settings: Settings, session: Session, owner: str) -> FinetuneJobSpec:
+    """A fine-tune: task, the model or the finished job it starts from, masks and teacher."""
+    task = check_task(spec.task, settings)
+    update: dict[str, Any] = {"task": task}
+    if spec.model is not None:
+        update["model"] = check_model(spec.model, settings)
     else:
-        task = check_task(spec.task, settings)
-        update: dict[str, Any] = {"task": task}
-        if spec.model is not None:
-            update["model"] = check_model(spec.model, settings)
-        else:
-            _check_source_job(spec, session, owner)
-        if spec.masks is not None:
-            update["masks"] = str(allowed_folder(spec.masks, settings, "masks"))
-        if spec.distill is not None:
-            update["distill"] = check_teacher(spec.distill, settings, session, owner, "distill")
-        spec = spec.model_copy(update=update)
-    return spec.model_dump(mode="json")
+        _check_source_job(spec, session, owner)
+    if spec.masks is not None:
+        update["masks"] = str(allowed_folder(spec.masks, settings, "masks"))
+    if spec.distill is not None:
+        update["distill"] = check_teacher(spec.distill, settings, session, owner, "distill")
+    return spec.model_copy(update=update)
 
 
 def _method_teacher(

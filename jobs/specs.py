@@ -1,4 +1,7 @@
-"""Job specs: one discriminated union on ``kind``, shared by the API (validation) and the worker.
+"""Job specs: the model of each job kind's spec, shared by the API (validation) and the worker.
+
+Each model is declared a job kind in :mod:`jobs.kinds`, which builds the union on ``kind``
+(``parse_spec``, the API's request body) from the declarations.
 
 A spec embeds the library's own configs (:mod:`ppruning.config`) instead of restating
 them: a ``prune`` spec *is* a ``PruneConfig`` plus ``kind``, so the same validators
@@ -20,15 +23,13 @@ several targets as child jobs (:class:`SweepJobSpec`). The fields the kinds shar
 from __future__ import annotations
 
 import uuid
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    TypeAdapter,
     create_model,
     field_validator,
     model_validator,
@@ -359,7 +360,7 @@ class SweepJobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _children_valid(self) -> SweepJobSpec:
-        self.child_specs()  # method and params checked as each child will be
+        self.child_models()  # method and params checked as each child will be
         return self
 
     @property
@@ -367,40 +368,19 @@ class SweepJobSpec(BaseModel):
         """The plot's x axis: as asked, else remaining weights for an unstructured method and speedup otherwise."""
         return self.axis or ("remaining_weights" if unstructured(self.method) else "speedup")
 
-    def child_specs(self) -> list[dict[str, Any]]:
-        """The children's specs, in target order, validated and with every default filled in."""
+    def child_models(self) -> list[PruneJobSpec | PipelineJobSpec]:
+        """The children's specs, in target order, validated: prunes, or pipelines when ``finetune`` is given."""
         base = self.model_dump(mode="json", exclude={"kind", "callback_url", "targets", "finetune", "axis"})
+        model: type[PruneJobSpec | PipelineJobSpec] = PruneJobSpec if self.finetune is None else PipelineJobSpec
         kind = "prune" if self.finetune is None else "pipeline"
-        specs = []
+        children = []
         for value in self.targets.values:
             child: dict[str, Any] = {**base, "kind": kind, "target": {self.targets.key: value}}
             if self.finetune is not None:
                 child["finetune"] = self.finetune.model_dump(mode="json")
-            specs.append(parse_spec(child).model_dump(mode="json"))
-        return specs
+            children.append(model.model_validate(child))
+        return children
 
-
-JobSpec = Annotated[PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec, Field(discriminator="kind")]
-#: The job kinds, read off the union's members.
-JOB_KINDS: tuple[str, ...] = tuple(
-    k
-    for member in (PruneJobSpec, FinetuneJobSpec, PipelineJobSpec, SweepJobSpec)
-    for k in get_args(member.model_fields["kind"].annotation)
-)
-#: The same as a type, for the ``GET /jobs?kind=`` filter.
-JobKind = StrEnum("JobKind", {k: k for k in JOB_KINDS})  # type: ignore[misc]
-_SPEC_ADAPTER: TypeAdapter[Any] = TypeAdapter(JobSpec)
-
-
-def parse_spec(spec: dict[str, Any]) -> PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec:
-    """A stored ``jobs.spec`` back as its model (the worker's entry point to a job's config)."""
-    return _SPEC_ADAPTER.validate_python(spec)
-
-
-def parse_submitted(body: bytes) -> PruneJobSpec | FinetuneJobSpec | PipelineJobSpec | SweepJobSpec:
-    """A submitted spec, read strictly from its JSON: a number must be a JSON number, a flag a JSON
-    boolean (``"0.3"`` is not 0.3). Raises :class:`pydantic.ValidationError`.
-
-    Stored specs, the CLI and the library stay lax; only what a client sends is held to its schema.
-    """
-    return _SPEC_ADAPTER.validate_json(body, strict=True, context={"strict": True})
+    def child_specs(self) -> list[dict[str, Any]]:
+        """The children's specs as stored, with every default filled in."""
+        return [child.model_dump(mode="json") for child in self.child_models()]

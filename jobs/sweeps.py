@@ -7,7 +7,7 @@ child finalises the parent under a row lock (:mod:`worker.sweep_runs`). A waitin
 therefore neither stale to the reaper nor claimable by a duplicate message:
 :func:`not_waiting` is part of both queries.
 
-Both the API (cancel, delete, list) and the worker import this module.
+The job layer's cancel and delete (:mod:`jobs.lifecycle`) and the worker import this module.
 """
 
 from __future__ import annotations

@@ -29,20 +29,22 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.artifacts import ArtifactStore, StoredObject, job_key, open_store
+from jobs import artifacts
+from jobs.artifacts import ArtifactStore, StoredObject, attempt_key, open_store
+from jobs.kinds import parse_spec
 from jobs.settings import Settings
 from jobs.spec_checks import recheck_local_inputs
-from jobs.specs import parse_spec
 from jobs.store import repository as repo
 from jobs.store.claims import Claim, lock_if_current
 from jobs.store.models import Job
 from jobs.store.states import JobState
 from ppruning import InvalidConfigError, JobCancelled
 from worker.errors import Failure, classify
-from worker.job_runners import MODEL_ARCHIVE, RUNNERS, Outputs, RunContext, plan_for
-from worker.progress import JobProgress, LeaseLost
+from worker.job_runners import MODEL_ARCHIVE, Outputs, RunContext, StageRunner
+from worker.progress import JobProgress, LeaseLost, plan_for
 from worker.records import artifact_meta, attach_record
 from worker.resume_store import ArtifactResume, drop_resume_state
+from worker.runners import runner_for
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class AttemptResult:
 
 
 def attempt_prefix(claim: Claim, attempt: int | None = None) -> str:
-    return job_key(claim.job_id, f"attempt-{attempt or claim.attempt}")
+    return artifacts.attempt_prefix(claim.job_id, attempt or claim.attempt)
 
 
 Stored = list[tuple[str, str, StoredObject]]
@@ -76,13 +78,12 @@ Stored = list[tuple[str, str, StoredObject]]
 
 def _upload(store: ArtifactStore, claim: Claim, outputs: Outputs, progress: JobProgress) -> Stored:
     stored: Stored = []
-    prefix = attempt_prefix(claim)
     for name, kind, path in outputs.files:
         progress.checkpoint()
-        stored.append((name, kind, store.put_file(path, f"{prefix}/{name}")))
+        stored.append((name, kind, store.put_file(path, attempt_key(claim.job_id, claim.attempt, name))))
     for name, kind, folder in outputs.archives:
         progress.checkpoint()
-        stored.append((name, kind, store.put_archive(folder, f"{prefix}/{name}")))
+        stored.append((name, kind, store.put_archive(folder, attempt_key(claim.job_id, claim.attempt, name))))
     return stored
 
 
@@ -183,11 +184,11 @@ def run_attempt(
     a dead worker and, after three tries, failed it as ``WorkerLost``.
     """
     try:
-        if claim.kind == "sweep":
-            from worker.sweep_runs import start_sweep
-
-            return AttemptResult(Outcome(start_sweep(claim, settings, sessions)))
-        result = _run_stages(claim, settings, sessions, may_retry=may_retry)
+        runner = runner_for(claim.kind)  # a kind without a runner fails the job, naming the kind
+        if runner.children is not None:
+            return AttemptResult(Outcome(runner.children(claim, settings, sessions)))
+        assert runner.stages is not None  # a Runner has exactly one shape
+        result = _run_stages(claim, settings, sessions, runner.stages, may_retry=may_retry)
     except Exception as exc:
         result = _failed(sessions, claim, exc, may_retry=may_retry)
     if result.outcome in ENDED:
@@ -196,7 +197,7 @@ def run_attempt(
 
 
 def _run_stages(
-    claim: Claim, settings: Settings, sessions: sessionmaker[Session], *, may_retry: bool
+    claim: Claim, settings: Settings, sessions: sessionmaker[Session], stages: StageRunner, *, may_retry: bool
 ) -> AttemptResult:
     store = open_store(settings.artifact_root)
     for earlier in range(1, claim.attempt):  # leftovers of attempts that died; their resume state stays
@@ -219,7 +220,7 @@ def _run_stages(
                 ctx = RunContext(
                     fetch_model=partial(fetch_model, sessions, store), device=settings.device, resume=resume
                 )
-                outputs = RUNNERS[claim.kind](parse_spec(claim.spec), work, progress, ctx)
+                outputs = stages(parse_spec(claim.spec), work, progress, ctx)
                 attach_record(outputs, claim.kind, claim.spec, work)
                 progress.checkpoint()
                 stored = _upload(store, claim, outputs, progress)

@@ -158,7 +158,7 @@ _REAPER: list[Any] = []
 @signals.worker_ready.connect
 def _start_reaper(**_: Any) -> None:
     from jobs.store.session import get_sessionmaker
-    from worker.reaper import Reaper, reap_once
+    from worker.reaper import Reaper, reap_once, retry_store_removals
 
     settings = get_settings()
     sessions = get_sessionmaker(settings.database_url)
@@ -169,6 +169,7 @@ def _start_reaper(**_: Any) -> None:
         pending = partial(pending_job_ids, settings.broker_url)
 
     def sweep() -> object:
+        from jobs.artifacts import open_store
         from worker.ended import ended_without_attempt
         from worker.sweep_runs import finalise_ready
         from worker.workdirs import remove_abandoned
@@ -182,12 +183,15 @@ def _start_reaper(**_: Any) -> None:
             queued_timeout_s=settings.queued_timeout_s,
         )
         remove_abandoned(settings.data_dir.resolve() / "work", sessions)
+        store = open_store(settings.artifact_root)
         if settings.artifact_retention_days > 0:
-            from jobs.artifacts import open_store
             from worker.retention import expire_old_artifacts
 
-            expire_old_artifacts(sessions, open_store(settings.artifact_root), settings.artifact_retention_days)
+            expire_old_artifacts(
+                sessions, store, settings.artifact_retention_days, retry_s=settings.removal_retry_s
+            )
         finalise_ready(sessions, settings)  # sweeps whose last child ended without a worker (cancelled queued)
+        retry_store_removals(sessions, store, settings.removal_retry_s)
         return resent
 
     reaper = Reaper(interval, sweep)

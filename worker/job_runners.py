@@ -1,4 +1,5 @@
-"""What each kind of job runs: the library calls for prune, finetune and pipeline jobs.
+"""The stages of the job kinds that run in a work folder: the library calls of prune, finetune and
+pipeline jobs (:mod:`worker.runners` says which kind runs which).
 
 A prune or pipeline spec with ``export`` ends with the library's ONNX export of the job's
 final model (the pruned one, or the fine-tuned one of a pipeline).
@@ -16,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.specs import AcceptCriteria
 from ppruning import ModelRef, ResumeStore
-from worker.progress import FINETUNE_STAGES, JobProgress, Plan
+from worker.progress import JobProgress
 from worker.teachers import resolve_teacher
 
 #: Artifact kinds, as stored in ``artifacts.kind``.
@@ -27,7 +27,6 @@ MODEL_ARCHIVE = "model.tar.gz"
 #: Timed onnxruntime runs per export (median reported), and the parity beyond which the job log warns.
 EXPORT_REPEATS = 10
 EXPORT_MAX_ABS_DIFF = 1e-3
-EXPORT_STAGES = ("export",)
 
 
 @dataclass
@@ -42,6 +41,14 @@ class Outputs:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     #: stored as ``jobs.result``
     result: dict[str, Any] = field(default_factory=dict)
+    #: The library's reproducibility record of each step run (``prune``, ``finetune``), for the job's record.
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_step(self, step: str, report: dict[str, Any]) -> None:
+        """Keep the record of a library step, from its report (a report without one adds nothing)."""
+        record = report.get("record")
+        if isinstance(record, dict):
+            self.steps[step] = record
 
 
 def _with_device(config: Any, device: str) -> Any:
@@ -98,6 +105,7 @@ def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Out
     result = prune(config, work / "prune", progress, resume=resume)
     out_dir = Path(result.output_dir)
     outputs = Outputs(metrics=prune_metrics(result.report), result={"report": result.report})
+    outputs.add_step("prune", result.report)
     if spec.distill is not None:
         outputs.result["prune_teacher"] = spec.distill.model_dump(mode="json", exclude_none=True)
     for path in result.mask_files:  # the files the method declares (unit or weight masks, its own files)
@@ -157,6 +165,7 @@ def _finetune_outputs(result: Any, outputs: Outputs) -> Outputs:
     outputs.result.update(
         {"metrics": result.metrics, "main_metric": result.main_metric, "finetune_report": result.report}
     )
+    outputs.add_step("finetune", result.report)
     for name, kind in (("metrics.json", METRICS), ("trainer_log.jsonl", LOG)):
         if (out_dir / name).exists():
             outputs.files.append((name, kind, out_dir / name))
@@ -206,6 +215,7 @@ def run_pipeline(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) 
         archives=[("pruned_model.tar.gz", MODEL, pruned_model), (MODEL_ARCHIVE, MODEL, Path(result.model_dir))],
         metrics=pruned.metrics,
         result=pruned.result,
+        steps=pruned.steps,
     )
     outputs = _finetune_outputs(result, outputs)
     outputs.result["teacher"] = teacher.teacher.model_dump() if teacher is not None else None
@@ -252,28 +262,5 @@ class RunContext:
     resume: ResumeStore | None = None
 
 
-Runner = Callable[[Any, Path, JobProgress, RunContext], Outputs]
-RUNNERS: dict[str, Runner] = {"prune": run_prune, "finetune": run_finetune, "pipeline": run_pipeline}
-def _prune_stages(spec: dict[str, Any]) -> tuple[str, ...]:
-    """The stages the spec's method declares; none when the spec does not resolve (the run fails on it)."""
-    from ppruning import PruningError, prune_stages
-
-    try:
-        return prune_stages(spec)
-    except (PruningError, ValueError):
-        return ()
-
-
-def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
-    """The progress plan of a job: a gated pipeline that fine-tunes the dense model too has a third phase."""
-    if kind == "finetune":
-        return Plan([("finetune", FINETUNE_STAGES)])
-    phases = [("prune", _prune_stages(spec))]
-    if kind == "pipeline":
-        accept = spec.get("accept")
-        if accept and AcceptCriteria.model_validate(accept).needs_dense_run:
-            phases.append(("dense", FINETUNE_STAGES))  # before the pruned model's fine-tune: it may teach it
-        phases.append(("finetune", FINETUNE_STAGES))
-    if spec.get("export"):
-        phases.append(("export", EXPORT_STAGES))
-    return Plan(phases)
+#: A kind's stages: (spec, work folder, progress, context) -> the outputs the attempt uploads and registers.
+StageRunner = Callable[[Any, Path, JobProgress, RunContext], Outputs]

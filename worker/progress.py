@@ -35,6 +35,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from jobs.kinds import progress_phases
 from jobs.store.claims import Claim, fenced_update, heartbeat
 from jobs.store.models import JobEvent
 from ppruning import JobCancelled, Progress
@@ -56,8 +57,6 @@ STAGE_WEIGHTS: dict[str, float] = {
     "write": 0.5,
     "export": 2.0,
 }
-#: A prune phase's stages are the method's own declaration (``ppruning.prune_stages(spec)``).
-FINETUNE_STAGES = ("load_model", "load_data", "finetune", "evaluate", "write")
 #: Events per stage kept beyond this are dropped (warnings always pass).
 MAX_EVENTS_PER_STAGE = 50
 
@@ -93,6 +92,11 @@ class Plan:
         if key not in self._offset:
             return None
         return min(1.0, self._offset[key] + self._weight[key] * max(0.0, min(1.0, done)))
+
+
+def plan_for(kind: str, spec: dict[str, Any]) -> Plan:
+    """The progress plan of a job: the phases its kind's declaration gives for its spec (:mod:`jobs.kinds`)."""
+    return Plan(progress_phases(kind, spec))
 
 
 class JobProgress(Progress):

@@ -1,4 +1,5 @@
-"""Re-send jobs whose message was lost; PostgreSQL, not the broker, is the source of truth.
+"""Re-send jobs whose message was lost, and retry the store removals that failed; PostgreSQL, not the
+broker, is the source of truth.
 
 :func:`jobs.store.reaping.sweep` finds (and marks) the jobs nobody works on: running with a
 stale heartbeat (the worker died), or queued too long (the message was lost).
@@ -19,7 +20,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from jobs.artifacts import ArtifactStore
 from jobs.store.reaping import SweepResult, sweep
+from jobs.store.removals import RemovalPass, retry_due
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,15 @@ def reap_once(
                 finished(job_id)
             except Exception:  # one broken callback must not stop the sweep
                 log.warning("after-finish step of job %s failed", job_id, exc_info=True)
+    return result
+
+
+def retry_store_removals(sessions: sessionmaker[Session], store: ArtifactStore, retry_s: float) -> RemovalPass:
+    """The store's outbox (:mod:`jobs.store.removals`): files of deleted or cancelled jobs that the store
+    refused to remove before, tried again once their backoff has passed, until they are gone."""
+    result = retry_due(sessions, store, retry_s)
+    if result.removed or result.failed:
+        log.info("store removals: %d done, %d failed again", result.removed, result.failed)
     return result
 
 

@@ -24,18 +24,8 @@ RECORD_KIND = "record"
 _MODEL_KEYS = ("id", "source", "revision", "resolved_revision", "content")
 
 
-def step_records(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The library records inside a runner's ``result`` (the prune report, the fine-tune report)."""
-    steps = {}
-    for step, key in (("prune", "report"), ("finetune", "finetune_report")):
-        record = (result.get(key) or {}).get("record")
-        if isinstance(record, dict):
-            steps[step] = record
-    return steps
-
-
-def job_record(kind: str, spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    steps = step_records(result)
+def job_record(kind: str, spec: dict[str, Any], steps: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The job's record: its stored spec and the library records of the ``steps`` it ran, in order."""
     first = next(iter(steps.values()), {})
     body = {k: v for k, v in spec.items() if k != "kind"}
     model = first.get("model") or {}
@@ -56,7 +46,7 @@ def job_record(kind: str, spec: dict[str, Any], result: dict[str, Any]) -> dict[
 
 def attach_record(outputs: Outputs, kind: str, spec: dict[str, Any], work: Path) -> dict[str, Any]:
     """Put the job's record into ``outputs.result`` and ``record.json`` among its artifacts."""
-    record = job_record(kind, spec, outputs.result)
+    record = job_record(kind, spec, outputs.steps)
     path = work / RECORD_ARTIFACT
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     outputs.result["record"] = record

@@ -29,6 +29,8 @@ from typing import Any
 
 from jobs.artifacts import ArtifactStore, StorageError, open_store, resume_key
 from jobs.settings import Settings
+from jobs.store.removals import remove_or_defer
+from jobs.store.session import get_sessionmaker
 from ppruning import decode_resume_state, encode_resume_state
 
 log = logging.getLogger(__name__)
@@ -82,9 +84,11 @@ class ArtifactResume:
 
 
 def drop_resume_state(settings: Settings, job_id: uuid.UUID | str) -> None:
-    """Delete a job's resume state once the job has ended; a failure is logged, never raised
-    (the job's outcome stands, and deleting the job or the retention pass removes the folder later)."""
+    """Delete a job's resume state once the job has ended; never raises (the job's outcome stands).
+    A store that fails now leaves it to the store's outbox, which the reaper retries until it is gone."""
     try:
-        ArtifactResume(open_store(settings.artifact_root), job_id).clear()
+        sessions = get_sessionmaker(settings.database_url)
+        store = open_store(settings.artifact_root)
+        remove_or_defer(sessions, store, uuid.UUID(str(job_id)), resume_key(job_id), reason="ended")
     except Exception:
         log.warning("could not delete the resume state of job %s", job_id, exc_info=True)

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.artifacts import ArtifactStore
+from jobs.artifacts import ArtifactStore, job_prefix
+from jobs.store import removals
 from jobs.store import repository as repo
 from jobs.store.models import utcnow
 
@@ -23,19 +24,25 @@ log = logging.getLogger(__name__)
 
 
 def expire_old_artifacts(
-    sessions: sessionmaker[Session], store: ArtifactStore, retention_days: float, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    store: ArtifactStore,
+    retention_days: float,
+    now: datetime | None = None,
+    *,
+    retry_s: float,
 ) -> list[uuid.UUID]:
-    """One pass (at most 100 jobs); 0 days keeps everything."""
+    """One pass (at most 100 jobs); 0 days keeps everything. The files go through the store's outbox
+    (:mod:`jobs.store.removals`), written with the expiry mark: a store that fails is retried later."""
     if retention_days <= 0:
         return []
     cutoff = (now or utcnow()) - timedelta(days=retention_days)
-    with sessions.begin() as session:
+    with sessions() as session:
         expired = repo.expire_artifacts(session, cutoff)
-    for job_id in expired:
-        try:
-            store.delete_prefix(f"jobs/{job_id}")
-        except Exception:  # the rows say expired; a file left behind is logged, not fatal
-            log.warning("could not delete the expired artifacts of job %s", job_id, exc_info=True)
+        scheduled = []
+        for job_id in expired:
+            scheduled += removals.schedule(session, job_id, [job_prefix(job_id)], reason="expired")
+        session.commit()
+        removals.remove_now(session, store, scheduled, retry_s)
     if expired:
         log.info("deleted the artifacts of %d jobs past the retention period", len(expired))
     return expired

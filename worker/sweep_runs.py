@@ -32,10 +32,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import sweeps
-from jobs.artifacts import job_key, open_store
+from jobs.artifacts import attempt_key, open_store
+from jobs.kinds import check_spawn, parse_spec
 from jobs.queue import send_job
 from jobs.settings import Settings
-from jobs.specs import SweepJobSpec, parse_spec
+from jobs.specs import SweepJobSpec
 from jobs.store import repository as repo
 from jobs.store.claims import Claim, fenced_update, lock_if_current
 from jobs.store.models import Job, utcnow
@@ -84,6 +85,7 @@ def start_sweep(claim: Claim, settings: Settings, sessions: sessionmaker[Session
         kids = sweeps.children(session, parent.id)
         if not kids:
             for child in spec.child_specs():
+                check_spawn(parent.kind, child["kind"])
                 repo.create_job(session, owner=parent.owner, kind=child["kind"], spec=child, parent_id=parent.id)
             kids = sweeps.children(session, parent.id)
             targets = ", ".join(f"{v:g}" for v in spec.targets.values)
@@ -173,7 +175,7 @@ def _conclude(session: Session, parent: Job, kids: list[Job], settings: Settings
     artifacts: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix=f"sweep-{parent.id}-") as tmp:
         for name, kind, path in write_outputs(rows, spec, Path(tmp)):
-            obj = store.put_file(path, job_key(parent.id, f"attempt-{parent.attempts}/{name}"))
+            obj = store.put_file(path, attempt_key(parent.id, parent.attempts, name))
             repo.add_artifact(session, parent.id, name, kind, uri=obj.uri, size=obj.size, sha256=obj.sha256)
             artifacts[name] = {"uri": obj.uri, "size": obj.size, "sha256": obj.sha256}
     succeeded = len(rows) - len(failures)

@@ -27,9 +27,12 @@ from worker.callbacks import notify
 from worker.celery_app import TASK_NAME, app
 from worker.ended import ended_without_attempt
 from worker.errors import MAX_RETRIES, backoff_s, classify
+from worker.runners import check_runners
 from worker.sweep_runs import after_child
 
 log = logging.getLogger(__name__)
+
+check_runners()  # a declared job kind without a runner stops the worker here, not at its first job
 
 
 def _worker_name(task: Task) -> str:

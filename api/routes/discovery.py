@@ -16,11 +16,10 @@ from fastapi import APIRouter
 from api.deps import CurrentOwner
 from api.errors import NotFound
 from api.schemas import VALIDATION_RESPONSE, ErrorOut
-from jobs.specs import PipelineJobSpec, PruneJobSpec, SweepJobSpec
+from jobs.kinds import method_spec_models
 from ppruning import MethodSpec
 
 router = APIRouter(tags=["discovery"], responses=VALIDATION_RESPONSE)
-_METHOD_SPECS = {"prune": PruneJobSpec, "pipeline": PipelineJobSpec, "sweep": SweepJobSpec}
 _ERRORS = {401: {"model": ErrorOut, "description": "No key, an unknown key or a revoked key."}}
 
 
@@ -30,7 +29,7 @@ def _spec_schemas(info: MethodSpec) -> dict[str, dict[str, Any]]:
     specialised to this method like its ``config_schema``."""
     from ppruning import prune_config_schema
 
-    return {kind: prune_config_schema(info, model) for kind, model in _METHOD_SPECS.items()}
+    return {kind: prune_config_schema(info, model) for kind, model in method_spec_models().items()}
 
 
 @cache

@@ -1,7 +1,8 @@
 """``/jobs``: submit, list, read, follow, cancel and delete jobs.
 
-Routes stay thin: validate (pydantic, then :mod:`jobs.spec_checks`), call repository
-functions, commit once, and only then talk to the broker or the artifact store.
+Routes stay thin: validate (pydantic, then the kind's checks: :func:`jobs.kinds.checked_spec`),
+call repository functions, commit once, and only then talk to the broker. Cancel and delete
+are the job layer's (:mod:`jobs.lifecycle`), which also reaches the artifact store.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 
 from api import sse
 from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
-from api.errors import Conflict, NotFound, ServiceUnavailable, TooManyJobs
+from api.errors import NotFound, ServiceUnavailable, TooManyJobs
 from api.schemas import (
     VALIDATION_RESPONSE,
     ArtifactOut,
@@ -28,18 +29,19 @@ from api.schemas import (
     JobPage,
     JobSummary,
 )
-from api.spec_examples import SPEC_EXAMPLES
-from jobs import sweeps
-from jobs.artifacts import ArtifactStore, resume_key
+from jobs import lifecycle
+from jobs.kinds import checked_spec, kind_enum, openapi_examples, parse_submitted, spec_union
 from jobs.queue import queue_for
 from jobs.settings import Settings
-from jobs.spec_checks import checked_spec
-from jobs.specs import JobKind, JobSpec, parse_submitted
 from jobs.store import repository
 from jobs.store.models import Artifact, Job, Metric
-from jobs.store.states import TERMINAL, JobState
+from jobs.store.states import JobState
 
 log = logging.getLogger(__name__)
+
+#: The request body of ``POST /jobs`` and the ``kind`` filter of ``GET /jobs``: every declared job kind.
+JobSpec = spec_union()
+JobKind = kind_enum()
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=VALIDATION_RESPONSE)
 
@@ -122,7 +124,7 @@ def owned_job(session: SessionDep, owner: str, job_id: uuid.UUID, *, details: bo
 
 
 async def strict_spec(request: Request) -> JobSpec | None:
-    """The body read again, strictly (:func:`jobs.specs.parse_submitted`): ``"0.3"`` is no number.
+    """The body read again, strictly (:func:`jobs.kinds.parse_submitted`): ``"0.3"`` is no number.
 
     The ``spec`` parameter keeps the schema and the examples in OpenAPI; FastAPI validates it
     laxly, so this runs first and its errors win. An empty body is left to FastAPI's 422.
@@ -149,7 +151,7 @@ async def strict_spec(request: Request) -> JobSpec | None:
 def submit_job(
     request: Request,
     response: Response,
-    spec: Annotated[JobSpec, Body(openapi_examples=SPEC_EXAMPLES)],
+    spec: Annotated[JobSpec, Body(openapi_examples=openapi_examples())],
     session: SessionDep,
     owner: CurrentOwner,
     settings: SettingsDep,
@@ -326,6 +328,7 @@ def cancel_job(
     job_id: uuid.UUID,
     session: SessionDep,
     owner: CurrentOwner,
+    settings: SettingsDep,
     store: StoreDep,
 ) -> JobOut:
     """Queued: cancelled at once (200). Running: flagged for the worker (202). Finished: 409.
@@ -336,25 +339,10 @@ def cancel_job(
     (a running job's worker deletes its own when it stops).
     """
     job = owned_job(session, owner, job_id, details=True)
-    repository.cancel_job(session, job)
-    ended = [job.id] if job.state == JobState.CANCELLED.value else []
-    if job.kind == sweeps.SWEEP:
-        sweeps.cancel_children(session, job)
-        ended += [c.id for c in sweeps.children(session, job.id) if c.state == JobState.CANCELLED.value]
-    session.commit()
-    _drop_resume_states(store, ended)
+    lifecycle.cancel_job(session, store, job, retry_s=settings.removal_retry_s)
     if job.state == JobState.RUNNING.value:
         response.status_code = status.HTTP_202_ACCEPTED
     return job_view(job, request)
-
-
-def _drop_resume_states(store: ArtifactStore, job_ids: list[uuid.UUID]) -> None:
-    """Delete the resume state of jobs that have ended; the cancel stands if the store fails (logged)."""
-    try:
-        for ended in job_ids:
-            store.delete_prefix(resume_key(ended))
-    except Exception:
-        log.exception("jobs %s cancelled but their resume state could not be removed", job_ids)
 
 
 @router.delete(
@@ -363,17 +351,11 @@ def _drop_resume_states(store: ArtifactStore, job_ids: list[uuid.UUID]) -> None:
     responses={**_ERRORS, 409: {"model": ErrorOut, "description": "The job has not finished; cancel it first."}},
     summary="Delete a job and its artifacts",
 )
-def delete_job(job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner, store: StoreDep) -> Response:
-    """Finished jobs only. The rows go first (one commit), then the stored files."""
+def delete_job(
+    job_id: uuid.UUID, session: SessionDep, owner: CurrentOwner, settings: SettingsDep, store: StoreDep
+) -> Response:
+    """Finished jobs only. The rows go at once; the stored files go now or, when the store fails,
+    as soon as it works again (the workers retry until they are gone)."""
     job = owned_job(session, owner, job_id)
-    if JobState(job.state) not in TERMINAL:
-        raise Conflict(f"the job is {job.state}; cancel it and wait until it has stopped before deleting it")
-    children = [child.id for child in sweeps.children(session, job.id)]  # their rows go by ON DELETE CASCADE
-    repository.delete_job(session, job)
-    session.commit()
-    try:
-        for gone in (job_id, *children):
-            store.delete_prefix(f"jobs/{gone}")
-    except Exception:  # the rows are gone; orphaned files are harmless and logged
-        log.exception("job %s deleted but its files could not be removed", job_id)
+    lifecycle.delete_job(session, store, job, retry_s=settings.removal_retry_s)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -145,6 +145,26 @@ class DeletedIdempotencyKey(Base):
     deleted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
+class StoreRemoval(Base):
+    """The outbox of the artifact store: a prefix whose files must go (a deleted job's, a cancelled job's
+    resume state). Written in the transaction that made the files obsolete, removed once the store
+    no longer holds them; until then the reaper retries, ``next_attempt_at`` backing off after each failure.
+    ``job_id`` has no foreign key: the job's row is usually gone already."""
+
+    __tablename__ = "store_removals"
+    __table_args__ = (Index("ix_store_removals_next_attempt_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    prefix: Mapped[str] = mapped_column(Text, nullable=False)
+    reason: Mapped[str] = mapped_column(String(32), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, default=utcnow)
+    #: The last failure, for operators (``type: message``); never shown to clients.
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 

@@ -13,11 +13,12 @@ import pytest
 
 from client.http_client import Client, SseEvent, parse_sse
 from client.live import LivePrinter
+from jobs.kinds.plans import FINETUNE_STAGES
 from jobs.store.claims import claim_job
 from ppruning.cli.main import main
 from tests.worker.conftest import FIXTURES, served_api
 from tests.worker.harness import API_KEY, prune_spec
-from worker.progress import FINETUNE_STAGES, JobProgress, Plan
+from worker.progress import JobProgress, Plan
 
 #: What P-pruning declares for a run with measuring on (``ppruning.prune_stages``).
 PRUNE_STAGES = ("load_model", "load_data", "collect", "cluster", "select", "materialise", "measure", "write")

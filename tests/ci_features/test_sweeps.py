@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jobs.specs import parse_spec
+from jobs.kinds import parse_spec
 from jobs.store.models import Job
 from tests.worker.conftest import FIXTURES, api_client
 from tests.worker.harness import WorkerProcess, new_name, prune_spec, wait_for

@@ -12,7 +12,7 @@ import pytest
 
 from api.errors import RangeNotSatisfiable
 from api.routes.artifacts import parse_range
-from jobs.artifacts import job_key, open_store
+from jobs.artifacts import job_key, job_prefix, open_store
 from jobs.store import repository
 from jobs.store.session import session_scope
 
@@ -114,7 +114,7 @@ def test_the_artifact_list_and_the_job_agree(client, auth, stored_job):
 
 def test_unknown_or_vanished_artifacts_are_404(client, auth, stored_job, service_settings):
     assert client.get(f"/jobs/{stored_job}/artifacts/nope.bin", headers=auth).status_code == 404
-    open_store(service_settings.artifact_root).delete_prefix(f"jobs/{stored_job}")
+    open_store(service_settings.artifact_root).delete_prefix(job_prefix(stored_job))
     r = client.get(f"/jobs/{stored_job}/artifacts/head_mask.pt", headers=auth)
     assert r.status_code == 404 and "missing from the store" in r.json()["error"]["message"]
 

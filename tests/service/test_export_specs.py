@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobs import spec_checks
-from jobs.specs import parse_spec
+from jobs.kinds import parse_spec
 from ppruning import InvalidConfigError
 
 pytestmark = pytest.mark.service

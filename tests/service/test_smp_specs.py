@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jobs.specs import parse_spec
+from jobs.kinds import parse_spec
 from jobs.store import repository
 from jobs.store.session import session_scope
 from jobs.store.states import JobState

@@ -26,12 +26,14 @@ from tests.support.reviews import reviews_task
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "worker-tests-key"
 
-#: Seconds: heartbeats every 0.5 s, a worker silent for 4 s is dead, a message unpicked for 6 s lost.
+#: Seconds: heartbeats every 0.5 s, a worker silent for 4 s is dead, a message unpicked for 6 s lost,
+#: a store removal that failed is tried again after 0.5 s (doubling).
 FAST = {
     "PPRUNING_HEARTBEAT_INTERVAL_S": "0.5",
     "PPRUNING_HEARTBEAT_TIMEOUT_S": "4",
     "PPRUNING_QUEUED_TIMEOUT_S": "6",
     "PPRUNING_PROGRESS_MIN_INTERVAL_S": "0.2",
+    "PPRUNING_REMOVAL_RETRY_S": "0.5",
 }
 
 
@@ -71,6 +73,7 @@ class Backend:
             heartbeat_interval_s=float(FAST["PPRUNING_HEARTBEAT_INTERVAL_S"]),
             heartbeat_timeout_s=float(FAST["PPRUNING_HEARTBEAT_TIMEOUT_S"]),
             queued_timeout_s=float(FAST["PPRUNING_QUEUED_TIMEOUT_S"]),
+            removal_retry_s=float(FAST["PPRUNING_REMOVAL_RETRY_S"]),
         )
 
 

@@ -130,12 +130,12 @@ def test_a_finished_job_with_a_callback_url_is_reported_signed(receiver, session
 def test_a_transient_error_hands_the_job_back_to_the_queue(sessions, make_job, pg_url, tmp_path, monkeypatch):
     from jobs.settings import Settings
     from jobs.store.claims import claim_job
-    from worker import attempt
+    from worker import attempt, runners
 
     def database_went_away(*args, **kwargs):
         raise OperationalError("UPDATE jobs", {}, Exception("server closed the connection unexpectedly"))
 
-    monkeypatch.setitem(attempt.RUNNERS, "prune", database_went_away)
+    monkeypatch.setitem(runners.RUNNERS, "prune", runners.Runner(stages=database_went_away))
     (tmp_path / "model").mkdir()
     job_id = make_job(prune_spec(tmp_path / "model", FIXTURES))
     with sessions.begin() as session:

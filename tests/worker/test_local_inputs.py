@@ -8,7 +8,8 @@ from jobs.settings import Settings
 from jobs.store.claims import claim_job
 from tests.worker.conftest import FIXTURES, load
 from tests.worker.harness import prune_spec, smp_spec
-from worker import attempt
+from worker import attempt, runners
+from worker.job_runners import Outputs
 
 
 def test_a_model_file_swapped_for_a_link_outside_the_roots_fails_the_job_unread(
@@ -24,7 +25,7 @@ def test_a_model_file_swapped_for_a_link_outside_the_roots_fails_the_job_unread(
     (model / "vocab.txt").unlink()
     (model / "vocab.txt").symlink_to(secret)  # swapped afterwards
     ran: list[str] = []
-    monkeypatch.setitem(attempt.RUNNERS, "prune", lambda *args: ran.append("read") or attempt.Outputs())
+    monkeypatch.setitem(runners.RUNNERS, "prune", runners.Runner(stages=lambda *args: ran.append("read") or Outputs()))
     with sessions.begin() as session:
         claim = claim_job(session, job_id, "w1", 60.0)
     settings = Settings(

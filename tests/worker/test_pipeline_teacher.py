@@ -14,7 +14,8 @@ import ppruning
 import worker.job_runners as runners
 from jobs.specs import PipelineJobSpec
 from ppruning.progress import Progress
-from worker.job_runners import MODEL, MODEL_ARCHIVE, Outputs, RunContext, plan_for
+from worker.job_runners import MODEL, MODEL_ARCHIVE, Outputs, RunContext
+from worker.progress import plan_for
 
 SPEC = {
     "kind": "pipeline",

@@ -8,10 +8,11 @@ import time
 import pytest
 from sqlalchemy import select
 
+from jobs.kinds.plans import FINETUNE_STAGES
 from jobs.store.claims import claim_job
 from jobs.store.models import Job, JobEvent
 from ppruning.errors import JobCancelled
-from worker.progress import FINETUNE_STAGES, JobProgress, LeaseLost, Plan
+from worker.progress import JobProgress, LeaseLost, Plan
 
 from .conftest import load
 

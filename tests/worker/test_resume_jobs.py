@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from jobs.artifacts import ArtifactStore, job_key, open_store, resume_key
+from jobs.kinds import parse_spec
 from jobs.settings import Settings
-from jobs.specs import parse_spec
 from jobs.store import repository as repo
 from jobs.store.claims import claim_job
 from jobs.store.models import Job, utcnow

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from jobs import sweeps
+from jobs.kinds import parse_spec
 from jobs.settings import Settings
-from jobs.specs import parse_spec
 from jobs.store.claims import claim_job
 from tests.worker.conftest import FIXTURES, load
 from tests.worker.harness import smp_spec

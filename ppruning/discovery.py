@@ -139,7 +139,7 @@ def describe_method(info: MethodSpec) -> dict[str, Any]:
         "resumable": info.resumable,
         "sampling_defaults": SamplingConfig().model_dump(mode="json"),
         "model_types": _model_types(info),
-        "model_types_restricted": bool(info.model_types),
+        "model_types_restricted": info.supports is not None,
         "defaults": info.params_model().model_dump(mode="json"),
         "parameters": _parameters(schema),
         "params_schema": schema,

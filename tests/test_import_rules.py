@@ -33,6 +33,27 @@ ALLOWED: dict[str, set[str]] = {
 }
 CLIENT_THIRD_PARTY = {"httpx"}
 
+#: The library's packages (and root modules) in layers, bottom first. A package may import
+#: its own modules and those of lower layers; nothing of its own layer or above.
+LIBRARY_LAYERS: list[tuple[str, ...]] = [
+    ("version", "errors", "progress"),  # leaves: the interfaces every layer reports and fails through
+    ("arch",),  # one adapter per model family
+    ("units", "tasks"),  # method-independent vocabulary (masks, cost, budget); task data and padding
+    ("model",),  # loading, owned weights, surgery, mask hooks, checkpoints, the portable format
+    ("measure", "recovery"),  # speed and task scores; reconstruction and distillation
+    ("methods",),  # the contract, the registry and one package per method
+    ("run",),  # one run of a method: config, plan, prune, outputs, report, provenance, resume
+    ("finetune", "export"),  # what follows a prune run
+    ("discovery",),  # what the registries offer, for the API and the CLI
+    ("cli",),  # the ppruning command
+]
+#: Imports between method packages that are allowed, and why.
+METHOD_EXCEPTIONS = {
+    # random at P-pruning's counts declares P-pruning's clustering parameters; it runs the method
+    # through the registry
+    ("ppruning.methods.baselines", "ppruning.methods.ppruning.params"),
+}
+
 
 @dataclass(frozen=True)
 class Import:
@@ -193,3 +214,53 @@ def test_no_import_cycles_among_first_party_modules() -> None:
 )
 def test_the_cycle_finder_finds_cycles(edges: dict[str, set[str]], expected: list[list[str]]) -> None:
     assert _cycles(edges) == expected
+
+
+def _library_part(module: str) -> str | None:
+    """The layer entry of a library module: its package under ``ppruning`` or its root module's name."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "ppruning" and len(parts) > 1 else None
+
+
+def test_the_library_layer_table_names_every_package_once() -> None:
+    named = [part for layer in LIBRARY_LAYERS for part in layer]
+    present = {_library_part(m) for m in MODULES} - {None}
+    assert sorted(named) == sorted(set(named)) and set(named) == present
+
+
+def test_the_library_packages_import_only_the_layers_below_them() -> None:
+    layer_of = {part: i for i, layer in enumerate(LIBRARY_LAYERS) for part in layer}
+    wrong = []
+    for imp in ALL_IMPORTS:
+        source, target = _library_part(imp.module), _library_part(imp.target)
+        if source is None or target is None or source == target:
+            continue
+        if layer_of[target] >= layer_of[source]:
+            layers = f"layer {layer_of[source]} -> layer {layer_of[target]}"
+            wrong.append(f"{imp.where}: {source} imports {target} ({layers})")
+    assert not wrong, "imports across the library's layers:\n" + "\n".join(wrong)
+
+
+def _method_package(module: str) -> str | None:
+    """``ppruning.methods.<name>`` when ``module`` is in (or is) a method's package."""
+    parts = module.split(".")
+    if parts[:2] != ["ppruning", "methods"] or len(parts) < 3:
+        return None
+    package = ".".join(parts[:3])
+    return package if (REPO / package.replace(".", "/")).is_dir() else None
+
+
+def test_methods_are_one_package_each_and_reached_through_the_registry() -> None:
+    wrong = []
+    for imp in ALL_IMPORTS:
+        target = _method_package(imp.target)
+        if target is None:
+            continue
+        source = _method_package(imp.module)
+        if source == target or imp.module == "ppruning.methods":  # the package that lists the methods
+            continue
+        if (source, imp.target) in METHOD_EXCEPTIONS:
+            continue
+        if _top(imp.module) == "ppruning":
+            wrong.append(f"{imp.where}: {imp.module} imports {imp.target}")
+    assert not wrong, "imports of a method's package from outside it:\n" + "\n".join(wrong)

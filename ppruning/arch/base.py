@@ -1,9 +1,14 @@
-"""The interface every architecture adapter implements.
+"""The interface every architecture adapter implements, written once over the family's declared layout.
 
-An adapter knows where a model family keeps its prunable units and how to cut them;
-everything else (collection, clustering, budgets, masking, surgery orchestration,
-reloading) is written once against this interface. Adding a family (OPT, Llama-style
-decoders with grouped-query attention) is one new module under ``ppruning/arch/``.
+An adapter holds every fact about one model family: where its blocks keep the prunable
+projections and which attributes a cut updates (:class:`~ppruning.arch.layout.BlockLayout`),
+which config fields hold its sizes (:class:`~ppruning.arch.layout.SizeFields`), the shape a
+config describes, whether it is a decoder, whether its config carries an explicit head size,
+how its position ids are offset, how its weights are laid out (``weight_out_in``) and how
+its masked-LM head is read. Everything else (collection, clustering, budgets, masking,
+surgery, the methods, the portable checkpoint format) asks the adapter. Adding a family is
+one new module under ``ppruning/arch/`` (listed in ``ppruning/arch/__init__.py``) and a tiny
+test model.
 
 Units: a *head unit* is an attention head, or for grouped-query attention a KV group
 with its query heads; its output is ``head_unit_width`` consecutive input columns of the
@@ -23,6 +28,17 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from ppruning.arch.layout import BlockLayout, SizeFields
+from ppruning.arch.slicing import (
+    keep_attention_units,
+    keep_conv1d_inputs,
+    keep_conv1d_outputs,
+    keep_linear_inputs,
+    keep_linear_outputs,
+    unit_columns,
+)
+from ppruning.errors import UnsupportedModelError
 
 #: The key under which the per-layer structure is written into ``model.config``.
 STRUCTURE_KEY = "ppruning_structure"
@@ -73,7 +89,7 @@ class ModelShape:
         """Multiply-accumulates of one head unit per sequence of ``seq_len`` tokens.
 
         Projections 2*L*d*(q_width + d_h) (Q, O and K, V), scores and weighted sum
-        2*L^2*q_width; for MHA this is ALGORITHMS.md's 4*L*d*d_h + 2*L^2*d_h.
+        2*L^2*q_width; for MHA this is 4*L*d*d_h + 2*L^2*d_h (docs/algorithms.md, shared vocabulary).
         """
         la = self.layers[layer]
         q_width = la.query_heads_per_unit * la.head_dim
@@ -96,15 +112,30 @@ class ModelShape:
 class ArchAdapter(ABC):
     """Wraps one loaded model of a supported family (base model or any task head).
 
-    Subclasses implement the ``_``-free abstract methods below; the backbone is found
-    generically through ``model.base_model`` (the HF ``base_model_prefix``), so the same
-    adapter serves ``AutoModel`` and every ``AutoModelFor...`` head.
+    A subclass declares its family's facts (the class attributes below) and
+    :meth:`shape_from_config`; everything else is read from the modules through the
+    declared :attr:`layout`. The backbone is found generically through ``model.base_model``
+    (the HF ``base_model_prefix``), so the same adapter serves ``AutoModel`` and every
+    ``AutoModelFor...`` head.
     """
 
     #: ``config.model_type`` values this adapter handles.
     model_types: ClassVar[tuple[str, ...]] = ()
+    #: Where a block keeps its projections, and what a cut updates.
+    layout: ClassVar[BlockLayout]
+    #: The config fields that hold the sizes (the portable config rewrites them).
+    size_fields: ClassVar[SizeFields]
     #: Llama-style act(gate)*up FFN.
     gated_ffn: ClassVar[bool] = False
+    #: A causal decoder (a language model's FFN: what PruneNet slices).
+    is_decoder: ClassVar[bool] = False
+    #: The attention reads its head size from the config (``head_dim``), so a stock config can
+    #: describe fewer heads at the same head size.
+    explicit_head_dim: ClassVar[bool] = False
+    #: Positions the position embeddings reserve before the first token (RoBERTa: 2).
+    position_offset: ClassVar[int] = 0
+    #: :meth:`mlm_scores` reads this family's masked-LM head.
+    reads_mlm_head: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -117,19 +148,49 @@ class ArchAdapter(ABC):
     def shape_from_config(cls, config: Any) -> ModelShape:
         """The unpruned shape a config describes (no model built): for cheap validation."""
 
+    @classmethod
+    def block_matrices(cls) -> dict[str, str] | None:
+        """The six prunable matrices of a block by type (Q, K, V, attention output, FFN in, FFN out),
+        as paths in the block; None where they are not six separate projections (fused QKV, gated FFN)."""
+        layout = cls.layout
+        if layout.qkv is not None or len(layout.ffn_in) != 1:
+            return None
+        assert layout.query is not None and layout.key is not None and layout.value is not None
+        return {
+            "query": layout.query,
+            "key": layout.key,
+            "value": layout.value,
+            "attn_out": layout.attn_out,
+            "ffn_in": layout.ffn_in[0],
+            "ffn_out": layout.ffn_out,
+        }
+
     # ------------------------------------------------------------------ where the units live
 
-    @abstractmethod
     def layers(self) -> Sequence[nn.Module]:
         """The transformer blocks, in order."""
+        return self.backbone.get_submodule(self.layout.blocks)
 
-    @abstractmethod
-    def layer_shape(self, layer: int) -> LayerShape:
-        """Current shape of one layer, read from its modules."""
+    def _module(self, layer: int, path: str) -> nn.Module:
+        return self.layers()[layer].get_submodule(path)
 
-    @abstractmethod
     def hidden_size(self) -> int:
         """Model width d."""
+        return int(getattr(self.model.config, self.size_fields.hidden))
+
+    def layer_shape(self, layer: int) -> LayerShape:
+        """Current shape of one layer, read from its modules (right before and after surgery)."""
+        block, layout = self.layers()[layer], self.layout
+        head_dim = int(_attribute(block, layout.head_dim))
+        if layout.qkv is not None:
+            q_width = kv_width = self._out_features(block.get_submodule(layout.qkv)) // 3
+        else:
+            assert layout.query is not None and layout.key is not None
+            q_width = self._out_features(block.get_submodule(layout.query))
+            kv_width = self._out_features(block.get_submodule(layout.key))
+        group = q_width // kv_width
+        ffn = self._out_features(block.get_submodule(layout.ffn_in[0]))
+        return LayerShape(kv_width // head_dim, group * head_dim, group, head_dim, ffn)
 
     def shape(self) -> ModelShape:
         """Current per-layer unit counts (reflects surgery already done)."""
@@ -142,7 +203,12 @@ class ArchAdapter(ABC):
         )
 
     def attention_bias(self) -> bool:
-        return True
+        """Whether the key projection (whose rows a head unit owns) has a bias."""
+        return getattr(self._module(0, self.layout.key or self.layout.qkv or ""), "bias", None) is not None
+
+    def ffn_bias(self) -> bool:
+        """Whether the FFN-in projection has a bias."""
+        return getattr(self._module(0, self.layout.ffn_in[0]), "bias", None) is not None
 
     def position_ids(self, attention_mask: Any) -> Any:
         """Position ids that ignore padding, for left-padded batches (None: pass nothing).
@@ -155,14 +221,23 @@ class ArchAdapter(ABC):
         """
         return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
-    def ffn_bias(self) -> bool:
-        return True
+    def head_output_module(self, layer: int) -> nn.Module:
+        """The attention output projection of ``layer``; its *input* holds the head outputs."""
+        return self._module(layer, self.layout.attn_out)
+
+    def neuron_output_module(self, layer: int) -> nn.Module:
+        """The FFN down projection of ``layer``; its *input* holds the neuron outputs."""
+        return self._module(layer, self.layout.ffn_out)
+
+    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
+        """The FFN-in projection(s) of ``layer`` (Llama: gate and up); each output row is a neuron."""
+        return [self._module(layer, path) for path in self.layout.ffn_in]
 
     # ------------------------------------------------------------------ weight layout
 
     def stores_transposed(self, module: nn.Module) -> bool:
         """Whether ``module`` keeps its weight as [in, out] (GPT-2's ``Conv1D``), not ``nn.Linear``'s [out, in]."""
-        return False
+        return self.layout.transposed and type(module) is type(self.head_output_module(0))
 
     def is_projection(self, module: nn.Module) -> bool:
         """Whether ``module`` is a dense projection (an ``nn.Linear``, or this family's transposed kind)."""
@@ -172,27 +247,54 @@ class ArchAdapter(ABC):
         """A projection's weight as [out_features, in_features], whatever the layout: a view, never a copy."""
         return module.weight.T if self.stores_transposed(module) else module.weight
 
-    @abstractmethod
-    def head_output_module(self, layer: int) -> nn.Module:
-        """The attention output projection of ``layer``; its *input* holds the head outputs."""
+    def _out_features(self, module: nn.Module) -> int:
+        return int(self.weight_out_in(module).shape[0])
 
-    @abstractmethod
-    def neuron_output_module(self, layer: int) -> nn.Module:
-        """The FFN down projection of ``layer``; its *input* holds the neuron outputs."""
+    # ------------------------------------------------------------------ the masked-LM head
 
-    @abstractmethod
-    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
-        """The FFN-in projection(s) of ``layer`` (Llama: gate and up); each output row is a neuron."""
+    def mlm_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The masked-LM head's vocabulary scores for hidden states (the model is the family's ``...ForMaskedLM``)."""
+        raise UnsupportedModelError(
+            f"no masked-LM head reader for model type {self.model.config.model_type!r}", field="model.id"
+        )
 
     # ------------------------------------------------------------------ surgery
 
-    @abstractmethod
-    def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
-        """Physically keep only the head units ``keep`` (sorted indices) of ``layer``."""
+    def _keep_outputs(self, module: nn.Module, index: torch.Tensor) -> None:
+        (keep_conv1d_outputs if self.stores_transposed(module) else keep_linear_outputs)(module, index)
 
-    @abstractmethod
+    def _keep_inputs(self, module: nn.Module, index: torch.Tensor) -> None:
+        (keep_conv1d_inputs if self.stores_transposed(module) else keep_linear_inputs)(module, index)
+
+    def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
+        """Physically keep only the head units ``keep`` (sorted indices) of ``layer``.
+
+        A unit's query columns are also its output-projection inputs; its key and value columns
+        are the KV group's (the same as the query columns without grouped-query attention).
+        """
+        block, layout, la = self.layers()[layer], self.layout, self.layer_shape(layer)
+        q_cols = unit_columns(keep, la.head_unit_width)
+        kv_cols = unit_columns(keep, la.head_dim)
+        out = block.get_submodule(layout.attn_out)
+        if layout.qkv is not None:  # q | k | v side by side: each block loses the same columns
+            width = la.num_head_units * la.head_unit_width
+            self._keep_outputs(block.get_submodule(layout.qkv), torch.cat([q_cols, q_cols + width, q_cols + 2 * width]))
+            self._keep_inputs(out, q_cols)
+        else:
+            assert layout.query is not None and layout.key is not None and layout.value is not None
+            query, key, value = (block.get_submodule(p) for p in (layout.query, layout.key, layout.value))
+            keep_attention_units(query, key, value, out, q_cols, kv_cols)
+        _set_attributes(block, layout.head_count_attrs, len(keep) * la.query_heads_per_unit)
+        _set_attributes(block, layout.head_width_attrs, int(q_cols.numel()))
+
     def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:
         """Physically keep only the FFN neurons ``keep`` (sorted indices) of ``layer``."""
+        block, layout = self.layers()[layer], self.layout
+        cols = unit_columns(keep, 1)
+        for path in layout.ffn_in:
+            self._keep_outputs(block.get_submodule(path), cols)
+        self._keep_inputs(block.get_submodule(layout.ffn_out), cols)
+        _set_attributes(block, layout.ffn_size_attrs, int(cols.numel()))
 
     def record_structure(self, original: ModelShape | None = None) -> dict[str, Any]:
         """Write the per-layer structure into ``model.config`` so the checkpoint reloads.
@@ -208,3 +310,14 @@ class ArchAdapter(ABC):
             record["original"] = previous["original"]
         setattr(self.model.config, STRUCTURE_KEY, record)
         return record
+
+
+def _attribute(root: nn.Module, path: str) -> Any:
+    owner, _, name = path.rpartition(".")
+    return getattr(root.get_submodule(owner) if owner else root, name)
+
+
+def _set_attributes(root: nn.Module, paths: Sequence[str], value: int) -> None:
+    for path in paths:
+        owner, _, name = path.rpartition(".")
+        setattr(root.get_submodule(owner) if owner else root, name, value)

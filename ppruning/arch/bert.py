@@ -9,19 +9,32 @@ after surgery only ``num_attention_heads``/``all_head_size`` need updating.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from torch import nn
+import torch
 
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
+from ppruning.arch.layout import BlockLayout, SizeFields
 from ppruning.arch.registry import register_adapter
-from ppruning.arch.slicing import keep_attention_units, keep_linear_inputs, keep_linear_outputs, unit_columns
 
 
 @register_adapter
 class BertAdapter(ArchAdapter):
     model_types = ("bert",)
+    layout: ClassVar[BlockLayout] = BlockLayout(
+        blocks="encoder.layer",
+        head_dim="attention.self.attention_head_size",
+        query="attention.self.query",
+        key="attention.self.key",
+        value="attention.self.value",
+        attn_out="attention.output.dense",
+        ffn_in=("intermediate.dense",),
+        ffn_out="output.dense",
+        head_count_attrs=("attention.self.num_attention_heads",),
+        head_width_attrs=("attention.self.all_head_size",),
+    )
+    size_fields: ClassVar[SizeFields] = SizeFields("hidden_size", "num_attention_heads", None, "intermediate_size")
+    reads_mlm_head = True
 
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:
@@ -30,38 +43,5 @@ class BertAdapter(ArchAdapter):
         layer = LayerShape(heads, head_dim, 1, head_dim, config.intermediate_size)
         return ModelShape(config.hidden_size, (layer,) * config.num_hidden_layers, gated_ffn=False)
 
-    def layers(self) -> Sequence[nn.Module]:
-        return self.backbone.encoder.layer
-
-    def hidden_size(self) -> int:
-        return self.model.config.hidden_size
-
-    def layer_shape(self, layer: int) -> LayerShape:
-        block = self.layers()[layer]
-        attn = block.attention.self
-        head_dim = attn.attention_head_size
-        heads = attn.query.out_features // head_dim
-        return LayerShape(heads, head_dim, 1, head_dim, block.intermediate.dense.out_features)
-
-    def head_output_module(self, layer: int) -> nn.Module:
-        return self.layers()[layer].attention.output.dense
-
-    def neuron_output_module(self, layer: int) -> nn.Module:
-        return self.layers()[layer].output.dense
-
-    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
-        return [self.layers()[layer].intermediate.dense]
-
-    def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
-        block = self.layers()[layer]
-        attn = block.attention.self
-        cols = unit_columns(keep, attn.attention_head_size)
-        keep_attention_units(attn.query, attn.key, attn.value, block.attention.output.dense, cols)
-        attn.num_attention_heads = len(keep)
-        attn.all_head_size = int(cols.numel())
-
-    def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:
-        block = self.layers()[layer]
-        cols = unit_columns(keep, 1)
-        keep_linear_outputs(block.intermediate.dense, cols)
-        keep_linear_inputs(block.output.dense, cols)
+    def mlm_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.model.cls(hidden)

@@ -6,19 +6,31 @@ updated after surgery for anything that reads it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from torch import nn
+import torch
 
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
+from ppruning.arch.layout import BlockLayout, SizeFields
 from ppruning.arch.registry import register_adapter
-from ppruning.arch.slicing import keep_attention_units, keep_linear_inputs, keep_linear_outputs, unit_columns
 
 
 @register_adapter
 class DistilBertAdapter(ArchAdapter):
     model_types = ("distilbert",)
+    layout: ClassVar[BlockLayout] = BlockLayout(
+        blocks="transformer.layer",
+        head_dim="attention.attention_head_size",
+        query="attention.q_lin",
+        key="attention.k_lin",
+        value="attention.v_lin",
+        attn_out="attention.out_lin",
+        ffn_in=("ffn.lin1",),
+        ffn_out="ffn.lin2",
+        head_count_attrs=("attention.n_heads",),
+    )
+    size_fields: ClassVar[SizeFields] = SizeFields("dim", "n_heads", None, "hidden_dim")
+    reads_mlm_head = True
 
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:
@@ -26,35 +38,6 @@ class DistilBertAdapter(ArchAdapter):
         layer = LayerShape(config.n_heads, head_dim, 1, head_dim, config.hidden_dim)
         return ModelShape(config.dim, (layer,) * config.n_layers, gated_ffn=False)
 
-    def layers(self) -> Sequence[nn.Module]:
-        return self.backbone.transformer.layer
-
-    def hidden_size(self) -> int:
-        return self.model.config.dim
-
-    def layer_shape(self, layer: int) -> LayerShape:
-        block = self.layers()[layer]
-        head_dim = block.attention.attention_head_size
-        heads = block.attention.q_lin.out_features // head_dim
-        return LayerShape(heads, head_dim, 1, head_dim, block.ffn.lin1.out_features)
-
-    def head_output_module(self, layer: int) -> nn.Module:
-        return self.layers()[layer].attention.out_lin
-
-    def neuron_output_module(self, layer: int) -> nn.Module:
-        return self.layers()[layer].ffn.lin2
-
-    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
-        return [self.layers()[layer].ffn.lin1]
-
-    def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
-        attn = self.layers()[layer].attention
-        cols = unit_columns(keep, attn.attention_head_size)
-        keep_attention_units(attn.q_lin, attn.k_lin, attn.v_lin, attn.out_lin, cols)
-        attn.n_heads = len(keep)
-
-    def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:
-        ffn = self.layers()[layer].ffn
-        cols = unit_columns(keep, 1)
-        keep_linear_outputs(ffn.lin1, cols)
-        keep_linear_inputs(ffn.lin2, cols)
+    def mlm_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        return model.vocab_projector(model.vocab_layer_norm(model.activation(model.vocab_transform(hidden))))

@@ -6,19 +6,29 @@ OPT's attention reshapes with ``view(bsz, -1, self.num_heads, head_dim)``, so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
-from torch import nn
+from typing import Any, ClassVar
 
 from ppruning.arch.base import ArchAdapter, LayerShape, ModelShape
+from ppruning.arch.layout import BlockLayout, SizeFields
 from ppruning.arch.registry import register_adapter
-from ppruning.arch.slicing import keep_attention_units, keep_linear_inputs, keep_linear_outputs, unit_columns
 
 
 @register_adapter
 class OPTAdapter(ArchAdapter):
     model_types = ("opt",)
+    layout: ClassVar[BlockLayout] = BlockLayout(
+        blocks="decoder.layers",
+        head_dim="self_attn.head_dim",
+        query="self_attn.q_proj",
+        key="self_attn.k_proj",
+        value="self_attn.v_proj",
+        attn_out="self_attn.out_proj",
+        ffn_in=("fc1",),
+        ffn_out="fc2",
+        head_count_attrs=("self_attn.num_heads",),
+    )
+    size_fields: ClassVar[SizeFields] = SizeFields("hidden_size", "num_attention_heads", None, "ffn_dim")
+    is_decoder = True
 
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:
@@ -28,42 +38,3 @@ class OPTAdapter(ArchAdapter):
         return ModelShape(
             config.hidden_size, (layer,) * config.num_hidden_layers, gated_ffn=False, attention_bias=bias, ffn_bias=bias
         )
-
-    def layers(self) -> Sequence[nn.Module]:
-        return self.backbone.decoder.layers
-
-    def hidden_size(self) -> int:
-        return self.model.config.hidden_size
-
-    def attention_bias(self) -> bool:
-        return self.layers()[0].self_attn.k_proj.bias is not None
-
-    def ffn_bias(self) -> bool:
-        return self.layers()[0].fc1.bias is not None
-
-    def layer_shape(self, layer: int) -> LayerShape:
-        block = self.layers()[layer]
-        head_dim = block.self_attn.head_dim
-        heads = block.self_attn.q_proj.out_features // head_dim
-        return LayerShape(heads, head_dim, 1, head_dim, block.fc1.out_features)
-
-    def head_output_module(self, layer: int) -> nn.Module:
-        return self.layers()[layer].self_attn.out_proj
-
-    def neuron_output_module(self, layer: int) -> nn.Module:
-        return self.layers()[layer].fc2
-
-    def neuron_input_modules(self, layer: int) -> list[nn.Module]:
-        return [self.layers()[layer].fc1]
-
-    def prune_head_units(self, layer: int, keep: Sequence[int]) -> None:
-        attn = self.layers()[layer].self_attn
-        cols = unit_columns(keep, attn.head_dim)
-        keep_attention_units(attn.q_proj, attn.k_proj, attn.v_proj, attn.out_proj, cols)
-        attn.num_heads = len(keep)
-
-    def prune_neurons(self, layer: int, keep: Sequence[int]) -> None:
-        block = self.layers()[layer]
-        cols = unit_columns(keep, 1)
-        keep_linear_outputs(block.fc1, cols)
-        keep_linear_inputs(block.fc2, cols)

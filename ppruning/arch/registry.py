@@ -23,6 +23,13 @@ def register_adapter(cls: type[ArchAdapter]) -> type[ArchAdapter]:
     return cls
 
 
+def unregister_adapter(cls: type[ArchAdapter]) -> None:
+    """Forget ``cls`` (a test's throw-away family)."""
+    for model_type in cls.model_types:
+        if _ADAPTERS.get(model_type) is cls:
+            del _ADAPTERS[model_type]
+
+
 def supported_model_types() -> list[str]:
     return sorted(_ADAPTERS)
 

@@ -1,6 +1,6 @@
 """Which hyperparameters a fine-tuning run uses: explicit values, else the preset, else defaults.
 
-``--preset paper`` takes the task's reference settings (ALGORITHMS.md, P-pruning step 8);
+``--preset paper`` takes the task's reference settings (docs/algorithms.md, P-pruning, step 8);
 without it the defaults are the Hugging Face examples' (lr 5e-5, batch 32, 3 epochs)
 and the task's max length. The resolved values are recorded in the report.
 """

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter, ModelShape
+from ppruning.arch.registry import adapter_class, supported_model_types
 from ppruning.model.refs import ModelRef
 from ppruning.progress import Progress
 from ppruning.tasks.refs import TaskRef
@@ -166,8 +167,8 @@ class MethodSpec:
     artifacts: tuple[str, ...] = MASK_ARTIFACTS
     #: True when the method keeps state a restarted job can resume from (long training runs).
     resumable: bool = False
-    #: ``config.model_type`` values the method supports; empty means every adapter's.
-    model_types: frozenset[str] = field(default_factory=frozenset)
+    #: Which model families the method runs on, asked of each family's adapter class; None: every family.
+    supports: Callable[[type[ArchAdapter]], bool] | None = None
     #: ``(params, model ref, task, label names) -> (model, tokenizer)`` when the method needs
     #: another head than the task's (SMP's MLM head); None: the task's head.
     load_model: Callable[[Any, ModelRef, TaskInfo, list[str] | None], tuple[nn.Module, Any]] | None = None
@@ -176,6 +177,13 @@ class MethodSpec:
     check: Callable[[Any, ModelRef, TaskInfo, Any], None] | None = None
     #: What the budget may remove for given parameters; default: attention and FFN, split 1 : lambda_val.
     budget_scope_for: Callable[[Any], BudgetScope] | None = None
+
+    @property
+    def model_types(self) -> frozenset[str]:
+        """The ``config.model_type`` values the method supports among the registered families; empty: every one."""
+        if self.supports is None:
+            return frozenset()
+        return frozenset(t for t in supported_model_types() if self.supports(adapter_class(t)))
 
     def reads_data(self, params: Any) -> bool:
         if self.reads_data_for is not None:

@@ -1,5 +1,7 @@
 """Knowledge distillation: the one teacher reference, the one teacher loader and the one loss every method shares.
 
+docs/algorithms.md, distillation while fine-tuning.
+
 SMP learns its masks with an optional teacher, and fine-tuning a pruned model can learn
 from the dense model fine-tuned on the same task; both use :class:`DistillConfig` and
 :func:`distillation_loss`, so "with a teacher" means the same thing everywhere. The paper

@@ -1,5 +1,7 @@
 """Retraining-free reconstruction: per-unit output scales and a bias correction, by least squares.
 
+docs/algorithms.md, reconstruction.
+
 After a method has chosen the units, each layer's attention and FFN output projections
 still see only the kept units' outputs. Following Kwon et al. (2022, mask tuning) and
 FLAP (An et al., 2024, bias compensation), for every layer and unit type we fit one

@@ -139,7 +139,7 @@ def load_message(ref: ModelRef, exc: Exception) -> str:
 
 def _model_shape(method: MethodSpec, hf_config: Any) -> ModelShape:
     cls = adapter_class(hf_config.model_type)  # UnsupportedModelError listing the supported types
-    if method.model_types and hf_config.model_type not in method.model_types:
+    if method.supports is not None and not method.supports(cls):
         raise UnsupportedModelError(
             f"method {method.name!r} does not support model type {hf_config.model_type!r}; "
             f"it supports: {', '.join(sorted(method.model_types))}",

@@ -1,7 +1,7 @@
 """Turning a task's rows into model inputs, the same way for pruning and for fine-tuning.
 
 P-pruning collects activations on inputs "tokenised as for fine-tuning"
-(ALGORITHMS.md step 1), so both paths share these encoders: sentence pairs as pairs,
+(docs/algorithms.md, P-pruning, step 1), so both paths share these encoders: sentence pairs as pairs,
 QA as question + context (``only_second`` truncation), causal LM as fixed-size blocks
 cut from the concatenated text (transformers' ``run_clm`` grouping). No padding here:
 collators pad each batch (dynamic padding).
@@ -12,14 +12,18 @@ from __future__ import annotations
 from itertools import chain
 from typing import Any
 
+from ppruning.arch.registry import adapter_class, supported_model_types
 from ppruning.tasks.registry import TaskInfo
 
 #: Lines grouped before cutting LM blocks (as transformers' run_clm: the remainder of each group is dropped).
 LM_GROUP_ROWS = 1000
 #: Tokenizers without a configured limit report this huge number; it means "unknown".
 _NO_LIMIT = 1_000_000
-#: Models whose position ids start after the padding index lose two positions.
-_OFFSET_POSITIONS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}
+
+
+def position_offset(model_type: str) -> int:
+    """Positions the family's embeddings reserve before the first token (its adapter says; 0 for others)."""
+    return adapter_class(model_type).position_offset if model_type in supported_model_types() else 0
 
 
 def model_context(model_config: Any) -> int | None:
@@ -29,7 +33,7 @@ def model_context(model_config: Any) -> int | None:
     for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
         value = getattr(model_config, attr, None)
         if isinstance(value, int) and value > 0:
-            return value - _OFFSET_POSITIONS.get(getattr(model_config, "model_type", ""), 0)
+            return value - position_offset(getattr(model_config, "model_type", ""))
     return None
 
 

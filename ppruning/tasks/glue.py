@@ -2,7 +2,7 @@
 
 GLUE's test labels are hidden (-1), so the reported split is validation (MNLI: both
 matched and mismatched) and checkpoints are selected on a held-out slice of train.
-Reference hyperparameters: ALGORITHMS.md, P-pruning step 8 (BERT: lr {5e-5, 3e-5, 2e-5},
+Reference hyperparameters: docs/algorithms.md, P-pruning, step 8 (BERT: lr {5e-5, 3e-5, 2e-5},
 batch {16, 32}, epochs {2, 3, 4}, seed 3407; max length 128, SST-2 64). The ``paper``
 preset takes the first of each grid.
 """

@@ -34,7 +34,7 @@ class TaskInfo:
     metrics: tuple[str, ...] = ()
     #: The metric that selects checkpoints and decides quality gates.
     main_metric: str = "accuracy"
-    #: Reference fine-tuning hyperparameters (ALGORITHMS.md, P-pruning step 8).
+    #: Reference fine-tuning hyperparameters (docs/algorithms.md, P-pruning, step 8).
     paper_hparams: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     # --- every field below has a default, so older callers still work.

@@ -1,5 +1,7 @@
 """From a target to per-layer unit counts: the split, feasibility and the exact threshold.
 
+docs/algorithms.md, shared vocabulary (budget, allocation).
+
 The removed cost (target * F, F = attention + FFN cost) is split 1 : ``lambda_val``
 between attention and FFN. Each unit type then gets one global threshold, raised until
 the removed cost meets that type's share. Removing one unit of layer l costs c_l;

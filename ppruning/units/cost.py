@@ -1,6 +1,6 @@
 """The cost model: what one head unit or FFN neuron costs, and what a model costs in total.
 
-Per-unit costs come from :class:`~ppruning.arch.base.ModelShape` (ALGORITHMS.md, shared
+Per-unit costs come from :class:`~ppruning.arch.base.ModelShape` (docs/algorithms.md, shared
 vocabulary): a head costs 4*L*d*d_h + 2*L^2*d_h multiply-accumulates and 4*d*d_h
 parameters (+ biases), a neuron 2*L*d and 2*d (3*d gated). The *pruned part* is
 attention + FFN, the only thing a budget is measured against. Embeddings, norms and task

@@ -1,5 +1,8 @@
-"""Shared cases for the architecture tests: the tiny model of every family, the task
-heads each supports, seeded masks that keep different counts per layer, a padded batch."""
+"""Shared cases for the architecture tests: the tiny model of every registered family, the
+task heads each supports, seeded masks that keep different counts per layer, a padded batch.
+
+The families are read from the adapter registry (a decoder also gets the causal-LM head),
+so a new adapter is covered by every test that uses these cases without editing them."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppruning.arch import get_adapter
+from ppruning.arch import adapter_class, get_adapter, supported_model_types
 from ppruning.units.masks import Masks
-from tests.support import tiny_models
+from tests.support.registry_models import save_tiny
 
 HEADS = {
     "base": "AutoModel",
@@ -20,23 +23,14 @@ HEADS = {
 }
 ENCODER_HEADS = ("base", "sequence-classification", "question-answering")
 DECODER_HEADS = (*ENCODER_HEADS, "causal-lm")
-FAMILIES = {
-    "bert": ("save_tiny_bert", ENCODER_HEADS),
-    "roberta": ("save_tiny_roberta", ENCODER_HEADS),
-    "distilbert": ("save_tiny_distilbert", ENCODER_HEADS),
-    "gpt2": ("save_tiny_gpt2", DECODER_HEADS),
-    "llama": ("save_tiny_llama", DECODER_HEADS),
-    "opt": ("save_tiny_opt", DECODER_HEADS),
-}
-CASES = [(family, head) for family, (_, heads) in FAMILIES.items() for head in heads]
+#: Every registered family (``config.model_type``) -> the task heads tested on it.
+FAMILIES = {t: DECODER_HEADS if adapter_class(t).is_decoder else ENCODER_HEADS for t in supported_model_types()}
+CASES = [(family, head) for family, heads in FAMILIES.items() for head in heads]
 
 
 @pytest.fixture(scope="module")
 def family_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {
-        family: getattr(tiny_models, saver)(tmp_path_factory.mktemp(f"tiny-{family}"))
-        for family, (saver, _) in FAMILIES.items()
-    }
+    return {family: save_tiny(family, tmp_path_factory.mktemp(f"tiny-{family}")) for family in FAMILIES}
 
 
 def random_masks(model: torch.nn.Module, seed: int) -> Masks:

@@ -1,4 +1,4 @@
-"""Cost model: per-unit figures of ALGORITHMS.md, exact parameter counts, the unpruned rest reported apart."""
+"""Cost model: per-unit figures of docs/algorithms.md, exact parameter counts, the unpruned rest reported apart."""
 
 from __future__ import annotations
 

@@ -20,18 +20,10 @@ from ppruning.model.checkpoint import save_pruned
 from ppruning.model.portable.describe import HERE, SHIPPED_FILES
 from ppruning.model.surgery import prune_model
 from ppruning.units.masks import Masks
-from tests.library.arch_cases import HEADS, batch, family_paths, outputs, random_masks  # noqa: F401
+from tests.library.arch_cases import CASES, FAMILIES, HEADS, batch, family_paths, outputs, random_masks  # noqa: F401
 
-#: (family, head) saved and reloaded by the fresh-process test: every family, several heads.
-PORTABLE_CASES = [
-    ("bert", "sequence-classification"),
-    ("roberta", "question-answering"),
-    ("distilbert", "base"),
-    ("gpt2", "causal-lm"),
-    ("opt", "causal-lm"),
-    ("llama", "causal-lm"),
-    ("llama", "sequence-classification"),
-]
+#: (family, head) saved and reloaded by the fresh-process test: every registered family, every head it supports.
+PORTABLE_CASES = CASES
 
 # Run by a fresh interpreter in isolated mode (no repository on sys.path): loads every
 # case with plain transformers, compares with load_pruned's outputs and generation, and
@@ -104,7 +96,7 @@ def test_every_family_loads_with_plain_transformers_in_a_fresh_process(
     for case in cases:
         config = json.loads((Path(case["path"]) / "config.json").read_text())
         assert config["model_type"].startswith("pruned_") and "AutoConfig" in config["auto_map"]
-    assert run_fresh(FRESH_PROCESS, json.dumps(cases), cwd=tmp_path).strip().endswith("ok 7")
+    assert run_fresh(FRESH_PROCESS, json.dumps(cases), cwd=tmp_path).strip().endswith(f"ok {len(cases)}")
 
 
 @pytest.mark.slow
@@ -119,6 +111,30 @@ def test_a_stock_class_rejects_a_pruned_config_instead_of_reinitialising(tiny_be
         transformers.BertForSequenceClassification.from_pretrained(tmp_path, ignore_mismatched_sizes=True)
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_registered_family_has_a_portable_config_model_classes_and_a_stock_path(family: str) -> None:
+    """Built from the registry: a family added as one adapter module is covered here unedited."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    from ppruning.arch.layout import LAYOUT_KEY
+    from ppruning.model.portable import configuration_pruned, modeling_pruned
+    from ppruning.model.portable.describe import auto_map
+
+    adapter = ppruning.arch.adapter_class(family)
+    stock = CONFIG_MAPPING[family]
+    config_class = configuration_pruned.pruned_config_class(stock)
+    assert config_class.model_type == f"pruned_{family}" and issubclass(config_class, stock)
+    mapped = auto_map(family, adapter)
+    assert mapped["AutoConfig"] == f"configuration_pruned.{config_class.__name__}"
+    for auto in ("AutoModel", "AutoModelForCausalLM" if adapter.is_decoder else "AutoModelForMaskedLM"):
+        name = mapped[auto].split(".", 1)[1]
+        assert getattr(modeling_pruned, name).config_class is config_class, auto
+    fields = adapter.size_fields  # the stock path writes the pruned sizes into these
+    stock_fields = set(stock().to_dict())
+    assert {fields.hidden, fields.heads, fields.ffn} | ({fields.kv_heads} - {None}) <= stock_fields
+    assert configuration_pruned.LAYOUT_KEY == LAYOUT_KEY  # the shipped file cannot import it
+
+
 def test_shipped_files_import_only_torch_and_transformers() -> None:
     for name in SHIPPED_FILES:
         tree = ast.parse((HERE / name).read_text())
@@ -128,30 +144,31 @@ def test_shipped_files_import_only_torch_and_transformers() -> None:
 
 
 def uniform_masks(model: torch.nn.Module, _seed: int) -> Masks:
-    """Every layer keeps all head units (Llama: the first KV group only) and its first 40 neurons."""
-    shape = ppruning.arch.get_adapter(model).shape()
+    """Every layer keeps all head units (where the config has an explicit head size: the first unit only)
+    and its first 40 neurons."""
+    adapter = ppruning.arch.get_adapter(model)
+    shape = adapter.shape()
     heads = torch.ones(shape.num_layers, shape.layers[0].num_head_units)
-    if model.config.model_type == "llama":
+    if adapter.explicit_head_dim:
         heads[:, 1:] = 0
     neurons = torch.zeros(shape.num_layers, shape.layers[0].ffn_size)
     neurons[:, :40] = 1
     return Masks(heads, neurons)
 
 
-@pytest.mark.parametrize("family", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_a_uniform_structure_gives_a_stock_checkpoint(
-    family: str, tmp_path: Path, request: pytest.FixtureRequest
+    family: str, tmp_path: Path, family_paths: dict[str, Path]  # noqa: F811 - fixture
 ) -> None:
-    source = request.getfixturevalue(f"tiny_{family}_path")
-    head = "causal-lm" if family != "bert" else "base"
-    case = save_case(source, head, tmp_path, masks_for=uniform_masks)
+    head = FAMILIES[family][-1]  # causal-lm for decoders, question-answering for encoders
+    case = save_case(family_paths[family], head, tmp_path, masks_for=uniform_masks)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["model_type"] == family and "auto_map" not in config
     assert not any((tmp_path / name).exists() for name in SHIPPED_FILES)
     model = getattr(transformers, case["auto"]).from_pretrained(tmp_path).eval()  # no remote code
     ref = torch.load(case["ref"])
     torch.testing.assert_close(outputs(model, ref["inputs"]), ref["outputs"], rtol=0, atol=1e-6)
-    if family == "llama":
+    if ppruning.arch.adapter_class(family).explicit_head_dim:  # one KV group of two query heads kept
         assert (config["num_key_value_heads"], config["num_attention_heads"]) == (1, 2)
 
 
@@ -171,12 +188,23 @@ def test_a_checkpoint_in_the_old_layout_still_loads(
         )
 
 
+def test_a_self_describing_checkpoint_without_its_layout_still_loads(tiny_bert_path: Path, tmp_path: Path) -> None:
+    """Checkpoints written before configs carried ``pruned_layout`` (their own copies of the shipped
+    files beside them): the library reads their size fields from the family's adapter."""
+    case = save_case(tiny_bert_path, "sequence-classification", tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["pruned_layout"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    ref = torch.load(case["ref"])
+    torch.testing.assert_close(outputs(ppruning.load_pruned(tmp_path), ref["inputs"]), ref["outputs"], rtol=0, atol=0)
+
+
 def test_saving_a_reloaded_checkpoint_keeps_it_self_describing(tiny_bert_path: Path, tmp_path: Path) -> None:
     save_case(tiny_bert_path, "sequence-classification", tmp_path / "first")
     save_pruned(ppruning.load_pruned(tmp_path / "first"), None, tmp_path / "again")  # as fine-tuning saves
     first = json.loads((tmp_path / "first" / "config.json").read_text())
     again = json.loads((tmp_path / "again" / "config.json").read_text())
-    for key in ("model_type", "num_attention_heads", "intermediate_size", "auto_map", "architectures"):
+    for key in ("model_type", "num_attention_heads", "intermediate_size", "auto_map", "architectures", "pruned_layout"):
         assert again[key] == first[key], key
     assert all((tmp_path / "again" / name).is_file() for name in SHIPPED_FILES)
 

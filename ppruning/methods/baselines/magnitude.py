@@ -1,5 +1,7 @@
 """The ``magnitude`` baseline: keep the heads and neurons with the largest weight norms.
 
+docs/algorithms.md, baselines.
+
 A head's score is the norm of its columns of the attention output projection; a neuron's
 is its FFN-out column norm times its FFN-in row norm (product over gate and up for gated
 FFNs). Counts are uniform (as even as the budget allows over the layers), or

@@ -1,5 +1,7 @@
 """The ``random`` baseline: seeded random units, with the same budget machinery as every method.
 
+docs/algorithms.md, baselines.
+
 It removes the same cost split 1 : lambda_val as P-pruning, keeps at least one unit per
 layer and goes through the same materialisation, so every comparison is like for like:
 per layer a uniformly random choice of units, at *uniform* counts (as even as the budget

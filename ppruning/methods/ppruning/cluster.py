@@ -47,7 +47,7 @@ def complete_linkage(condensed: np.ndarray, n: int) -> Dendrogram:
 def layer_dendrogram(
     square: torch.Tensor, mode: DistanceMode = "condensed", dead: np.ndarray | None = None
 ) -> Dendrogram:
-    """Cluster one layer from its square distance matrix, as ALGORITHMS.md step 4 says.
+    """Cluster one layer from its square distance matrix, as docs/algorithms.md, P-pruning, step 4 says.
 
     ``condensed``: linkage on D itself. ``reference``: linkage on the Chebyshev distance
     between rows of D, which is what the reference's ``linkage(D, metric="chebyshev")`` does.

@@ -1,6 +1,6 @@
 """Streaming collection of head and neuron outputs at a seeded sample of real token positions.
 
-ALGORITHMS.md step 2, done the cheap way: the ``sampling_tokens`` positions are drawn
+docs/algorithms.md, P-pruning, step 2, done the cheap way: the ``sampling_tokens`` positions are drawn
 *before any forward pass*, uniformly over the pooled real (non-pad) tokens of the
 tokenised examples (the reference's distribution, read from the lengths alone). Only the
 examples that hold a sampled position are run, in batches with dynamic padding, and

@@ -1,6 +1,6 @@
 """P-pruning (Wang et al., LREC-COLING 2024): module clustering and centroid selection.
 
-Reads top to bottom as the paper's steps (ALGORITHMS.md): collect unit outputs at
+Reads top to bottom as the paper's steps (docs/algorithms.md, P-pruning): collect unit outputs at
 sampled tokens -> per-layer distances -> complete linkage -> one global threshold per
 unit type from the budget -> keep each cluster's largest-magnitude member.
 ``allocation="uniform"`` instead cuts every layer's dendrograms at the same number of

@@ -1,4 +1,4 @@
-"""Centroid selection (ALGORITHMS.md step 6): one unit per cluster survives.
+"""Centroid selection (docs/algorithms.md, P-pruning, step 6): one unit per cluster survives.
 
 In each cluster keep the member with the largest mean |activation|, read from the
 cluster's *own* members (the reference indexes the magnitudes of the wrong heads for

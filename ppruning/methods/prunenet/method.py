@@ -1,6 +1,6 @@
 """PruneNet (Sengupta et al., ICLR 2025): calibration-free FFN slicing by a policy learned on the weights.
 
-ALGORITHMS.md, section PruneNet. No data and no forward pass of the LM: a small policy
+docs/algorithms.md, PruneNet. No data and no forward pass of the LM: a small policy
 reads each layer's FFN-in weight W_l [d_ffn, d] and scores its rows,
 alpha = sigmoid((W_l A^T + b) rho) with A: d -> d_ffn and rho: d_ffn -> 1. An episode
 passes over the layers; in each, logistic noise perturbs alpha into keep probabilities
@@ -134,8 +134,9 @@ def compute_masks(ctx: MethodContext) -> Masks:
     return Masks(head_mask, torch.stack(rows_mask))
 
 
-#: The decoder families PruneNet is defined for (the LM's FFN; GPT-2, OPT, Llama-style).
-DECODER_TYPES = frozenset({"gpt2", "opt", "llama", "mistral", "qwen2"})
+def supports(adapter: type[ArchAdapter]) -> bool:
+    """PruneNet is defined for decoders (a language model's FFN), as their adapters declare."""
+    return adapter.is_decoder
 
 SPEC = register_method(
     MethodSpec(
@@ -148,7 +149,7 @@ SPEC = register_method(
         run=compute_masks,
         stages=("policy", "select"),
         artifacts=(*MASK_ARTIFACTS, POLICY_FILE, KEPT_FILE, REWARDS_FILE),
-        model_types=DECODER_TYPES,
+        supports=supports,
         budget_scope_for=lambda params: "ffn",
     )
 )

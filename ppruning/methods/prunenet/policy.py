@@ -1,4 +1,4 @@
-"""PruneNet's policy, its reward and one REINFORCE episode over the layers (ALGORITHMS.md, section PruneNet).
+"""PruneNet's policy, its reward and one REINFORCE episode over the layers (docs/algorithms.md, PruneNet).
 
 The policy scores the rows of an FFN-in weight; an episode samples k rows per layer
 from the noisy scores, rewards each layer by how close the sliced matrix's spectrum

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ppruning.arch import get_adapter
 from ppruning.errors import InvalidConfigError
 from ppruning.methods.contract import MethodContext
 from ppruning.methods.smp.params import ClassifierParams
@@ -110,19 +111,8 @@ def load_classifier_model(
 
 
 def mlm_logits_at_cls(model: nn.Module, hidden: torch.Tensor, label_ids: torch.Tensor) -> torch.Tensor:
-    """The MLM head's logits of the label words at position 0 ([CLS] / <s>)."""
-    h = hidden[:, :1]
-    model_type = model.config.model_type
-    if model_type == "bert":
-        scores = model.cls(h)
-    elif model_type == "roberta":
-        scores = model.lm_head(h)
-    elif model_type == "distilbert":
-        x = model.vocab_layer_norm(model.activation(model.vocab_transform(h)))
-        scores = model.vocab_projector(x)
-    else:  # pragma: no cover - the method's model_types exclude it
-        raise InvalidConfigError(f"no MLM head reader for {model_type!r}", field="params.head")
-    return scores[:, 0, label_ids]
+    """The MLM head's logits of the label words at position 0 ([CLS] / <s>), read by the family's adapter."""
+    return get_adapter(model).mlm_scores(hidden[:, :1])[:, 0, label_ids]
 
 
 def classifier_parameters(model: nn.Module) -> list[nn.Parameter]:

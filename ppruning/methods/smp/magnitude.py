@@ -1,5 +1,7 @@
 """The unstructured baseline of SMP: global magnitude pruning, then fine-tuning with the masks fixed.
 
+docs/algorithms.md, SMP, ``magnitude-unstructured``.
+
 The comparison Jiang et al. (2023) make: the same matrices as SMP (Q, K, V, attention
 output, FFN in, FFN out), one global threshold on |W| over all of them at the same
 remaining fraction, then the same number of steps of training the weights and the task

@@ -15,7 +15,7 @@ from ppruning.errors import InvalidConfigError
 from ppruning.methods.contract import WEIGHT_MASK_ARTIFACTS, MethodSpec
 from ppruning.methods.smp.classifier import check_classifier, load_classifier_model
 from ppruning.methods.smp.params import ClassifierParams
-from ppruning.methods.smp.scores import SUPPORTED_MODEL_TYPES
+from ppruning.methods.smp.scores import supports
 from ppruning.model.refs import ModelRef
 from ppruning.tasks.registry import TaskInfo
 
@@ -63,7 +63,7 @@ def mask_learning_spec(
         targets=frozenset({"params"}),
         artifacts=WEIGHT_MASK_ARTIFACTS,
         resumable=True,
-        model_types=SUPPORTED_MODEL_TYPES,
+        supports=supports,
         load_model=load_model,
         check=check,
     )

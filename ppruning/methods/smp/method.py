@@ -1,6 +1,6 @@
 """SMP, static model pruning (Jiang et al., ACL 2023): learn which weights to drop, keep every weight frozen.
 
-ALGORITHMS.md, section SMP. Per pruned matrix (Q, K, V, attention output, FFN in, FFN
+docs/algorithms.md, SMP. Per pruned matrix (Q, K, V, attention output, FFN in, FFN
 out of every layer) a score matrix S is the only thing trained; the forward pass uses
 ``W' = TopK(S, v) * W`` with a straight-through gradient (:mod:`ppruning.methods.smp.scores`).
 The keep fraction v falls from 1 to ``1 - params_reduction`` on a cubic ramp, then holds;

@@ -12,7 +12,7 @@
 - :class:`ScoredWeight`: the parametrisation ``weight -> TopK(S, v) * weight`` put on each
   pruned ``nn.Linear``; the pre-trained weight stays frozen underneath.
 - :func:`prunable_linears`: the six matrices per layer (Q, K, V, attention output, FFN in,
-  FFN out) of the BERT family.
+  FFN out), where the family's adapter says they are (``block_matrices``).
 """
 
 from __future__ import annotations
@@ -27,31 +27,16 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ppruning.arch import get_adapter
+from ppruning.arch.base import ArchAdapter
 from ppruning.errors import UnsupportedModelError
 
 #: Matrix types, in the order every per-layer listing uses.
 MATRIX_TYPES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
-#: Per model type, each matrix type's module path inside a transformer block.
-_PATHS: dict[str, dict[str, str]] = {
-    "bert": {
-        "query": "attention.self.query",
-        "key": "attention.self.key",
-        "value": "attention.self.value",
-        "attn_out": "attention.output.dense",
-        "ffn_in": "intermediate.dense",
-        "ffn_out": "output.dense",
-    },
-    "distilbert": {
-        "query": "attention.q_lin",
-        "key": "attention.k_lin",
-        "value": "attention.v_lin",
-        "attn_out": "attention.out_lin",
-        "ffn_in": "ffn.lin1",
-        "ffn_out": "ffn.lin2",
-    },
-}
-_PATHS["roberta"] = _PATHS["bert"]
-SUPPORTED_MODEL_TYPES = frozenset(_PATHS)
+
+
+def supports(adapter: type[ArchAdapter]) -> bool:
+    """The families SMP runs on: six separate matrices per block and a masked-LM head the adapter reads."""
+    return adapter.reads_mlm_head and adapter.block_matrices() is not None
 
 
 class TopKMask(torch.autograd.Function):
@@ -156,16 +141,17 @@ class PrunableLinear:
 
 def prunable_linears(model: nn.Module) -> list[PrunableLinear]:
     """Q, K, V, attention output, FFN in and FFN out of every layer, in layer then type order."""
-    model_type = model.config.model_type
-    paths = _PATHS.get(model_type)
+    adapter = get_adapter(model)
+    paths = adapter.block_matrices()
     if paths is None:
         raise UnsupportedModelError(
-            f"unstructured pruning supports model types {', '.join(sorted(_PATHS))}, not {model_type!r}",
+            f"unstructured pruning needs six separate matrices per block; model type {model.config.model_type!r} "
+            "fuses or gates them",
             field="model.id",
         )
     names = {module: name for name, module in model.named_modules()}
     out = []
-    for i, block in enumerate(get_adapter(model).layers()):
+    for i, block in enumerate(adapter.layers()):
         for kind in MATRIX_TYPES:
             module = block.get_submodule(paths[kind])
             out.append(PrunableLinear(f"{names[module]}.weight", i, kind, module))

@@ -2,52 +2,48 @@
 
 This file is copied next to the weights of such a checkpoint and loaded by
 ``AutoConfig.from_pretrained(..., trust_remote_code=True)``; it imports only
-transformers, never the library that pruned the model.
+transformers, never the library that pruned the model, and names no model family.
 
 Each class is the stock configuration of its family under a ``model_type`` of its own
-(``pruned_bert``, ``pruned_llama``, ...). On disk the stock size fields hold one value
-per layer (``"intermediate_size": [1536, 1210, 980, ...]``), so a stock class reading the
-config rejects it instead of building full-size layers and re-initialising them at
-random. In memory those fields hold scalars the stock constructors accept (the widest
-layer; for heads the count that gives the recorded ``head_dim``) and the per-layer
-values are in ``layer_num_attention_heads``, ``layer_num_key_value_heads`` (grouped-query
-families) and ``layer_ffn_size``.
+(``pruned_bert``, ``pruned_llama``, ...), made on first use from transformers' class of
+the same name without the prefix (``PrunedBertConfig`` from ``BertConfig``). On disk the
+stock size fields hold one value per layer (``"intermediate_size": [1536, 1210, 980,
+...]``), so a stock class reading the config rejects it instead of building full-size
+layers and re-initialising them at random. In memory those fields hold scalars the stock
+constructors accept (the widest layer; for heads the count that gives the recorded
+``head_dim``) and the per-layer values are in ``layer_num_attention_heads``,
+``layer_num_key_value_heads`` (grouped-query families) and ``layer_ffn_size``. Which
+fields hold the sizes comes with the config itself: ``pruned_layout["size_fields"]``,
+written by the library from the family's adapter.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from transformers import (
-    BertConfig,
-    DistilBertConfig,
-    GPT2Config,
-    LlamaConfig,
-    MistralConfig,
-    OPTConfig,
-    Qwen2Config,
-    RobertaConfig,
-)
+import transformers
 
-#: stock model_type -> (hidden size field, query heads field, KV heads field or None, FFN size field)
-SIZE_FIELDS: dict[str, tuple[str, str, str | None, str]] = {
-    "bert": ("hidden_size", "num_attention_heads", None, "intermediate_size"),
-    "roberta": ("hidden_size", "num_attention_heads", None, "intermediate_size"),
-    "distilbert": ("dim", "n_heads", None, "hidden_dim"),
-    "gpt2": ("n_embd", "n_head", None, "n_inner"),
-    "opt": ("hidden_size", "num_attention_heads", None, "ffn_dim"),
-    "llama": ("hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size"),
-    "mistral": ("hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size"),
-    "qwen2": ("hidden_size", "num_attention_heads", "num_key_value_heads", "intermediate_size"),
-}
 PREFIX = "pruned_"
+#: The config entry that carries the family's layout and size fields (see the library's ``arch.layout``).
+LAYOUT_KEY = "pruned_layout"
+_PER_LAYER = ("layer_num_attention_heads", "layer_num_key_value_heads", "layer_ffn_size")
 
 
-def scalar_sizes(stock_type: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[int]]]:
+def size_fields_of(values: dict[str, Any]) -> dict[str, str | None] | None:
+    """The size fields a config's layout names (``hidden``, ``heads``, ``kv_heads``, ``ffn``), if it has one."""
+    layout = values.get(LAYOUT_KEY)
+    return layout.get("size_fields") if isinstance(layout, dict) else None
+
+
+def scalar_sizes(
+    values: dict[str, Any], fields: dict[str, str | None] | None
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
     """Split per-layer size lists out of config ``values``: (values with scalars, per-layer lists)."""
-    hidden, heads, kv_heads, ffn = SIZE_FIELDS[stock_type]
     values = dict(values)
     layers: dict[str, list[int]] = {}
+    if fields is None:
+        return values, layers
+    hidden, heads, kv_heads, ffn = fields["hidden"], fields["heads"], fields["kv_heads"], fields["ffn"]
     if isinstance(values.get(ffn), list):
         layers["layer_ffn_size"] = [int(n) for n in values[ffn]]
         values[ffn] = max(layers["layer_ffn_size"])
@@ -64,106 +60,50 @@ def scalar_sizes(stock_type: str, values: dict[str, Any]) -> tuple[dict[str, Any
 
 
 class _PerLayerSizes:
-    """Writes the per-layer lists back into the stock fields when the config is saved."""
+    """Holds the per-layer sizes; writes them back into the stock fields when the config is saved."""
 
     stock_type = ""
 
-    def _keep_layers(self, layers: dict[str, list[int]]) -> None:
-        for key in ("layer_num_attention_heads", "layer_num_key_value_heads", "layer_ffn_size"):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs, layers = scalar_sizes(kwargs, size_fields_of(kwargs))
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+        for key in _PER_LAYER:
             setattr(self, key, layers.get(key))
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()  # type: ignore[misc]
-        _, heads, kv_heads, ffn = SIZE_FIELDS[self.stock_type]
-        for key, field in (("layer_num_attention_heads", heads), ("layer_num_key_value_heads", kv_heads),
-                           ("layer_ffn_size", ffn)):
+        fields = size_fields_of(out) or {}
+        for key, field in zip(_PER_LAYER, ("heads", "kv_heads", "ffn"), strict=True):
             per_layer = out.pop(key, None)
-            if per_layer is not None and field is not None:
-                out[field] = list(per_layer)
+            if per_layer is not None and fields.get(field) is not None:
+                out[fields[field]] = list(per_layer)
         return out
 
 
-class PrunedBertConfig(_PerLayerSizes, BertConfig):
-    model_type = PREFIX + "bert"
-    stock_type = "bert"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
+def pruned_config_class(stock: type) -> type:
+    """The pruned form of a stock config class (``PrunedBertConfig`` of ``BertConfig``)."""
+    return __getattr__("Pruned" + stock.__name__)
 
 
-class PrunedRobertaConfig(_PerLayerSizes, RobertaConfig):
-    model_type = PREFIX + "roberta"
-    stock_type = "roberta"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
-
-
-class PrunedDistilBertConfig(_PerLayerSizes, DistilBertConfig):
-    model_type = PREFIX + "distilbert"
-    stock_type = "distilbert"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
-
-
-class PrunedGPT2Config(_PerLayerSizes, GPT2Config):
-    model_type = PREFIX + "gpt2"
-    stock_type = "gpt2"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
-
-
-class PrunedOPTConfig(_PerLayerSizes, OPTConfig):
-    model_type = PREFIX + "opt"
-    stock_type = "opt"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
-
-
-class PrunedLlamaConfig(_PerLayerSizes, LlamaConfig):
-    model_type = PREFIX + "llama"
-    stock_type = "llama"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
-
-
-class PrunedMistralConfig(_PerLayerSizes, MistralConfig):
-    model_type = PREFIX + "mistral"
-    stock_type = "mistral"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
-
-
-class PrunedQwen2Config(_PerLayerSizes, Qwen2Config):
-    model_type = PREFIX + "qwen2"
-    stock_type = "qwen2"
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs, layers = scalar_sizes(self.stock_type, kwargs)
-        super().__init__(**kwargs)
-        self._keep_layers(layers)
-
-
-CONFIGS = {cls.stock_type: cls for cls in (
-    PrunedBertConfig, PrunedRobertaConfig, PrunedDistilBertConfig, PrunedGPT2Config, PrunedOPTConfig,
-    PrunedLlamaConfig, PrunedMistralConfig, PrunedQwen2Config,
-)}
+def __getattr__(name: str) -> type:
+    """``Pruned<Stock>Config``, made from transformers' ``<Stock>Config`` on first use (PEP 562)."""
+    if name in globals():
+        return globals()[name]
+    stock = getattr(transformers, name[len("Pruned") :], None) if name.startswith("Pruned") else None
+    if not (isinstance(stock, type) and issubclass(stock, transformers.PretrainedConfig) and stock.model_type):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    cls = type(
+        name,
+        (_PerLayerSizes, stock),
+        {
+            "model_type": PREFIX + stock.model_type,
+            "stock_type": stock.model_type,
+            # in the class's own namespace: transformers makes configs dataclasses, whose generated
+            # __init__ would otherwise take the place of the inherited one
+            "__init__": _PerLayerSizes.__init__,
+            "__module__": __name__,
+            "__qualname__": name,
+        },
+    )
+    globals()[name] = cls
+    return cls

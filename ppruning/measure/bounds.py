@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from ppruning.arch.base import ModelShape
-from ppruning.measure.speed import MeasureConfig
 from ppruning.errors import InvalidConfigError
+from ppruning.measure.speed import MeasureConfig
 from ppruning.tasks.features import model_context
 
 #: The most one timed forward pass may need for its activations (float32 estimate).

@@ -55,7 +55,8 @@ def test_a_gate_that_cannot_be_met_is_rejected_and_wait_exits_4_one_that_can_pas
             assert main(["submit", str(spec_file), "-q", *auth]) == 0
             ids[name] = capsys.readouterr().out.strip()
 
-        assert main(["wait", ids["rejected"], "--poll", "0.3", "--timeout", "150", "-q", "--json", *auth]) == EXIT_REJECTED
+        waited = main(["wait", ids["rejected"], "--poll", "0.3", "--timeout", "150", "-q", "--json", *auth])
+        assert waited == EXIT_REJECTED
         captured = capsys.readouterr()
         job = json.loads(captured.out)
         assert job["state"] == "succeeded" and job["result"]["verdict"] == "rejected"

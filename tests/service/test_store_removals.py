@@ -1,6 +1,6 @@
 """Delete and cancel reach the artifact store through an outbox: a store that fails loses nothing.
 
-The store is a real file store whose ``jobs`` folder is made read-only (``tests.support.read_only``),
+The store is a real file store whose ``jobs`` folder is made read-only (``tests.support.readonly``),
 on the real PostgreSQL; the reaper's pass is :func:`jobs.store.removals.retry_due`, called here
 with a clock moved past the backoff (``tests/worker/test_store_outbox_worker.py`` runs the same
 with a real worker's reaper loop).
@@ -17,7 +17,7 @@ from jobs.store import removals, repository
 from jobs.store.models import StoreRemoval, utcnow
 from jobs.store.session import get_sessionmaker, session_scope
 from jobs.store.states import JobState
-from tests.support.read_only import read_only
+from tests.support.readonly import read_only
 
 
 def _root(settings) -> Path:  # type: ignore[no-untyped-def]

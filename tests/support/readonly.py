@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 
@@ -44,3 +46,12 @@ class ReadOnly:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+@contextmanager
+def read_only(*folders: Path) -> Iterator[None]:
+    """Every one of ``folders`` read-only inside the block; each released after, also on failure."""
+    with ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(ReadOnly(folder))
+        yield

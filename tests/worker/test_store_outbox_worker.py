@@ -1,7 +1,7 @@
 """A real worker's reaper loop retries the store removals that failed, until the files are gone.
 
 The API deletes a finished job while the store refuses to remove anything (a read-only
-folder: ``tests.support.read_only``); the worker's reaper keeps trying with backoff, and
+folder: ``tests.support.readonly``); the worker's reaper keeps trying with backoff, and
 once the store works again nothing of the job is left, in the store or in the outbox.
 A worker that ends a job while the store fails leaves its resume state to the same outbox.
 """
@@ -18,7 +18,7 @@ from jobs.artifacts import job_key, job_prefix, open_store, resume_key
 from jobs.settings import Settings
 from jobs.store import removals
 from jobs.store.models import StoreRemoval, utcnow
-from tests.support.read_only import read_only
+from tests.support.readonly import read_only
 from tests.worker.conftest import api_client
 from tests.worker.harness import wait_for
 from worker.resume_store import drop_resume_state

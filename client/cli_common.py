@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from client.http_client import Client, ClientError, ServiceUnreachable
+from client.live import format_duration
 
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
@@ -84,14 +85,7 @@ def duration(job: dict[str, Any]) -> str:
         end = datetime.fromisoformat(str(job.get("finished_at") or job["updated_at"]).replace("Z", "+00:00"))
     except (KeyError, ValueError):
         return "?"
-    seconds = max(0, int(round((end - start).total_seconds())))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    return format_duration(max(0.0, (end - start).total_seconds()))
 
 
 def summary_line(job: dict[str, Any]) -> str:

@@ -15,7 +15,8 @@ from typing import Any, TextIO
 from client.sse import SseEvent
 
 
-def _duration(seconds: float | None) -> str:
+def format_duration(seconds: float | None) -> str:
+    """Seconds as ``12s``, ``3m05s`` or ``1h02m``: one way of writing a duration in every client line."""
     if seconds is None:
         return "?"
     seconds = int(round(seconds))
@@ -35,7 +36,7 @@ def progress_text(data: dict[str, Any], width: int = 24) -> str:
     counter = f" {data['step']}/{data['total']}" if data.get("total") else ""
     parts = [f"[{'#' * done}{'.' * (width - done)}] {100 * fraction:5.1f}%", f"{data.get('stage') or '-'}{counter}"]
     if data.get("eta_s") is not None:
-        parts.append(f"eta {_duration(data['eta_s'])}")
+        parts.append(f"eta {format_duration(data['eta_s'])}")
     if data.get("loss") is not None:
         parts.append(f"loss={data['loss']:.4g}")
     metric = data.get("metric")

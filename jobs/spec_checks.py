@@ -191,14 +191,10 @@ def _rebase(exc: Exception, prefix: str, field: str) -> None:
         exc.field = field + current[len(prefix) :]  # type: ignore[attr-defined]
 
 
-def _library_validator() -> Callable[[PruneConfig], None] | None:
-    """``ppruning.pipeline.validate_prune_config`` once the library has it; None before."""
-    try:
-        from ppruning import validate_prune_config
-    except ModuleNotFoundError as exc:
-        if exc.name == "ppruning.pipeline":
-            return None
-        raise
+def _library_validator() -> Callable[[PruneConfig], None]:
+    """The library's ``validate_prune_config``, imported on first use (it loads torch and transformers)."""
+    from ppruning import validate_prune_config
+
     return validate_prune_config
 
 
@@ -227,9 +223,7 @@ def _config_stamp(model_dir: str) -> float:
 @lru_cache(maxsize=1024)
 def _validated_local(key: str, stamp: float) -> None:
     """Local-model validation, remembered per (config, config.json mtime): success only is cached."""
-    validate = _library_validator()
-    if validate is not None:
-        validate(PruneConfig.model_validate_json(key))
+    _library_validator()(PruneConfig.model_validate_json(key))
 
 
 #: How long a submission waits for a hub model's config; after that the worker checks it.
@@ -244,10 +238,6 @@ def check_prune(config: PruneConfig, hub_model: bool) -> None:
     than ``HUB_CHECK_TIMEOUT_S``) is let through, since the workers may reach the hub when
     the API cannot; a local folder that cannot be read is an error.
     """
-    validate = _library_validator()
-    if validate is None:
-        log.warning("ppruning.pipeline.validate_prune_config is missing; model type and target not checked")
-        return
     if not hub_model:
         key = config.model_dump_json(exclude={"seed", "device"})
         _validated_local(key, _config_stamp(config.model.id))

@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ppruning.arch import get_adapter  # noqa: E402
-from ppruning.measure.speed import paired_latency_ms, random_inputs  # noqa: E402
+from ppruning.measure.speed import device_pair_timer, random_inputs  # noqa: E402
 from ppruning.methods import MethodContext  # noqa: E402
 from ppruning.methods.ppruning.cluster import cut  # noqa: E402
 from ppruning.methods.ppruning.method import cluster_layers, removed_per_layer  # noqa: E402
@@ -80,8 +80,10 @@ def paired_latency(
 ) -> tuple[float, float]:
     """Median latency of each model: the library's measurement (ppruning.measure.speed), runs interleaved."""
     inputs = random_inputs(full, batch, length, device)
-    full_ms, pruned_ms = paired_latency_ms(full, pruned, inputs, device, repeats=repeats, warmup=1)
-    return statistics.median(full_ms), statistics.median(pruned_ms)
+    run_pair = device_pair_timer(device)
+    run_pair(full, pruned, inputs)  # warm-up
+    pairs = [run_pair(full, pruned, inputs) for _ in range(repeats)]
+    return statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs)
 
 
 def run_shape(shape: str, args: argparse.Namespace, device: torch.device) -> tuple[dict, list[dict]]:

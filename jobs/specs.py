@@ -49,6 +49,7 @@ from jobs.spec_fields import (
     unstructured,
 )
 from ppruning import (
+    CompensationConfig,
     DistillConfig,
     FinetuneConfig,
     InvalidConfigError,
@@ -324,6 +325,11 @@ class SweepJobSpec(BaseModel):
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     measure: MeasureConfig | Literal[False] = Field(default_factory=MeasureConfig)
+    compensation: CompensationConfig | Literal[False] | None = Field(
+        default=None,
+        description="Least-squares compensation for every child (the prune spec's 'compensation'): on by default "
+        "for structured methods, false turns it off.",
+    )
     finetune: FinetuneOptions | None = Field(  # type: ignore[valid-type]
         default=None, description="Fine-tune every pruned child (children are pipelines); the table gets its metric."
     )
@@ -342,15 +348,18 @@ class SweepJobSpec(BaseModel):
     def _true_means_defaults(cls, v: Any) -> Any:
         return {} if v is True or v is None else v
 
+    @field_validator("compensation", mode="before")
+    @classmethod
+    def _true_means_compensation_defaults(cls, v: Any) -> Any:
+        return {} if v is True else v
+
     @model_validator(mode="after")
     def _no_speed_axis_forunstructured(self) -> SweepJobSpec:
         if not unstructured(self.method):
             return self
         why = f"method {self.method!r} prunes unstructured weights, whose dense speedup is none by construction"
         if self.axis == "speedup":
-            raise InvalidConfigError(
-                f"axis: {why}; plot against 'remaining_weights' (its default)", field="axis"
-            )
+            raise InvalidConfigError(f"axis: {why}; plot against 'remaining_weights' (its default)", field="axis")
         if self.targets.flops_reduction is not None:
             raise InvalidConfigError(
                 f"targets.flops_reduction: {why} (it removes no dense FLOPs); sweep targets.params_reduction",

@@ -50,6 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     for name, kind in {**_SAMPLING_FLAGS, **_PARAM_FLAGS}.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any method parameter (JSON)")
+    comp = p.add_argument_group("compensation (least-squares refit of the output projections; on by default)")
+    comp.add_argument(
+        "--compensation",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="refit the kept units' output projections after the method (default: on for structured methods)",
+    )
+    comp.add_argument("--compensation-tokens", type=int, default=None, help="calibration tokens (default 8192)")
+    comp.add_argument("--compensation-alpha", type=float, default=None, help="ridge, relative to the normal matrix")
+    comp.add_argument("--compensation-target", choices=("current", "dense"), default=None)
+    comp.add_argument("--compensation-outliers", choices=("downweight", "exclude", "keep"), default=None)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -91,7 +102,7 @@ def build_config(args: argparse.Namespace) -> Any:
         if args.flops_reduction is not None
         else {"params_reduction": args.params_reduction}
     )
-    raw = {
+    raw: dict[str, Any] = {
         "model": {"id": args.model, "revision": args.revision},
         "task": task,
         "method": args.method,
@@ -101,6 +112,9 @@ def build_config(args: argparse.Namespace) -> Any:
         "seed": args.seed,
         "device": args.device,
     }
+    compensation = _compensation(args)
+    if compensation is not None:
+        raw["compensation"] = compensation
     try:
         return PruneConfig.model_validate(raw)
     except ValidationError as exc:
@@ -108,6 +122,20 @@ def build_config(args: argparse.Namespace) -> Any:
         field = ".".join(str(part) for part in first["loc"]) or "config"
         message = first["msg"].replace("Value error, ", "")
         raise InvalidConfigError(message, field=field) from None
+
+
+def _compensation(args: argparse.Namespace) -> dict[str, Any] | bool | None:
+    """The compensation block the flags give: False (--no-compensation), options, or None (the default)."""
+    options = {
+        key: getattr(args, f"compensation_{key}")
+        for key in ("tokens", "alpha", "target", "outliers")
+        if getattr(args, f"compensation_{key}") is not None
+    }
+    if args.compensation is False:
+        if options:
+            raise InvalidConfigError("--no-compensation takes no --compensation-* options", field="compensation")
+        return False
+    return options or (True if args.compensation else None)
 
 
 def run(args: argparse.Namespace) -> int:

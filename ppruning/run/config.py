@@ -6,7 +6,8 @@ service, whose job specs embed them unchanged. Each part is declared where it is
 the model reference in :mod:`ppruning.model.refs`, the task reference in
 :mod:`ppruning.tasks.refs`, the target in :mod:`ppruning.units.budget`, the sampling block
 in :mod:`ppruning.methods.contract`, the timing in :mod:`ppruning.measure.speed`, the
-reconstruction in :mod:`ppruning.recovery.reconstruct` and the distillation teacher in
+reconstruction in :mod:`ppruning.recovery.reconstruct`, the compensation in
+:mod:`ppruning.recovery.compensation` and the distillation teacher in
 :mod:`ppruning.recovery.distill`; this module composes them.
 
 A method's own parameters live in the method's ``params_model`` (see
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ppruning.measure.speed import MeasureConfig
 from ppruning.methods.contract import SAMPLING_KEYS, SamplingConfig
 from ppruning.model.refs import ModelRef
+from ppruning.recovery.compensation import CompensationConfig
 from ppruning.recovery.distill import DistillConfig
 from ppruning.recovery.reconstruct import ReconstructConfig
 from ppruning.tasks.refs import TaskRef
@@ -56,6 +58,12 @@ class PruneConfig(BaseModel):
         description="Fit per-unit output scales (and bias corrections) of the kept units on calibration tokens "
         "(reads task inputs, also for data-free methods); true or an object turns it on; off by default.",
     )
+    compensation: CompensationConfig | Literal[False] | None = Field(
+        default=None,
+        description="Refit the output projections on the kept units by least squares after the method (reads task "
+        "inputs, also for data-free methods). On by default for structured methods (left out, true or an object); "
+        "false turns it off. It replaces reconstruct's per-unit scales: asking for both is refused.",
+    )
 
     @field_validator("measure", mode="before")
     @classmethod
@@ -65,6 +73,11 @@ class PruneConfig(BaseModel):
     @field_validator("reconstruct", mode="before")
     @classmethod
     def _true_means_reconstruct_defaults(cls, v: Any) -> Any:
+        return {} if v is True else v
+
+    @field_validator("compensation", mode="before")
+    @classmethod
+    def _true_means_compensation_defaults(cls, v: Any) -> Any:
         return {} if v is True else v
 
     @model_validator(mode="before")

@@ -24,6 +24,7 @@ from ppruning.measure.bounds import check_measure
 from ppruning.methods import MethodParams, MethodSpec, get_method
 from ppruning.methods.contract import SamplingConfig
 from ppruning.model.refs import ModelRef
+from ppruning.recovery.compensation import CompensationConfig
 from ppruning.recovery.reconstruct import ReconstructConfig
 from ppruning.run.config import PruneConfig
 from ppruning.tasks.features import resolve_max_length
@@ -54,18 +55,29 @@ class PrunePlan:
     budget: Budget | None
     #: Reconstruction after the method, resolved (None: off).
     reconstruct: ReconstructConfig | None = None
+    #: Least-squares compensation after the method, resolved (None: off).
+    compensation: CompensationConfig | None = None
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return run_stages(self.config, self.method, self.params, self.reads_data, self.reconstruct is not None)
+        return run_stages(
+            self.config,
+            self.method,
+            self.params,
+            self.reads_data,
+            self.reconstruct is not None,
+            self.compensation is not None,
+        )
 
     def resolved_spec(self) -> dict[str, Any]:
         """The config as JSON with every method parameter filled in: what a record stores to rerun."""
         reconstruct = self.reconstruct.model_dump(mode="json") if self.reconstruct is not None else False
+        compensation = self.compensation.model_dump(mode="json") if self.compensation is not None else False
         return {
             **self.config.model_dump(mode="json"),
             "params": self.params.model_dump(mode="json"),
             "reconstruct": reconstruct,
+            "compensation": compensation,
         }
 
     def method_record(self) -> dict[str, Any]:
@@ -79,17 +91,42 @@ class PrunePlan:
 
 
 def run_stages(
-    config: PruneConfig, method: MethodSpec, params: MethodParams, reads_data: bool, reconstruct: bool = False
+    config: PruneConfig,
+    method: MethodSpec,
+    params: MethodParams,
+    reads_data: bool,
+    reconstruct: bool = False,
+    compensation: bool = False,
 ) -> tuple[str, ...]:
     timed = config.measure and method.kind == "structured"  # unstructured masks change no dense timing
     after = _AFTER if timed else tuple(s for s in _AFTER if s != "measure")
-    fit = ("reconstruct",) if reconstruct else ()
+    fit = ("reconstruct",) if reconstruct else ("compensate",) if compensation else ()
     return (*_BEFORE, *(("load_data",) if reads_data else ()), *method.run_stages(params), *fit, *after)
 
 
 def resolve_reconstruct(config: PruneConfig) -> ReconstructConfig | None:
     """The reconstruction to run, or None: off unless asked for (the bench found it no help so far)."""
     return config.reconstruct or None
+
+
+def resolve_compensation(config: PruneConfig, method: MethodSpec) -> CompensationConfig | None:
+    """The compensation to run, or None: on by default for structured methods (the decoder bench: README).
+
+    Reconstruction's per-unit scales are a special case of the refit (one scale per column
+    block instead of a full matrix); a config that asks for reconstruction runs it alone,
+    and one that asks for both is refused.
+    """
+    if method.kind != "structured" or config.compensation is False:
+        return None
+    if config.reconstruct:
+        if config.compensation is not None:
+            raise InvalidConfigError(
+                "reconstruct and compensation both refit the output projections; ask for one "
+                "(compensation: false to use reconstruct)",
+                field="compensation",
+            )
+        return None
+    return config.compensation if config.compensation is not None else CompensationConfig()
 
 
 def method_params(method: MethodSpec, params: dict[str, Any]) -> MethodParams:
@@ -118,7 +155,9 @@ def prune_stages(config: PruneConfig | Mapping[str, Any]) -> tuple[str, ...]:
     method = get_method(config.method)
     params = method_params(method, config.params)
     reconstruct = resolve_reconstruct(config) is not None
-    return run_stages(config, method, params, method.reads_data(params) or reconstruct, reconstruct)
+    compensation = resolve_compensation(config, method) is not None
+    reads = method.reads_data(params) or reconstruct or compensation
+    return run_stages(config, method, params, reads, reconstruct, compensation)
 
 
 def load_hf_config(ref: ModelRef) -> Any:
@@ -178,8 +217,11 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     if method.kind == "structured":
         budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))
     reconstruct = resolve_reconstruct(config) if method.kind == "structured" else None
-    reads_data = method.reads_data(params) or reconstruct is not None
-    return PrunePlan(config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct)
+    compensation = resolve_compensation(config, method)
+    reads_data = method.reads_data(params) or reconstruct is not None or compensation is not None
+    return PrunePlan(
+        config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct, compensation
+    )
 
 
 def validate_prune_config(config: PruneConfig) -> PrunePlan:

@@ -9,8 +9,12 @@ whether the run reads task inputs and which stages it reports; its entry point g
 listener sees: ``PrunePlan.stages`` (load_model -> load_data when the method reads
 data -> the method's own -> materialise -> measure -> write).
 
-Reconstruction (``config.reconstruct``, structured methods only) fits output scales to
-the method's masks before they are written (:mod:`ppruning.recovery.reconstruct`).
+Compensation (``config.compensation``, on by default for structured methods) refits the
+output projections on the kept units by least squares before anything is written
+(:mod:`ppruning.recovery.compensation`): the refit is in the model that is cut and saved,
+and in ``compensation.safetensors`` beside the masks. Reconstruction
+(``config.reconstruct``, off by default; it replaces compensation when asked for) fits
+per-unit output scales instead (:mod:`ppruning.recovery.reconstruct`).
 
 The outputs are written by the writer of the method's declared ``kind``
 (:mod:`ppruning.run.outputs`): for a structured method ``head_mask.pt``,
@@ -40,6 +44,8 @@ from ppruning.methods import MethodContext
 from ppruning.methods.contract import ResumeStore
 from ppruning.model.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.recovery.compensation import compensate, refit_tensors
+from ppruning.recovery.compensation import summary as compensation_summary
 from ppruning.recovery.reconstruct import reconstruct
 from ppruning.recovery.reconstruct import summary as reconstruction_summary
 from ppruning.run.config import PruneConfig
@@ -47,7 +53,7 @@ from ppruning.run.outputs import writer_for
 from ppruning.run.outputs.base import PruneResult, RunOutputs
 from ppruning.run.plan import PrunePlan, resolve_prune_plan
 from ppruning.run.provenance import data_fingerprint
-from ppruning.run.report import StageTimer, reset_peak_memory
+from ppruning.run.report import StageTimer, proc_status_bytes, reset_peak_memory
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_token_id
 from ppruning.tasks.data import tokenized_inputs
 from ppruning.tasks.labelled import labelled_examples, task_label_names
@@ -147,6 +153,44 @@ def _reconstruct(
     return fitted.masks
 
 
+def _compensate(
+    plan: PrunePlan, ctx: MethodContext, masks: Any, examples: Sequence[dict[str, Any]], timer: StageTimer
+) -> dict[str, torch.Tensor]:
+    """Refit the model's output projections for the masks (in place); the refit tensors; the report's details."""
+    assert plan.compensation is not None
+    validate_masks(masks, ctx.shape)
+    started = time.perf_counter()
+    rss_before, peak_before = proc_status_bytes("VmRSS"), proc_status_bytes("VmHWM")
+    fitted = compensate(
+        ctx.model,
+        ctx.adapter,
+        masks,
+        examples,
+        plan.compensation,
+        pad_token_id=ctx.pad_token_id,
+        batch_size=plan.sampling.batch_size,
+        progress=timer,
+    )
+    details = {**compensation_summary(fitted, plan.compensation), "seconds": round(time.perf_counter() - started, 3)}
+    peak_after = proc_status_bytes("VmHWM")
+    if rss_before is not None and peak_before is not None and peak_after is not None:
+        # a new high-water mark during the fit is its own peak; otherwise it stayed below the earlier one
+        details["rss_before_mb"] = round(rss_before / 2**20, 1)
+        details["rss_peak_mb"] = round(peak_after / 2**20, 1) if peak_after > peak_before else None
+    ctx.details["compensation"] = details
+    means = details["mean"]
+
+    def change(part: str) -> str:
+        before, after = means[f"{part}_error_before"], means[f"{part}_error_after"]
+        return "not refit" if before is None else f"{before:.4f} -> {after:.4f}"
+
+    timer.event(
+        f"compensation: mean relative output error attention {change('attention')}, FFN {change('ffn')} "
+        f"({details['seconds']:.1f} s, {fitted.tokens} tokens)"
+    )
+    return refit_tensors(fitted)
+
+
 # --------------------------------------------------------------------------- the run
 
 
@@ -204,6 +248,10 @@ def prune(
     if plan.reconstruct is not None:  # structured methods only (the plan says)
         assert examples is not None, "reconstruction reads task inputs (the plan loads them)"
         result = _reconstruct(plan, ctx, result, examples, timer)
-    ctx.examples = examples = None  # the sample is all the method and the reconstruction needed
-    run = RunOutputs(plan, ctx, tokenizer, before, data_record, timer, device, output_dir)
+    refit = None
+    if plan.compensation is not None:  # structured methods only (the plan says)
+        assert examples is not None, "compensation reads task inputs (the plan loads them)"
+        refit = _compensate(plan, ctx, result, examples, timer)
+    ctx.examples = examples = None  # the sample is all the method and the refit needed
+    run = RunOutputs(plan, ctx, tokenizer, before, data_record, timer, device, output_dir, refit=refit)
     return writer_for(plan.method.kind).write(run, result)

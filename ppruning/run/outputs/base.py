@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ppruning.methods.contract import MethodContext, MethodResult
+from ppruning.recovery.compensation import COMPENSATION_FILE
 from ppruning.run.plan import PrunePlan
 from ppruning.run.provenance import write_record
 from ppruning.run.report import StageTimer
@@ -31,7 +32,8 @@ class PruneResult:
     output_dir: Path
     model_dir: Path
     report: dict[str, Any]
-    #: The method's declared artifacts as written (what a service stores besides the model and report).
+    #: The method's declared artifacts as written, and compensation's refit (what a service stores besides the
+    #: model and report).
     mask_files: list[Path] = field(default_factory=list)
 
 
@@ -49,6 +51,8 @@ class RunOutputs:
     timer: StageTimer
     device: torch.device
     output_dir: Path
+    #: Compensation's refitted tensors (:func:`ppruning.recovery.compensation.refit_tensors`), already in the model.
+    refit: dict[str, torch.Tensor] | None = None
 
 
 class OutputWriter(Protocol):
@@ -82,5 +86,6 @@ def finish(run: RunOutputs, report: dict[str, Any], model: nn.Module, model_dir:
         method=plan.method_record(),
     )
     (run.output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
-    written = [run.output_dir / name for name in plan.method.artifacts if (run.output_dir / name).exists()]
+    names = (*plan.method.artifacts, COMPENSATION_FILE)  # the refit travels with the masks it belongs to
+    written = [run.output_dir / name for name in names if (run.output_dir / name).exists()]
     return PruneResult(output_dir=run.output_dir, model_dir=model_dir, report=report, mask_files=written)

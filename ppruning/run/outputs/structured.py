@@ -1,7 +1,8 @@
 """Writing a structured method's result: unit masks, the physically smaller checkpoint, timings, the report.
 
-``materialise``: the masks (``head_mask.pt``, ``neuron_mask.pt``, ``masks.safetensors``)
-and the method's own files are written, then the units are cut out of the model
+``materialise``: the masks (``head_mask.pt``, ``neuron_mask.pt``, ``masks.safetensors``),
+compensation's refitted projections (``compensation.safetensors``, when it ran) and the
+method's own files are written, then the units are cut out of the model
 (:func:`ppruning.model.surgery.prune_model`). ``measure`` (when ``config.measure``): the
 dense and the pruned model are timed on the run's device (:mod:`ppruning.measure.speed`);
 the dense copy this needs lives only until then. ``write``: the pruned checkpoint with its
@@ -23,6 +24,7 @@ from ppruning.methods.contract import MethodResult
 from ppruning.model.checkpoint import save_pruned
 from ppruning.model.surgery import prune_model
 from ppruning.progress import Progress
+from ppruning.recovery.compensation import save_refit
 from ppruning.run.config import PruneConfig
 from ppruning.run.outputs.base import MODEL_DIR, PruneResult, RunOutputs, finish, write_method_files
 from ppruning.run.plan import PrunePlan
@@ -93,6 +95,8 @@ class StructuredWriter:
         timer.checkpoint()
         run.output_dir.mkdir(parents=True, exist_ok=True)
         save_masks(result, run.output_dir)
+        if run.refit is not None:
+            save_refit(run.refit, run.output_dir)
         write_method_files(run)
         dense = copy.deepcopy(model) if config.measure else None  # timed against the pruned model below
         prune_model(model, result, adapter)

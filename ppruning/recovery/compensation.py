@@ -1,0 +1,466 @@
+"""Least-squares compensation: refit each layer's output projections on the kept units, layer by layer.
+
+docs/algorithms.md, compensation.
+
+Once a method has chosen the units, a layer's attention output projection sees only the
+kept heads' columns and its FFN output projection only the kept neurons. Masking alone
+throws away whatever the removed units added; but when a removed unit's output is close
+to a combination of kept ones, the kept columns can carry it. Following SlimGPT (Ling et
+al., 2024) and ZipLM (Kurtic et al., 2023), each output projection W [d, D] is refitted
+on its kept input columns K by ridge least squares on calibration tokens:
+
+    min_{W'_K, b'}  sum_n w_n || t_n - W'_K x_{n,K} - b' ||^2  +  lam || W'_K - W_K ||_F^2
+
+with ``x`` the projection's input from the model pruned and compensated up to it
+(``sequential``), ``t`` the target: ``current``, the unpruned projection on the same
+inputs (``W x_n``, as SparseGPT/SlimGPT/ZipLM), or ``dense``, the dense model's output of
+that projection on the dense model's own inputs (so a layer also makes up for what the
+layers below it lost). The ridge pulls toward plain masking (``W_K``), scaled by
+``alpha`` times the mean diagonal of the normal matrix, so too few tokens fall back to
+masking rather than to noise. Where the projection has a bias (BERT, GPT-2, OPT), ``b'``
+absorbs the mean residual (FLAP's bias compensation: the fit on centred statistics);
+Llama-style projections have none and are fitted on uncentred statistics (adding a bias
+would change the architecture). ``w_n`` down-weights tokens with massive activations
+(:mod:`ppruning.recovery.outliers`).
+
+Heads: a head unit's columns are a block of the attention output projection (a KV group
+with its query heads under grouped-query attention); the refit is over all kept columns,
+so nothing is per family: the adapter's layout says where the projections are and the
+masks which columns stay.
+
+Statistics are streamed (:mod:`ppruning.recovery.moments`, float64, O(D^2) per
+projection); one layer's statistics are alive at a time. Blocks are replayed one at a
+time (:mod:`ppruning.recovery.blocks`): per layer one pass of the dense block (targets
+``dense`` only), a pass up to each refitted projection, and one pass of the compensated
+block to feed the next layer. Non-sequential (``sequential: false``): one pass of the
+dense model, every layer fitted on dense inputs (both targets are then the same).
+
+The refit writes the kept columns (and biases) of the dense model in place; the masked
+columns are cut later by the surgery. :func:`refit_tensors` are stored beside the masks
+(``compensation.safetensors``): masks plus these tensors reproduce the checkpoint
+(:func:`apply_refit` then :func:`ppruning.model.surgery.prune_model`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ppruning.arch.base import ArchAdapter
+from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.recovery.blocks import BlockCall, ReplayInputs, capture_inputs, run_block
+from ppruning.recovery.moments import Moments
+from ppruning.recovery.outliers import OutlierHandling, token_weights
+from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
+from ppruning.units.masks import Masks
+
+COMPENSATION_FILE = "compensation.safetensors"
+PARTS = ("attention", "ffn")
+
+
+class CompensationConfig(BaseModel):
+    """Least-squares compensation of the output projections after the units are chosen.
+
+    Seconds to a minute of work on calibration inputs, no labels; on by default for every
+    structured method (README, decoder benchmark).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+    tokens: int = Field(
+        default=8192, ge=16, le=10_000_000, description="Real calibration tokens (from the task inputs read)."
+    )
+    alpha: float = Field(
+        default=1e-2,
+        ge=0.0,
+        le=1e6,
+        description="Ridge toward plain masking, relative to the mean diagonal of the normal matrix.",
+    )
+    target: Literal["current", "dense"] = Field(
+        default="current",
+        description="What a refitted projection matches: the unpruned projection on the same (pruned model's) "
+        "inputs ('current'), or the dense model's output on the dense model's inputs ('dense').",
+    )
+    sequential: bool = Field(
+        default=True,
+        description="Fit layer by layer on inputs of the model pruned and compensated so far (true), or every "
+        "layer on the dense model's inputs (false).",
+    )
+    outliers: OutlierHandling = Field(
+        default="downweight",
+        description="Tokens with massive activations: weigh at most outlier_ratio typical tokens ('downweight'), "
+        "left out ('exclude') or counted like any other ('keep').",
+    )
+    outlier_ratio: float = Field(
+        default=10.0,
+        gt=1.0,
+        le=1e9,
+        description="Input energy over the batch median beyond which a token is an outlier.",
+    )
+    bias: bool = Field(default=True, description="Refit the projections' biases too, where they have one.")
+    parts: tuple[Literal["attention", "ffn"], ...] = Field(
+        default=PARTS, min_length=1, description="Which output projections are refitted."
+    )
+
+
+@dataclass
+class Refit:
+    """One projection's fit: the new kept columns [d, k], the new bias (or None), relative errors."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    error_before: float  # sum w ||t - masked output||^2 / sum w ||t||^2 (plain masking)
+    error_after: float  # the same with the refit
+
+
+def solve(
+    moments: Moments,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    kept: torch.Tensor,
+    alpha: float,
+) -> Refit:
+    """The ridge least-squares refit of ``weight`` [d, D] on the kept columns ``kept`` from ``moments``.
+
+    Without an explicit target in the moments, the target is ``weight`` applied to the same inputs.
+    """
+    w = weight.detach().to(torch.float64).to(moments.gram.device)
+    kept = kept.to(w.device)
+    n = max(moments.weight, 1e-30)
+    g_kk = moments.gram[kept][:, kept]
+    w_k = w[:, kept]
+    if moments.cross is None:  # target W x: its moments follow from the input's
+        c_k = moments.gram[kept] @ w.T
+        sum_y = moments.sum_x @ w.T
+        yy = float((w @ moments.gram * w).sum())
+    else:
+        assert moments.sum_y is not None
+        c_k, sum_y, yy = moments.cross[kept], moments.sum_y, moments.yy
+    total = max(yy, 1e-30)
+    xbar, ybar = moments.sum_x[kept] / n, sum_y / n
+    if bias is not None:  # centre: the bias takes the mean residual
+        g_kk = g_kk - n * torch.outer(xbar, xbar)
+        c_k = c_k - n * torch.outer(xbar, ybar)
+        yy = yy - n * float(ybar @ ybar)
+    k = len(kept)
+    lam = alpha * float(g_kk.diagonal().mean().clamp(min=1e-30)) if k else 0.0
+    eye = torch.eye(k, dtype=torch.float64, device=w.device)
+    new_t = torch.linalg.solve(g_kk + lam * eye, c_k + lam * w_k.T)  # [k, d]
+
+    def residual(wt: torch.Tensor) -> float:  # wt: [k, d]
+        return max(0.0, yy - 2.0 * float((wt * c_k).sum()) + float((wt * (g_kk @ wt)).sum()))
+
+    before = residual(w_k.T)
+    new_bias = None
+    if bias is not None:
+        b = bias.detach().to(torch.float64).to(w.device)
+        shift = ybar - w_k @ xbar  # what plain masking loses on the mean
+        before += n * float(shift @ shift)
+        new_bias = b + ybar - new_t.T @ xbar
+    return Refit(new_t.T.contiguous(), new_bias, before / total, residual(new_t) / total)
+
+
+# --------------------------------------------------------------------------- the layer-by-layer run
+
+
+@dataclass
+class Compensation:
+    """What was refitted: per layer and projection the new tensors, and per layer the errors."""
+
+    refits: dict[tuple[int, str], Refit] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+    examples: int = 0
+    outlier_tokens: int = 0
+    peak_statistics_bytes: int = 0
+
+
+def calibration_rows(examples: Sequence[Mapping[str, Any]], tokens: int) -> list[Mapping[str, Any]]:
+    """The first examples that hold ``tokens`` real tokens (in order: the run's sample is already seeded)."""
+    rows, seen = [], 0
+    for ex in examples:
+        if seen >= tokens:
+            break
+        rows.append(ex)
+        mask = ex.get("attention_mask")
+        seen += int(sum(mask)) if mask is not None else len(ex["input_ids"])
+    return rows
+
+
+class _StopBlock(Exception):  # noqa: N818 - control flow, not an error
+    """Raised once the projection being measured has been seen: the rest of the block is not needed."""
+
+
+def kept_columns(masks: Masks, adapter: ArchAdapter, layer: int, part: str) -> torch.Tensor:
+    """The kept input columns of ``layer``'s attention or FFN output projection (long indices)."""
+    if part == "attention":
+        cols = masks.head_mask[layer].repeat_interleave(adapter.layer_shape(layer).head_unit_width)
+    else:
+        cols = masks.neuron_mask[layer]
+    return torch.nonzero(cols > 0.5).flatten()
+
+
+def output_module(adapter: ArchAdapter, layer: int, part: str) -> nn.Module:
+    return adapter.head_output_module(layer) if part == "attention" else adapter.neuron_output_module(layer)
+
+
+class _LayerPass:
+    """Hooks on one block's two output projections for one pass: masking, measuring inputs, capturing outputs."""
+
+    def __init__(self, adapter: ArchAdapter, layer: int, masks: Masks) -> None:
+        self.modules = {p: output_module(adapter, layer, p) for p in PARTS}
+        self.column_mask = {
+            "attention": masks.head_mask[layer].repeat_interleave(adapter.layer_shape(layer).head_unit_width),
+            "ffn": masks.neuron_mask[layer],
+        }
+        self.mask = False
+        self.real: torch.Tensor | None = None
+        self.inputs: dict[str, Any] = {}  # part -> callback(x at real tokens)
+        self.outputs: dict[str, list[torch.Tensor]] = {}
+        self.stop_after: str | None = None
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> _LayerPass:
+        for part, module in self.modules.items():
+            self.handles.append(module.register_forward_pre_hook(self._pre(part)))
+            self.handles.append(module.register_forward_hook(self._post(part)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def _pre(self, part: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> Any:
+            x = args[0]
+            assert self.real is not None
+            if part in self.inputs:
+                self.inputs[part](_at_real(x, self.real))
+            if self.stop_after == part:
+                raise _StopBlock
+            if self.mask:
+                cm = self.column_mask[part].to(device=x.device, dtype=x.dtype)
+                return (x * cm, *args[1:])
+            return None
+
+        return hook
+
+    def _post(self, part: str) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
+            if part in self.outputs:
+                assert self.real is not None
+                y = _at_real(output, self.real)
+                bias = getattr(module, "bias", None)
+                self.outputs[part].append(y - bias if bias is not None else y)
+
+        return hook
+
+    def run(self, block: nn.Module, hidden: torch.Tensor, real: torch.Tensor, call: BlockCall) -> torch.Tensor | None:
+        self.real = real
+        try:
+            return run_block(block, hidden, call)
+        except _StopBlock:
+            return None
+
+
+def _at_real(t: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """``t`` [batch, length, width] or flattened [batch * length, width] (OPT's FFN) at the real tokens."""
+    return t.reshape(-1, t.shape[-1])[real.reshape(-1)]
+
+
+def _write(adapter: ArchAdapter, module: nn.Module, kept: torch.Tensor, refit: Refit) -> None:
+    w = adapter.weight_out_in(module)
+    w[:, kept.to(w.device)] = refit.weight.to(w.device, w.dtype)
+    if refit.bias is not None:
+        module.bias.copy_(refit.bias.to(module.bias.device, module.bias.dtype))
+
+
+@torch.no_grad()
+def compensate(
+    model: nn.Module,
+    adapter: ArchAdapter,
+    masks: Masks,
+    examples: Sequence[Mapping[str, Any]],
+    config: CompensationConfig,
+    *,
+    pad_token_id: int = 0,
+    batch_size: int = 32,
+    progress: Progress = NULL_PROGRESS,
+) -> Compensation:
+    """Refit ``model``'s output projections (in place, the full model: kept columns and biases) for ``masks``."""
+    shape = adapter.shape()
+    rows = calibration_rows(examples, config.tokens)
+    device = next(model.parameters()).device
+    batches = [
+        pad_batch(rows[j : j + batch_size], pad_token_id, columns=INPUT_COLUMNS, device=device)
+        for j in range(0, len(rows), batch_size)
+    ]
+    mode = f"{'sequential' if config.sequential else 'one pass'}, target {config.target}"
+    progress.start_stage("compensate", total=shape.num_layers, message=f"{len(rows)} examples, {mode}")
+    was_training = model.training
+    model.eval()
+    result = Compensation(examples=len(rows))
+    try:
+        replay = capture_inputs(model, adapter, batches)
+        current = replay.hidden
+        dense = list(current) if config.sequential and config.target == "dense" else None
+        blocks = adapter.layers()
+        for i in range(shape.num_layers):
+            progress.checkpoint()
+            current, dense = _layer(adapter, blocks[i], i, masks, config, replay, current, dense, result)
+            progress.update(i + 1)
+        result.tokens = int(sum(int(r.sum()) for r in replay.real))
+    finally:
+        model.train(was_training)
+    return result
+
+
+def _layer(
+    adapter: ArchAdapter,
+    block: nn.Module,
+    i: int,
+    masks: Masks,
+    config: CompensationConfig,
+    replay: ReplayInputs,
+    current: list[torch.Tensor],
+    dense: list[torch.Tensor] | None,
+    result: Compensation,
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """Fit layer ``i``; returns the next block's inputs (compensated model, and dense model where kept)."""
+    parts = [p for p in config.parts if len(kept_columns(masks, adapter, i, p)) < _width(adapter, i, p)]
+    report: dict[str, Any] = {"layer": i, "refit": parts}
+    device = current[0].device if current else torch.device("cpu")
+
+    def fit(part: str, moments: Moments) -> None:
+        module = output_module(adapter, i, part)
+        kept = kept_columns(masks, adapter, i, part)
+        bias = module.bias if (config.bias and getattr(module, "bias", None) is not None) else None
+        refit = solve(moments, adapter.weight_out_in(module), bias, kept, config.alpha)
+        _write(adapter, module, kept, refit)
+        result.refits[(i, part)] = Refit(
+            refit.weight.float().cpu(), _cpu(refit.bias), refit.error_before, refit.error_after
+        )
+        report[f"{part}_error_before"] = refit.error_before
+        report[f"{part}_error_after"] = refit.error_after
+        report[f"{part}_outlier_tokens"] = moments.outliers
+        result.outlier_tokens += moments.outliers
+        result.peak_statistics_bytes = max(result.peak_statistics_bytes, moments.nbytes())
+
+    def accumulate(moments: Moments, targets: list[torch.Tensor] | None, b: int) -> Any:
+        def add(x: torch.Tensor) -> None:
+            w = token_weights(x, config.outliers, config.outlier_ratio)
+            moments.add(x, w, targets[b] if targets is not None else None)
+
+        return add
+
+    with _LayerPass(adapter, i, masks) as hooks:
+        if not config.sequential:  # dense inputs, dense model: one pass fits both projections
+            moments = {p: Moments.empty(_width(adapter, i, p), None, device) for p in parts}
+            nxt = []
+            for b, h in enumerate(current):
+                hooks.inputs = {p: accumulate(moments[p], None, b) for p in parts}
+                nxt.append(hooks.run(block, h, replay.real[b], replay.calls[b][i]))
+            for p in parts:
+                fit(p, moments[p])
+            result.layers.append(report)
+            return nxt, None
+
+        targets: dict[str, list[torch.Tensor]] | None = None
+        next_dense = None
+        if dense is not None and parts:  # the dense block's outputs (before any refit of this layer)
+            hooks.outputs = {p: [] for p in parts}
+            next_dense = [hooks.run(block, h, replay.real[b], replay.calls[b][i]) for b, h in enumerate(dense)]
+            targets, hooks.outputs = hooks.outputs, {}
+        elif dense is not None:
+            next_dense = [run_block(block, h, replay.calls[b][i]) for b, h in enumerate(dense)]
+        hooks.mask = True
+        for part in parts:  # attention first: the FFN's inputs depend on its refit
+            target_width = adapter.hidden_size() if targets is not None else None
+            moments = Moments.empty(_width(adapter, i, part), target_width, device)
+            hooks.stop_after = part
+            for b, h in enumerate(current):
+                hooks.inputs = {part: accumulate(moments, targets[part] if targets else None, b)}
+                hooks.run(block, h, replay.real[b], replay.calls[b][i])
+            hooks.inputs, hooks.stop_after = {}, None
+            fit(part, moments)
+            del moments
+            if targets is not None:
+                targets[part] = []
+        nxt = [hooks.run(block, h, replay.real[b], replay.calls[b][i]) for b, h in enumerate(current)]
+    result.layers.append(report)
+    return nxt, next_dense  # type: ignore[return-value]
+
+
+def _width(adapter: ArchAdapter, layer: int, part: str) -> int:
+    return int(adapter.weight_out_in(output_module(adapter, layer, part)).shape[1])
+
+
+def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.float().cpu()
+
+
+# --------------------------------------------------------------------------- stored with the masks
+
+
+def refit_tensors(comp: Compensation) -> dict[str, torch.Tensor]:
+    """The refitted tensors by name (``layers.<i>.<part>.weight`` [d, kept], ``.bias`` [d]): the file's contents."""
+    tensors: dict[str, torch.Tensor] = {}
+    for (i, part), refit in sorted(comp.refits.items()):
+        tensors[f"layers.{i}.{part}.weight"] = refit.weight.contiguous()
+        if refit.bias is not None:
+            tensors[f"layers.{i}.{part}.bias"] = refit.bias.contiguous()
+    return tensors
+
+
+def save_refit(tensors: Mapping[str, torch.Tensor], directory: Path) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(directory) / COMPENSATION_FILE
+    save_file(dict(tensors), str(path))
+    return path
+
+
+def load_refit(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(directory) / COMPENSATION_FILE))
+
+
+@torch.no_grad()
+def apply_refit(model: nn.Module, adapter: ArchAdapter, masks: Masks, tensors: Mapping[str, torch.Tensor]) -> None:
+    """Write stored refits into the full (uncut) ``model``'s kept columns and biases; cut it afterwards."""
+    for name, value in tensors.items():
+        _, layer, part, kind = name.split(".")
+        i = int(layer)
+        module = output_module(adapter, i, part)
+        if kind == "weight":
+            w = adapter.weight_out_in(module)
+            w[:, kept_columns(masks, adapter, i, part).to(w.device)] = value.to(w.device, w.dtype)
+        else:
+            module.bias.copy_(value.to(module.bias.device, module.bias.dtype))
+
+
+def summary(comp: Compensation, config: CompensationConfig) -> dict[str, Any]:
+    """The report's ``compensation`` block: the config, what was refit, per-layer errors and their means."""
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in comp.layers if key in r]
+        return sum(values) / len(values) if values else None
+
+    keys = [f"{p}_error_{w}" for p in PARTS for w in ("before", "after")]
+    return {
+        "config": config.model_dump(mode="json"),
+        "tokens": comp.tokens,
+        "examples": comp.examples,
+        "outlier_tokens": comp.outlier_tokens,
+        "refit": {p: sorted(i for (i, q) in comp.refits if q == p) for p in PARTS},
+        "statistics_peak_mb": round(comp.peak_statistics_bytes / 2**20, 2),
+        "mean": {k: mean(k) for k in keys},
+        "layers": comp.layers,
+    }

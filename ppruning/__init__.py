@@ -40,6 +40,7 @@ _PUBLIC: dict[str, str] = {
     "Target": "ppruning.units.budget",
     "MeasureConfig": "ppruning.measure.speed",
     "DistillConfig": "ppruning.recovery.distill",
+    "check_teacher_tokenizer": "ppruning.recovery.distill",
     "PrunePlan": "ppruning.run.plan",
     "resolve_prune_plan": "ppruning.run.plan",
     "validate_prune_config": "ppruning.run.plan",

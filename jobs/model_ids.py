@@ -68,3 +68,26 @@ def hub_config_folder(repo_id: str, revision: str | None) -> Path:
     from huggingface_hub import hf_hub_download
 
     return Path(hf_hub_download(repo_id, "config.json", revision=revision)).parent
+
+
+#: The files a tokenizer is read from (whichever a repository has), fetched without its weights.
+TOKENIZER_FILES = [
+    "config.json",
+    "tokenizer*",
+    "vocab*",
+    "merges.txt",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "*.model",
+]
+
+
+def hub_tokenizer_folder(repo_id: str, revision: str | None) -> Path:
+    """The folder holding the hub model's tokenizer files in the hub cache (fetched when missing).
+
+    Resolved by the hub client like :func:`hub_config_folder`, and without the weights.
+    Raises the hub client's errors (offline, unknown repo).
+    """
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id, revision=revision, allow_patterns=TOKENIZER_FILES))

@@ -11,7 +11,8 @@ like hub ids, the task exists and has what it needs (the task registry), the mod
 type is supported and the target feasible (the library's ``validate_prune_config``,
 which reads only the model's config), a fine-tune's ``from_job`` is a finished
 prune of the same owner, and a teacher (``distill``) is an allowed model or a finished
-fine-tune of the same owner. Every failure is an error that names the field.
+fine-tune of the same owner that reads text as the student does (the library's
+``check_teacher_tokenizer``). Every failure is an error that names the field.
 
 What comes back is the spec to store: local paths replaced by their resolved form, so
 the worker reads exactly what was checked. The worker runs :func:`recheck_local_inputs`
@@ -34,13 +35,14 @@ from sqlalchemy.orm import Session
 
 from jobs.callback_policy import CallbackRefused, check_submitted
 from jobs.errors import InvalidSpec
-from jobs.model_ids import LocalModel, hub_config_folder, is_local, parse_model_id
+from jobs.model_ids import LocalModel, hub_config_folder, hub_tokenizer_folder, is_local, parse_model_id
 from jobs.settings import Settings
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec
 from jobs.store import repository
 from jobs.store.states import JobState
 from ppruning import (
     EXPORT_INSTALL,
+    InvalidConfigError,
     ModelRef,
     PruneConfig,
     TaskRef,
@@ -315,7 +317,7 @@ def check_pipeline_job(spec: PipelineJobSpec, settings: Settings, session: Sessi
     """A pipeline: its pruning as a prune's, and the fine-tuning's teacher."""
     spec = check_prune_job(spec, settings, session, owner)
     if spec.finetune.distill is not None:
-        teacher = check_teacher(spec.finetune.distill, settings, session, owner, "finetune.distill")
+        teacher = check_teacher(spec.finetune.distill, settings, session, owner, "finetune.distill", spec.model)
         spec = spec.model_copy(update={"finetune": spec.finetune.model_copy(update={"distill": teacher})})
     return spec
 
@@ -346,7 +348,9 @@ def check_finetune_job(spec: FinetuneJobSpec, settings: Settings, session: Sessi
     if spec.masks is not None:
         update["masks"] = str(allowed_folder(spec.masks, settings, "masks"))
     if spec.distill is not None:
-        update["distill"] = check_teacher(spec.distill, settings, session, owner, "distill")
+        student = update.get("model") or _job_model(spec.from_job, session, owner)
+        named = spec.model is not None
+        update["distill"] = check_teacher(spec.distill, settings, session, owner, "distill", student, named)
     return spec.model_copy(update=update)
 
 
@@ -366,7 +370,7 @@ def _method_teacher(
         )
     if spec.distill is None:
         return {}
-    return {"distill": check_teacher(spec.distill, settings, session, owner, "distill")}
+    return {"distill": check_teacher(spec.distill, settings, session, owner, "distill", spec.model)}
 
 
 def check_export(formats: list[str]) -> None:
@@ -401,9 +405,85 @@ def _check_finished_job(
         raise InvalidSpec(f"job {job_id} is {source.state}; it must have succeeded", field=field)
 
 
-def check_teacher(teacher: TeacherSpec, settings: Settings, session: Session, owner: str, field: str) -> TeacherSpec:
-    """A teacher model inside the allow-list (or a hub id), or a finished fine-tune of the owner's."""
+def check_teacher(
+    teacher: TeacherSpec,
+    settings: Settings,
+    session: Session,
+    owner: str,
+    field: str,
+    student: ModelRef | None = None,
+    student_named: bool = True,
+) -> TeacherSpec:
+    """A teacher model inside the allow-list (or a hub id), or a finished fine-tune of the owner's;
+    and, where ``student`` (the model the student starts from) is known, one that shares its
+    tokenizer (:func:`check_same_tokenizer`). ``student_named``: the student is this spec's
+    checked model, not one a past job started from."""
     if teacher.teacher is not None:
-        return teacher.model_copy(update={"teacher": check_model(teacher.teacher, settings, f"{field}.teacher")})
+        checked = teacher.model_copy(update={"teacher": check_model(teacher.teacher, settings, f"{field}.teacher")})
+        if student is not None:
+            where = f"{field}.teacher"
+            check_same_tokenizer(student, checked.teacher, where, settings, strict=student_named)  # type: ignore[arg-type]
+        return checked
     _check_finished_job(teacher.from_job, ("finetune", "pipeline"), session, owner, f"{field}.from_job")  # type: ignore[arg-type]
+    source = _job_model(teacher.from_job, session, owner)
+    if student is not None and source is not None:
+        check_same_tokenizer(student, source, f"{field}.from_job", settings, strict=False)
     return teacher
+
+
+#: How many ``from_job`` links :func:`_job_model` follows back to a model id.
+_JOB_MODEL_DEPTH = 4
+
+
+def _job_model(job_id: uuid.UUID | None, session: Session, owner: str) -> ModelRef | None:
+    """The model a job started from, following ``from_job`` back (a fine-tune of a prune); None when unknown.
+
+    Pruning and fine-tuning keep the tokenizer, so this model's tokenizer is the job's model's.
+    """
+    for _ in range(_JOB_MODEL_DEPTH):
+        job = repository.get_job(session, job_id, owner) if job_id is not None else None
+        spec = job.spec if job is not None and isinstance(job.spec, dict) else {}
+        model = spec.get("model")
+        if isinstance(model, dict) and isinstance(model.get("id"), str):
+            try:
+                return ModelRef.model_validate(model)
+            except ValueError:
+                return None
+        try:
+            job_id = uuid.UUID(str(spec.get("from_job")))
+        except ValueError:
+            return None
+    return None
+
+
+def check_same_tokenizer(student: ModelRef, teacher: ModelRef, field: str, settings: Settings, *, strict: bool) -> None:
+    """Refuse a teacher whose tokenizer is not the student's (the library's ``check_teacher_tokenizer``).
+
+    ``strict`` (both named in this spec) and both local (folders already checked inside the
+    allow-list): an unreadable tokenizer is an error too. A hub model's tokenizer files are
+    fetched without its weights, at most ``HUB_CHECK_TIMEOUT_S``; one that cannot be had from
+    here (offline, slow) is let through, as is a past job's folder that is gone or no longer
+    allowed: the worker's ``load_teacher`` runs the same check before it reads the teacher's weights.
+    """
+    from ppruning import check_teacher_tokenizer
+
+    def tokenizer_ref(ref: ModelRef, where: str) -> ModelRef:
+        if is_local(ref.id):
+            recheck_model_id(ref.id, where, settings=settings)
+            return ref
+        return ModelRef(id=str(hub_tokenizer_folder(ref.id, ref.revision)))
+
+    def compare() -> None:
+        check_teacher_tokenizer(tokenizer_ref(student, "model.id"), tokenizer_ref(teacher, field), field=field)
+
+    if strict and is_local(student.id) and is_local(teacher.id):
+        compare()
+        return
+    try:
+        _hub_checks.submit(compare).result(timeout=HUB_CHECK_TIMEOUT_S)
+    except InvalidConfigError:
+        raise
+    except Exception as exc:  # offline, unknown to the hub, slow, a past job's folder gone: the worker checks
+        log.info(
+            "tokenizers of %s and %s not compared here (%s); the worker compares them", student.id, teacher.id, exc
+        )

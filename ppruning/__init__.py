@@ -41,6 +41,7 @@ _PUBLIC: dict[str, str] = {
     "MeasureConfig": "ppruning.measure.speed",
     "DistillConfig": "ppruning.recovery.distill",
     "CompensationConfig": "ppruning.recovery.compensation",
+    "check_teacher_tokenizer": "ppruning.recovery.distill",
     "PrunePlan": "ppruning.run.plan",
     "resolve_prune_plan": "ppruning.run.plan",
     "validate_prune_config": "ppruning.run.plan",

@@ -6,6 +6,12 @@ a :class:`ppruning.recovery.distill.DistillConfig`, loaded by
 :func:`ppruning.recovery.distill.distillation_loss`, the one SMP uses too. The teacher runs
 in eval mode without gradients on the same batches; with ``hidden_weight > 0`` both models
 also return their hidden states, matched layer to layer (pruning keeps depth and width).
+
+The student is the model the run loaded: a pruned checkpoint's own weights (refit ones
+included), never the dense model's reloaded. On a causal LM (per-token logits) the soft term
+counts only the positions the hard loss scores (:func:`causal_lm_positions`: the logits at
+``t`` predict token ``t + 1``; -100 labels and padding are left out) and is computed a chunk
+of positions at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +21,14 @@ from typing import Any
 import torch
 from transformers import Trainer
 
-from ppruning.recovery.distill import DistillConfig, distillation_loss
+from ppruning.recovery.distill import DistillConfig, causal_lm_positions, distillation_loss
+
+
+def kl_positions(logits: torch.Tensor, inputs: dict[str, Any]) -> torch.Tensor | None:
+    """The positions the soft term counts: None for one row of logits per example, else the causal-LM shift."""
+    if logits.dim() < 3:
+        return None
+    return causal_lm_positions(inputs.get("labels"), inputs.get("attention_mask"))
 
 
 class DistillTrainer(Trainer):
@@ -43,5 +56,6 @@ class DistillTrainer(Trainer):
             self.distill,
             student.hidden_states if hidden else None,
             teacher.hidden_states if hidden else None,
+            positions=kl_positions(student.logits, inputs),
         )
         return (loss, student) if return_outputs else loss

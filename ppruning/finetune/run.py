@@ -75,7 +75,9 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     teacher = None
     if config.distill is not None:
         progress.event(f"distilling from {config.distill.teacher.id}")
-        teacher = load_teacher(config.distill, info, outputs=model.config.num_labels, label_names=names)
+        teacher = load_teacher(
+            config.distill, info, outputs=model.config.num_labels, label_names=names, student_tokenizer=tokenizer
+        )
     max_length = resolve_max_length(info, tokenizer, requested=hp.max_length, model_config=model.config)
 
     train_rows = get_split(dsd, info.train_split, info.name)

@@ -83,7 +83,9 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
     teacher = None
     if params.distill is not None:
         classes = len(ctx.label_names) if ctx.label_names else None
-        teacher = load_teacher(params.distill, ctx.task, outputs=classes, label_names=ctx.label_names).to(device)
+        teacher = load_teacher(
+            params.distill, ctx.task, outputs=classes, label_names=ctx.label_names, student_tokenizer=ctx.tokenizer
+        ).to(device)
     final = 1.0 - ctx.target.value
     ramp = Ramp(int(params.warmup_fraction * params.steps), max(1, int(params.ramp_fraction * params.steps)))
     model.train()

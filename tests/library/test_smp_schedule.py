@@ -131,3 +131,35 @@ def test_the_best_validation_checkpoint_of_the_hold_gives_the_masks(
         best_masks, _ = load_weight_masks(result.output_dir)
         last_masks, _ = load_weight_masks(last.output_dir)
         assert any(not torch.equal(best_masks[n], last_masks[n]) for n in best_masks)
+
+
+# --------------------------------------------------------------------------- MaP, the paper's baseline
+
+
+def test_map_prunes_every_matrix_gradually_on_the_cubic_schedule(
+    tiny_bert_mlm: Path, task_datasets: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForMaskedLM
+
+    from ppruning.methods.smp.scores import Ramp, keep_fraction_at
+    from ppruning.units.weight_masks import load_weight_masks
+
+    config = _config(tiny_bert_mlm, hold_steps=4).model_copy(update={"method": "map"})
+    result = prune(config, tmp_path / "out")
+    curve = result.report["details"]["training"]["curve"]
+    sizes = [p.numel() for n, p in AutoModelForMaskedLM.from_pretrained(tiny_bert_mlm).named_parameters()
+             if n in load_weight_masks(result.output_dir)[0]]  # fmt: skip
+    tolerance = 1.0 / min(sizes)  # floor(v * n) / n per matrix
+    for point in curve:  # every matrix's mask at every step is its own top |W| at the scheduled fraction
+        expected = keep_fraction_at(point["step"] - 1, 0.1, Ramp(0, 8))
+        assert point["keep"] == pytest.approx(expected, abs=1e-6)
+        assert expected - tolerance <= point["density_min"] <= point["density_max"] <= expected + 1e-6
+    assert curve[0]["density_min"] == 1.0 and curve[-1]["density_max"] == pytest.approx(0.1, abs=tolerance)
+    masks, manifest = load_weight_masks(result.output_dir)
+    tuned = dict(AutoModelForMaskedLM.from_pretrained(result.model_dir).named_parameters())
+    for name, mask in masks.items():  # per matrix: the final weights' own top 10%, the rest at zero
+        assert mask.float().mean() == pytest.approx(0.1, abs=tolerance)
+        assert torch.count_nonzero(tuned[name][~mask]) == 0
+    assert manifest["method"] == "map"
+    dense = dict(AutoModelForMaskedLM.from_pretrained(tiny_bert_mlm).named_parameters())
+    assert any(not torch.equal(tuned[n][m], dense[n][m]) for n, m in masks.items())  # the kept weights trained

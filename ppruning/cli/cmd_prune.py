@@ -3,6 +3,8 @@
     ppruning prune --model bert-base-uncased --task sst2 --flops-reduction 0.3 --output out/
     ppruning prune --model ./my-model --task text-classification --data-files train=a.csv \\
         --text-column text --label-column label --method random --params-reduction 0.4 --output out/
+    ppruning prune --model ./llm --task causal-lm ... --method prunenet --params-reduction 0.3 \\
+        --policy out-20/policy.pt --output out-30/    # a trained PruneNet policy, sliced at another ratio
 
 The sampling flags (``--max-instances``, ``--max-length``, ``--batch-size``,
 ``--sampling-tokens``) fill the sampling block every method accepts (``--max-length`` also
@@ -49,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, mps")
     for name, kind in {**_SAMPLING_FLAGS, **_PARAM_FLAGS}.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    p.add_argument(
+        "--policy",
+        default=None,
+        metavar="PATH",
+        help="prunenet: reuse the policy an earlier run trained (its policy.pt, or its output folder); "
+        "only the slicing runs",
+    )
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any method parameter (JSON)")
     comp = p.add_argument_group("compensation (least-squares refit of the output projections; on by default)")
     comp.add_argument(
@@ -95,6 +104,8 @@ def build_config(args: argparse.Namespace) -> Any:
     check_output_folder(args.output)
     params: dict[str, Any] = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
     params.update({k: _json_value(v) for k, v in _pairs(args.param, "--param").items()})
+    if args.policy is not None:
+        params["policy"] = str(Path(args.policy).expanduser().resolve())
     sampling = {k: getattr(args, k) for k in _SAMPLING_FLAGS if getattr(args, k) is not None}
     task = task_dict(args)
     target = (

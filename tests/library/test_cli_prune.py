@@ -115,3 +115,23 @@ def test_methods_lists_the_registry_with_schemas(capsys: pytest.CaptureFixture) 
     assert set(methods) == set(all_methods())
     for name, info in all_methods().items():
         assert methods[name]["params_schema"] == info.json_schema()
+
+
+def test_prunenet_reuses_a_trained_policy_with_the_policy_flag(tiny_llama_path: Path, tmp_path: Path) -> None:
+    from ppruning.cli.main import main
+
+    def args(out: Path, *extra: str) -> list[str]:
+        return [
+            "prune", "--model", str(tiny_llama_path), "--task", "causal-lm",
+            "--data-files", f"train={FIXTURES / 'corpus_train.txt'}", "--method", "prunenet",
+            "--params-reduction", "0.2", "--param", "num_episodes=2", "--output", str(out), "--quiet", *extra,
+        ]  # fmt: skip
+
+    assert main(args(tmp_path / "trained")) == 0
+    assert main(args(tmp_path / "reused", "--policy", str(tmp_path / "trained" / "policy.pt"))) == 0
+    trained = json.loads((tmp_path / "trained" / "report.json").read_text())["details"]["prunenet"]
+    reused = json.loads((tmp_path / "reused" / "report.json").read_text())["details"]["prunenet"]
+    assert (trained["policy"], reused["policy"]) == ("trained", "reused")
+    assert reused["policy_source"] == str((tmp_path / "trained" / "policy.pt").resolve())
+    kept = [json.loads((tmp_path / d / "prunenet_kept.json").read_text())["kept"] for d in ("trained", "reused")]
+    assert kept[0] == kept[1]

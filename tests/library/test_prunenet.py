@@ -17,7 +17,7 @@ from ppruning.methods.prunenet import method as prunenet
 from ppruning.methods.prunenet import policy as prunenet_policy
 from ppruning.progress import Progress
 from ppruning.run.config import PruneConfig
-from ppruning.run.plan import resolve_prune_plan
+from ppruning.run.plan import prune_stages, resolve_prune_plan
 from ppruning.run.prune import prune
 from ppruning.units.masks import load_masks
 from tests.support.reviews import reviews_task
@@ -174,3 +174,55 @@ def test_prunenet_refuses_encoders_at_submission(tiny_bert_path: Path) -> None:
     )
     with pytest.raises(UnsupportedModelError, match="prunenet"):
         resolve_prune_plan(config)
+
+
+# --------------------------------------------------------------------------- learn once, prune at any ratio
+
+
+def _kept(result) -> list[list[int]]:
+    return json.loads((result.output_dir / prunenet.KEPT_FILE).read_text())["kept"]
+
+
+def test_a_reused_policy_keeps_the_rows_of_the_run_that_trained_it(tiny_llama_path: Path, tmp_path: Path) -> None:
+    trained = prune(_config(tiny_llama_path, learning_rate=0.05), tmp_path / "trained")
+    progress = _Episodes()
+    config = _config(tiny_llama_path, learning_rate=0.05, policy=str(trained.output_dir / prunenet.POLICY_FILE))
+    assert "policy" not in prune_stages(config) and "policy" in prune_stages(_config(tiny_llama_path))
+    reused = prune(config, tmp_path / "reused", progress)
+    assert "policy" not in progress.updates  # no episode ran
+    assert _kept(reused) == _kept(trained)
+    assert trained.report["details"]["prunenet"]["policy"] == "trained"
+    details = reused.report["details"]["prunenet"]
+    assert details["policy"] == "reused" and details["policy_source"].endswith(prunenet.POLICY_FILE)
+    assert details["best_episode"] == trained.report["details"]["prunenet"]["best_episode"]
+    again = torch.load(reused.output_dir / prunenet.POLICY_FILE, weights_only=True)
+    first = torch.load(trained.output_dir / prunenet.POLICY_FILE, weights_only=True)
+    assert all(torch.equal(again["state_dict"][n], t) for n, t in first["state_dict"].items())
+    # the folder of the run is enough, and another ratio slices with the same policy, without training
+    other = prune(_config(tiny_llama_path, target=0.1, policy=str(trained.output_dir)), tmp_path / "other")
+    assert other.report["details"]["prunenet"]["policy"] == "reused"
+    assert len(_kept(other)[0]) > len(_kept(trained)[0])
+
+
+def test_a_policy_that_is_missing_or_for_another_shape_is_refused_naming_the_field(
+    tiny_llama_path: Path, tmp_path: Path
+) -> None:
+    from ppruning.errors import InvalidConfigError
+    from ppruning.methods.prunenet.policy_file import policy_bytes
+
+    with pytest.raises(InvalidConfigError, match="no policy file") as err:
+        resolve_prune_plan(_config(tiny_llama_path, policy=str(tmp_path / "nowhere.pt")))
+    assert err.value.field == "params.policy"
+    trained = prune(_config(tiny_llama_path, num_episodes=1), tmp_path / "trained")
+    saved = torch.load(trained.output_dir / prunenet.POLICY_FILE, weights_only=True)
+    wider = policy_bytes(
+        saved["state_dict"], hidden_size=saved["hidden_size"], ffn_size=saved["ffn_size"] * 2, episode=0,
+        total_reward=1.0, neurons_kept_per_layer=1, model=None,
+    )  # fmt: skip
+    (tmp_path / "wider.pt").write_bytes(wider)
+    with pytest.raises(InvalidConfigError, match="trained for hidden size") as err:
+        prune(_config(tiny_llama_path, policy=str(tmp_path / "wider.pt")), tmp_path / "wider")
+    assert err.value.field == "params.policy"
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(InvalidConfigError, match="not a PruneNet policy file"):
+        prune(_config(tiny_llama_path, policy=str(tmp_path / "junk.pt")), tmp_path / "junk")

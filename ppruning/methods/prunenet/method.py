@@ -18,7 +18,10 @@ Where we differ from the reference, as the specification asks:
 - the kept indices, the policy and the reward curve are written out, and the sliced
   checkpoint keeps its LM head and a config (every layer has the same width, so it is
   the stock config);
-- ``selection="top_k"`` keeps the k largest alpha instead of sampling (deterministic).
+- ``selection="top_k"`` keeps the k largest alpha instead of sampling (deterministic);
+- ``policy`` reuses a policy an earlier run trained and wrote (``policy.pt``): no
+  training, only the slicing at this run's target, with the same seeded selection, so a
+  reused policy keeps the rows the run that trained it kept at the same ratio and seed.
 
 Every layer keeps the same number of neurons, k = d_ffn - m, the smallest m that removes
 the target's share of attention+FFN cost from the FFN alone; the report gives that FFN
@@ -28,9 +31,9 @@ ratio m / d_ffn (the paper's slicing ratio) beside the whole-model ratios.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import math
+from typing import Any
 
 import torch
 
@@ -39,12 +42,12 @@ from ppruning.errors import InvalidConfigError
 from ppruning.methods.contract import MASK_ARTIFACTS, MethodContext, MethodSpec
 from ppruning.methods.prunenet.params import PruneNetParams
 from ppruning.methods.prunenet.policy import SlicingPolicy, run_episode, select_rows, spectrum_reward
+from ppruning.methods.prunenet.policy_file import POLICY_FILE, load_policy, policy_bytes, policy_path
 from ppruning.methods.registry import register_method
 from ppruning.units.budget import Budget
 from ppruning.units.masks import Masks
 from ppruning.units.select import keep_mask
 
-POLICY_FILE = "policy.pt"
 KEPT_FILE = "prunenet_kept.json"
 REWARDS_FILE = "prunenet_rewards.json"
 
@@ -70,10 +73,27 @@ def neurons_removed_per_layer(budget: Budget, ffn_size: int, neuron_costs: torch
     return m
 
 
-def _to_bytes(obj: object) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
+def train_policy(
+    ctx: MethodContext, policy: SlicingPolicy, weights: list[torch.Tensor], spectra: list[torch.Tensor], k: int
+) -> tuple[dict[str, torch.Tensor], int, float, list[float]]:
+    """REINFORCE over ``num_episodes``: (the state that earned the best total reward, its episode, that reward,
+    the curve of every episode's total reward)."""
+    params: PruneNetParams = ctx.params
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=params.learning_rate)
+    generator = torch.Generator().manual_seed(ctx.seed)
+    ffn_size = weights[0].shape[0]
+    ctx.progress.start_stage("policy", total=params.num_episodes, message=f"keep {k} of {ffn_size} neurons per layer")
+    curve: list[float] = []
+    best_state, best_reward, best_episode = copy.deepcopy(policy.state_dict()), -math.inf, -1
+    for episode in range(params.num_episodes):
+        ctx.progress.checkpoint()
+        acting = copy.deepcopy(policy.state_dict())  # the policy whose choices earn this episode's reward
+        result = run_episode(policy, optimizer, weights, spectra, k, params.gamma, generator)
+        curve.append(result.total_reward)
+        if result.total_reward > best_reward:
+            best_state, best_reward, best_episode = acting, result.total_reward, episode
+        ctx.progress.update(episode + 1, total=params.num_episodes)
+    return best_state, best_episode, best_reward, curve
 
 
 def compute_masks(ctx: MethodContext) -> Masks:
@@ -86,22 +106,18 @@ def compute_masks(ctx: MethodContext) -> Masks:
 
     torch.manual_seed(ctx.seed)  # the policy's initial weights
     policy = SlicingPolicy(shape.hidden_size, ffn_size).to(device)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=params.learning_rate)
-    generator = torch.Generator().manual_seed(ctx.seed)
     weights = [ffn_in_weight(ctx.adapter, i) for i in range(shape.num_layers)]  # views of the weights, no copies
     spectra = [torch.linalg.svdvals(w) for w in weights]
 
-    ctx.progress.start_stage("policy", total=params.num_episodes, message=f"keep {k} of {ffn_size} neurons per layer")
-    curve: list[float] = []
-    best_state, best_reward, best_episode = copy.deepcopy(policy.state_dict()), -math.inf, -1
-    for episode in range(params.num_episodes):
-        ctx.progress.checkpoint()
-        acting = copy.deepcopy(policy.state_dict())  # the policy whose choices earn this episode's reward
-        result = run_episode(policy, optimizer, weights, spectra, k, params.gamma, generator)
-        curve.append(result.total_reward)
-        if result.total_reward > best_reward:
-            best_state, best_reward, best_episode = acting, result.total_reward, episode
-        ctx.progress.update(episode + 1, total=params.num_episodes)
+    trained_for: dict[str, Any] = {"neurons_kept_per_layer": k, "model": _model_record(ctx)}
+    if params.policy is not None:  # learned once: only the slicing runs
+        saved = load_policy(params.policy, shape.hidden_size, ffn_size)
+        best_state, best_episode, best_reward = saved["state_dict"], int(saved["episode"]), float(saved["total_reward"])
+        curve: list[float] = []
+        trained_for = saved.get("trained_for") or {}
+        ctx.progress.event(f"reusing the trained policy {params.policy} (no training): keep {k} of {ffn_size}")
+    else:
+        best_state, best_episode, best_reward, curve = train_policy(ctx, policy, weights, spectra, k)
 
     ctx.progress.start_stage("select", total=shape.num_layers)
     policy.load_state_dict(best_state)
@@ -117,26 +133,47 @@ def compute_masks(ctx: MethodContext) -> Masks:
     ctx.details["prunenet"] = {
         "neurons_kept_per_layer": k,
         "ffn_ratio": m / ffn_size,
+        "policy": "reused" if params.policy is not None else "trained",
+        "policy_source": params.policy,
+        "policy_trained_for": trained_for,
         "best_episode": best_episode,
         "best_total_reward": best_reward,
         "applied_total_reward": sum(rewards),
         "selection": params.selection,
     }
-    ctx.files[POLICY_FILE] = _to_bytes(
-        {"state_dict": {n: t.cpu() for n, t in best_state.items()}, "hidden_size": shape.hidden_size,
-         "ffn_size": ffn_size, "episode": best_episode, "total_reward": best_reward}
-    )
+    ctx.files[POLICY_FILE] = policy_bytes(
+        best_state, hidden_size=shape.hidden_size, ffn_size=ffn_size, episode=best_episode,
+        total_reward=best_reward, neurons_kept_per_layer=int(trained_for.get("neurons_kept_per_layer", k)),
+        model=trained_for.get("model"),
+    )  # fmt: skip
     ctx.files[KEPT_FILE] = json.dumps({"neurons_kept_per_layer": k, "kept": kept}).encode()
     ctx.files[REWARDS_FILE] = json.dumps(
-        {"episode_total_reward": curve, "best_episode": best_episode, "applied_layer_rewards": rewards}, indent=1
-    ).encode()
+        {"episode_total_reward": curve, "best_episode": best_episode, "applied_layer_rewards": rewards,
+         "policy": "reused" if params.policy is not None else "trained"}, indent=1
+    ).encode()  # fmt: skip
     head_mask = torch.ones(shape.num_layers, shape.layers[0].num_head_units)
     return Masks(head_mask, torch.stack(rows_mask))
+
+
+def _model_record(ctx: MethodContext) -> dict[str, Any] | None:
+    ref = ctx.model_ref
+    return {"id": ref.id, "revision": ref.revision} if ref is not None else None
+
+
+def check(params: PruneNetParams, model: Any, task: Any, hf_config: Any) -> None:
+    """Submission check: a named policy file is there (its sizes are checked against the weights at the run)."""
+    if params.policy is not None:
+        policy_path(params.policy)
+
+
+def _stages(params: PruneNetParams) -> tuple[str, ...]:
+    return ("select",) if params.policy is not None else ("policy", "select")
 
 
 def supports(adapter: type[ArchAdapter]) -> bool:
     """PruneNet is defined for decoders (a language model's FFN), as their adapters declare."""
     return adapter.is_decoder
+
 
 SPEC = register_method(
     MethodSpec(
@@ -148,6 +185,8 @@ SPEC = register_method(
         params_model=PruneNetParams,
         run=compute_masks,
         stages=("policy", "select"),
+        stages_for=_stages,
+        check=check,
         artifacts=(*MASK_ARTIFACTS, POLICY_FILE, KEPT_FILE, REWARDS_FILE),
         supports=supports,
         budget_scope_for=lambda params: "ffn",

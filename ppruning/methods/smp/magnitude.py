@@ -1,8 +1,9 @@
-"""The unstructured baseline of SMP: global magnitude pruning, then fine-tuning with the masks fixed.
+"""A one-shot unstructured baseline: global magnitude pruning, then fine-tuning with the masks fixed.
 
-docs/algorithms.md, SMP, ``magnitude-unstructured``.
+docs/algorithms.md, SMP, ``magnitude-unstructured``. (The SMP paper's own baseline, MaP,
+is gradual and per matrix: ``map``, :mod:`ppruning.methods.smp.gradual_magnitude`.)
 
-The comparison Jiang et al. (2023) make: the same matrices as SMP (Q, K, V, attention
+The same matrices as SMP (Q, K, V, attention
 output, FFN in, FFN out), one global threshold on |W| over all of them at the same
 remaining fraction, then the same number of steps of training the weights and the task
 head (the MLM head at the label words, or a new classifier) with the pruned weights held
@@ -98,7 +99,7 @@ def magnitude_then_finetune(ctx: MethodContext) -> WeightMasks:
 SPEC = register_method(
     mask_learning_spec(
         "magnitude-unstructured",
-        "Baseline of SMP: global magnitude pruning of the same matrices, then the same number of "
+        "One-shot baseline: global magnitude pruning of the same matrices, then the same number of "
         "fine-tuning steps of the weights and the task head with the masks fixed.",
         MagnitudeUnstructuredParams,
         magnitude_then_finetune,

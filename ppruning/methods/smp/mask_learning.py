@@ -48,6 +48,7 @@ def mask_learning_spec(
     run: Any,
     stages: tuple[str, ...],
     check: Callable[[Any, ModelRef, TaskInfo, Any], None] = check_smp,
+    version: str = "1",
 ) -> MethodSpec:
     """The declaration SMP and its baseline share: unstructured masks of the same matrices, learned on
     labelled rows with the same classifiers, checks, outputs and resuming. ``check``: the submission
@@ -66,4 +67,5 @@ def mask_learning_spec(
         supports=supports,
         load_model=load_model,
         check=check,
+        version=version,
     )

@@ -3,11 +3,15 @@
 docs/algorithms.md, SMP. Per pruned matrix (Q, K, V, attention output, FFN in, FFN
 out of every layer) a score matrix S is the only thing trained; the forward pass uses
 ``W' = TopK(S, v) * W`` with a straight-through gradient (:mod:`ppruning.methods.smp.scores`).
-The keep fraction v falls from 1 to ``1 - params_reduction`` on a cubic ramp, then holds;
-the loss is the task loss (or the shared distillation loss with a teacher) plus
-``lambda_t * mean(sigmoid(S))``, lambda ramped cubically from 0 to ``lambda_final``;
-AdamW on the scores only. ``smp-l`` keeps the same v in every matrix; ``smp-s`` gives
-each layer of a matrix type a share from its scores, clamped to 1.
+The schedule is the authors' (:mod:`ppruning.methods.smp.schedule`): the keep fraction v
+falls from 1 to ``1 - params_reduction`` on a cubic ramp and is held for the last
+``hold_steps``; the loss is the task loss (or the shared distillation loss with a teacher)
+plus ``lambda_t`` times the mean over matrices of each matrix's mean(sigmoid(S)), lambda
+rising cubically from 0 to ``lambda_final`` over the whole run; AdamW on the scores (and
+a new classifier), the learning rates falling linearly to zero. ``smp-l`` keeps the same
+v in every matrix; ``smp-s`` gives each layer of a matrix type a share from its scores,
+clamped to 1. ``checkpoint: best_validation`` reads the masks from the hold's best
+checkpoint on validation rows (:mod:`ppruning.methods.smp.validation`).
 
 The classifier (:mod:`ppruning.methods.smp.classifier`): the MLM head at [CLS] restricted
 to one label word per class (the paper), or ``head: "new"``, a fresh classifier trained
@@ -30,10 +34,13 @@ from ppruning.methods.registry import register_method
 from ppruning.methods.smp.classifier import classifier_parameters, make_classifier, start_classifier
 from ppruning.methods.smp.mask_learning import check_smp, manifest, mask_learning_spec
 from ppruning.methods.smp.params import SMPParams
-from ppruning.methods.smp.scores import Ramp, Scores, density_table, keep_fraction_at, lambda_at, prunable_linears
+from ppruning.methods.smp.schedule import Schedule, default_temperature, set_learning_rates, total_steps
+from ppruning.methods.smp.scores import Scores, density_table, prunable_linears
 from ppruning.methods.smp.training import train_in_context
+from ppruning.methods.smp.validation import BestCheckpoint, accuracy, selection_split, validation_rows
 from ppruning.model.refs import ModelRef
 from ppruning.recovery.distill import DistillConfig, distillation_loss, load_teacher
+from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.registry import TaskInfo
 from ppruning.units.weight_masks import WeightMasks
 
@@ -71,8 +78,10 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
     for p in model.parameters():
         p.requires_grad_(False)
     ctx.details["head_start"] = start_classifier(ctx, params, device)
+    final = 1.0 - ctx.target.value
+    temperature = params.temperature if params.temperature is not None else default_temperature(final)
     linears = prunable_linears(model)
-    scores = Scores(linears, params.score_init, params.variant, params.temperature, params.score_start)
+    scores = Scores(linears, params.score_init, params.variant, temperature, params.score_start)
     groups: list[dict[str, Any]] = [{"params": [s.scores for s in scores.params], "lr": params.learning_rate}]
     trained_classifier = classifier_parameters(model) if params.head == "new" else []
     for p in trained_classifier:
@@ -80,43 +89,71 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
     if trained_classifier:
         groups.append({"params": trained_classifier, "lr": params.head_learning_rate})
     optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
+    base_lrs = [g["lr"] for g in groups]
     teacher = None
     if params.distill is not None:
         classes = len(ctx.label_names) if ctx.label_names else None
         teacher = load_teacher(
             params.distill, ctx.task, outputs=classes, label_names=ctx.label_names, student_tokenizer=ctx.tokenizer
         ).to(device)
-    final = 1.0 - ctx.target.value
-    ramp = Ramp(int(params.warmup_fraction * params.steps), max(1, int(params.ramp_fraction * params.steps)))
+    schedule = Schedule.for_run(
+        total_steps(params, len(ctx.examples)), params.warmup_fraction, params.hold_steps, params.lr_schedule
+    )
+    best, rows, collate = None, [], PadCollator(ctx.tokenizer)
+    if params.checkpoint == "best_validation":
+        ctx.progress.event(f"reading validation rows ({selection_split(ctx)}) to choose the hold's best checkpoint")
+        rows = validation_rows(ctx, params.eval_rows)
+        best = BestCheckpoint(selection_split(ctx), len(rows))
     model.train()
 
+    def weights() -> dict[str, Any]:
+        return {
+            "scores": [s.scores.detach().cpu().clone() for s in scores.params],
+            "head": [p.detach().cpu().clone() for p in trained_classifier],
+        }
+
+    def load_weights(saved: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for s, value in zip(scores.params, saved["scores"], strict=True):
+                s.scores.copy_(value)
+            for p, value in zip(trained_classifier, saved["head"], strict=True):
+                p.copy_(value)
+
     def step_fn(step: int, batch: dict[str, torch.Tensor]) -> tuple[float, dict[str, float]]:
-        keep, lam = keep_fraction_at(step, final, ramp), lambda_at(step, params.lambda_final, ramp)
+        keep, lam = schedule.keep(step, final), schedule.lam(step, params.lambda_final)
+        set_learning_rates(optimizer, base_lrs, schedule.lr_factor(step))
         scores.set_keep(keep)
         loss = task_loss(classifier(batch), batch, teacher, params.distill)
         total = loss + lam * scores.regulariser()
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
-        return float(loss.detach()), {"keep": keep, "lambda": lam}
+        done = step + 1
+        set_learning_rates(optimizer, base_lrs, schedule.lr_factor(done))  # the scheduler's step: 0 after the last
+        due = done % params.eval_every == 0 or done == schedule.total
+        if best is not None and done > schedule.hold_start and due:
+            scores.set_keep(schedule.keep(done, final))
+            score = accuracy(classifier, model, rows, collate, params.train_batch_size, device)
+            best.offer(done, score, weights)
+        return float(loss.detach()), {"keep": keep, "lambda": lam, "lr": optimizer.param_groups[0]["lr"]}
 
     def state() -> dict[str, Any]:
-        return {
-            "scores": [s.scores.detach().cpu() for s in scores.params],
-            "head": [p.detach().cpu() for p in trained_classifier],
-            "optimizer": optimizer.state_dict(),
-        }
+        return {**weights(), "optimizer": optimizer.state_dict(), "best": best.dump() if best else None}
 
     def restore(saved: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for s, value in zip(scores.params, saved["scores"], strict=True):
-                s.scores.copy_(value)
-            for p, value in zip(trained_classifier, saved["head"], strict=True):
-                p.copy_(value)
+        load_weights(saved)
         optimizer.load_state_dict(saved["optimizer"])
+        if best is not None and saved.get("best"):
+            best.load(saved["best"])
 
-    run = train_in_context(ctx, params, stage="train", device=device, step_fn=step_fn, state=state, restore=restore)
+    run = train_in_context(
+        ctx, params, stage="train", device=device, step_fn=step_fn, state=state, restore=restore,
+        steps=schedule.total,
+    )  # fmt: skip
     ctx.progress.start_stage("select", total=1)
+    if best is not None and best.state is not None:
+        load_weights(best.state)
+    ctx.details["checkpoint"] = best.report() if best is not None else {"selected": "last", "step": schedule.total}
     shares = scores.set_keep(final)
     masks = scores.bake()
     model.eval()
@@ -124,6 +161,7 @@ def compute_weight_masks(ctx: MethodContext) -> WeightMasks:
         p.requires_grad_(False)
     ctx.details["density"] = density_table(masks, linears)
     ctx.details["training"] = run
+    ctx.details["schedule"] = {**schedule.summary(), "temperature": temperature}
     ctx.details["keep_fraction_per_layer"] = shares
     ctx.details["teacher"] = params.distill.teacher.model_dump() if params.distill else None
     ctx.progress.update(1)
@@ -139,5 +177,6 @@ SPEC = register_method(
         compute_weight_masks,
         ("train", "select"),
         check=check,
+        version="2",  # the authors' schedule and per-matrix regulariser
     )
 )

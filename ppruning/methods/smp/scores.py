@@ -3,8 +3,8 @@
 - :class:`TopKMask`: the mask keeping the largest ``floor(v * n)`` scores; the backward
   pass is straight through, so with ``W' = M * W`` the score gradient is ``dL/dW' * W``.
 - :func:`keep_fraction_at` and :func:`lambda_at`: the cubic ramp of the keep fraction
-  from 1 to the target, and of the regulariser's weight from 0 to its final value, over
-  the same steps; both hold after the ramp.
+  from 1 to the target, and of the regulariser's weight from 0 to its final value; both
+  hold after their ramp (:mod:`ppruning.methods.smp.schedule` sets the ramps of a run).
 - :func:`allocate_keep`: SMP-S's per-layer keep fractions of one matrix type from the
   scores' mean sigmoid, clamped to 1 with the excess given to the unclamped layers in
   proportion (the reference does not clamp, so a layer could be asked to keep more than
@@ -215,8 +215,12 @@ class Scores:
         return shares
 
     def regulariser(self) -> torch.Tensor:
-        total = sum(torch.sigmoid(s.scores).sum() for s in self.params)
-        return total / sum(s.scores.numel() for s in self.params)
+        """The mean over pruned matrices of each matrix's mean sigmoid of its scores (the authors').
+
+        Averaging per matrix, not over all elements together, gives every matrix the same
+        weight: a BERT FFN matrix (4x the elements of Q) does not pull four times as hard.
+        """
+        return torch.stack([torch.sigmoid(s.scores).mean() for s in self.params]).mean()
 
     def bake(self) -> OrderedDict[str, torch.Tensor]:
         """Final masks; the parametrisations removed with ``W' = M * W`` left in the weights."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ppruning.methods.smp.schedule import steps_per_epoch, total_steps
 from ppruning.progress import Progress
 from ppruning.tasks.collate import PadCollator
 
@@ -26,7 +27,7 @@ StepFn = Callable[[int, dict[str, torch.Tensor]], tuple[float, dict[str, float]]
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
     """The rows of ``step``: epoch ``step * batch // n`` is a seeded permutation."""
-    per_epoch = max(1, n // batch_size) if n >= batch_size else 1
+    per_epoch = steps_per_epoch(n, batch_size)
     epoch, within = divmod(step, per_epoch)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch)).tolist()
     return order[within * batch_size : within * batch_size + batch_size]
@@ -88,16 +89,17 @@ def train_in_context(
     step_fn: StepFn,
     state: Callable[[], dict[str, Any]],
     restore: Callable[[dict[str, Any]], None],
+    steps: int | None = None,
 ) -> dict[str, Any]:
     """:func:`train` on a method's context (its labelled rows, seed, progress, resume store) and the
-    training parameters every mask-training method declares (``steps``, ``train_batch_size``,
-    ``resume_every_s``)."""
+    training parameters every mask-training method declares (``epochs`` or ``steps``,
+    ``train_batch_size``, ``resume_every_s``); ``steps``: the run's length when the caller has it."""
     return train(
         stage=stage,
         examples=ctx.examples,
         collator=PadCollator(ctx.tokenizer),
         batch_size=params.train_batch_size,
-        steps=params.steps,
+        steps=steps if steps is not None else total_steps(params, len(ctx.examples)),
         seed=ctx.seed,
         device=device,
         step_fn=step_fn,

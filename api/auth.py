@@ -47,18 +47,26 @@ def bearer_secret(authorization: str | None) -> str:
 def revocable_key_hash(authorization: str | None, bootstrap: dict[str, str]) -> str | None:
     """The sha256 a stored key is found by, for re-checking it later (a live stream);
     None for a bootstrap key, which lives in the settings and cannot be revoked."""
-    digest = keys.hash_key(bearer_secret(authorization))
+    return revocable_digest(keys.hash_key(bearer_secret(authorization)), bootstrap)
+
+
+def revocable_digest(digest: str, bootstrap: dict[str, str]) -> str | None:
+    """``digest`` itself, or None when it is a bootstrap key's."""
     return None if any(hmac.compare_digest(known, digest) for known in bootstrap) else digest
 
 
 def authenticate(session: Session, authorization: str | None, bootstrap: dict[str, str]) -> str:
     """The owner the key belongs to, or :class:`Unauthorized`."""
-    secret = bearer_secret(authorization)
-    digest = keys.hash_key(secret)
+    return owner_of_key_hash(session, keys.hash_key(bearer_secret(authorization)), bootstrap)
+
+
+def owner_of_key_hash(session: Session, digest: str, bootstrap: dict[str, str]) -> str:
+    """The owner of the key whose sha256 is ``digest``, or :class:`Unauthorized`: the one resolution
+    behind a bearer key and a dashboard session (which holds the digest, never the key)."""
     for known, owner in bootstrap.items():
         if hmac.compare_digest(known, digest):
             return owner
-    key = keys.find_api_key(session, secret)
+    key = keys.find_api_key_by_hash(session, digest)
     if key is None:
         raise Unauthorized("unknown API key")
     if key.revoked_at is not None:

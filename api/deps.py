@@ -14,7 +14,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.auth import authenticate
+from api.auth import authenticate, revocable_key_hash
+from api.dashboard.session import has_session_cookie, session_owner, session_revocable_hash
 from jobs.artifacts import ArtifactStore
 from jobs.queue import Dispatcher
 from jobs.settings import Settings
@@ -67,7 +68,19 @@ def get_current_owner(
     session: SessionDep,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    return authenticate(session, request.headers.get("authorization"), request.app.state.bootstrap_keys)
+    """The key's owner; without an Authorization header, the dashboard session's (its CSRF token checked)."""
+    authorization = request.headers.get("authorization")
+    if authorization is None and has_session_cookie(request):
+        return session_owner(request, session)
+    return authenticate(session, authorization, request.app.state.bootstrap_keys)
+
+
+def revocable_caller_hash(request: Request) -> str | None:
+    """The digest a live stream re-checks: the bearer key's, or the dashboard session's."""
+    authorization = request.headers.get("authorization")
+    if authorization is None and has_session_cookie(request):
+        return session_revocable_hash(request)
+    return revocable_key_hash(authorization, request.app.state.bootstrap_keys)
 
 
 CurrentOwner = Annotated[str, Depends(get_current_owner)]

@@ -56,6 +56,13 @@ class Unauthorized(ServiceError):
         super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
 
 
+class Forbidden(ServiceError):
+    """A dashboard session's request that changes state without its CSRF token."""
+
+    status_code = 403
+    type = "csrf_failed"
+
+
 class NotFound(ServiceError):
     status_code = 404
     type = "not_found"
@@ -187,9 +194,7 @@ def _database_response(request: Request, exc: Exception) -> JSONResponse:
         if kind == "database_busy"
         else "the job database is unavailable (restarting or unreachable)"
     )
-    return error_response(
-        503, kind, f"{message}; retry after {retry_after} s", None, {"Retry-After": retry_after}
-    )
+    return error_response(503, kind, f"{message}; retry after {retry_after} s", None, {"Retry-After": retry_after})
 
 
 # --------------------------------------------------------------------------- registration

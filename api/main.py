@@ -13,12 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from sqlalchemy.orm import sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.auth import bootstrap_hashes
+from api.dashboard import pages as dashboard
+from api.dashboard.session import SessionSigner
 from api.errors import error_body, install_error_handlers
 from api.event_hub import EventHub
 from api.routes import artifacts, discovery, health, jobs
@@ -183,6 +186,9 @@ def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | Non
     app.include_router(artifacts.router)
     app.include_router(health.router)
     app.include_router(discovery.router)
+    app.state.dashboard_signer = SessionSigner(settings.dashboard_secret, settings.dashboard_session_s)
+    app.include_router(dashboard.router)
+    app.mount("/ui/static", StaticFiles(directory=dashboard.STATIC), name="dashboard-static")
     install_error_handlers(app, set(job_kinds()))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, telemetry=telemetry)  # outermost: times everything, 413s included

@@ -58,6 +58,11 @@ class JobSummary(BaseModel):
     kind: str
     parent_id: uuid.UUID | None = Field(default=None, description="The sweep this job is a child of.")
     state: str
+    model: str | None = Field(default=None, description="The spec's `model.id` (a finetune from a job: none).")
+    method: str | None = Field(default=None, description="The spec's pruning method, where it has one.")
+    target: dict[str, float] | None = Field(
+        default=None, description="The spec's target (a sweep: its targets' name and first value)."
+    )
     stage: str | None
     progress: float
     message: str | None

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
         description="When set, GET /metrics needs 'Authorization: Bearer <metrics_token>'; empty: /metrics is open "
         "(bind the API to a private network or set this: it shows job counts of every owner).",
     )
+    dashboard_secret: str = Field(
+        default="",
+        description="Key that signs the dashboard's session cookies (/ui); empty: a random key per API process, "
+        "so sessions end when it restarts. Set one key for every API process behind one address.",
+    )
+    dashboard_session_s: int = Field(
+        default=8 * 3600, ge=60, description="How long a dashboard sign-in lasts before the API key is asked again."
+    )
 
     # Limits an operator sets per deployment (0 = no limit).
     max_queued_jobs_per_owner: int = Field(

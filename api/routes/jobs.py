@@ -16,8 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from api import sse
-from api.auth import revocable_key_hash
-from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep
+from api.deps import CurrentOwner, DispatcherDep, SessionDep, SettingsDep, StoreDep, revocable_caller_hash
 from api.errors import NotFound, ServiceUnavailable, TooManyJobs
 from api.event_hub import EventHub, TooManyStreams
 from api.schemas import (
@@ -80,12 +79,27 @@ def job_url(request: Request, job_id: uuid.UUID) -> str:
     return f"{request.app.state.settings.base_url.rstrip('/')}/jobs/{job_id}"
 
 
+def spec_summary(spec: dict) -> dict:
+    """What a list shows of a spec: model id, method, the target(s) set (none where the kind has no such field)."""
+    model = spec.get("model")
+    target = spec.get("target")
+    if isinstance(spec.get("targets"), dict):  # a sweep: {"flops_reduction": [0.2, 0.3]} -> its range's ends
+        name, values = next(((k, v) for k, v in spec["targets"].items() if isinstance(v, list) and v), (None, None))
+        target = {f"{name}_min": min(values), f"{name}_max": max(values)} if name else None
+    return {
+        "model": model.get("id") if isinstance(model, dict) else None,
+        "method": spec.get("method") if isinstance(spec.get("method"), str) else None,
+        "target": {k: v for k, v in target.items() if isinstance(v, int | float)} if isinstance(target, dict) else None,
+    }
+
+
 def summary_fields(job: Job, request: Request) -> dict:
     return {
         "id": job.id,
         "url": job_url(request, job.id),
         "kind": job.kind,
         "parent_id": job.parent_id,
+        **spec_summary(job.spec or {}),
         "state": job.state,
         "stage": job.stage,
         "progress": job.progress,
@@ -277,6 +291,8 @@ def list_jobs(
     state: Annotated[list[JobState] | None, Query(description="Filter; repeat for several.")] = None,
     kind: Annotated[list[JobKind] | None, Query(description="Filter; repeat for several.")] = None,
     parent: Annotated[uuid.UUID | None, Query(description="Only the children of this sweep.")] = None,
+    model: Annotated[list[str] | None, Query(description="The spec's `model.id`, exactly; repeat for several.")] = None,
+    method: Annotated[list[str] | None, Query(description="The pruning method; repeat for several.")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
 ) -> JobPage:
@@ -287,6 +303,8 @@ def list_jobs(
         states=[s.value for s in state or ()],
         kinds=[k.value for k in kind or ()],
         parent_id=parent,
+        models=model or (),
+        methods=method or (),
         limit=limit,
         cursor=cursor,
     )
@@ -358,7 +376,7 @@ def _open_stream(
         raise TooManyJobs(
             str(exc), type="too_many_streams", headers={"Retry-After": str(settings.limit_retry_after_s)}
         ) from None
-    key_hash = revocable_key_hash(request.headers.get("authorization"), request.app.state.bootstrap_keys)
+    key_hash = revocable_caller_hash(request)
     session.close()  # the request's session would otherwise stay checked out for the stream's whole life
     return sse.event_stream(hub, job_id, owner, key_hash, after)
 

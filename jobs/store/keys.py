@@ -28,7 +28,12 @@ def create_api_key(session: Session, name: str, owner: str, secret: str) -> ApiK
 
 def find_api_key(session: Session, secret: str) -> Row[tuple[str, str, datetime | None]] | None:
     """``(name, owner, revoked_at)`` of the key, read as plain columns: it runs on every request."""
-    query = select(ApiKey.name, ApiKey.owner, ApiKey.revoked_at).where(ApiKey.key_hash == hash_key(secret))
+    return find_api_key_by_hash(session, hash_key(secret))
+
+
+def find_api_key_by_hash(session: Session, key_hash: str) -> Row[tuple[str, str, datetime | None]] | None:
+    """The same, by the key's sha256 (what a dashboard session holds instead of the key)."""
+    query = select(ApiKey.name, ApiKey.owner, ApiKey.revoked_at).where(ApiKey.key_hash == key_hash)
     return session.execute(query).first()
 
 

@@ -171,11 +171,20 @@ def list_jobs(
     states: Sequence[str] = (),
     kinds: Sequence[str] = (),
     parent_id: uuid.UUID | None = None,
+    models: Sequence[str] = (),
+    methods: Sequence[str] = (),
     limit: int = 20,
     cursor: str | None = None,
 ) -> Page:
-    """Newest first, keyset-paginated on ``(created_at, id)`` so pages never skip or repeat."""
+    """Newest first, keyset-paginated on ``(created_at, id)`` so pages never skip or repeat.
+
+    ``models`` and ``methods`` match the spec's ``model.id`` and ``method`` exactly (JSON
+    fields: ``->>`` on PostgreSQL, ``json_extract`` on SQLite)."""
     query = select(Job).where(Job.owner == owner)
+    if models:
+        query = query.where(Job.spec["model"]["id"].as_string().in_(list(models)))
+    if methods:
+        query = query.where(Job.spec["method"].as_string().in_(list(methods)))
     if states:
         query = query.where(Job.state.in_(list(states)))
     if kinds:
@@ -391,9 +400,7 @@ def watch_jobs(session: Session, job_ids: Sequence[uuid.UUID]) -> list[Row[Any]]
     a final state comes with the events committed with it). Jobs that are gone are missing."""
     if not job_ids:
         return []
-    newest = (
-        select(func.coalesce(func.max(JobEvent.id), 0)).where(JobEvent.job_id == Job.id).scalar_subquery()
-    )
+    newest = select(func.coalesce(func.max(JobEvent.id), 0)).where(JobEvent.job_id == Job.id).scalar_subquery()
     query = select(
         Job.id, Job.owner, Job.state, Job.progress, Job.message, Job.error_type, Job.error_message,
         newest.label("last_event"),

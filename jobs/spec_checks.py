@@ -79,7 +79,7 @@ def allowed_path(raw: str, settings: Settings, field: str, *, want_dir: bool) ->
         raise InvalidSpec("local paths must be absolute", field=field)
     resolved = path.resolve()
     if not _inside_roots(resolved, _roots(settings)):
-        raise InvalidSpec("path is not allowed on this service", field=field)
+        raise InvalidSpec(f"path {raw!r} is not allowed on this service (outside its allowed folders)", field=field)
     if want_dir and not resolved.is_dir():
         raise InvalidSpec("no such folder", field=field)
     if not want_dir and not resolved.is_file():
@@ -388,9 +388,7 @@ def _check_source_job(spec: FinetuneJobSpec, session: Session, owner: str) -> No
     _check_finished_job(spec.from_job, ("prune", "pipeline"), session, owner, "from_job")  # type: ignore[arg-type]
 
 
-def _check_finished_job(
-    job_id: uuid.UUID, kinds: tuple[str, ...], session: Session, owner: str, field: str
-) -> None:
+def _check_finished_job(job_id: uuid.UUID, kinds: tuple[str, ...], session: Session, owner: str, field: str) -> None:
     """``job_id`` is the owner's, of one of ``kinds``, and succeeded (its model can be downloaded)."""
     source = repository.get_job(session, job_id, owner)
     if source is None:

@@ -144,3 +144,26 @@ def test_every_registered_method_runs_through_the_cli_and_exits_0(
     assert code == 0, captured.err
     assert f"with {method}:" in captured.out and (out / "report.json").is_file()
     assert "Traceback" not in captured.err
+
+
+def test_ppruning_reads_a_text_only_csv_and_a_labelled_method_names_the_missing_label(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """P-pruning needs unlabeled inputs: a file with only a text column is enough; SMP needs labels and says so."""
+    from ppruning.cli.main import main
+
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text\n" + "\n".join(f"the movie was {w} and the plot {w}" for w in ("great", "bad", "fun") * 8))
+    common = ["--task", "text-classification", "--data-files", f"train={texts}", "--device", "cpu", "--quiet"]
+    sampling = ["--max-instances", "16", "--max-length", "32", "--sampling-tokens", "16", "--no-measure"]
+    out = tmp_path / "out"
+    code = main(["prune", "--model", str(tiny_bert_path), *common, "--flops-reduction", "0.2", "--output", str(out),
+                 "--lambda-val", "1", *sampling])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["details"]["collection"]["examples_read"] == 16
+    capsys.readouterr()
+
+    smp = ["--method", "smp", "--param", "steps=2", "--param", 'head="new"', "--params-reduction", "0.2"]
+    code = main(["prune", "--model", str(tiny_bert_path), *common, *smp, "--output", str(tmp_path / "smp"), *sampling])
+    err = capsys.readouterr().err
+    assert code == 2 and "label column 'label'" in err, err

@@ -87,6 +87,23 @@ def test_a_misspelled_task_suggests_the_registered_name(client, auth, prune_spec
     assert "did you mean 'sst2'?" in error["message"]
 
 
+def test_a_text_only_file_is_enough_for_an_unlabeled_method_not_for_a_labelled_one(
+    client, auth, prune_spec, model_root, dispatcher, pg_url, owner
+):
+    (model_root / "data" / "texts.csv").write_text("text\nfine movie\nbad movie\n")
+    task = {"name": "text-classification", "data_files": {"train": str(model_root / "data" / "texts.csv")}}
+    ok = client.post("/jobs", json=_with(_with(prune_spec, "task", task), "target.flops_reduction", 0.2), headers=auth)
+    assert ok.status_code == 202, ok.text  # P-pruning reads unlabeled inputs
+    dispatcher.sent.clear()
+    from tests.service.conftest import _new_key
+
+    other = f"other-{owner}"
+    smp = {**prune_spec, "method": "smp", "task": task, "target": {"params_reduction": 0.3}}
+    r = client.post("/jobs", json=smp, headers={"Authorization": f"Bearer {_new_key(pg_url, other)}"})
+    error = _assert_rejected(r, 422, "task.label_column", pg_url, other, dispatcher)
+    assert "'label'" in error["message"]
+
+
 def test_paths_outside_the_allowed_roots_are_refused(client, auth, prune_spec, model_root, dispatcher, pg_url, owner):
     for bad in [
         f"{model_root}/../{model_root.name}/bert",  # traversal, even when it would land inside

@@ -7,6 +7,7 @@ Registered through the ``ppruning.cli`` entry points (one per command, each need
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -59,12 +60,40 @@ def register_db(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- serve, apikey
 
 
+#: Bind addresses that name no host a client could reach; job URLs name the loopback instead.
+_WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
+def served_base_url(host: str, port: int) -> str:
+    """The URL of the API ``serve`` runs on ``host``:``port``, as a client on this machine reaches it."""
+    name = "127.0.0.1" if host in _WILDCARD_HOSTS else host
+    if ":" in name:  # an IPv6 literal
+        name = f"[{name}]"
+    return f"http://{name}:{port}"
+
+
+def _follow_served_address(args: argparse.Namespace) -> None:
+    """Job URLs name the port actually served, unless ``PPRUNING_BASE_URL`` says where clients reach the API.
+
+    The setting is the operator's (a proxy, a public name); left unset, its default's port 8000
+    would send every client of ``serve --port 8765`` to the wrong place. The uvicorn workers
+    read settings from the environment, so the derived value goes there.
+    """
+    from jobs.settings import get_settings, settings_or_exit
+
+    if "base_url" in settings_or_exit().model_fields_set:
+        return
+    os.environ["PPRUNING_BASE_URL"] = served_base_url(args.host, args.port)
+    get_settings.cache_clear()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from jobs.settings import settings_or_exit
     from jobs.store.migrate import prepare_embedded
 
+    _follow_served_address(args)
     prepare_embedded(settings_or_exit())  # a bad setting stops here with one line, not in every request
 
     uvicorn.run(
@@ -115,9 +144,15 @@ def _apikey_revoke(args: argparse.Namespace) -> int:
 
 
 def register_serve(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser("serve", help="Run the REST service (uvicorn).")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = sub.add_parser(
+        "serve",
+        help="Run the REST service (uvicorn).",
+        description="Run the REST service. Job URLs in responses name --host and --port unless "
+        "PPRUNING_BASE_URL is set (set it when clients reach the API through another address).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind; 0.0.0.0 listens on every interface")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes.")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--no-access-log", action="store_true")

@@ -1,7 +1,8 @@
 """Every error the API returns, in one JSON shape, mapped in one place.
 
 ``{"error": {"type": "...", "message": "...", "field": "..."}}`` (``field`` only when one
-input is at fault, dotted like ``target.flops_reduction``). Library errors
+input is at fault, dotted like ``target.flops_reduction``); a spec that fails validation
+also carries ``problems``, every one with its field, an unknown key (a misspelling) first. Library errors
 (:class:`ppruning.errors.PruningError`) become 422s at submission; service errors carry
 their own status; pydantic's 422s name the field path; a database that is restarting,
 unreachable or out of free connections is a 503 with ``Retry-After``; anything unexpected
@@ -10,17 +11,20 @@ is a 500 that says nothing about internals.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from jobs.errors import InvalidSpec
+from jobs.kinds.registry import UnknownJobKind, job_kind
 from jobs.lifecycle import NotFinished
 from jobs.store.repository import IdempotencyConflict, InvalidCursor, NotCancellable
 from jobs.store.states import IllegalTransition
@@ -132,8 +136,63 @@ def _field_path(loc: tuple[Any, ...], tags: set[str]) -> str:
 _MEMBER = re.compile(r"[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]*)+")
 
 
+def _model_classes(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation may hold (through Optional, unions, Annotated, lists, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _model_classes(arg)]
+
+
+def _known_keys(tag: str | None, parent: list[str]) -> list[str]:
+    """The keys a spec of kind ``tag`` accepts at ``parent`` (``[]``: the top level), for suggestions."""
+    try:
+        models = [job_kind(tag).spec] if tag else []
+    except UnknownJobKind:
+        return []
+    for part in parent:
+        fields = [model.model_fields[part] for model in models if part in model.model_fields]
+        models = [m for f in fields for m in _model_classes(f.annotation)]
+    return sorted({name for model in models for name in model.model_fields})
+
+
+def _problem(error: dict[str, Any], tags: set[str]) -> dict[str, Any]:
+    """One pydantic error as ``{"field", "message", "type"}``; an unknown key names the key it resembles."""
+    loc = tuple(error.get("loc", ()))
+    field = _field_path(loc, tags)
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    type_ = "validation_error"
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, PruningError):
+        field = ".".join(p for p in (field, cause.field or "") if p) if cause.field else field
+        message, type_ = cause.message, pruning_error_type(cause)
+    elif error.get("type") == "extra_forbidden" and field:
+        parent, _, key = field.rpartition(".")
+        tag = next((str(p) for p in loc[1:2] if str(p) in tags), None)
+        known = _known_keys(tag, parent.split(".") if parent else [])
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        message = f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+        if known and not close:
+            message += f"; accepted here: {', '.join(known)}"
+    return {"field": field or None, "message": message, "type": type_}
+
+
+def _ordered_problems(errors: list[dict[str, Any]], tags: set[str]) -> list[dict[str, Any]]:
+    """Every problem once, unknown keys first: a misspelled key is the cause of the 'Field required'
+    that follows it (``targt`` given, so ``target`` is missing)."""
+    problems: list[dict[str, Any]] = []
+    for error in errors:
+        problem = _problem(error, tags)
+        if problem not in problems:
+            problems.append(problem)
+    unknown = [p for p, e in zip(problems, errors, strict=False) if e.get("type") == "extra_forbidden"]
+    return unknown + [p for p in problems if p not in unknown]
+
+
 def validation_error_response(exc: RequestValidationError, tags: set[str]) -> JSONResponse:
-    """The first error, with the field it concerns; library errors raised inside validators keep their field."""
+    """The primary problem as the message with its field, and every problem under ``problems``.
+
+    Library errors raised inside validators keep their field and type.
+    """
     errors = exc.errors()
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": "value_error"}
     if first.get("type") == "json_invalid":
@@ -148,21 +207,16 @@ def validation_error_response(exc: RequestValidationError, tags: set[str]) -> JS
     if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
         kinds = ", ".join(sorted(tags))
         return error_response(422, "validation_error", f"kind: must be one of {kinds}", "kind")
-    cause = (first.get("ctx") or {}).get("error")
-    field = _field_path(tuple(first.get("loc", ())), tags)
-    message = str(first.get("msg", "invalid value"))
-    type_ = "validation_error"
-    if isinstance(cause, PruningError):
-        field = ".".join(p for p in (field, cause.field or "") if p) if cause.field else field
-        message = cause.message
-        type_ = pruning_error_type(cause)
-    elif message.startswith("Value error, "):
-        message = message.removeprefix("Value error, ")
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    problems = _ordered_problems(list(errors) or [first], tags)
+    primary = problems[0]
+    field, message, type_ = primary["field"], primary["message"], primary["type"]
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
     if field and type_ == "validation_error":
         message = f"{field}: {message}"
-    return error_response(422, type_, message, field or None)
+    body = error_body(type_, message, field)
+    body["error"]["problems"] = [{k: v for k, v in p.items() if k != "type"} for p in problems]
+    return JSONResponse(body, status_code=422)
 
 
 # --------------------------------------------------------------------------- the database away

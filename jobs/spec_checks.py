@@ -81,7 +81,7 @@ def allowed_path(raw: str, settings: Settings, field: str, *, want_dir: bool) ->
         raise InvalidSpec("local paths must be absolute", field=field)
     resolved = path.resolve()
     if not _inside_roots(resolved, _roots(settings)):
-        raise InvalidSpec("path is not allowed on this service", field=field)
+        raise InvalidSpec(f"path {raw!r} is not allowed on this service (outside its allowed folders)", field=field)
     if want_dir and not resolved.is_dir():
         raise InvalidSpec("no such folder", field=field)
     if not want_dir and not resolved.is_file():
@@ -167,8 +167,11 @@ def check_model(ref: ModelRef, settings: Settings, field: str = "model") -> Mode
     return ref
 
 
-def check_task(ref: TaskRef, settings: Settings, field: str = "task") -> TaskRef:
-    """Known task with the fields it needs (the task registry); data files inside the allow-list."""
+def check_task(ref: TaskRef, settings: Settings, field: str = "task", *, labels: bool = True) -> TaskRef:
+    """Known task with the fields it needs (the task registry); data files inside the allow-list.
+
+    ``labels=False``: the job reads only the task's texts, so its files need no label column.
+    """
     from ppruning import validate_task_ref
 
     try:
@@ -182,7 +185,7 @@ def check_task(ref: TaskRef, settings: Settings, field: str = "task") -> TaskRef
             for split, path in ref.data_files.items()
         }
         ref = ref.model_copy(update={"data_files": files})
-        check_data_columns(ref)  # a wrong column is the user's to fix now, not a failed job later
+        check_data_columns(ref, labels=labels)  # a wrong column is the user's to fix now, not a failed job later
     return ref
 
 
@@ -306,11 +309,26 @@ PruningSpec = TypeVar("PruningSpec", PruneJobSpec, PipelineJobSpec)
 def check_prune_job(spec: PruningSpec, settings: Settings, session: Session, owner: str) -> PruningSpec:
     """A prune (or the pruning of a pipeline): model, task, teacher, exports, the target on the model's config."""
     model = check_model(spec.model, settings)
-    task = check_task(spec.task, settings)
+    task = check_task(spec.task, settings, labels=_reads_labels(spec.method, isinstance(spec, PipelineJobSpec)))
     spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
     check_export(spec.export)
     check_prune(spec.prune_config(), hub_model=not is_local(model.id))
     return spec
+
+
+def _reads_labels(method: str, finetunes: bool) -> bool:
+    """Whether the job reads the task's labels: fine-tuning does, and a method declared to need them.
+
+    An unknown method is the plan's to report (with its field); here it counts as reading labels.
+    """
+    from ppruning import UnknownMethodError, get_method
+
+    if finetunes:
+        return True
+    try:
+        return get_method(method).needs == "labels"
+    except UnknownMethodError:
+        return True
 
 
 def check_pipeline_job(spec: PipelineJobSpec, settings: Settings, session: Session, owner: str) -> PipelineJobSpec:
@@ -325,7 +343,7 @@ def check_pipeline_job(spec: PipelineJobSpec, settings: Settings, session: Sessi
 def check_sweep_job(spec: SweepJobSpec, settings: Settings, session: Session, owner: str) -> SweepJobSpec:
     """A sweep: model, task and teacher once, and each child's target on the model's config."""
     model = check_model(spec.model, settings)
-    task = check_task(spec.task, settings)
+    task = check_task(spec.task, settings, labels=_reads_labels(spec.method, spec.finetune is not None))
     spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
     for i, child in enumerate(spec.child_models()):
         try:
@@ -392,9 +410,7 @@ def _check_source_job(spec: FinetuneJobSpec, session: Session, owner: str) -> No
     _check_finished_job(spec.from_job, ("prune", "pipeline"), session, owner, "from_job")  # type: ignore[arg-type]
 
 
-def _check_finished_job(
-    job_id: uuid.UUID, kinds: tuple[str, ...], session: Session, owner: str, field: str
-) -> None:
+def _check_finished_job(job_id: uuid.UUID, kinds: tuple[str, ...], session: Session, owner: str, field: str) -> None:
     """``job_id`` is the owner's, of one of ``kinds``, and succeeded (its model can be downloaded)."""
     source = repository.get_job(session, job_id, owner)
     if source is None:

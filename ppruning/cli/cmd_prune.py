@@ -70,6 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     comp.add_argument("--compensation-alpha", type=float, default=None, help="ridge, relative to the normal matrix")
     comp.add_argument("--compensation-target", choices=("current", "dense"), default=None)
     comp.add_argument("--compensation-outliers", choices=("downweight", "exclude", "keep"), default=None)
+    p.add_argument(
+        "--no-measure",
+        dest="measure",
+        action="store_false",
+        help="skip timing the dense and the pruned model (the report gives the cost model's ideal speedup only)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -126,6 +132,8 @@ def build_config(args: argparse.Namespace) -> Any:
     compensation = _compensation(args)
     if compensation is not None:
         raw["compensation"] = compensation
+    if not args.measure:
+        raw["measure"] = False
     try:
         return PruneConfig.model_validate(raw)
     except ValidationError as exc:
@@ -157,18 +165,30 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet:
         quiet_libraries()
     result = prune(config, args.output, NULL_PROGRESS if args.quiet else StderrProgress())
-    achieved = result.report["achieved"]
-    kept = result.report["layers"]
-    print(
-        f"pruned {config.model.id} with {config.method}: "
+    print(summary_line(config.model.id, config.method, result.report), file=sys.stdout)
+    written = ",".join(sorted(path.name for path in result.mask_files) + ["report.json"])
+    print(f"wrote {result.output_dir}/{{{written}}} and {result.model_dir}")
+    return 0
+
+
+def summary_line(model: str, method: str, report: dict[str, Any]) -> str:
+    """One line of what the run removed, from the report of the method's kind.
+
+    A structured method's report has per-layer kept units and FLOPs; an unstructured one's
+    (``kind: unstructured``) has weight density instead, its shapes (and FLOPs) unchanged.
+    """
+    achieved = report["achieved"]
+    if report.get("kind") == "unstructured":
+        return (
+            f"pruned {model} with {method}: "
+            f"weights -{achieved['params_reduction_pruned_part']:.1%} (attention+FFN), "
+            f"-{achieved['params_reduction_whole_model']:.1%} (whole model); "
+            f"density {achieved['density_pruned_part']:.1%}; shapes and FLOPs unchanged (unstructured masks)"
+        )
+    return (
+        f"pruned {model} with {method}: "
         f"FLOPs -{achieved['flops_reduction_pruned_part']:.1%} (attention+FFN), "
         f"-{achieved['flops_reduction_whole_model']:.1%} (whole model); "
         f"params -{achieved['params_reduction_whole_model']:.1%} (whole model); "
-        f"heads kept per layer {[la['heads_kept'] for la in kept]}",
-        file=sys.stdout,
+        f"heads kept per layer {[layer['heads_kept'] for layer in report['layers']]}"
     )
-    print(
-        f"wrote {result.output_dir}/{{head_mask.pt,neuron_mask.pt,masks.safetensors,report.json}} "
-        f"and {result.model_dir}"
-    )
-    return 0

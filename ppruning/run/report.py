@@ -148,6 +148,7 @@ def build_report(
     ]
     return {
         "method": config["method"],
+        "kind": "structured",
         "params": method_params,
         "seed": config["seed"],
         "model": config["model"],

@@ -46,8 +46,12 @@ def file_columns(path: str) -> list[str] | None:
     return None
 
 
-def check_data_columns(ref: TaskRef) -> None:
-    """Every split has the text columns, and the train split the label column, that the task will read."""
+def check_data_columns(ref: TaskRef, *, labels: bool = True) -> None:
+    """Every split has the text columns, and the train split the label column, that the task will read.
+
+    ``labels=False``: the job reads only the texts (a method that needs unlabeled inputs, no
+    fine-tuning), so a file without the label column is fine.
+    """
     if not ref.data_files:
         return
     info = get_task(ref.name)
@@ -62,7 +66,7 @@ def check_data_columns(ref: TaskRef) -> None:
         if names is None:
             continue
         wanted = [(column, fields[i]) for i, column in enumerate(text_columns)]
-        if label_column and split == "train":
+        if labels and label_column and split == "train":
             wanted.append((label_column, "task.label_column"))
         for column, field in wanted:
             if column not in names:

@@ -38,12 +38,16 @@ def datasets_override_dir(task_name: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def load_task_dataset(task: TaskRef, info: TaskInfo | None = None, label_names: list[str] | None = None) -> Any:
+def load_task_dataset(
+    task: TaskRef, info: TaskInfo | None = None, label_names: list[str] | None = None, *, with_labels: bool = True
+) -> Any:
     """The task's splits as a ``datasets.DatasetDict``, columns checked, labels encoded.
 
     ``info``: the task as the caller already resolved it (a plan); else it is resolved here.
     ``label_names``: class names in id order (a trained model's), used when there is no
     train split to read them from (scoring a custom task's validation file alone).
+    ``with_labels=False``: only the texts are wanted (a method that reads unlabeled inputs),
+    so a file without the label column is fine and labels are neither checked nor encoded.
     """
     info = info or validate_task_ref(task)
     if info.custom:
@@ -52,6 +56,8 @@ def load_task_dataset(task: TaskRef, info: TaskInfo | None = None, label_names: 
         override = datasets_override_dir(info.name)
         dsd = _load_override(info, override) if override else _load_hub(info)
     text_columns, label_column = task_columns(info, task)
+    if not with_labels:
+        label_column = None
     _check_columns(info, dsd, text_columns, label_column)
     if info.kind == "classification" and label_column:
         dsd = _encode_labels(info, dsd, label_column, label_names)
@@ -91,7 +97,7 @@ def tokenized_inputs(
     if max_instances < 1:
         raise DataError("max_instances must be at least 1", field="params.max_instances")
     info = info or validate_task_ref(task)
-    dsd = load_task_dataset(task, info)
+    dsd = load_task_dataset(task, info, with_labels=False)  # inputs only: unlabeled texts are enough
     data = get_split(dsd, split, info.name)
     text_columns, _ = task_columns(info, task)
     length = resolve_max_length(info, tokenizer, requested=max_length, model_config=model_config)

@@ -7,6 +7,7 @@ The CLI, the API's validation of ``task.name`` and ``GET /tasks`` read this regi
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -66,10 +67,22 @@ def get_task(name: str) -> TaskInfo:
     try:
         return _TASKS[name]
     except KeyError:
+        choices = ", ".join(sorted(_TASKS)) or "(none registered)"
         raise UnknownTaskError(
-            f"unknown task {name!r}; choose one of: {', '.join(sorted(_TASKS)) or '(none registered)'}",
+            f"unknown task {name!r}{_suggestion(name)}; choose one of: {choices}",
             field="task.name",
         ) from None
+
+
+def _suggestion(name: str) -> str:
+    """``; did you mean 'sst2'?`` for ``sst-2`` (case, dashes and underscores aside), or nothing."""
+
+    def norm(text: str) -> str:
+        return text.lower().replace("-", "").replace("_", "")
+
+    by_form = {norm(task): task for task in _TASKS}
+    close = by_form.get(norm(name)) or next(iter(difflib.get_close_matches(name.lower(), list(_TASKS), n=1)), None)
+    return f"; did you mean {close!r}?" if close else ""
 
 
 def all_tasks() -> dict[str, TaskInfo]:

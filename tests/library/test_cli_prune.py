@@ -92,6 +92,7 @@ def test_prune_on_a_local_csv_exits_0_and_writes_the_outputs(tiny_bert_path: Pat
             "has no parameter",
         ),
         (["--flops-reduction", "0.2", "--distance-mode", "euclid"], "--distance-mode", "condensed"),
+        (["--flops-reduction", "0.2", "--task", "sst-2"], "--task", "did you mean 'sst2'?"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_naming_the_field(
@@ -135,3 +136,54 @@ def test_prunenet_reuses_a_trained_policy_with_the_policy_flag(tiny_llama_path: 
     assert reused["policy_source"] == str((tmp_path / "trained" / "policy.pt").resolve())
     kept = [json.loads((tmp_path / d / "prunenet_kept.json").read_text())["kept"] for d in ("trained", "reused")]
     assert kept[0] == kept[1]
+
+
+#: Parameters that keep every method quick on a tiny model, where the method has them.
+_QUICK = {"lambda_val": 1.0, "steps": 3, "train_batch_size": 4, "head": "new"}
+
+
+@pytest.mark.parametrize("method", sorted(__import__("ppruning.methods", fromlist=["all_methods"]).all_methods()))
+def test_every_registered_method_runs_through_the_cli_and_exits_0(
+    method: str, tiny_bert_path: Path, tiny_gpt2_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The CLI's summary reads each method kind's own report (an unstructured one has no per-layer counts)."""
+    from ppruning.cli.main import main
+    from ppruning.methods import all_methods
+
+    spec = all_methods()[method]
+    fields = spec.params_model.model_fields
+    params = [f"--param={k}={json.dumps(v)}" for k, v in _QUICK.items() if k in fields]
+    target = "--flops-reduction" if "flops" in spec.targets else "--params-reduction"
+    model = tiny_gpt2_path if spec.model_types and "bert" not in spec.model_types else tiny_bert_path
+    out = tmp_path / "out"
+    code = main(
+        _prune_args(model, out, "--method", method, target, "0.15", *params, "--device", "cpu", "--quiet")
+        + ["--max-instances", "16", "--max-length", "32", "--sampling-tokens", "16", "--no-measure"]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"with {method}:" in captured.out and (out / "report.json").is_file()
+    assert "Traceback" not in captured.err
+
+
+def test_ppruning_reads_a_text_only_csv_and_a_labelled_method_names_the_missing_label(
+    tiny_bert_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """P-pruning needs unlabeled inputs: a file with only a text column is enough; SMP needs labels and says so."""
+    from ppruning.cli.main import main
+
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text\n" + "\n".join(f"the movie was {w} and the plot {w}" for w in ("great", "bad", "fun") * 8))
+    common = ["--task", "text-classification", "--data-files", f"train={texts}", "--device", "cpu", "--quiet"]
+    sampling = ["--max-instances", "16", "--max-length", "32", "--sampling-tokens", "16", "--no-measure"]
+    out = tmp_path / "out"
+    code = main(["prune", "--model", str(tiny_bert_path), *common, "--flops-reduction", "0.2", "--output", str(out),
+                 "--lambda-val", "1", *sampling])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["details"]["collection"]["examples_read"] == 16
+    capsys.readouterr()
+
+    smp = ["--method", "smp", "--param", "steps=2", "--param", 'head="new"', "--params-reduction", "0.2"]
+    code = main(["prune", "--model", str(tiny_bert_path), *common, *smp, "--output", str(tmp_path / "smp"), *sampling])
+    err = capsys.readouterr().err
+    assert code == 2 and "label column 'label'" in err, err

@@ -51,3 +51,46 @@ def test_the_embedded_broker_works_when_its_folder_does_not_exist_yet(tmp_path):
     finally:
         dispatcher.close()
 
+
+def test_serve_on_another_port_names_that_port_in_job_urls(tmp_path, tiny_bert_path):
+    """``ppruning serve --port P`` with no PPRUNING_BASE_URL: the job's URL and Location name port P."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.support.served import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PPRUNING_")}
+    env.update(
+        PPRUNING_DATA_DIR=str(tmp_path / "data"),
+        PPRUNING_API_KEYS=json.dumps(["me:secret"]),
+        PPRUNING_ALLOWED_MODEL_ROOTS=json.dumps([str(tiny_bert_path)]),
+    )
+    serve = [sys.executable, "-m", "ppruning.cli.main", "serve", "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(serve, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not answer"
+            time.sleep(0.3)
+        spec = {"kind": "prune", "model": {"id": str(tiny_bert_path)}, "task": {"name": "sst2"},
+                "target": {"flops_reduction": 0.3}}  # fmt: skip
+        r = httpx.post(f"{base}/jobs", json=spec, headers={"Authorization": "Bearer secret"}, timeout=30)
+        assert r.status_code == 202, r.text
+        assert r.json()["url"].startswith(f"{base}/jobs/"), r.json()["url"]
+        assert r.headers["location"].startswith(f"{base}/jobs/")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

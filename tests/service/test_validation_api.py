@@ -14,7 +14,7 @@ from tests.service.conftest import count_jobs
 def _assert_rejected(r, status: int, field: str | None, pg_url: str, owner: str, dispatcher) -> dict:  # type: ignore[no-untyped-def]
     assert r.status_code == status, r.text
     error = r.json()["error"]
-    assert set(error) <= {"type", "message", "field"} and error["message"]
+    assert set(error) <= {"type", "message", "field", "problems"} and error["message"]
     if field is not None:
         assert error.get("field") == field, error
     assert count_jobs(pg_url, owner) == 0 and dispatcher.sent == []
@@ -67,6 +67,43 @@ def test_a_bad_prune_spec_is_422_naming_the_field(
     assert error["type"] == type_
 
 
+def test_a_misspelled_key_is_the_primary_problem_with_a_suggestion_and_every_problem_is_listed(
+    client, auth, prune_spec, dispatcher, pg_url, owner
+):
+    spec = _with(_with(prune_spec, "target", ...), "targt", {"flops_reduction": 0.3})
+    error = _assert_rejected(client.post("/jobs", json=spec, headers=auth), 422, "targt", pg_url, owner, dispatcher)
+    assert "'target'" in error["message"] and error["message"].startswith("targt: unknown key"), error
+    assert [p["field"] for p in error["problems"]] == ["targt", "target"], error
+    nested = _with(prune_spec, "sampling.max_instanses", 8)
+    error = _assert_rejected(client.post("/jobs", json=nested, headers=auth), 422, None, pg_url, owner, dispatcher)
+    assert error["field"] == "sampling.max_instanses" and "did you mean 'max_instances'?" in error["message"]
+
+
+def test_a_misspelled_task_suggests_the_registered_name(client, auth, prune_spec, dispatcher, pg_url, owner):
+    error = _assert_rejected(
+        client.post("/jobs", json=_with(prune_spec, "task.name", "sst-2"), headers=auth),
+        422, "task.name", pg_url, owner, dispatcher,
+    )  # fmt: skip
+    assert "did you mean 'sst2'?" in error["message"]
+
+
+def test_a_text_only_file_is_enough_for_an_unlabeled_method_not_for_a_labelled_one(
+    client, auth, prune_spec, model_root, dispatcher, pg_url, owner
+):
+    (model_root / "data" / "texts.csv").write_text("text\nfine movie\nbad movie\n")
+    task = {"name": "text-classification", "data_files": {"train": str(model_root / "data" / "texts.csv")}}
+    ok = client.post("/jobs", json=_with(_with(prune_spec, "task", task), "target.flops_reduction", 0.2), headers=auth)
+    assert ok.status_code == 202, ok.text  # P-pruning reads unlabeled inputs
+    dispatcher.sent.clear()
+    from tests.service.conftest import _new_key
+
+    other = f"other-{owner}"
+    smp = {**prune_spec, "method": "smp", "task": task, "target": {"params_reduction": 0.3}}
+    r = client.post("/jobs", json=smp, headers={"Authorization": f"Bearer {_new_key(pg_url, other)}"})
+    error = _assert_rejected(r, 422, "task.label_column", pg_url, other, dispatcher)
+    assert "'label'" in error["message"]
+
+
 def test_paths_outside_the_allowed_roots_are_refused(client, auth, prune_spec, model_root, dispatcher, pg_url, owner):
     for bad in [
         f"{model_root}/../{model_root.name}/bert",  # traversal, even when it would land inside
@@ -76,7 +113,9 @@ def test_paths_outside_the_allowed_roots_are_refused(client, auth, prune_spec, m
         "./bert",
     ]:
         r = client.post("/jobs", json=_with(prune_spec, "model.id", bad), headers=auth)
-        _assert_rejected(r, 422, "model.id", pg_url, owner, dispatcher)
+        error = _assert_rejected(r, 422, "model.id", pg_url, owner, dispatcher)
+        if "not allowed" in error["message"]:
+            assert bad in error["message"], error  # the path as given, so the user sees which one
 
 
 def test_an_unsupported_model_type_is_422(client, auth, prune_spec, model_root, dispatcher, pg_url, owner):

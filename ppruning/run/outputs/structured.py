@@ -64,7 +64,7 @@ def measure_models(
 ) -> dict[str, Any]:
     """The report's ``speed``: both models timed on ``device`` (:mod:`ppruning.measure.speed`), or why not."""
     if not config.measure or dense is None:
-        return {"measured": False, "note": "not measured (measure: false)"}
+        return {"measured": False, "note": "not measured (measure: false); ideal_speedup is the cost model's"}
     options = config.measure.resolved(device.type)
     seq_len = resolve_max_length(task, tokenizer, requested=options.seq_len, model_config=pruned.config)
     speed = measure_speedup(
@@ -79,6 +79,13 @@ def measure_models(
     )
     progress.event(speed["note"])
     return {"measured": True, **speed}
+
+
+def ideal_speedup(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    """Dense / pruned FLOPs of the whole model (:func:`ppruning.units.cost.model_costs`): the speedup the
+    cost model promises, known without timing anything (what a run with ``measure: false`` reports)."""
+    pruned = after["flops"]["total"]
+    return round(before["flops"]["total"] / pruned, 4) if pruned > 0 else None
 
 
 class StructuredWriter:
@@ -106,6 +113,7 @@ class StructuredWriter:
         after = model_costs(model, adapter.shape(), plan.seq_len)
         speed = measure_models(config, dense, model, shape, plan.task, run.tokenizer, run.device, timer)
         del dense
+        speed.setdefault("ideal_speedup", ideal_speedup(run.before, after))
 
         timer.start_stage("write")
         source = config.model.model_dump(mode="json")

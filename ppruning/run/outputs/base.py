@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ppruning.methods.contract import MethodContext, MethodResult
+from ppruning.run.outputs.model_card import pruned_card, write_card
 from ppruning.run.plan import PrunePlan
 from ppruning.run.provenance import write_record
 from ppruning.run.report import StageTimer
@@ -69,7 +70,8 @@ def write_method_files(run: RunOutputs) -> None:
 
 
 def finish(run: RunOutputs, report: dict[str, Any], model: nn.Module, model_dir: Path) -> PruneResult:
-    """Record the run (``record.json``, also in the report), write ``report.json``; the result."""
+    """Record the run (``record.json``, also in the report), write ``report.json`` and the checkpoint's model card
+    (``model/README.md``, :mod:`ppruning.run.outputs.model_card`); the result."""
     plan = run.plan
     report["record"] = write_record(
         "prune",
@@ -82,5 +84,6 @@ def finish(run: RunOutputs, report: dict[str, Any], model: nn.Module, model_dir:
         method=plan.method_record(),
     )
     (run.output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    write_card(pruned_card(report, model_dir), model_dir)
     written = [run.output_dir / name for name in plan.method.artifacts if (run.output_dir / name).exists()]
     return PruneResult(output_dir=run.output_dir, model_dir=model_dir, report=report, mask_files=written)

@@ -1,4 +1,4 @@
-"""The Python SDK (``client.Client``) covers every operation of the API, against the real app.
+"""The Python SDK (``ppruning_client.Client``) covers every operation of the API, against the real app.
 
 The routes are read from the app's own OpenAPI schema, so a route added to the API without an
 SDK method fails here; each SDK method is then called against the app (real PostgreSQL).
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from client import Client, ClientError
+from ppruning_client import Client, ClientError
 
 
 def _routes(app) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ test: install services lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m client.demo $(DEMO_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m ppruning_client.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .ppruning .pytest_cache

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, Gauge, Histogram
@@ -150,11 +151,18 @@ def _lazy_store(root_uri: str) -> Callable[[], ArtifactStore]:
     return get
 
 
+def operation_id(route: APIRoute) -> str:
+    """A route's OpenAPI ``operationId``: its function's name, a verb and a noun (``submit_job``, ``list_jobs``),
+    so generated clients get method names that read like the SDK's rather than ``submit_job_jobs_post``."""
+    return route.name
+
+
 def create_app(settings: Settings | None = None, *, dispatcher: Dispatcher | None = None) -> FastAPI:
     """An app bound to ``settings`` (default: the process settings)."""
     settings = settings or get_settings()
     app = FastAPIOffline(  # /docs and /redoc load their assets from this app: they work offline
         title="P-pruning service",
+        generate_unique_id_function=operation_id,
         version=_version(),
         description=describe_api(),
         openapi_tags=[

@@ -17,7 +17,7 @@ COPY ppruning ./ppruning
 COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
-COPY client ./client
+COPY ppruning_client ./ppruning_client
 COPY migrations ./migrations
 # The service and the exporter (the API refuses jobs asking for an export when it lacks it),
 # at the versions tested together.

@@ -25,7 +25,7 @@ COPY ppruning ./ppruning
 COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
-COPY client ./client
+COPY ppruning_client ./ppruning_client
 COPY migrations ./migrations
 # The service and the exporter (a job may ask for an ONNX export), at the versions tested together.
 RUN pip install -c constraints.txt -e ".[service,export]"

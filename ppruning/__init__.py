@@ -81,6 +81,11 @@ _PUBLIC: dict[str, str] = {
     "RECORD_VERSION": "ppruning.run.provenance",
     "spec_from_record": "ppruning.run.provenance",
     "rerun_spec": "ppruning.run.provenance",
+    # model cards (README.md of every checkpoint)
+    "CARD_FILE": "ppruning.run.outputs.model_card",
+    "pruned_card": "ppruning.run.outputs.model_card",
+    "finetuned_card": "ppruning.run.outputs.model_card",
+    "exported_card": "ppruning.run.outputs.model_card",
 }
 
 __all__ = ["__version__", *sorted(_PUBLIC)]

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("ppruning", "jobs", "api", "worker", "client", "migrations")
+PACKAGES = ("ppruning", "jobs", "api", "worker", "ppruning_client", "migrations")
 ALLOWED: dict[str, set[str]] = {
     "ppruning": {"ppruning"},
     "jobs": {"jobs", "ppruning"},
     "api": {"api", "jobs", "ppruning"},
     "worker": {"worker", "jobs", "ppruning"},
-    "client": {"client"},
+    "ppruning_client": {"ppruning_client"},
     "migrations": {"jobs"},
 }
 CLIENT_THIRD_PARTY = {"httpx"}
@@ -130,8 +130,8 @@ def test_the_client_needs_only_the_standard_library_and_httpx() -> None:
     wrong = [
         f"{imp.where}: {imp.target}"
         for imp in ALL_IMPORTS
-        if _top(imp.module) == "client"
-        and _top(imp.target) not in sys.stdlib_module_names | CLIENT_THIRD_PARTY | {"client", "__future__"}
+        if _top(imp.module) == "ppruning_client"
+        and _top(imp.target) not in sys.stdlib_module_names | CLIENT_THIRD_PARTY | {"ppruning_client", "__future__"}
     ]
     assert not wrong, "the client imports more than httpx and the standard library:\n" + "\n".join(wrong)
 

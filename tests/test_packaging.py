@@ -131,3 +131,16 @@ def test_the_library_installs_alone_and_prunes_minilm(library_venv: Path, tmp_pa
         assert re.search(rf"^\s+{command}\s+(?!not installed)", listing, re.MULTILINE), command
     export = _run([ppruning, "export", str(out / "model"), "--output", str(tmp_path / "onnx")], timeout=120)
     assert export.returncode == 2 and "pip install 'ppruning-service[export]'" in export.stderr
+
+
+def test_every_command_entry_point_and_console_script_names_a_function_of_this_tree():
+    """The commands the distributions declare (``ppruning.cli`` entry points, ``ppruning-client``) import from here."""
+    import importlib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]["ppruning.cli"]
+    client = tomllib.loads((REPO / "ppruning_client" / "pyproject.toml").read_text())["project"]["scripts"]
+    targets = [value.split()[0] for value in (*declared.values(), *client.values())]
+    for target in targets:
+        module, _, attribute = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), attribute)), target
+    assert any(t.startswith("ppruning_client.") for t in targets) and not any(t.startswith("client.") for t in targets)

@@ -24,6 +24,8 @@ from worker.teachers import resolve_teacher
 #: Artifact kinds, as stored in ``artifacts.kind``.
 MASK, MODEL, REPORT, METRICS, LOG = "mask", "model", "report", "metrics", "log"
 MODEL_ARCHIVE = "model.tar.gz"
+#: The final model's card (``README.md`` inside its archive), also stored on its own; an export's card beside it.
+MODEL_CARD, EXPORT_CARD = "README.md", "README.onnx.md"
 #: Timed onnxruntime runs per export (median reported), and the parity beyond which the job log warns.
 EXPORT_REPEATS = 10
 EXPORT_MAX_ABS_DIFF = 1e-3
@@ -112,7 +114,17 @@ def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Out
         outputs.files.append((path.name, MASK, path))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
     outputs.archives.append((MODEL_ARCHIVE, MODEL, Path(result.model_dir)))
+    _set_card(outputs, Path(result.model_dir))
     return outputs
+
+
+def _set_card(outputs: Outputs, model_dir: Path) -> None:
+    """The model card of the job's final model (the library writes one into every checkpoint) as an artifact."""
+    from ppruning import CARD_FILE
+
+    outputs.files = [entry for entry in outputs.files if entry[0] != MODEL_CARD]
+    if (model_dir / CARD_FILE).is_file():
+        outputs.files.append((MODEL_CARD, REPORT, model_dir / CARD_FILE))
 
 
 def run_prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Outputs:
@@ -151,6 +163,8 @@ def _export(spec: Any, model_dir: Path, work: Path, progress: JobProgress, outpu
         if (out / name).is_file():
             outputs.files.append((name, MODEL, out / name))
     outputs.files.append(("export_report.json", REPORT, out / "export_report.json"))
+    if (out / "README.md").is_file():
+        outputs.files.append((EXPORT_CARD, REPORT, out / "README.md"))
     outputs.metrics["export"] = export_metrics(report)
     outputs.result["export"] = report
     diff = report["pruned"]["max_abs_diff"]
@@ -166,6 +180,7 @@ def _finetune_outputs(result: Any, outputs: Outputs) -> Outputs:
         {"metrics": result.metrics, "main_metric": result.main_metric, "finetune_report": result.report}
     )
     outputs.add_step("finetune", result.report)
+    _set_card(outputs, Path(result.model_dir))
     for name, kind in (("metrics.json", METRICS), ("trainer_log.jsonl", LOG)):
         if (out_dir / name).exists():
             outputs.files.append((name, kind, out_dir / name))

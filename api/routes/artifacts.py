@@ -38,6 +38,7 @@ _MEDIA_TYPES = {
     ".tar.gz": "application/gzip",
     ".json": "application/json",
     ".jsonl": "application/jsonl",
+    ".md": "text/markdown; charset=utf-8",
     ".safetensors": "application/octet-stream",
 }
 

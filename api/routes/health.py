@@ -33,7 +33,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", summary="The process is alive")
-async def healthz() -> dict[str, str]:
+async def check_health() -> dict[str, str]:
     return {"status": "ok"}
 
 
@@ -45,7 +45,7 @@ def _unreachable(name: str, exc: Exception) -> str:
 
 
 @router.get("/readyz", summary="Database and broker reachable", responses={503: {"model": ErrorOut}})
-def readyz(session: SessionDep, dispatcher: DispatcherDep) -> dict[str, object]:
+def check_ready(session: SessionDep, dispatcher: DispatcherDep) -> dict[str, object]:
     checks: dict[str, str] = {}
     try:
         session.execute(text("SELECT 1"))
@@ -71,7 +71,7 @@ def readyz(session: SessionDep, dispatcher: DispatcherDep) -> dict[str, object]:
     response_class=Response,
     responses={401: {"model": ErrorOut, "description": "PPRUNING_METRICS_TOKEN is set and was not given."}},
 )
-def metrics(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def get_metrics(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     """Open unless the operator set `PPRUNING_METRICS_TOKEN`; then `Authorization: Bearer <token>`."""
     if settings.metrics_token:
         given = request.headers.get("authorization", "")

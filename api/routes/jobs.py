@@ -336,7 +336,7 @@ def get_job(request: Request, job_id: uuid.UUID, session: SessionDep, owner: Cur
     },
     summary="A job's log, as pages or live (SSE)",
 )
-def get_events(
+def list_job_events(
     request: Request,
     job_id: uuid.UUID,
     session: SessionDep,

@@ -10,6 +10,8 @@ the source recorded in ``pruning.json``), for the dense export too. ``quantize="
 adds onnxruntime's dynamic int8 quantisation of the pruned export (weights int8,
 activations quantised on the fly) with its size, latency and difference.
 
+``README.md`` beside the export is its model card (the pruning carried from the checkpoint's card).
+
 Needs the ``export`` extra (``onnx``, ``onnxscript``, ``onnxruntime``).
 """
 
@@ -26,6 +28,7 @@ from torch import nn
 
 from ppruning.errors import InvalidConfigError
 from ppruning.model.checkpoint import HEADS, PRUNING_FILE, head_name, load_pruned
+from ppruning.run.outputs.model_card import exported_card, write_card
 from ppruning.tasks.refs import TaskRef
 
 QUANTIZE_CHOICES = ("int8",)
@@ -189,4 +192,5 @@ def export_onnx(
         scored = {"pruned": pruned_path, **({"int8": output / "model.int8.onnx"} if quantize == "int8" else {})}
         report["task_metric"] = onnx_task_metrics(scored, Path(model), task, max_eval_samples=max_eval_samples)
     (output / "export_report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    write_card(exported_card(report, Path(model)), output)
     return report

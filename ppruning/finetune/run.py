@@ -5,7 +5,8 @@ bf16/fp16 on CUDA when asked). Checkpoints are selected per epoch on a held-out 
 of train when the reported split must stay unseen (GLUE, SQuAD), or on the task's
 selection split (LM: validation). Writes ``model/`` (reloadable with
 :func:`ppruning.load_pruned`), ``metrics.json``, ``trainer_log.jsonl`` and
-``finetune_report.json``.
+``finetune_report.json``; ``model/README.md`` is its model card (the task metrics, and how a pruned
+source was pruned, carried from that source's card).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ppruning.model.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.distill import load_teacher
 from ppruning.run.config import FinetuneConfig
+from ppruning.run.outputs.model_card import finetuned_card, write_card
 from ppruning.tasks.collate import PadCollator
 from ppruning.tasks.prepare import PreparedSplit, has_labels, prepare_split
 from ppruning.tasks.registry import TaskInfo
@@ -141,6 +143,7 @@ def finetune(config: FinetuneConfig, output_dir: Path, progress: Progress = NULL
     spec = config.model_dump(mode="json")
     report["record"] = write_record("finetune", spec, config.model, trained.config, data_record, output_dir, model_dir)
     (output_dir / "finetune_report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_card(finetuned_card(json.loads(json.dumps(report, default=str)), model_dir), model_dir)
     return FinetuneResult(output_dir, model_dir, metrics, info.main_metric, report)
 
 

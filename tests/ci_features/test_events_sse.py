@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from client.http_client import Client, SseEvent, parse_sse
-from client.live import LivePrinter
 from jobs.kinds.plans import FINETUNE_STAGES
 from jobs.store.claims import claim_job
 from ppruning.cli.main import main
+from ppruning_client.http_client import Client, SseEvent, parse_sse
+from ppruning_client.live import LivePrinter
 from tests.worker.conftest import FIXTURES, served_api
 from tests.worker.harness import API_KEY, prune_spec
 from worker.progress import JobProgress, Plan

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from client.commands import EXIT_REJECTED
 from jobs.specs import AcceptCriteria
 from ppruning.cli.main import main
 from ppruning.tasks.registry import get_task
+from ppruning_client.commands import EXIT_REJECTED
 from tests.worker.conftest import FIXTURES, api_client, served_api
 from tests.worker.harness import API_KEY, WorkerProcess, new_name, prune_spec
 from worker.gates import decide

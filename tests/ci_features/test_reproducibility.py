@@ -81,8 +81,8 @@ def test_a_local_model_hash_changes_with_its_weights(tmp_path: Path) -> None:
 def test_a_job_rerun_from_its_record_through_the_api_makes_identical_masks(
     service_backend, spawn, tiny_model, tmp_path, capsys
 ) -> None:
-    from client.http_client import Client
     from ppruning.cli.main import main
+    from ppruning_client.http_client import Client
     from tests.worker.conftest import served_api
     from tests.worker.harness import API_KEY, prune_spec
 

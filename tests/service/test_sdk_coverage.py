@@ -1,4 +1,4 @@
-"""The Python SDK (``client.Client``) covers every operation of the API, against the real app.
+"""The Python SDK (``ppruning_client.Client``) covers every operation of the API, against the real app.
 
 The routes are read from the app's own OpenAPI schema, so a route added to the API without an
 SDK method fails here; each SDK method is then called against the app (real PostgreSQL).
@@ -7,11 +7,12 @@ SDK method fails here; each SDK method is then called against the app (real Post
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 import pytest
 
-from client import Client, ClientError
+from ppruning_client import Client, ClientError
 
 
 def _routes(app) -> set[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -29,6 +30,38 @@ def test_the_sdk_has_a_method_for_every_route_of_the_api(app) -> None:  # type: 
     for name in Client.OPERATIONS:
         method = getattr(Client, name, None)
         assert callable(method) and inspect.getdoc(method), f"Client.{name} is missing or undocumented"
+
+
+#: The verbs an operation id may start with: what the operation does, as a generated client names it.
+VERBS = ("submit", "get", "list", "cancel", "delete", "download", "check")
+
+
+def _operation_ids(app) -> dict[tuple[str, str], str]:  # type: ignore[no-untyped-def]
+    verbs = {"get", "post", "put", "patch", "delete"}
+    paths = app.openapi()["paths"].items()
+    return {(v.upper(), path): op["operationId"] for path, item in paths for v, op in item.items() if v in verbs}
+
+
+def _stem(word: str) -> str:
+    return word.removesuffix("s")
+
+
+def _lines_up(sdk_name: str, operation_id: str) -> bool:
+    """Every word of the SDK method's name (``event_page``: ``event``) begins a word of the operation id."""
+    op_words = [_stem(w) for w in operation_id.split("_")]
+    wanted = [_stem(w) for w in sdk_name.split("_") if w != "page"]
+    return all(any(op.startswith(w) for op in op_words) for w in wanted)
+
+
+def test_every_operation_id_reads_as_a_verb_and_lines_up_with_its_sdk_method(app) -> None:  # type: ignore[no-untyped-def]
+    ids = _operation_ids(app)
+    pattern = re.compile(rf"({'|'.join(VERBS)})(_[a-z]+)+")
+    assert [i for i in ids.values() if not pattern.fullmatch(i)] == [], "operation ids that do not start with a verb"
+    assert len(set(ids.values())) == len(ids)
+    assert ids[("POST", "/jobs")] == "submit_job" and ids[("GET", "/jobs")] == "list_jobs"
+    assert ids[("GET", "/jobs/{job_id}")] == "get_job" and ids[("POST", "/jobs/{job_id}/cancel")] == "cancel_job"
+    crossed = {name: ids[route] for name, route in Client.OPERATIONS.items() if not _lines_up(name, ids[route])}
+    assert crossed == {}, "SDK methods whose name does not match their operation id"
 
 
 def _sdk(client, auth: dict[str, str]) -> Client:  # type: ignore[no-untyped-def]

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
-from client.http_client import Client
 from jobs.store.models import Job
+from ppruning_client.http_client import Client
 from tests.worker.harness import API_KEY, Backend, WorkerProcess, new_name
 
 

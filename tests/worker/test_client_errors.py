@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from client.cli_common import EXIT_UNREACHABLE, summary_line
-from client.commands import main
-from client.http_client import error_text
+from ppruning_client.cli_common import EXIT_UNREACHABLE, summary_line
+from ppruning_client.commands import main
+from ppruning_client.http_client import error_text
 
 NOWHERE = "http://127.0.0.1:9"
 JOB = "00000000-0000-0000-0000-000000000000"

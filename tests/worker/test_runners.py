@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jobs.settings import Settings
@@ -40,7 +42,11 @@ def test_a_pipeline_job_prunes_then_finetunes_and_keeps_both_models(sessions, ma
     assert result.outcome is Outcome.SUCCEEDED, result.failure
     job = load(sessions, job_id)
     names = {a.name for a in job.artifacts}
-    assert {"model.tar.gz", "pruned_model.tar.gz", "head_mask.pt", "report.json", "metrics.json"} <= names
+    assert {"model.tar.gz", "pruned_model.tar.gz", "head_mask.pt", "report.json", "metrics.json", "README.md"} <= names
+    card = next(a for a in job.artifacts if a.name == "README.md")  # the fine-tuned model's card, not the pruned one's
+    from urllib.parse import urlparse
+
+    assert "fine-tuned" in Path(urlparse(card.uri).path).read_text()
     assert "validation" in {m.split for m in job.metrics} and "prune" in {m.split for m in job.metrics}
     assert job.result["main_metric"] == "accuracy"
 

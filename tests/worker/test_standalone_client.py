@@ -1,4 +1,4 @@
-"""The CI client installed alone (``pip install ./client``, no torch), against the embedded service.
+"""The CI client installed alone (``pip install ./ppruning_client``, no torch), against the embedded service.
 
 What a CI runner does: a fresh virtualenv, the client distribution only, then submit a
 job, follow it to the end over the event stream and download an artifact, with the
@@ -28,9 +28,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A virtualenv with ``pip install ./client`` and nothing else (built from a copy of the folder)."""
+    """A virtualenv with ``pip install ./ppruning_client`` and nothing else (built from a copy of the folder)."""
     root = tmp_path_factory.mktemp("client-venv")
-    source = shutil.copytree(REPO / "client", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    source = shutil.copytree(REPO / "ppruning_client", root / "src", ignore=skip)
     env_dir = root / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -56,17 +57,26 @@ def test_the_client_installs_alone_without_torch_or_the_service(client_venv: Pat
     probe = (
         "import importlib.util as u, json; "
         "print(json.dumps({m: u.find_spec(m) is not None for m in "
-        "['client', 'httpx', 'torch', 'transformers', 'ppruning', 'jobs', 'fastapi', 'sqlalchemy', 'celery']}))"
+        "['ppruning_client', 'httpx', 'torch', 'transformers', 'ppruning', 'jobs', 'fastapi', 'sqlalchemy', "
+        "'celery']}))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     found = json.loads(subprocess.run([str(python), "-c", probe], cwd=tmp_path, env=env, capture_output=True,
                                       text=True, check=True).stdout)  # fmt: skip
     assert found == {
-        "client": True, "httpx": True, "torch": False, "transformers": False, "ppruning": False, "jobs": False,
+        "ppruning_client": True, "httpx": True, "torch": False, "transformers": False, "ppruning": False, "jobs": False,
         "fastapi": False, "sqlalchemy": False, "celery": False,
     }  # fmt: skip
     version = _run(client_venv, "--version", cwd=tmp_path)
     assert version.returncode == 0 and version.stdout.startswith("ppruning-client ")
+    # the full command set, as the console script and as ``python -m ppruning_client``, and the SDK
+    for command in ([str(client_venv / "bin" / "ppruning-client")], [str(python), "-m", "ppruning_client"]):
+        shown = subprocess.run([*command, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True)
+        for name in ("submit", "status", "wait", "download", "cancel", "list", "events", "artifacts", "delete"):
+            assert name in shown.stdout, (command, name)
+    sdk = "from ppruning_client import Client; print(len(Client.OPERATIONS))"
+    operations = subprocess.run([str(python), "-c", sdk], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert operations.returncode == 0 and int(operations.stdout) >= 14, operations.stderr
 
 
 def test_the_standalone_client_submits_follows_and_downloads_from_the_embedded_service(

@@ -19,6 +19,7 @@ from torch import nn
 
 from ppruning.methods.contract import MethodContext, MethodResult
 from ppruning.recovery.compensation import COMPENSATION_FILE
+from ppruning.run.outputs.model_card import pruned_card, write_card
 from ppruning.run.plan import PrunePlan
 from ppruning.run.provenance import write_record
 from ppruning.run.report import StageTimer
@@ -73,7 +74,8 @@ def write_method_files(run: RunOutputs) -> None:
 
 
 def finish(run: RunOutputs, report: dict[str, Any], model: nn.Module, model_dir: Path) -> PruneResult:
-    """Record the run (``record.json``, also in the report), write ``report.json``; the result."""
+    """Record the run (``record.json``, also in the report), write ``report.json`` and the checkpoint's model card
+    (``model/README.md``, :mod:`ppruning.run.outputs.model_card`); the result."""
     plan = run.plan
     report["record"] = write_record(
         "prune",
@@ -86,6 +88,7 @@ def finish(run: RunOutputs, report: dict[str, Any], model: nn.Module, model_dir:
         method=plan.method_record(),
     )
     (run.output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    write_card(pruned_card(report, model_dir), model_dir)
     names = (*plan.method.artifacts, COMPENSATION_FILE)  # the refit travels with the masks it belongs to
     written = [run.output_dir / name for name in names if (run.output_dir / name).exists()]
     return PruneResult(output_dir=run.output_dir, model_dir=model_dir, report=report, mask_files=written)

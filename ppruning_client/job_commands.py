@@ -10,9 +10,9 @@ import argparse
 import sys
 from typing import Any
 
-from client.cli_common import client_for, connection_options, one_line_errors, print_json
-from client.http_client import ClientError, SseEvent, StreamUnavailable
-from client.live import LivePrinter
+from ppruning_client.cli_common import client_for, connection_options, one_line_errors, print_json
+from ppruning_client.http_client import ClientError, SseEvent, StreamUnavailable
+from ppruning_client.live import LivePrinter
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 

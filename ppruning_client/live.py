@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from client.sse import SseEvent
+from ppruning_client.sse import SseEvent
 
 
 def format_duration(seconds: float | None) -> str:

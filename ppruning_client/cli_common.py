@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from client.http_client import Client, ClientError, ServiceUnreachable
-from client.live import format_duration
+from ppruning_client.http_client import Client, ClientError, ServiceUnreachable
+from ppruning_client.live import format_duration
 
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2

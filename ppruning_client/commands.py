@@ -1,5 +1,5 @@
 """The CI client's commands: ``submit``, ``status``, ``wait``, ``download`` (and, from
-:mod:`client.job_commands`, ``cancel``, ``list``, ``events``, ``artifacts``, ``delete``).
+:mod:`ppruning_client.job_commands`, ``cancel``, ``list``, ``events``, ``artifacts``, ``delete``).
 
 They talk HTTP only: ``--url`` (default ``$PPRUNING_URL``, else http://127.0.0.1:8000) and
 ``--api-key`` (default ``$PPRUNING_API_KEY``). The same parsers serve ``ppruning-client``
@@ -7,7 +7,7 @@ They talk HTTP only: ``--url`` (default ``$PPRUNING_URL``, else http://127.0.0.1
 ``ppruning.cli`` entry point). Exit codes: 0 done, 1 the job failed or was cancelled
 (``wait``), 2 a usage or service error, 3 ``wait --timeout`` ran out, 4 the job succeeded
 but its quality gate rejected the model (``result.verdict == "rejected"``, ``wait``), 5 the
-service could not be reached (see :mod:`client.cli_common`).
+service could not be reached (see :mod:`ppruning_client.cli_common`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from client import job_commands
-from client.cli_common import (
+from ppruning_client import job_commands
+from ppruning_client.cli_common import (
     EXIT_ERROR,
     EXIT_JOB_FAILED,
     EXIT_REJECTED,
@@ -31,8 +31,8 @@ from client.cli_common import (
     print_json,
     summary_line,
 )
-from client.http_client import ClientError, WaitTimeout, describe
-from client.live import LivePrinter
+from ppruning_client.http_client import ClientError, WaitTimeout, describe
+from ppruning_client.live import LivePrinter
 
 __all__ = ["EXIT_ERROR", "EXIT_JOB_FAILED", "EXIT_REJECTED", "EXIT_TIMEOUT", "main", "register", "spec_from_document"]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from client.sse import SseEvent, parse_sse
+from ppruning_client.sse import SseEvent, parse_sse
 
 __all__ = ["Client", "ClientError", "ServiceUnreachable", "SseEvent", "StreamUnavailable", "WaitTimeout", "parse_sse"]
 

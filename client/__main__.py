@@ -1,5 +1,0 @@
-import sys
-
-from client.commands import main
-
-sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from ppruning_client.commands import main
+
+sys.exit(main())

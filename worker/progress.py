@@ -49,6 +49,7 @@ STAGE_WEIGHTS: dict[str, float] = {
     "collect": 4.0,
     "cluster": 2.0,
     "select": 0.5,
+    "compensate": 3.0,
     "materialise": 1.0,
     "finetune": 10.0,
     "train": 10.0,

@@ -237,7 +237,7 @@ def prune(
         shape=shape,
         budget=plan.budget,
         progress=timer,
-        examples=examples,
+        examples=examples if plan.method.reads_data(plan.params) else None,  # else read for the refit only
         pad_token_id=pad_token_id(tokenizer),
         model_ref=config.model,
         target=config.target,

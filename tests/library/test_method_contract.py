@@ -103,8 +103,10 @@ def test_a_method_declared_in_one_place_is_listed_and_runs_end_to_end(
 ) -> None:
     listed = {m["name"]: m for m in describe_methods()}["first-units"]
     assert listed["version"] == "7" and listed["stages"] == ["pick"] and listed["needs"] == "weights"
-    config = _config(tiny_bert_path, "first-units")
+    config = _config(tiny_bert_path, "first-units", compensation=False)  # compensation would read inputs
     assert prune_stages(config) == ("load_model", "pick", "materialise", "write")
+    with_refit = _config(tiny_bert_path, "first-units")
+    assert prune_stages(with_refit) == ("load_model", "load_data", "pick", "compensate", "materialise", "write")
 
     progress = _Stages()
     result = prune(config, tmp_path / "out", progress)
@@ -241,6 +243,7 @@ def test_one_command_line_serves_a_method_that_reads_no_data(tiny_bert_path: Pat
         "--device",
         "cpu",
         "--quiet",
+        "--no-compensation",  # the refit reads inputs for any method
     ]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())

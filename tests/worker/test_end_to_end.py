@@ -16,7 +16,15 @@ from tests.worker.harness import Backend, prune_spec, wait_for
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-PRUNE_ARTIFACTS = {"head_mask.pt", "neuron_mask.pt", "masks.safetensors", "model.tar.gz", "report.json", "record.json"}
+PRUNE_ARTIFACTS = {
+    "head_mask.pt",
+    "neuron_mask.pt",
+    "masks.safetensors",
+    "compensation.safetensors",
+    "model.tar.gz",
+    "report.json",
+    "record.json",
+}
 
 
 def slow_spec(model: Path) -> dict:
@@ -34,10 +42,12 @@ def assert_pruned_equals_masked(client, job_id: str, source_model: Path, dest: P
     from transformers import AutoModel, AutoTokenizer
 
     from ppruning import load_pruned
+    from ppruning.arch import get_adapter
     from ppruning.model.mask_hooks import apply_masks
+    from ppruning.recovery.compensation import apply_refit, load_refit
     from ppruning.units.masks import load_masks
 
-    for name in ("model.tar.gz", "head_mask.pt", "neuron_mask.pt"):
+    for name in ("model.tar.gz", "head_mask.pt", "neuron_mask.pt", "compensation.safetensors"):
         client.download(job_id, name, dest / name)
     with tarfile.open(dest / "model.tar.gz") as tar:
         tar.extractall(dest / "unpacked", filter="data")
@@ -48,6 +58,7 @@ def assert_pruned_equals_masked(client, job_id: str, source_model: Path, dest: P
     batch = tokenizer(["the movie was great", "a boring plot with a bad actor"], padding=True, return_tensors="pt")
     masks = load_masks(dest)
     assert masks.head_mask.sum() < masks.head_mask.numel() or masks.neuron_mask.sum() < masks.neuron_mask.numel()
+    apply_refit(full, get_adapter(full), masks, load_refit(dest))  # compensation's refit (on by default)
     with torch.no_grad(), apply_masks(full, masks):
         expected = full(**batch).last_hidden_state
     with torch.no_grad():

@@ -142,7 +142,13 @@ def prune_stages(config: PruneConfig | Mapping[str, Any]) -> tuple[str, ...]:
     method = get_method(config.method)
     params = method_params(method, config.params)
     reconstruct = resolve_reconstruct(config) is not None
-    return run_stages(config, method, params, method.reads_data(params) or reconstruct, reconstruct)
+    reads_data = method.reads_data(params) or reconstruct or reads_lengths(config, method)
+    return run_stages(config, method, params, reads_data, reconstruct)
+
+
+def reads_lengths(config: PruneConfig, method: MethodSpec) -> bool:
+    """Whether the run reads the task's inputs for their lengths alone (``cost_length: "mean"``, structured)."""
+    return config.sampling.cost_length == "mean" and method.kind == "structured"
 
 
 def load_hf_config(ref: ModelRef) -> Any:
@@ -203,8 +209,7 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     if method.kind == "structured":
         budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))
     reconstruct = resolve_reconstruct(config) if method.kind == "structured" else None
-    mean_length = config.sampling.cost_length == "mean" and method.kind == "structured"
-    reads_data = method.reads_data(params) or reconstruct is not None or mean_length
+    reads_data = method.reads_data(params) or reconstruct is not None or reads_lengths(config, method)
     return PrunePlan(
         config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct,
         seq_len_bound=seq_len, seq_len_from=seq_len_from,

@@ -50,7 +50,8 @@ from ppruning.run.prune import prune
 from ppruning.tasks.refs import TaskRef
 from ppruning.units.budget import Target
 
-#: Variant name -> method, its params, reconstruct setting (None: the default), distillation.
+#: Variant name -> method, its params, reconstruct setting (None: the default), distillation, and
+#: sampling options of its own (``cost_length``; None or absent: the default).
 VARIANTS: dict[str, dict[str, Any]] = {
     "ppruning": {"method": "ppruning", "params": {}, "reconstruct": None, "distill": False},
     "ppruning-norecon": {"method": "ppruning", "params": {}, "reconstruct": False, "distill": False},
@@ -66,6 +67,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "params": {"dead_units": "cluster"},
         "reconstruct": False,
         "distill": False,
+    },
+    "ppruning-mean": {
+        "method": "ppruning",
+        "params": {},
+        "reconstruct": False,
+        "distill": False,
+        "sampling": {"cost_length": "mean"},
+    },
+    "ppruning-paper-mean": {
+        "method": "ppruning",
+        "params": {"dead_units": "cluster"},
+        "reconstruct": False,
+        "distill": False,
+        "sampling": {"cost_length": "mean"},
+    },
+    "ppruning-max": {
+        "method": "ppruning",
+        "params": {},
+        "reconstruct": False,
+        "distill": False,
+        "sampling": {"cost_length": "max"},
+    },
+    "ppruning-paper-max": {
+        "method": "ppruning",
+        "params": {"dead_units": "cluster"},
+        "reconstruct": False,
+        "distill": False,
+        "sampling": {"cost_length": "max"},
     },
     "ppruning-distill": {"method": "ppruning", "params": {}, "reconstruct": None, "distill": True},
     "ppruning-norecon-distill": {"method": "ppruning", "params": {}, "reconstruct": False, "distill": True},
@@ -222,6 +251,7 @@ def prune_config(model: str, task: TaskRef, args: argparse.Namespace, variant: d
             "max_instances": args.max_instances,
             "sampling_tokens": args.sampling_tokens,
             "max_length": args.max_length,
+            **variant.get("sampling", {}),
         },
         seed=seed,
         device=args.device,

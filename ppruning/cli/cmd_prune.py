@@ -7,8 +7,9 @@
         --policy out-20/policy.pt --output out-30/    # a trained PruneNet policy, sliced at another ratio
 
 The sampling flags (``--max-instances``, ``--max-length``, ``--batch-size``,
-``--sampling-tokens``) fill the sampling block every method accepts (``--max-length`` also
-fixes the budget's sequence length), so one command line serves every method; a method
+``--sampling-tokens``, ``--cost-length``) fill the sampling block every method accepts
+(``--cost-length max|mean|N``: the length the FLOPs budget is costed at: ``--max-length``,
+the inputs' mean real length, or N tokens), so one command line serves every method; a method
 that reads no data says in its report that it did not use them. Method parameters have
 flags of their own (``--lambda-val`` ...) or ``--param KEY=VALUE``; only the ones given are
 passed, so each method's defaults apply. A bad input exits 2 with one line naming the field.
@@ -26,8 +27,25 @@ from ppruning.cli.checks import check_model, check_output_folder
 from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict
 from ppruning.errors import InvalidConfigError
 
+
+def _number_or_word(value: str) -> int | float | str:
+    """``--cost-length``: ``max``, ``mean``, or a number of tokens (the config validates which)."""
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 #: flag dest -> type, for the sampling block shared by every method
-_SAMPLING_FLAGS = {"max_instances": int, "max_length": int, "batch_size": int, "sampling_tokens": int}
+_SAMPLING_FLAGS = {
+    "max_instances": int,
+    "max_length": int,
+    "batch_size": int,
+    "sampling_tokens": int,
+    "cost_length": _number_or_word,
+}
 #: flag dest -> type, for method parameters (passed only when given)
 _PARAM_FLAGS = {"lambda_val": float, "allocation": str, "distance_mode": str, "head_matching": str}
 

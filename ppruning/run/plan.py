@@ -2,17 +2,20 @@
 
 Submission (the service's ``POST /jobs``, ``ppruning prune``) and the run itself
 (:func:`ppruning.run.prune.prune`) call the same :func:`resolve_prune_plan`, and nothing
-below it re-derives what it resolved. The budget's sequence length is fixed here: the
-sampling block's ``max_length``, else the task's (capped by the model's context). So a
-target accepted at submission is judged at the same length when the job runs, for every
-method alike; when submission could not read the model's config (the hub was down), the
-run performs this same check first and fails with the same error type.
+below it re-derives what it resolved. The budget's sequence length is fixed here
+(``sampling.cost_length``): the sampling block's ``max_length``, else the task's (capped by
+the model's context), or a given number of tokens; so a target accepted at submission is
+judged at the same length when the job runs, for every method alike. With
+``cost_length: "mean"`` submission judges the target at that bound and the run re-costs it
+at the sampled inputs' mean real length (:meth:`PrunePlan.at_length`), known only once they
+are read; both lengths are recorded. When submission could not read the model's config
+(the hub was down), the run performs this same check first and fails with the same error type.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -48,8 +51,9 @@ class PrunePlan:
     sampling: SamplingConfig
     #: Whether this run reads task inputs (the method's declaration, or reconstruction needs them).
     reads_data: bool
-    #: Tokens per sequence the budget (and the report's cost) is computed at.
-    seq_len: int
+    #: Tokens per sequence the budget (and the report's cost) is computed at: the bound below
+    #: until a ``cost_length: "mean"`` run has read its inputs (:meth:`at_length`).
+    seq_len: float
     shape: ModelShape
     #: The structured budget; None for an unstructured method (its target is a fraction of weights).
     budget: Budget | None
@@ -57,6 +61,26 @@ class PrunePlan:
     reconstruct: ReconstructConfig | None = None
     #: Least-squares compensation after the method, resolved (None: off).
     compensation: CompensationConfig | None = None
+    #: The length the target was checked at when the config resolved (submission's bound).
+    seq_len_bound: float = 0.0
+    #: Where ``seq_len`` came from: ``sampling.max_length``, ``task``, ``sampling.cost_length`` or ``inputs_mean``.
+    seq_len_from: str = "task"
+
+    @property
+    def costs_at_mean(self) -> bool:
+        """Whether the run re-costs the budget at the sampled inputs' mean length once it has read them."""
+        return self.config.sampling.cost_length == "mean"
+
+    def at_length(self, seq_len: float) -> PrunePlan:
+        """This plan with the budget costed at ``seq_len`` tokens (the inputs' mean real length).
+
+        Raises :class:`InfeasibleTargetError` (naming the target) when the target, feasible at
+        the bound, is not at this length.
+        """
+        budget = self.budget
+        if budget is not None:
+            budget = make_budget(self.config.target, self.shape, seq_len, budget.lambda_val, budget.scope)
+        return replace(self, seq_len=float(seq_len), budget=budget, seq_len_from="inputs_mean")
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -156,8 +180,13 @@ def prune_stages(config: PruneConfig | Mapping[str, Any]) -> tuple[str, ...]:
     params = method_params(method, config.params)
     reconstruct = resolve_reconstruct(config) is not None
     compensation = resolve_compensation(config, method) is not None
-    reads = method.reads_data(params) or reconstruct or compensation
+    reads = method.reads_data(params) or reconstruct or compensation or reads_lengths(config, method)
     return run_stages(config, method, params, reads, reconstruct, compensation)
+
+
+def reads_lengths(config: PruneConfig, method: MethodSpec) -> bool:
+    """Whether the run reads the task's inputs for their lengths alone (``cost_length: "mean"``, structured)."""
+    return config.sampling.cost_length == "mean" and method.kind == "structured"
 
 
 def load_hf_config(ref: ModelRef) -> Any:
@@ -211,17 +240,34 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     shape = _model_shape(method, hf_config)
     if method.check is not None:
         method.check(params, config.model, task, hf_config)
-    seq_len = resolve_max_length(task, None, requested=config.sampling.max_length, model_config=hf_config)
-    check_measure(config.measure, hf_config, shape, seq_len, task.head)
+    max_length = resolve_max_length(task, None, requested=config.sampling.max_length, model_config=hf_config)
+    check_measure(config.measure, hf_config, shape, max_length, task.head)
+    seq_len, seq_len_from = cost_length_bound(config.sampling, max_length)
     budget = None
     if method.kind == "structured":
         budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))
     reconstruct = resolve_reconstruct(config) if method.kind == "structured" else None
     compensation = resolve_compensation(config, method)
-    reads_data = method.reads_data(params) or reconstruct is not None or compensation is not None
-    return PrunePlan(
-        config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct, compensation
+    reads_data = (
+        method.reads_data(params)
+        or reconstruct is not None
+        or compensation is not None
+        or reads_lengths(config, method)
     )
+    return PrunePlan(
+        config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct, compensation,
+        seq_len_bound=seq_len, seq_len_from=seq_len_from,
+    )  # fmt: skip
+
+
+def cost_length_bound(sampling: SamplingConfig, max_length: int) -> tuple[float, str]:
+    """(length the target is checked at when the config resolves, where it comes from).
+
+    ``"max"`` and ``"mean"``: the token cap (a mean cannot exceed it); a number: itself.
+    """
+    if not isinstance(sampling.cost_length, str):
+        return sampling.cost_length, "sampling.cost_length"
+    return max_length, "sampling.max_length" if sampling.max_length else "task"
 
 
 def validate_prune_config(config: PruneConfig) -> PrunePlan:

@@ -222,6 +222,8 @@ def prune(
         timer.start_stage("load_data", message=config.task.name)
         examples = load_examples(plan, tokenizer, model)
         timer.event(f"{len(examples)} examples, mean length {mean_real_length(examples):.1f} tokens")
+        if plan.costs_at_mean:  # the budget at the length users' inputs have (sampling.cost_length)
+            plan = plan.at_length(mean_real_length(examples))
     data_record = _data_record(plan, examples)
     before = model_costs(model, shape, plan.seq_len)
 

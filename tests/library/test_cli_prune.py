@@ -93,6 +93,8 @@ def test_prune_on_a_local_csv_exits_0_and_writes_the_outputs(tiny_bert_path: Pat
         ),
         (["--flops-reduction", "0.2", "--distance-mode", "euclid"], "--distance-mode", "condensed"),
         (["--flops-reduction", "0.2", "--task", "sst-2"], "--task", "did you mean 'sst2'?"),
+        (["--flops-reduction", "0.2", "--cost-length", "avg"], "--cost-length", "'max', 'mean' or a number"),
+        (["--flops-reduction", "0.2", "--cost-length", "0.5"], "--cost-length", "from 1 to 65536 tokens"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_naming_the_field(

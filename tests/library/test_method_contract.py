@@ -199,6 +199,48 @@ def test_the_budget_length_is_fixed_at_validation_and_recorded(tiny_bert_path: P
     assert report["budget"]["seq_len"] == plan.seq_len and report["budget"]["seq_len_from"] == "sampling.max_length"
     assert report["budget"]["total_cost"] == pytest.approx(plan.budget.total)
     assert report["record"]["method"]["sampling"]["max_length"] == 24
+    assert report["budget"]["seq_len_bound"] == 24 and report["budget"]["cost_length"] == "max"
+
+
+def test_cost_length_mean_costs_the_budget_at_the_inputs_mean_real_length(tiny_bert_path: Path, tmp_path: Path) -> None:
+    """Submission checks the target at the cap; the run re-costs it at the sample's mean real length, records
+    both, and keeps fewer head costs (attention's quadratic part shrinks with the length)."""
+    from ppruning.run.prune import mean_real_length
+    from ppruning.units.budget import make_budget
+
+    sampling = {"sampling_tokens": 40, "max_length": 24, "cost_length": "mean"}
+    config = _config(tiny_bert_path, "ppruning", params={"lambda_val": 1}, sampling=sampling)
+    plan = resolve_prune_plan(config)
+    assert plan.seq_len == 24 and plan.seq_len_bound == 24 and plan.costs_at_mean
+    report = prune(config, tmp_path / "mean").report
+    budget = report["budget"]
+    assert budget["cost_length"] == "mean" and budget["seq_len_from"] == "inputs_mean"
+    assert budget["seq_len_bound"] == 24 and 1 < budget["seq_len"] < 24
+    assert report["cost"]["before"]["seq_len"] == budget["seq_len"]
+    expected = make_budget(config.target, plan.shape, budget["seq_len"], 1.0)
+    assert budget["total_cost"] == pytest.approx(expected.total) and budget["total_cost"] < plan.budget.total
+
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig
+
+    from ppruning.model.loading import load_tokenizer
+    from ppruning.run.prune import load_examples
+
+    model = SimpleNamespace(config=AutoConfig.from_pretrained(tiny_bert_path))
+    examples = load_examples(plan, load_tokenizer(tiny_bert_path), model)
+    assert budget["seq_len"] == pytest.approx(mean_real_length(examples))
+
+    fixed = _config(tiny_bert_path, "ppruning", params={"lambda_val": 1}, sampling={**sampling, "cost_length": 16})
+    assert resolve_prune_plan(fixed).seq_len == 16 and resolve_prune_plan(fixed).seq_len_from == "sampling.cost_length"
+
+
+def test_cost_length_mean_reads_the_inputs_lengths_for_a_method_that_reads_no_data(tiny_bert_path: Path) -> None:
+    plain = resolve_prune_plan(_config(tiny_bert_path, "random"))
+    mean = resolve_prune_plan(_config(tiny_bert_path, "random", sampling={"cost_length": "mean"}))
+    assert not plain.reads_data and "load_data" not in plain.stages
+    assert mean.reads_data and "load_data" in mean.stages
+    assert prune_stages(_config(tiny_bert_path, "random", sampling={"cost_length": "mean"})) == mean.stages
 
 
 def test_every_method_of_a_comparison_is_budgeted_at_the_same_length(tiny_bert_path: Path) -> None:

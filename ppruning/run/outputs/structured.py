@@ -36,7 +36,11 @@ from ppruning.units.masks import Masks, save_masks, validate_masks
 
 
 def budget_record(plan: PrunePlan) -> dict[str, Any]:
-    """The report's ``budget``: what the target asked for, at which length, split how."""
+    """The report's ``budget``: what the target asked for, at which length, split how.
+
+    ``seq_len``: the length the budget was costed at in this run; ``seq_len_bound``: the one
+    the target was checked at when the config resolved (they differ with ``cost_length: "mean"``).
+    """
     budget = plan.budget
     assert budget is not None, "a structured method's plan has a budget"
     return {
@@ -45,7 +49,9 @@ def budget_record(plan: PrunePlan) -> dict[str, Any]:
         "lambda_val": budget.lambda_val,
         "scope": budget.scope,
         "seq_len": plan.seq_len,
-        "seq_len_from": "sampling.max_length" if plan.sampling.max_length else "task",
+        "seq_len_from": plan.seq_len_from,
+        "seq_len_bound": plan.seq_len_bound,
+        "cost_length": plan.sampling.cost_length,
         "total_cost": budget.total,
         "head_removal": budget.head_removal,
         "neuron_removal": budget.neuron_removal,

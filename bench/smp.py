@@ -6,7 +6,7 @@ at 50%, 10% and 3% remaining weights of the prunable matrices, without and with 
 teacher (MiniLM fine-tuned on the same rows, made once by this script), with the paper's
 constant score start (``smp``) and with scores started at the weights' magnitudes
 (``smp-mag``), beside ``magnitude-unstructured`` (global magnitude, then the same number
-of fine-tuning steps).
+of fine-tuning steps) and ``map`` (the paper's gradual, per-matrix magnitude pruning).
 Accuracy is on the validation split. Every finished run is one file under ``--out``;
 a rerun skips those, so the bench can be run in parts.
 
@@ -36,8 +36,10 @@ import torch
 
 SPARSITIES = (0.5, 0.9, 0.97)  # params_reduction: 50%, 10%, 3% of the weights remain
 #: smp: the paper's constant score start; smp-mag: scores start at |W| / mean|W| (score_start: magnitude);
-#: +kd: with the fine-tuned teacher; magnitude: the magnitude-unstructured baseline.
-ARMS = ("smp", "smp+kd", "smp-mag", "smp-mag+kd", "magnitude")
+#: +kd: with the fine-tuned teacher; magnitude: the one-shot magnitude-unstructured baseline; map: the paper's
+#: gradual, per-matrix magnitude pruning (MaP).
+ARMS = ("smp", "smp+kd", "smp-mag", "smp-mag+kd", "magnitude", "map")
+METHODS = {"magnitude": "magnitude-unstructured", "map": "map"}
 
 
 def task(data: Path) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def run_one(args: argparse.Namespace, base: str, arm: str, reduction: float, see
         {
             "model": {"id": base},
             "task": task(args.data),
-            "method": "magnitude-unstructured" if arm == "magnitude" else "smp",
+            "method": METHODS.get(arm, "smp"),
             "target": {"params_reduction": reduction},
             "params": params,
             "seed": seed,
@@ -129,6 +131,8 @@ def run_one(args: argparse.Namespace, base: str, arm: str, reduction: float, see
         "batch_size": args.batch_size,
         "max_length": args.max_length,
         "head_start": result.report["details"].get("head_start"),
+        "schedule": result.report["details"].get("schedule"),
+        "checkpoint": result.report["details"].get("checkpoint"),
     }
 
 

@@ -148,6 +148,9 @@ def recheck_local_inputs(spec: dict[str, Any], settings: Settings) -> None:
     masks = spec.get("masks")
     if isinstance(masks, str):
         allowed_folder(masks, settings, "masks")
+    policy = (spec.get("policy") or {}).get("path")
+    if isinstance(policy, str):
+        allowed_path(policy, settings, "policy.path", want_dir=False)
     for field, teacher in (("distill", spec.get("distill")), ("finetune.distill", _finetune_teacher(spec))):
         teacher_id = ((teacher or {}).get("teacher") or {}).get("id")
         if isinstance(teacher_id, str):
@@ -310,7 +313,8 @@ def check_prune_job(spec: PruningSpec, settings: Settings, session: Session, own
     """A prune (or the pruning of a pipeline): model, task, teacher, exports, the target on the model's config."""
     model = check_model(spec.model, settings)
     task = check_task(spec.task, settings, labels=_reads_labels(spec.method, isinstance(spec, PipelineJobSpec)))
-    spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
+    spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner),
+                                   **_method_policy(spec, settings, session, owner)})  # fmt: skip
     check_export(spec.export)
     check_prune(spec.prune_config(), hub_model=not is_local(model.id))
     return spec
@@ -344,7 +348,8 @@ def check_sweep_job(spec: SweepJobSpec, settings: Settings, session: Session, ow
     """A sweep: model, task and teacher once, and each child's target on the model's config."""
     model = check_model(spec.model, settings)
     task = check_task(spec.task, settings, labels=_reads_labels(spec.method, spec.finetune is not None))
-    spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner)})
+    spec = spec.model_copy(update={"model": model, "task": task, **_method_teacher(spec, settings, session, owner),
+                                   **_method_policy(spec, settings, session, owner)})  # fmt: skip
     for i, child in enumerate(spec.child_models()):
         try:
             check_prune(child.prune_config(), hub_model=not is_local(model.id))
@@ -391,6 +396,30 @@ def _method_teacher(
     return {"distill": check_teacher(spec.distill, settings, session, owner, "distill", spec.model)}
 
 
+def _method_policy(
+    spec: PruneJobSpec | PipelineJobSpec | SweepJobSpec, settings: Settings, session: Session, owner: str
+) -> dict[str, Any]:
+    """The trained policy the method reuses, checked: ``{"policy": ...}`` with a path resolved, or nothing.
+
+    A ``path`` is a file inside the allowed roots, as every other file input; a ``from_job``
+    is a succeeded prune or pipeline job of the owner's that ran the same method (its
+    ``policy.pt`` artifact is what the worker downloads).
+    """
+    if spec.policy is None:
+        return {}
+    if spec.policy.path is not None:
+        resolved = allowed_path(spec.policy.path, settings, "policy.path", want_dir=False)
+        return {"policy": spec.policy.model_copy(update={"path": str(resolved)})}
+    source = _check_finished_job(spec.policy.from_job, ("prune", "pipeline"), session, owner, "policy.from_job")  # type: ignore[arg-type]
+    if (source.spec or {}).get("method") != spec.method:
+        raise InvalidSpec(
+            f"job {spec.policy.from_job} ran method {(source.spec or {}).get('method')!r}, not {spec.method!r}: "
+            "its policy is not one this method reads",
+            field="policy.from_job",
+        )
+    return {}
+
+
 def check_export(formats: list[str]) -> None:
     """Refuse exports this deployment cannot run.
 
@@ -410,8 +439,8 @@ def _check_source_job(spec: FinetuneJobSpec, session: Session, owner: str) -> No
     _check_finished_job(spec.from_job, ("prune", "pipeline"), session, owner, "from_job")  # type: ignore[arg-type]
 
 
-def _check_finished_job(job_id: uuid.UUID, kinds: tuple[str, ...], session: Session, owner: str, field: str) -> None:
-    """``job_id`` is the owner's, of one of ``kinds``, and succeeded (its model can be downloaded)."""
+def _check_finished_job(job_id: uuid.UUID, kinds: tuple[str, ...], session: Session, owner: str, field: str) -> Any:
+    """``job_id`` is the owner's, of one of ``kinds``, and succeeded (its model can be downloaded); the job."""
     source = repository.get_job(session, job_id, owner)
     if source is None:
         raise InvalidSpec(f"job {job_id} not found", field=field)
@@ -419,6 +448,7 @@ def _check_finished_job(job_id: uuid.UUID, kinds: tuple[str, ...], session: Sess
         raise InvalidSpec(f"job {job_id} is a {source.kind} job, not a {' or '.join(kinds)}", field=field)
     if source.state != JobState.SUCCEEDED.value:
         raise InvalidSpec(f"job {job_id} is {source.state}; it must have succeeded", field=field)
+    return source
 
 
 def check_teacher(

@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from ppruning import (
     DistillConfig,
@@ -123,6 +123,50 @@ class TeacherSpec(DistillConfig):
         """The library's config; ``folder`` replaces ``from_job`` once the worker has the teacher's files."""
         teacher = ModelRef(id=folder) if folder is not None else self.teacher
         return DistillConfig.model_validate({**self.model_dump(exclude={"from_job", "teacher"}), "teacher": teacher})
+
+
+class PolicySpec(BaseModel):
+    """A trained policy a method reuses instead of training one (PruneNet: learn once, prune at any ratio).
+
+    A ``policy.pt`` file under the service's allowed roots, or ``from_job``: a succeeded
+    prune or pipeline job of the method, whose ``policy.pt`` artifact the worker downloads.
+    It reaches the library as ``params.policy`` (a local file).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_max_length=4096)
+
+    path: str | None = Field(default=None, min_length=1, description="An allowed policy.pt file (absolute path).")
+    from_job: uuid.UUID | None = Field(
+        default=None, description="A succeeded prune or pipeline job of the same method whose policy.pt is reused."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PolicySpec:
+        if (self.path is None) == (self.from_job is None):
+            raise ValueError("give exactly one of 'path' or 'from_job'")
+        return self
+
+
+def reuses_policies(method: str) -> bool:
+    """Whether the method can reuse a trained policy: its parameters take ``policy``."""
+    declared = declared_method(method)
+    return declared is not None and "policy" in declared.params_model.model_fields
+
+
+def check_policy_use(method: str, policy: Any, params: dict[str, Any]) -> None:
+    """A policy is named in ``policy`` (the service checks it there), and only for a method that reuses one."""
+    if params.get("policy") is not None:
+        raise InvalidConfigError(
+            "params.policy: name the trained policy in 'policy' (path: an allowed policy.pt file, or from_job: "
+            "a finished job of the method); the service checks it there and hands it to the method",
+            field="params.policy",
+        )
+    if policy is not None and not reuses_policies(method):
+        takers = [name for name in all_methods() if reuses_policies(name)]
+        raise InvalidConfigError(
+            f"policy: method {method!r} learns no policy to reuse (methods that do: {', '.join(takers)})",
+            field="policy",
+        )
 
 
 #: The job spec format this service reads and writes. A future incompatible change raises

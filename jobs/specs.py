@@ -40,12 +40,15 @@ from jobs.spec_fields import (
     SERVICE_FIELDS,
     CallbackUrl,
     ExportFormats,
+    PolicySpec,
     Quantize,
     SpecVersion,
     TeacherSpec,
     check_export,
     check_method_params,
+    check_policy_use,
     check_teacher_use,
+    reuses_policies,
     unstructured,
 )
 from ppruning import (
@@ -77,6 +80,12 @@ class _MethodJobSpec(PruneConfig):
         "smp): a model fine-tuned on the same task (hub id or allowed folder), or from_job, a succeeded finetune "
         "or pipeline job. The worker hands it to the method as params.distill.",
     )
+    policy: PolicySpec | None = Field(
+        default=None,
+        description="A trained policy the method reuses instead of training one (prunenet): path, an allowed "
+        "policy.pt file, or from_job, a succeeded prune or pipeline job of the method. With one only the slicing "
+        "runs. The worker hands it to the method as params.policy.",
+    )
     #: Fields of the kind beyond the library config and the service fields above.
     _KIND_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
@@ -90,19 +99,29 @@ class _MethodJobSpec(PruneConfig):
         check_teacher_use(self.method, self.distill, self.params)
         return self
 
-    def prune_config(self, distill: DistillConfig | None = None) -> PruneConfig:
-        """The library's config, with the teacher as ``params.distill``.
+    @model_validator(mode="after")
+    def _policy_for_the_method(self) -> Self:
+        check_policy_use(self.method, self.policy, self.params)
+        return self
+
+    def prune_config(self, distill: DistillConfig | None = None, policy: str | None = None) -> PruneConfig:
+        """The library's config, with the teacher as ``params.distill`` and the policy as ``params.policy``.
 
         ``distill``: the teacher the worker resolved from ``self.distill`` (a ``from_job``
         teacher is a folder only once the worker has downloaded it). Without it a named model
         is passed as given, and a ``from_job`` teacher is left out: what is checked at
-        submission does not load the teacher.
+        submission does not load the teacher. ``policy``: the policy file the worker resolved
+        from ``self.policy``, likewise (a ``path`` is passed as given, a ``from_job`` left out).
         """
-        data = self.model_dump(exclude=SERVICE_FIELDS | self._KIND_FIELDS | {"distill"})
+        data = self.model_dump(exclude=SERVICE_FIELDS | self._KIND_FIELDS | {"distill", "policy"})
         if distill is None and self.distill is not None and self.distill.from_job is None:
             distill = self.distill.distill_config()
         if distill is not None:
             data["params"] = {**data["params"], "distill": distill.model_dump()}
+        if policy is None and self.policy is not None:
+            policy = self.policy.path
+        if policy is not None:
+            data["params"] = {**data["params"], "policy": policy}
         return PruneConfig.model_validate(data)
 
 
@@ -336,6 +355,15 @@ class SweepJobSpec(BaseModel):
     distill: TeacherSpec | None = Field(
         default=None, description="A teacher for every child's pruning method (see the prune spec's 'distill')."
     )
+    policy: PolicySpec | None = Field(
+        default=None, description="A trained policy every child reuses (see the prune spec's 'policy')."
+    )
+    reuse_policy: bool = Field(
+        default=True,
+        description="For a method that learns a policy (prunenet) and no 'policy' given: the first target's child "
+        "trains it and every other child reuses it (the others start when it has finished); false: every child "
+        "trains its own.",
+    )
     axis: SweepAxis | None = Field(
         default=None,
         description="x axis of the plot: 'speedup' (measured; the ideal FLOPs ratio where none was measured) or "
@@ -369,8 +397,20 @@ class SweepJobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _children_valid(self) -> SweepJobSpec:
+        check_policy_use(self.method, self.policy, self.params)
         self.child_models()  # method and params checked as each child will be
         return self
+
+    @property
+    def trains_policy_once(self) -> bool:
+        """Whether the first child trains the policy that the others reuse (:attr:`reuse_policy`)."""
+        several = len(self.targets.values) > 1
+        return self.policy is None and self.reuse_policy and several and reuses_policies(self.method)
+
+    def child_spec_reusing(self, index: int, source_job: uuid.UUID) -> dict[str, Any]:
+        """Child ``index``'s spec as stored, reusing the policy the finished job ``source_job`` trained."""
+        child = self.child_models()[index].model_copy(update={"policy": PolicySpec(from_job=source_job)})
+        return type(child).model_validate(child.model_dump(mode="json")).model_dump(mode="json")
 
     @property
     def x_axis(self) -> str:
@@ -379,7 +419,9 @@ class SweepJobSpec(BaseModel):
 
     def child_models(self) -> list[PruneJobSpec | PipelineJobSpec]:
         """The children's specs, in target order, validated: prunes, or pipelines when ``finetune`` is given."""
-        base = self.model_dump(mode="json", exclude={"kind", "callback_url", "targets", "finetune", "axis"})
+        base = self.model_dump(
+            mode="json", exclude={"kind", "callback_url", "targets", "finetune", "axis", "reuse_policy"}
+        )
         model: type[PruneJobSpec | PipelineJobSpec] = PruneJobSpec if self.finetune is None else PipelineJobSpec
         kind = "prune" if self.finetune is None else "pipeline"
         children = []

@@ -138,6 +138,21 @@ def fetch_model(sessions: sessionmaker[Session], store: ArtifactStore, job_id: A
     return folders[0]
 
 
+def fetch_artifact(sessions: sessionmaker[Session], store: ArtifactStore, job_id: Any, name: str, dest: Path) -> Path:
+    """Download one artifact of a finished job (a reused ``policy.pt``) into ``dest``; its local file."""
+    with sessions() as session:
+        artifact = repo.get_artifact(session, job_id, name)
+        if artifact is None:
+            raise InvalidConfigError(f"job {job_id} has no {name}: it did not succeed", field="policy.from_job")
+        uri = artifact.uri
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / name
+    with path.open("wb") as fh:
+        for chunk in store.open_range(uri):
+            fh.write(chunk)
+    return path
+
+
 def _delete_quietly(store: ArtifactStore, prefix: str) -> None:
     try:
         store.delete_prefix(prefix)
@@ -209,6 +224,7 @@ def _run_stages(
                 ctx = RunContext(
                     fetch_model=partial(fetch_model, sessions, store), device=settings.device, resume=resume,
                     check_model=partial(recheck_model_id, settings=settings),
+                    fetch_artifact=partial(fetch_artifact, sessions, store),
                 )  # fmt: skip
                 outputs = stages(parse_spec(claim.spec), work, progress, ctx)
                 attach_record(outputs, claim.kind, claim.spec, work)

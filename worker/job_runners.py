@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ppruning import ModelRef, ResumeStore
+from worker.policies import resolve_policy
 from worker.progress import JobProgress
 from worker.teachers import resolve_teacher
 
@@ -102,7 +103,10 @@ def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Out
     teacher = resolve_teacher(spec.distill, ctx.fetch_model, work / "prune_teacher", ctx.check_model)
     if spec.distill is not None and spec.distill.from_job is not None:
         progress.event(f"teacher of the pruning method: the fine-tuned model of job {spec.distill.from_job}")
-    config = _with_device(spec.prune_config(distill=teacher), ctx.device)
+    policy = resolve_policy(spec.policy, ctx.fetch_artifact, work / "prune_policy")
+    if spec.policy is not None and spec.policy.from_job is not None:
+        progress.event(f"reusing the policy job {spec.policy.from_job} trained: no training, only the slicing")
+    config = _with_device(spec.prune_config(distill=teacher, policy=policy), ctx.device)
     resume = ctx.resume if get_method(config.method).resumable else None
     result = prune(config, work / "prune", progress, resume=resume)
     out_dir = Path(result.output_dir)
@@ -110,6 +114,8 @@ def _prune(spec: Any, work: Path, progress: JobProgress, ctx: RunContext) -> Out
     outputs.add_step("prune", result.report)
     if spec.distill is not None:
         outputs.result["prune_teacher"] = spec.distill.model_dump(mode="json", exclude_none=True)
+    if spec.policy is not None:
+        outputs.result["prune_policy"] = spec.policy.model_dump(mode="json", exclude_none=True)
     for path in result.mask_files:  # the files the method declares (unit or weight masks, its own files)
         outputs.files.append((path.name, MASK, path))
     outputs.files.append(("report.json", REPORT, out_dir / "report.json"))
@@ -277,6 +283,8 @@ class RunContext:
     resume: ResumeStore | None = None
     #: (model id, field) -> None, or InvalidSpec: a model id checked again right before it is loaded.
     check_model: Callable[[str, str], None] = lambda model_id, field: None
+    #: (job id, artifact name, destination folder) -> local file of that finished job's artifact
+    fetch_artifact: Callable[[Any, str, Path], Path] | None = None
 
 
 #: A kind's stages: (spec, work folder, progress, context) -> the outputs the attempt uploads and registers.

@@ -6,7 +6,10 @@ No worker slot ever waits on another (one worker with concurrency 1 runs a sweep
    same transaction that marks the parent ``waiting`` (:mod:`jobs.sweeps`), sends the
    children's messages and returns. A re-run attempt finds the children and creates none.
 2. Every worker that finishes a job with a parent calls :func:`after_child`, which locks
-   the parent row (``SELECT ... FOR UPDATE``); whoever sees no unfinished child left
+   the parent row (``SELECT ... FOR UPDATE``). A sweep of a method that learns a policy
+   (PruneNet) with none given starts with its first child only, which trains the policy;
+   when that child has finished, the lock holder creates the others, reusing its policy
+   (``policy.from_job``), and sends them. Whoever sees no unfinished child left
    writes the table (``sweep.json``, ``sweep.csv``) and the plot (``sweep.png``) and
    ends the parent. Two children finishing at once serialise on the lock; the later one
    sees the parent finished and does nothing.
@@ -84,19 +87,25 @@ def start_sweep(claim: Claim, settings: Settings, sessions: sessionmaker[Session
             return "lost"
         kids = sweeps.children(session, parent.id)
         if not kids:
-            for child in spec.child_specs():
+            specs = spec.child_specs()
+            first = specs[:1] if spec.trains_policy_once else specs  # the others once its policy is trained
+            for child in first:
                 check_spawn(parent.kind, child["kind"])
                 repo.create_job(session, owner=parent.owner, kind=child["kind"], spec=child, parent_id=parent.id)
             kids = sweeps.children(session, parent.id)
             targets = ", ".join(f"{v:g}" for v in spec.targets.values)
             repo.add_event(session, parent.id, f"created {len(kids)} child jobs ({spec.targets.key} {targets})")
+            if spec.trains_policy_once:
+                repo.add_event(session, parent.id, f"the child at {spec.targets.values[0]:g} trains the policy; "
+                               f"the other {len(specs) - 1} start when it has finished and reuse it")  # fmt: skip
         if parent.cancel_requested:
             for child in sweeps.unfinished(kids):
                 repo.cancel_job(session, child)
+        total = len(spec.targets.values)
         done = len(kids) - len(sweeps.unfinished(kids))
         fenced_update(
-            session, claim, stage=sweeps.WAITING, heartbeat_at=None, progress=done / len(kids),
-            message=f"{done}/{len(kids)} child jobs finished",
+            session, claim, stage=sweeps.WAITING, heartbeat_at=None, progress=done / total,
+            message=f"{done}/{total} child jobs finished",
         )  # fmt: skip
         to_send = [(child.id, child.spec) for child in kids if child.state == JobState.QUEUED.value]
     _send(settings, to_send)
@@ -138,30 +147,68 @@ def finalise_ready(sessions: sessionmaker[Session], settings: Settings) -> int:
 
 
 def finalise(sessions: sessionmaker[Session], settings: Settings, parent_id: uuid.UUID) -> bool:
-    """End the sweep if no child is left unfinished (under the parent's row lock); True if this call ended it."""
+    """End the sweep if no child is left unfinished (under the parent's row lock); True if this call ended it.
+
+    A sweep that trains its policy once creates its other children here, when the first has finished.
+    """
     with sessions.begin() as session:
         parent = session.execute(
             select(Job).where(Job.id == parent_id).with_for_update().execution_options(populate_existing=True)
         ).scalar_one_or_none()
         if parent is None or not sweeps.is_waiting(parent):
             return False
+        spec = parse_spec(parent.spec)
+        assert isinstance(spec, SweepJobSpec)
         kids = sweeps.children(session, parent_id)
+        to_send = [] if parent.cancel_requested else _reusing_children(session, parent, spec, kids)
+        if to_send:
+            kids = sweeps.children(session, parent_id)
         left = sweeps.unfinished(kids)
         if left:
+            total = len(spec.targets.values)
             done = len(kids) - len(left)
-            parent.progress, parent.updated_at = done / len(kids), utcnow()
-            parent.message = f"{done}/{len(kids)} child jobs finished"
-            return False
-        if parent.cancel_requested:
+            parent.progress, parent.updated_at = done / total, utcnow()
+            parent.message = f"{done}/{total} child jobs finished"
+        elif parent.cancel_requested:
             repo.add_event(session, parent_id, "cancelled; every child job has stopped")
             repo.transition(session, parent, JobState.CANCELLED, message="cancelled with its children")
         else:
             _conclude(session, parent, kids, settings)
+    _send(settings, to_send)
+    if left:
+        return False
     try:
         notify(sessions, settings, parent_id)
     except Exception:
         log.warning("callback of sweep %s failed", parent_id, exc_info=True)
     return True
+
+
+def _reusing_children(
+    session: Session, parent: Job, spec: SweepJobSpec, kids: list[Job]
+) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+    """A sweep that trains its policy once: when the first child has finished, create the others.
+
+    They reuse the policy the first child trained (``policy.from_job``); when it did not
+    succeed, each trains its own, and an event says so. Nothing to do in any other case.
+    """
+    if not spec.trains_policy_once or len(kids) != 1 or sweeps.unfinished(kids):
+        return []
+    trainer = kids[0]
+    trained = trainer.state == JobState.SUCCEEDED.value
+    created = []
+    for index in range(1, len(spec.targets.values)):
+        child = spec.child_spec_reusing(index, trainer.id) if trained else spec.child_specs()[index]
+        check_spawn(parent.kind, child["kind"])
+        job, _ = repo.create_job(session, owner=parent.owner, kind=child["kind"], spec=child, parent_id=parent.id)
+        created.append((job.id, child))
+    if trained:
+        repo.add_event(session, parent.id, f"created {len(created)} child jobs reusing the policy job {trainer.id} "
+                       "trained")  # fmt: skip
+    else:
+        repo.add_event(session, parent.id, f"the child that trains the policy ended {trainer.state}; the other "
+                       f"{len(created)} child jobs train their own", level="warning")  # fmt: skip
+    return created
 
 
 def _conclude(session: Session, parent: Job, kids: list[Job], settings: Settings) -> None:

@@ -18,7 +18,12 @@ EXPORT_STAGES = ("export",)
 
 
 def prune_phase(spec: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
-    """The stages the spec's method declares; none when the spec does not resolve (the run fails on it)."""
+    """The stages the spec's method declares; none when the spec does not resolve (the run fails on it).
+
+    A spec naming a trained policy (``policy``) runs the method as the worker will, with ``params.policy``.
+    """
+    if spec.get("policy"):
+        spec = {**spec, "params": {**(spec.get("params") or {}), "policy": "reused"}}
     try:
         return ("prune", prune_stages(spec))
     except (PruningError, ValueError):

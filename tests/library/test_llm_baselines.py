@@ -18,6 +18,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from ppruning import load_pruned
 from ppruning.arch import get_adapter
 from ppruning.errors import InfeasibleTargetError
 from ppruning.methods.baselines.calibration import output_moments
@@ -323,3 +324,33 @@ def test_shortgpt_checkpoint_loads_with_stock_transformers_in_a_fresh_process(mo
     with torch.no_grad():
         want = in_memory(input_ids=ids).logits
     torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), want)
+
+
+def test_flap_can_add_the_bias_llamas_stock_config_describes(tmp_path: Path) -> None:
+    source = tmp_path / "dense"
+    tokenizer = bpe_tokenizer()
+    config = tiny_config("llama", len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, None)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    spec = {
+        "model": {"id": str(source)},
+        "task": CORPUS,
+        "method": "flap",
+        "target": {"params_reduction": 1 / 3},  # one KV group and 16 neurons of every layer: a stock config
+        "params": {"allocation": "uniform", "bias_compensation": "add", "lambda_val": 1.0},
+        "sampling": {"max_instances": 16, "max_length": 32},
+        "measure": False,
+    }
+    result = prune(PruneConfig.model_validate(spec), tmp_path / "out")
+    notes = result.report["details"]["bias_compensation"]
+    assert all(note.startswith("applied") and "a bias added" in note for note in notes.values())
+
+    stock = AutoModelForCausalLM.from_pretrained(result.model_dir).eval()  # plain transformers, stock config
+    assert stock.config.attention_bias and stock.config.mlp_bias
+    layer = stock.model.layers[0]
+    assert layer.self_attn.o_proj.bias.abs().sum() > 0 and layer.mlp.down_proj.bias.abs().sum() > 0
+    assert layer.self_attn.q_proj.bias.abs().sum() == 0 and layer.mlp.up_proj.bias.abs().sum() == 0
+    ids = torch.randint(5, len(tokenizer), (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(stock(input_ids=ids).logits, load_pruned(result.model_dir)(input_ids=ids).logits)

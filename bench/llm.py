@@ -7,7 +7,11 @@ the same number of parameters: ``prunenet`` (FFN only, by construction), ``pprun
 clustering, FFN only), ``ppruning-uniform`` / ``ppruning-ffn-uniform`` (the same clustering
 cut at the same count in every layer: which units the clusters keep, without the global
 thresholds' choice of how many per layer), ``random`` / ``magnitude`` (attention + FFN, uniform counts) and
-their FFN-only forms ``random-ffn`` / ``magnitude-ffn``. No fine-tuning, then (with
+their FFN-only forms ``random-ffn`` / ``magnitude-ffn``, and the decoder baselines from the
+LLM literature: ``wanda-sp`` (uniform counts), ``flap`` (its own allocation over layers and
+unit types; ``flap-bias`` with its bias compensation, the biases added through Llama's
+stock config flags) and ``shortgpt`` (whole layers: the smallest count whose share of the 30 layers
+meets the target, so it removes somewhat more). No fine-tuning, then (with
 ``--finetune-steps N``) the same short causal-LM fine-tune for every pruned model.
 
 P-pruning's collection and clustering run once and serve every target (the dendrograms
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -50,8 +55,11 @@ sys.path.insert(0, str(REPO))
 
 from ppruning.arch import get_adapter  # noqa: E402
 from ppruning.methods import MethodContext  # noqa: E402
+from ppruning.methods.baselines.flap import FLAPParams, flap_masks  # noqa: E402
 from ppruning.methods.baselines.magnitude import MagnitudeParams, magnitude_masks  # noqa: E402
 from ppruning.methods.baselines.random_units import RandomParams, random_masks  # noqa: E402
+from ppruning.methods.baselines.shortgpt import ShortGPTParams, shortgpt_layers  # noqa: E402
+from ppruning.methods.baselines.wanda_sp import WandaSPParams, wanda_sp_masks  # noqa: E402
 from ppruning.methods.contract import SamplingConfig  # noqa: E402
 from ppruning.methods.ppruning.cluster import cut  # noqa: E402
 from ppruning.methods.ppruning.method import cluster_layers, removed_per_layer  # noqa: E402
@@ -59,6 +67,7 @@ from ppruning.methods.ppruning.params import PPruningParams  # noqa: E402
 from ppruning.methods.ppruning.select import centroids  # noqa: E402
 from ppruning.methods.prunenet.method import compute_masks as prunenet_masks  # noqa: E402
 from ppruning.methods.prunenet.params import PruneNetParams  # noqa: E402
+from ppruning.model.layer_surgery import drop_layers  # noqa: E402
 from ppruning.model.surgery import prune_model  # noqa: E402
 from ppruning.progress import NULL_PROGRESS, Progress  # noqa: E402
 from ppruning.run.report import proc_status_bytes  # noqa: E402
@@ -81,7 +90,16 @@ METHODS = (
     "random-ffn",
     "magnitude",
     "magnitude-ffn",
+    "wanda-sp",
+    "flap",
+    "flap-bias",
+    "shortgpt",
 )
+#: The decoder baselines from the LLM literature: Wanda-sp (uniform counts, budget split 1 : 5), FLAP
+#: (its own global allocation over layers and unit types; SmolLM2's projections have no bias, so ``flap``
+#: is uncompensated and ``flap-bias`` adds them through the stock config's flags) and ShortGPT (whole
+#: layers: the smallest count of the 30 whose share meets the target).
+LLM_BASELINES = ("wanda-sp", "flap", "flap-bias", "shortgpt")
 
 
 class RssPeak:
@@ -254,6 +272,17 @@ def masks_for(method: str, ctx: MethodContext, clusters: Any, args: argparse.Nam
     if method.startswith("random"):
         ctx.params = RandomParams()
         return random_masks(ctx)
+    if method == "wanda-sp":
+        ctx.params = WandaSPParams()
+        return wanda_sp_masks(ctx)
+    if method == "flap":
+        ctx.params = FLAPParams()
+        return flap_masks(ctx)
+    if method == "flap-bias":  # adds (zero) biases to the model it runs on: a copy, not the shared dense model
+        work = copy.deepcopy(ctx.model)
+        return flap_masks(
+            dataclasses.replace(ctx, params=FLAPParams(bias_compensation="add"), model=work, adapter=get_adapter(work))
+        )
     ctx.params = MagnitudeParams()
     return magnitude_masks(ctx)
 
@@ -263,8 +292,9 @@ def masks_for(method: str, ctx: MethodContext, clusters: Any, args: argparse.Nam
 
 def cached_masks(
     args: argparse.Namespace, key: str, method: str, ctx: MethodContext, clusters: Any
-) -> tuple[Masks, float, float]:
-    """The method's masks at one target, computed once: the fine-tuned rows reuse the no-fine-tune run's.
+) -> tuple[Masks | list[int], float, float]:
+    """The method's masks (ShortGPT: the layers removed) at one target, computed once: the fine-tuned rows
+    reuse the no-fine-tune run's.
 
     Masks and their cost (seconds, resident-memory rise) go to ``<results>/masks/<key>/``.
     """
@@ -272,15 +302,38 @@ def cached_masks(
     cost_file = folder / "cost.json"
     if cost_file.is_file():
         cost = json.loads(cost_file.read_text())
-        return load_masks(folder), cost["seconds"], cost["rss_rise_mb"]
+        result = cost["layers_removed"] if "layers_removed" in cost else load_masks(folder)
+        return result, cost["seconds"], cost["rss_rise_mb"]
     start = time.perf_counter()
     with RssPeak() as mem:
-        masks = masks_for(method, ctx, clusters, args)
+        if method == "shortgpt":
+            ctx.params = ShortGPTParams()
+            result: Masks | list[int] = list(shortgpt_layers(ctx).removed)
+        else:
+            result = masks_for(method, ctx, clusters, args)
     seconds = time.perf_counter() - start
     folder.mkdir(parents=True, exist_ok=True)
-    save_masks(masks, folder)
-    cost_file.write_text(json.dumps({"seconds": seconds, "rss_rise_mb": mem.rise_mb}))
-    return masks, seconds, mem.rise_mb
+    cost = {"seconds": seconds, "rss_rise_mb": mem.rise_mb}
+    if isinstance(result, Masks):
+        save_masks(result, folder)
+    else:
+        cost["layers_removed"] = result
+    cost_file.write_text(json.dumps(cost))
+    return result, seconds, mem.rise_mb
+
+
+def pruned_copy(model: torch.nn.Module, result: Masks | list[int]) -> torch.nn.Module:
+    """A pruned copy of ``model``: units cut by masks, or whole layers removed (ShortGPT)."""
+    pruned = copy.deepcopy(model)
+    if isinstance(result, Masks):
+        adapter = get_adapter(pruned)
+        for kind, delta in (("attention", result.bias_delta_attention), ("ffn", result.bias_delta_ffn)):
+            if delta is not None:  # FLAP's compensation on a family whose output projections had no bias
+                adapter.add_output_bias(kind)
+        prune_model(pruned, result, adapter)
+    else:
+        drop_layers(pruned, result)
+    return pruned
 
 
 def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -337,11 +390,12 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 continue
             scope = "ffn" if "-ffn" in method or method == "prunenet" else "attention+ffn"
             ctx.budget = make_budget(target, ctx.shape, args.max_length, 5.0, scope)
+            ctx.target = target
             ctx.details = {}
             masks, seconds, rise_mb = cached_masks(args, f"{method}-{ffn_fraction:g}", method, ctx, clusters)
             seconds += cluster_s if method.startswith("ppruning") else 0.0
-            pruned = copy.deepcopy(model)
-            prune_model(pruned, masks, get_adapter(pruned))
+            pruned = pruned_copy(model, masks)
+            kept = get_adapter(pruned).shape()
             row = {
                 "method": method,
                 "ffn_fraction": ffn_fraction,
@@ -351,8 +405,9 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "params": sum(p.numel() for p in pruned.parameters()),
                 "compress_s": seconds,
                 "rss_rise_mb": rise_mb,
-                "kv_groups_kept": masks.head_counts(),
-                "neurons_kept": masks.neuron_counts(),
+                "kv_groups_kept": [la.num_head_units for la in kept.layers],
+                "neurons_kept": [la.ffn_size for la in kept.layers],
+                "layers_kept": kept.num_layers,
                 "speedup": paired_speedup(model, pruned, args.speed_tokens),
             }
             if args.finetune_steps:
@@ -384,8 +439,8 @@ def remeasure_speed(args: argparse.Namespace) -> None:
         folder = args.results / "masks" / f"{row['method']}-{row['ffn_fraction']:g}"
         if not (folder / "cost.json").is_file():
             continue
-        pruned = copy.deepcopy(model)
-        prune_model(pruned, load_masks(folder), get_adapter(pruned))
+        cost = json.loads((folder / "cost.json").read_text())
+        pruned = pruned_copy(model, cost["layers_removed"] if "layers_removed" in cost else load_masks(folder))
         ratios = sorted(paired_speedup(model, pruned, args.speed_tokens) for _ in range(args.speed_rounds))
         row["speedup"] = ratios[len(ratios) // 2]
         row["speed_rounds"] = args.speed_rounds
@@ -434,18 +489,19 @@ def table(rows: list[dict[str, Any]], finetuned: bool) -> str:
     head = (
         "| FFN cut | method | ppl (no FT) |"
         + (" ppl (FT) |" if finetuned else "")
-        + " params | KV groups kept (min-max) | neurons kept (min-max) | time s | RSS rise MB | speedup |"
+        + " params | layers | KV groups kept (min-max) | neurons kept (min-max) | time s | RSS rise MB | speedup |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     lines.append(
         f"| 0 | dense | {dense['ppl']:.1f} |"
         + (" |" if finetuned else "")
-        + f" {dense['params'] / 1e6:.1f}M | 3 | 1536 | - | - | 1.00 |"
+        + f" {dense['params'] / 1e6:.1f}M | 30 | 3 | 1536 | - | - | 1.00 |"
     )
     for r in rows[1:]:
         ft = f" {r['ppl_finetuned']:.1f} |" if finetuned and "ppl_finetuned" in r else (" - |" if finetuned else "")
         lines.append(
             f"| {r['ffn_fraction']:.0%} | {r['method']} | {r['ppl_pruned']:.1f} |{ft} {r['params'] / 1e6:.1f}M | "
+            f"{r.get('layers_kept', len(r['kv_groups_kept']))} | "
             f"{_span(r['kv_groups_kept'])} | {_span(r['neurons_kept'])} | "
             f"{r['compress_s']:.1f} | {r['rss_rise_mb']:.0f} | {r['speedup']:.2f}{'*' if 'speed_rounds' in r else ''} |"
         )

@@ -210,6 +210,30 @@ class ArchAdapter(ABC):
         """Whether the FFN-in projection has a bias."""
         return getattr(self._module(0, self.layout.ffn_in[0]), "bias", None) is not None
 
+    #: Per unit type (``attention``, ``ffn``): the config flag that gives this family's projections
+    #: biases in the stock modelling code, and the block paths it governs (all of them get one).
+    bias_flags: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {}
+
+    def add_output_bias(self, kind: str) -> bool:
+        """Give the output projection of unit type ``kind`` a (zero) bias the stock config describes.
+
+        Sets the family's flag (:attr:`bias_flags`) and adds zero biases to every projection it
+        governs, so the model computes the same and a stock config rebuilds it. False where the
+        family (or this config: Mistral shares Llama's adapter, not its flags) has no such flag.
+        """
+        if kind not in self.bias_flags or not hasattr(self.model.config, self.bias_flags[kind][0]):
+            return False
+        flag, paths = self.bias_flags[kind]
+        for block in self.layers():
+            for path in paths:
+                module = block.get_submodule(path)
+                if module.bias is None:
+                    rows = self.weight_out_in(module).shape[0]
+                    weight = module.weight
+                    module.bias = nn.Parameter(torch.zeros(rows, dtype=weight.dtype, device=weight.device))
+        setattr(self.model.config, flag, True)
+        return True
+
     def position_ids(self, attention_mask: Any) -> Any:
         """Position ids that ignore padding, for left-padded batches (None: pass nothing).
 

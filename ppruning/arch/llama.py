@@ -42,6 +42,13 @@ class LlamaAdapter(ArchAdapter):
     gated_ffn = True
     is_decoder = True
     explicit_head_dim = True
+    bias_flags: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
+        "attention": (
+            "attention_bias",
+            ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"),
+        ),
+        "ffn": ("mlp_bias", ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")),
+    }
 
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:

@@ -15,8 +15,10 @@ data, and the budget already computed at the sequence length fixed at submission
 returns a :data:`MethodResult`: :class:`~ppruning.units.masks.Masks` (heads and neurons, cut
 out by surgery) from a structured method, or :class:`~ppruning.units.weight_masks.WeightMasks`
 (one mask per weight matrix, applied to a dense checkpoint) from an unstructured one, as
-its declared ``kind`` says. The prune run (:mod:`ppruning.run.prune`) does everything
-else, and writes the outputs with the writer of that kind (:mod:`ppruning.run.outputs`).
+its declared ``kind`` says, or a :class:`~ppruning.units.layer_drop.LayerDrop` (whole decoder
+layers removed) from a depth-pruning method (``kind="layers"``). The prune run
+(:mod:`ppruning.run.prune`) does everything else, and writes the outputs with the writer of
+that kind (:mod:`ppruning.run.outputs`).
 
 An unstructured method has no structured budget (``ctx.budget`` is None: its target is
 a fraction of the prunable weights, ``ctx.target``). A method that trains for long can
@@ -43,6 +45,7 @@ from ppruning.progress import Progress
 from ppruning.tasks.refs import TaskRef
 from ppruning.tasks.registry import TaskInfo
 from ppruning.units.budget import Budget, BudgetScope, Target
+from ppruning.units.layer_drop import LayerDrop
 from ppruning.units.masks import Masks
 from ppruning.units.weight_masks import WeightMasks
 
@@ -60,8 +63,8 @@ MASK_ARTIFACTS = ("head_mask.pt", "neuron_mask.pt", "masks.safetensors")
 #: The mask files every unstructured method leaves: packed bits and their manifest.
 WEIGHT_MASK_ARTIFACTS = ("weight_masks.safetensors", "weight_masks.json")
 _LEGACY_DATA = {"weights": "none", "inputs": "unlabeled", "labels": "labeled"}
-#: What ``run`` returns: unit masks (structured) or weight masks (unstructured).
-MethodResult = Masks | WeightMasks
+#: What ``run`` returns: unit masks (structured), weight masks (unstructured) or the layers to remove (layers).
+MethodResult = Masks | WeightMasks | LayerDrop
 
 
 class SamplingConfig(BaseModel):
@@ -151,7 +154,7 @@ class MethodContext:
     tokenizer: Any
     adapter: ArchAdapter
     shape: ModelShape
-    #: The structured budget; None for an unstructured method (see ``target``).
+    #: The structured budget; None for an unstructured or a layers method (see ``target``).
     budget: Budget | None
     progress: Progress
     #: Tokenised task inputs (train split) when the method reads data for these params, else None;
@@ -177,7 +180,7 @@ class MethodSpec:
 
     name: str
     summary: str
-    kind: Literal["structured", "unstructured"]
+    kind: Literal["structured", "unstructured", "layers"]
     needs: DataNeed
     params_model: type[MethodParams]
     #: ``run(ctx) -> Masks | WeightMasks``: the one entry point.

@@ -34,6 +34,7 @@ from ppruning.tasks.features import resolve_max_length
 from ppruning.tasks.refs import validate_task_ref
 from ppruning.tasks.registry import TaskInfo
 from ppruning.units.budget import Budget, make_budget
+from ppruning.units.layer_drop import layers_to_remove
 
 #: Stages every prune run reports around the method's own (``measure`` only when it is on).
 _BEFORE = ("load_model",)
@@ -55,7 +56,8 @@ class PrunePlan:
     #: until a ``cost_length: "mean"`` run has read its inputs (:meth:`at_length`).
     seq_len: float
     shape: ModelShape
-    #: The structured budget; None for an unstructured method (its target is a fraction of weights).
+    #: The structured budget; None for an unstructured method (its target is a fraction of weights) and
+    #: for a layers method (its target is a share of the layers: :mod:`ppruning.units.layer_drop`).
     budget: Budget | None
     #: Reconstruction after the method, resolved (None: off).
     reconstruct: ReconstructConfig | None = None
@@ -122,7 +124,7 @@ def run_stages(
     reconstruct: bool = False,
     compensation: bool = False,
 ) -> tuple[str, ...]:
-    timed = config.measure and method.kind == "structured"  # unstructured masks change no dense timing
+    timed = config.measure and method.kind != "unstructured"  # unstructured masks change no dense timing
     after = _AFTER if timed else tuple(s for s in _AFTER if s != "measure")
     fit = ("reconstruct",) if reconstruct else ("compensate",) if compensation else ()
     return (*_BEFORE, *(("load_data",) if reads_data else ()), *method.run_stages(params), *fit, *after)
@@ -246,6 +248,8 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
     budget = None
     if method.kind == "structured":
         budget = make_budget(config.target, shape, seq_len, params.lambda_val, method.budget_scope(params))
+    elif method.kind == "layers":
+        layers_to_remove(config.target, shape.num_layers)  # InfeasibleTargetError when no layer would stay
     reconstruct = resolve_reconstruct(config) if method.kind == "structured" else None
     compensation = resolve_compensation(config, method)
     reads_data = (

@@ -1,4 +1,4 @@
-"""The decoder baselines from the LLM literature (``wanda-sp``, ``flap``) against direct computations.
+"""The decoder baselines from the LLM literature (``wanda-sp``, ``flap``, ``shortgpt``) against direct computations.
 
 Each score is recomputed here from the activations captured one example at a time (no
 padding, no batching, plain torch), so the streamed statistics, the pad handling, the
@@ -7,22 +7,36 @@ per-unit sums and the standardisation are each checked against the formula of th
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from ppruning import load_pruned
 from ppruning.arch import get_adapter
+from ppruning.errors import InfeasibleTargetError
 from ppruning.methods.baselines.calibration import output_moments
 from ppruning.methods.baselines.flap import FLAPParams, flap_masks, flap_scores
+from ppruning.methods.baselines.shortgpt import ShortGPTParams, block_influence, shortgpt_layers
 from ppruning.methods.baselines.wanda_sp import WandaSPParams, wanda_sp_masks, wanda_sp_scores
 from ppruning.methods.contract import MethodContext, SamplingConfig
+from ppruning.model.layer_surgery import drop_layers
 from ppruning.model.surgery import prune_model
 from ppruning.progress import NULL_PROGRESS
+from ppruning.run.config import PruneConfig
+from ppruning.run.prune import prune
 from ppruning.tasks import get_task
 from ppruning.tasks.refs import TaskRef
 from ppruning.units.budget import Target, make_budget
+from ppruning.units.layer_drop import layers_to_remove
 from tests.support.registry_models import tiny_config
+from tests.support.tiny_models import bpe_tokenizer
 
 FAMILIES = ("llama", "opt", "gpt2", "qwen2")
 SEQ_LEN = 16
@@ -202,3 +216,141 @@ def test_flap_says_when_a_family_has_no_output_bias_to_compensate_with() -> None
     masks = flap_masks(ctx)
     assert masks.bias_delta_attention is None and masks.bias_delta_ffn is None
     assert all(note.startswith("not applied") for note in ctx.details["bias_compensation"].values())
+
+
+# --------------------------------------------------------------------------- ShortGPT
+
+CORPUS_FILE = Path(__file__).parents[1] / "fixtures" / "custom" / "corpus_train.txt"
+CORPUS = {"name": "causal-lm", "data_files": {"train": str(CORPUS_FILE)}}
+
+
+def _deep_model(model_type: str, layers: int = 6) -> torch.nn.Module:
+    config = tiny_config(model_type, vocab_size=120, pad_token_id=0, bos=None, eos=None)
+    values = config.to_dict()
+    values["num_hidden_layers" if "num_hidden_layers" in values else "n_layer"] = layers
+    values.pop("layer_types", None)
+    config = type(config)(**values)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_block_influence_is_one_minus_the_mean_cosine_of_a_layers_input_and_output(model_type: str) -> None:
+    model = _deep_model(model_type, layers=4)
+    got = block_influence(model, get_adapter(model), _examples(), batch_size=3)
+    cos_sum, tokens = torch.zeros(3, dtype=torch.float64), 0
+    with torch.no_grad():
+        for ex in _examples():  # one example a pass: no padding
+            hidden = model(input_ids=torch.tensor([ex["input_ids"]]), output_hidden_states=True).hidden_states
+            for layer in range(3):  # the last entry is after the final norm: the last layer is checked below
+                x, y = hidden[layer][0].double(), hidden[layer + 1][0].double()
+                cos_sum[layer] += torch.nn.functional.cosine_similarity(x, y, dim=-1).sum()
+            tokens += len(ex["input_ids"])
+    np.testing.assert_allclose(got[:3], (1 - cos_sum / tokens).numpy(), rtol=1e-5, atol=1e-6)
+    assert 0.0 <= got[3] <= 2.0
+
+
+def test_layers_to_remove_meets_the_target_with_the_fewest_layers_and_keeps_one() -> None:
+    assert layers_to_remove(Target(params_reduction=0.15), 30) == 5  # 4.5 layers -> 5 (16.7%)
+    assert layers_to_remove(Target(flops_reduction=0.2), 30) == 6
+    assert layers_to_remove(Target(params_reduction=0.01), 4) == 1
+    with pytest.raises(InfeasibleTargetError, match="at most 0.7500"):
+        layers_to_remove(Target(params_reduction=0.8), 4)
+
+
+def test_shortgpt_removes_the_layers_of_lowest_block_influence() -> None:
+    model = _deep_model("llama", layers=6)
+    ctx = _ctx(model, ShortGPTParams())
+    ctx.target = Target(params_reduction=0.3)  # 1.8 of 6 layers -> 2
+    result = shortgpt_layers(ctx)
+    scores = block_influence(model, ctx.adapter, _examples(), batch_size=3)
+    assert list(result.removed) == sorted(np.argsort(scores)[:2].tolist())
+    assert ctx.details["shortgpt"]["count"] == 2 and len(ctx.details["shortgpt"]["block_influence"]) == 6
+
+
+def test_layer_surgery_keeps_the_kv_cache_consistent() -> None:
+    model = _deep_model("qwen2", layers=5)
+    drop_layers(model, [1, 3])
+    assert model.config.num_hidden_layers == 3 and len(model.config.layer_types) == 3
+    ids = torch.randint(5, 120, (2, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        cached = model.generate(ids, max_new_tokens=4, do_sample=False, use_cache=True, pad_token_id=0)
+        uncached = model.generate(ids, max_new_tokens=4, do_sample=False, use_cache=False, pad_token_id=0)
+    assert torch.equal(cached, uncached)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2"])
+def test_shortgpt_checkpoint_loads_with_stock_transformers_in_a_fresh_process(model_type: str, tmp_path: Path) -> None:
+    source = tmp_path / "dense"
+    tokenizer = bpe_tokenizer()
+    config = tiny_config(model_type, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, None)
+    values = config.to_dict()
+    values.pop("layer_types", None)
+    values["num_hidden_layers" if "num_hidden_layers" in values else "n_layer"] = 5
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(type(config)(**values)).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    spec = {
+        "model": {"id": str(source)},
+        "task": CORPUS,
+        "method": "shortgpt",
+        "target": {"params_reduction": 0.3},
+        "sampling": {"max_instances": 16, "max_length": 32},
+        "measure": False,
+    }
+    result = prune(PruneConfig.model_validate(spec), tmp_path / "out")
+    removed = result.report["layers_removed"]
+    assert len(removed) == 2 and result.report["achieved"]["params_reduction_pruned_part"] == pytest.approx(0.4)
+    assert json.loads((result.output_dir / "shortgpt_layers.json").read_text())["layers_removed"] == removed
+
+    in_memory = drop_layers(AutoModelForCausalLM.from_pretrained(source).eval(), removed)
+    ids = torch.randint(5, 120, (2, 9), generator=torch.Generator().manual_seed(1))
+    torch.save(ids, tmp_path / "ids.pt")
+    script = (
+        "import sys, torch\n"
+        "from transformers import AutoModelForCausalLM\n"
+        "model = AutoModelForCausalLM.from_pretrained(sys.argv[1]).eval()\n"
+        "with torch.no_grad():\n"
+        "    torch.save(model(input_ids=torch.load(sys.argv[2])).logits, sys.argv[3])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # stock transformers, not this library
+    subprocess.run(
+        [sys.executable, "-c", script, str(result.model_dir), str(tmp_path / "ids.pt"), str(tmp_path / "logits.pt")],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    with torch.no_grad():
+        want = in_memory(input_ids=ids).logits
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), want)
+
+
+def test_flap_can_add_the_bias_llamas_stock_config_describes(tmp_path: Path) -> None:
+    source = tmp_path / "dense"
+    tokenizer = bpe_tokenizer()
+    config = tiny_config("llama", len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, None)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    spec = {
+        "model": {"id": str(source)},
+        "task": CORPUS,
+        "method": "flap",
+        "target": {"params_reduction": 1 / 3},  # one KV group and 16 neurons of every layer: a stock config
+        "params": {"allocation": "uniform", "bias_compensation": "add", "lambda_val": 1.0},
+        "sampling": {"max_instances": 16, "max_length": 32},
+        "measure": False,
+    }
+    result = prune(PruneConfig.model_validate(spec), tmp_path / "out")
+    notes = result.report["details"]["bias_compensation"]
+    assert all(note.startswith("applied") and "a bias added" in note for note in notes.values())
+
+    stock = AutoModelForCausalLM.from_pretrained(result.model_dir).eval()  # plain transformers, stock config
+    assert stock.config.attention_bias and stock.config.mlp_bias
+    layer = stock.model.layers[0]
+    assert layer.self_attn.o_proj.bias.abs().sum() > 0 and layer.mlp.down_proj.bias.abs().sum() > 0
+    assert layer.self_attn.q_proj.bias.abs().sum() == 0 and layer.mlp.up_proj.bias.abs().sum() == 0
+    ids = torch.randint(5, len(tokenizer), (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(stock(input_ids=ids).logits, load_pruned(result.model_dir)(input_ids=ids).logits)

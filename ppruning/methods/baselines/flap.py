@@ -21,9 +21,11 @@ calibration inputs:
 4. **Bias compensation.** A removed channel's mean contribution is added to the output
    projection's bias: delta = W_:,removed @ mean(x_removed), per layer and unit type; it
    travels with the masks (``bias_delta_attention`` / ``bias_delta_ffn``) and surgery
-   applies it. Where a projection has no bias (Llama, Mistral, Qwen2), the compensation is
-   not applied (adding one would change the architecture a stock config describes) and
-   the report says so per unit type.
+   applies it. Where a projection has no bias (Llama, Mistral, Qwen2) it is, by default
+   (``auto``), not applied and the report says so per unit type; ``add`` gives the
+   projection one where the family's stock config has a flag for it (Llama's
+   ``attention_bias`` / ``mlp_bias``, which also give Q, K, V / gate, up zero biases: a few
+   parameters more, and the checkpoint still loads with a stock config).
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ class FLAPParams(MethodParams):
         description="One cost-weighted ranking of heads and neurons over all layers (the paper's AL-AM), "
         "one ranking per unit type (budget split 1 : lambda_val), or the same counts in every layer.",
     )
-    bias_compensation: bool = Field(
-        default=True, description="Add the removed channels' mean contribution to the output projections' bias."
+    bias_compensation: Literal["auto", "add", "off"] = Field(
+        default="auto",
+        description="Add the removed channels' mean contribution to the output projections' bias where they have "
+        "one (auto); also give them one where the stock config can (add: Llama's attention_bias / mlp_bias, "
+        "zero biases on Q, K, V and gate, up too); or not at all (off).",
     )
 
 
@@ -100,15 +105,21 @@ def compensation(ctx: MethodContext, moments: LayerMoments, masks: Masks) -> Mas
     adapter, shape = ctx.adapter, ctx.shape
     notes: dict[str, str] = {}
     deltas: dict[str, torch.Tensor | None] = {}
+    add = ctx.params.bias_compensation == "add"
     for kind, module_of, columns_of, store in (
         ("attention", adapter.head_output_module, masks.head_columns, moments.heads),
         ("ffn", adapter.neuron_output_module, lambda i, w: masks.neuron_columns(i), moments.neurons),
     ):
+        added = add and getattr(module_of(0), "bias", None) is None and adapter.add_output_bias(kind)
         if getattr(module_of(0), "bias", None) is None:
             deltas[kind] = None
             notes[kind] = (
                 f"not applied: {ctx.adapter.model.config.model_type}'s {kind} output projection has no bias "
-                "(adding one would change the architecture its stock config describes)"
+                + (
+                    "and its config has no flag to add one"
+                    if add
+                    else "(bias_compensation: 'add' gives it one where the stock config can)"
+                )
             )
             continue
         rows = []
@@ -117,6 +128,9 @@ def compensation(ctx: MethodContext, moments: LayerMoments, masks: Masks) -> Mas
             rows.append(bias_delta(weight, store[i], columns_of(i, la.head_unit_width)))
         deltas[kind] = torch.stack(rows)
         notes[kind] = "applied: the removed channels' mean contribution added to the output projection's bias"
+        if added:
+            flag = adapter.bias_flags[kind][0]
+            notes[kind] += f" (a bias added: config.{flag} = true, zero biases on the other projections it governs)"
     ctx.details["bias_compensation"] = notes
     return Masks(
         masks.head_mask,
@@ -156,8 +170,8 @@ def flap_masks(ctx: MethodContext) -> Masks:
         neuron_rows.append(keep_mask(la.ffn_size, top_k(neuron_scores[i], la.ffn_size - int(removed_neurons[i]))))
         ctx.progress.update(i + 1)
     masks = Masks(torch.stack(head_rows), torch.stack(neuron_rows))
-    if not params.bias_compensation:
-        ctx.details["bias_compensation"] = "off (bias_compensation: false)"
+    if params.bias_compensation == "off":
+        ctx.details["bias_compensation"] = "off (bias_compensation: 'off')"
         return masks
     return compensation(ctx, moments, masks)
 

@@ -7,11 +7,16 @@ the method returned); a kind without a writer is a programming error the tests c
 from __future__ import annotations
 
 from ppruning.run.outputs.base import OutputWriter
+from ppruning.run.outputs.layers import LayersWriter
 from ppruning.run.outputs.structured import StructuredWriter
 from ppruning.run.outputs.unstructured import UnstructuredWriter
 
 #: Method kind (``MethodSpec.kind``) -> the writer of its outputs.
-WRITERS: dict[str, OutputWriter] = {"structured": StructuredWriter(), "unstructured": UnstructuredWriter()}
+WRITERS: dict[str, OutputWriter] = {
+    "structured": StructuredWriter(),
+    "unstructured": UnstructuredWriter(),
+    "layers": LayersWriter(),
+}
 
 
 def writer_for(kind: str) -> OutputWriter:

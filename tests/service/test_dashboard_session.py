@@ -142,5 +142,6 @@ def test_pages_and_assets_are_served_locally_with_a_strict_policy(client, auth):
         assert page.status_code == 200, path
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
-    for asset in ["dashboard.css", "common.js", "job.js", "jobs.js", "charts.js", "sweep.js", "submit.js", "compare.js"]:
+    assets = ["dashboard.css", "common.js", "job.js", "jobs.js", "charts.js", "sweep.js", "submit.js", "compare.js"]
+    for asset in assets:
         assert client.get(f"/ui/static/{asset}").status_code == 200, asset

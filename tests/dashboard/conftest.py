@@ -66,6 +66,7 @@ def worker(backend: Backend) -> Iterator[WorkerProcess]:
     try:
         yield proc
     finally:
+        proc.kill()  # its database goes with the module: no job of it needs a clean end
         proc.stop()
 
 

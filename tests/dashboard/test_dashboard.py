@@ -268,3 +268,35 @@ def test_sign_out_ends_the_session(session_page):
     assert "/ui/login" in page.url
     status = page.evaluate("async () => (await fetch('/jobs')).status")
     assert status == 401
+
+
+def test_a_rejected_gate_marks_the_failing_criterion(page, pg_url, shots):
+    """A pipeline's verdict as the worker decides it (``worker.gates.decide``): the speedup fails, the metric passes."""
+    from jobs.specs import AcceptCriteria
+    from jobs.store import repository
+    from jobs.store.models import Job, utcnow
+    from jobs.store.session import session_scope
+    from ppruning import get_task
+    from worker.gates import decide
+
+    accept = AcceptCriteria(max_metric_drop=0.05, min_speedup=1.5)
+    pruned, dense = {"validation": {"accuracy": 0.90}}, {"validation": {"accuracy": 0.91}}
+    speed = {"measured": True, "speedup": 1.2, "speedup_batch_size": 8, "device": "cpu"}
+    gate = decide(accept, get_task("sst2"), pruned, dense, speed)
+    assert gate["verdict"] == "rejected"
+    with session_scope(pg_url) as session:
+        spec = {"kind": "pipeline", "model": {"id": "bert-base-uncased"}, "method": "ppruning",
+                "target": {"flops_reduction": 0.3}, "accept": accept.model_dump()}  # fmt: skip
+        job = Job(owner="tester", kind="pipeline", state="succeeded", progress=1.0, attempts=1, cancel_requested=False,
+                  spec=spec, result={"verdict": gate["verdict"], "gate": gate}, started_at=utcnow(),
+                  finished_at=utcnow())  # fmt: skip
+        session.add(job)
+        session.flush()
+        repository.record_metrics(session, job.id, {"validation": pruned["validation"]})
+        job_id = job.id
+    page.goto(f"/ui/jobs/{job_id}")
+    page.wait_for_selector("#verdict.verdict-rejected")
+    assert "1.5" in page.locator("#verdict").inner_text()
+    assert page.locator("#gate tr.fail[data-criterion='speedup']").count() == 1
+    assert page.locator("#gate tr.pass").count() == 1
+    look(page, shots, "gate")

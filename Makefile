@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH  := torch==2.13.0
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 
-.PHONY: install services test lint demo clean
+.PHONY: install services browser test lint demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,10 +24,13 @@ install: $(STAMP)
 services:
 	@.ci/ensure-services
 
+browser:
+	@.ci/ensure-browser
+
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install services lint
+test: install services browser lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: install

@@ -228,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
         if job["state"] in ("failed", "cancelled"):  # an earlier demo run ended badly: try again
             job = client.submit(spec, idempotency_key=key + "-" + secrets.token_hex(4))
         print(f"demo: job {job['id']} — P-pruning all-MiniLM-L6-v2, {100 * args.target:.0f}% of attention+FFN FLOPs")
+        print(f"demo: the dashboard: {url}/ui/jobs/{job['id']} (sign in with the key in {data_dir / 'demo_api_key'})")
         shown: dict[str, Any] = {}
         job = client.wait(job["id"], timeout_s=args.timeout, poll_s=0.5, on_update=lambda j: _show_progress(j, shown))
         print()
@@ -244,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
             tar.extractall(out_dir, filter="data")
         model_dir = out_dir / "model"
         report = json.loads((out_dir / "report.json").read_text())
+        if args.keep_serving:
+            _serve_until_interrupted(url, job["id"], data_dir / "demo_api_key")
 
     check = _command(
         [*PPRUNING, "inspect", str(model_dir), "--text", "The film was a delight from start to finish."],
@@ -255,11 +258,24 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_until_interrupted(url: str, job_id: str, key_file: Path) -> None:
+    """Keep the API (and its dashboard) up after the job, until Ctrl-C."""
+    print(f"demo: serving the dashboard at {url}/ui/jobs/{job_id} (key in {key_file}); Ctrl-C stops it")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ppruning_client.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=float, default=0.3, help="Fraction of attention+FFN FLOPs to remove.")
     parser.add_argument("--max-instances", type=int, default=320, help="Sentences read for collection.")
     parser.add_argument("--port", type=int, help="API port (default: a free one).")
+    parser.add_argument(
+        "--keep-serving", action="store_true", help="Keep the API and its dashboard up after the job, until Ctrl-C."
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="Seconds to wait for the job.")
     parser.add_argument("--fresh", action="store_true", help="Run a new job even if an earlier demo finished.")
     try:

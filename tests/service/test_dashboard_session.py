@@ -142,5 +142,20 @@ def test_pages_and_assets_are_served_locally_with_a_strict_policy(client, auth):
         assert page.status_code == 200, path
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert "http://" not in page.text and "https://" not in page.text  # nothing from a CDN
-    for asset in ["dashboard.css", "common.js", "job.js", "jobs.js", "charts.js", "sweep.js", "submit.js", "compare.js"]:
+    assets = ["dashboard.css", "common.js", "job.js", "jobs.js", "charts.js", "sweep.js", "submit.js", "compare.js"]
+    for asset in assets:
         assert client.get(f"/ui/static/{asset}").status_code == 200, asset
+
+
+def test_the_job_pages_client_command_resubmits_the_same_spec(client, auth, prune_spec):
+    import html
+
+    made = client.post("/jobs", json=prune_spec, headers=auth).json()
+    sign_in(client, _key(auth))
+    page = client.get(f"/ui/jobs/{made['id']}").text
+    command = html.unescape(re.search(r'<pre id="command">(.*?)</pre>', page, re.S).group(1))
+    assert command.splitlines()[1] == "ppruning submit - <<'SPEC'" and command.endswith("\nSPEC")
+    spec_text = command.split("<<'SPEC'\n", 1)[1].rsplit("\nSPEC", 1)[0]
+    again = client.post("/jobs", content=spec_text, headers={**auth, "Content-Type": "application/json"})
+    assert again.status_code == 202, again.text
+    assert again.json()["spec"] == made["spec"]

@@ -1,7 +1,7 @@
 // Hand-drawn SVG charts: kept units per layer, speedup per batch size, a sweep's trade-off with its Pareto front.
 import { fmtNum, svg } from "./common.js";
 
-const PAD = { left: 48, right: 16, top: 16, bottom: 40 };
+const PAD = { left: 66, right: 20, top: 18, bottom: 42 };
 
 function frame(width, height, label) {
   return svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "plot", role: "img", "aria-label": label });

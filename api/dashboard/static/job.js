@@ -123,6 +123,7 @@ function renderStages() {
     return el("tr", { "data-stage": s.name }, el("td", {}, s.name), el("td", {}, fmtSeconds((until - s.at) / 1000) + (running ? " …" : "")));
   });
   fill($("stages").tBodies[0], rows);
+  $("stages-card").hidden = rows.length === 0;
 }
 
 async function renderResults() {

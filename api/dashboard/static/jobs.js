@@ -33,6 +33,7 @@ async function load() {
   document.getElementById("empty").hidden = page.items.length > 0;
   document.getElementById("older").disabled = !next;
   document.getElementById("newer").disabled = cursors.length < 2;
+  document.getElementById("live").textContent = `live · updated ${new Date().toLocaleTimeString("en-GB")}`;
 }
 
 function row(job) {

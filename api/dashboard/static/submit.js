@@ -66,7 +66,7 @@ function renderTaskFields() {
       rows.push(field("task.data_files.train", "Train file", text("", "absolute path under an allowed root"), description));
       rows.push(field("task.data_files.validation", "Validation file", text(""), "optional"));
     } else {
-      rows.push(field(`task.${name}`, name, text(typeof description === "string" && !description.includes(" ") ? description : ""), typeof description === "string" ? description : ""));
+      rows.push(field(`task.${name}`, name, text(""), typeof description === "string" ? description : ""));
     }
   }
   fill(document.getElementById("task-fields"), rows);

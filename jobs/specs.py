@@ -55,6 +55,7 @@ from ppruning import (
     MeasureConfig,
     ModelRef,
     PruneConfig,
+    SamplingConfig,
     TaskRef,
 )
 
@@ -323,6 +324,10 @@ class SweepJobSpec(BaseModel):
     targets: SweepTargets
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig,
+        description="How every child samples task inputs (a prune job's 'sampling'); also fixes the budget's length.",
+    )
     measure: MeasureConfig | Literal[False] = Field(default_factory=MeasureConfig)
     finetune: FinetuneOptions | None = Field(  # type: ignore[valid-type]
         default=None, description="Fine-tune every pruned child (children are pipelines); the table gets its metric."
@@ -348,9 +353,7 @@ class SweepJobSpec(BaseModel):
             return self
         why = f"method {self.method!r} prunes unstructured weights, whose dense speedup is none by construction"
         if self.axis == "speedup":
-            raise InvalidConfigError(
-                f"axis: {why}; plot against 'remaining_weights' (its default)", field="axis"
-            )
+            raise InvalidConfigError(f"axis: {why}; plot against 'remaining_weights' (its default)", field="axis")
         if self.targets.flops_reduction is not None:
             raise InvalidConfigError(
                 f"targets.flops_reduction: {why} (it removes no dense FLOPs); sweep targets.params_reduction",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ppruning.cli.checks import check_model, check_output_folder
-from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict
+from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict, third_party_bars_off
 from ppruning.errors import InvalidConfigError
 
 #: flag dest -> (type, help), for the sampling block shared by every method (defaults: SamplingConfig's,
@@ -138,8 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from ppruning.run.prune import prune
 
     config = build_config(args)
-    if args.quiet:
-        quiet_libraries()
+    quiet_libraries() if args.quiet else third_party_bars_off()  # our progress, not theirs besides it
     result = prune(config, args.output, NULL_PROGRESS if args.quiet else StderrProgress())
     print(summary_line(config.model.id, config.method, result.report), file=sys.stdout)
     written = ",".join(sorted(path.name for path in result.mask_files) + ["report.json"])

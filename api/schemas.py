@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _as_utc(value: datetime) -> datetime:
+    """Every stored time is UTC; SQLite gives them back without a zone, PostgreSQL with one."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+#: A time in a response: always UTC and written with ``Z``, whichever database stored it
+#: (a POST's reply and a later GET of the same job read the same).
+UtcTime = Annotated[datetime, AfterValidator(_as_utc)]
 
 # --------------------------------------------------------------------------- responses
 
@@ -33,7 +43,7 @@ class ArtifactOut(BaseModel):
     size: int
     sha256: str
     url: str
-    created_at: datetime
+    created_at: UtcTime
     meta: dict[str, Any] | None = Field(
         default=None, description="Provenance: the job's record.json digest, model revision, seed, git revision."
     )
@@ -67,10 +77,10 @@ class JobSummary(BaseModel):
     progress: float
     message: str | None
     cancel_requested: bool
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: UtcTime
+    updated_at: UtcTime
+    started_at: UtcTime | None
+    finished_at: UtcTime | None
 
 
 class JobOut(JobSummary):
@@ -81,7 +91,7 @@ class JobOut(JobSummary):
     metrics: dict[str, dict[str, float]] = Field(description="split -> metric -> value")
     artifacts: list[ArtifactOut]
     result: dict[str, Any] | None
-    artifacts_expired_at: datetime | None = Field(
+    artifacts_expired_at: UtcTime | None = Field(
         default=None, description="When the retention period deleted this job's artifacts (the job stays)."
     )
 
@@ -93,7 +103,7 @@ class JobPage(BaseModel):
 
 class EventOut(BaseModel):
     id: int
-    created_at: datetime
+    created_at: UtcTime
     level: str
     stage: str | None
     message: str

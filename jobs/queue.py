@@ -42,6 +42,23 @@ def queue_for(spec: dict[str, Any]) -> str:
     return CPU_QUEUE if spec.get("device") == "cpu" else GPU_QUEUE
 
 
+def queued_message(queue: str, spec: dict[str, Any], deployment_device: str) -> str:
+    """The job's first event: the device it will run on, then the broker queue that carries it.
+
+    The ``gpu`` queue carries every job that does not ask for the CPU, also on a deployment
+    whose workers have none (``PPRUNING_DEVICE=cpu``): saying "queued on 'gpu'" there would
+    promise a GPU that does not exist.
+    """
+    asked = str(spec.get("device") or "auto")
+    if asked != "auto":
+        device = asked
+    elif deployment_device != "auto":
+        device = f"{deployment_device} (this deployment's device)"
+    else:
+        device = "the worker's GPU, else its CPU"
+    return f"queued to run on {device}; broker queue '{queue}'"
+
+
 class Dispatcher(Protocol):
     def send(self, job_id: uuid.UUID, queue: str) -> None:
         """Publish the job's message; raise on failure."""

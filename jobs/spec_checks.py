@@ -45,8 +45,10 @@ from ppruning import (
     InvalidConfigError,
     ModelRef,
     PruneConfig,
+    PruningError,
     TaskRef,
     check_data_columns,
+    look_up_hub_model,
     missing_export_modules,
     resolve_prune_plan,
 )
@@ -242,17 +244,28 @@ _hub_checks = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hub-config")
 def check_prune(config: PruneConfig, hub_model: bool) -> None:
     """Model type supported and target feasible, from the model's config only.
 
-    A hub model whose config cannot be fetched from here (no network, a slow hub: more
-    than ``HUB_CHECK_TIMEOUT_S``) is let through, since the workers may reach the hub when
-    the API cannot; a local folder that cannot be read is an error.
+    A hub id the hub says it does not have is refused (one request, no retries). A hub model
+    whose config cannot be fetched from here (no network, a slow hub: more than
+    ``HUB_CHECK_TIMEOUT_S``) is let through, since the workers may reach the hub or have the
+    model in their cache when the API cannot; a local folder that cannot be read is an error.
     """
     if not hub_model:
         key = config.model_dump_json(exclude={"seed", "device"})
         _validated_local(key, _config_stamp(config.model.id))
         return
     try:
+        where = _hub_checks.submit(look_up_hub_model, config.model).result(timeout=HUB_CHECK_TIMEOUT_S)
+    except PruningError:
+        raise  # the hub says there is no such repository or revision: a 422 now, not a failed job later
+    except Exception as exc:  # slow: the worker checks
+        log.info("hub look at %s took too long at submission (%s); the worker checks it", config.model.id, exc)
+        return
+    if where in ("offline", "unreachable"):  # the workers may reach the hub, or have the model in their cache
+        log.info("config of %s not reachable at submission (%s); the worker checks it", config.model.id, where)
+        return
+    try:
         hf_config = _hub_checks.submit(_hub_config, config.model).result(timeout=HUB_CHECK_TIMEOUT_S)
-    except Exception as exc:  # offline, unknown to the hub, slow: the worker, which may reach it, checks
+    except Exception as exc:  # slow, or the config unreadable: the worker, which may reach it, checks
         log.info("config of %s not reachable at submission (%s); the worker checks it", config.model.id, exc)
         return
     resolve_prune_plan(config, hf_config)

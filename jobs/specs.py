@@ -59,6 +59,7 @@ from ppruning import (
     MeasureConfig,
     ModelRef,
     PruneConfig,
+    SamplingConfig,
     TaskRef,
 )
 
@@ -343,6 +344,10 @@ class SweepJobSpec(BaseModel):
     targets: SweepTargets
     seed: int = Field(default=3407, ge=0, le=2**32 - 1)
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    sampling: SamplingConfig = Field(
+        default_factory=SamplingConfig,
+        description="How every child samples task inputs (a prune job's 'sampling'); also fixes the budget's length.",
+    )
     measure: MeasureConfig | Literal[False] = Field(default_factory=MeasureConfig)
     compensation: CompensationConfig | Literal[False] | None = Field(
         default=None,

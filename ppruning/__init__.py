@@ -31,6 +31,7 @@ _PUBLIC: dict[str, str] = {
     "resolve_device": "ppruning.model.loading",
     "load_task_model": "ppruning.model.loading",
     "load_saved_task_model": "ppruning.model.loading",
+    "look_up_hub_model": "ppruning.model.hub",
     # configs and resolving them
     "PruneConfig": "ppruning.run.config",
     "FinetuneConfig": "ppruning.run.config",

@@ -75,8 +75,9 @@ def _hub_failure(exc: BaseException) -> Failure | None:
     if isinstance(exc, hub.OfflineModeIsEnabled | hub.LocalEntryNotFoundError):
         return Failure(
             "HubUnavailableError",
-            "the workers run offline (HF_HUB_OFFLINE) and the model is not in their cache: use a local model folder "
-            "under the allowed roots, pre-fill the HF cache volume, or enable hub access",
+            "the model is not in the workers' Hugging Face cache and they run offline (HF_HUB_OFFLINE): check the "
+            "id's spelling (e.g. 'bert-base-uncased' or 'org/name'), use a local model folder under the allowed "
+            "roots, pre-fill the HF cache volume, or enable hub access",
         )
     if isinstance(exc, hub.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", None)

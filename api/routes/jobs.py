@@ -32,8 +32,8 @@ from api.schemas import (
 )
 from jobs import lifecycle, sweeps
 from jobs.errors import InvalidSpec
-from jobs.kinds import checked_spec, kind_enum, openapi_examples, parse_spec, parse_submitted, spec_union
-from jobs.queue import queue_for
+from jobs.kinds import checked_spec, declared, kind_enum, openapi_examples, parse_spec, parse_submitted, spec_union
+from jobs.queue import queue_for, queued_message
 from jobs.settings import Settings
 from jobs.specs import SweepJobSpec
 from jobs.store import repository
@@ -159,12 +159,22 @@ async def strict_spec(request: Request) -> JobSpec | None:
 # --------------------------------------------------------------------------- routes
 
 
+#: POST /jobs's description: what it does, then every declared job kind (the spec's ``kind``).
+SUBMIT_DESCRIPTION = (
+    "Validate the spec, store the job as `queued`, then send its id to the workers. The row is committed "
+    "before the message is sent; if the broker refuses the message, the job is marked `failed` with the "
+    "reason and the response is 503.\n\nJob kinds (`kind` of the spec):\n"
+    + "".join(f"\n- `{kind.name}`: {kind.summary}" for kind in declared())
+)
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobOut,
     responses=_SUBMIT_ERRORS,
     summary="Submit a job",
+    description=SUBMIT_DESCRIPTION,
 )
 def submit_job(
     request: Request,
@@ -205,7 +215,7 @@ def submit_job(
     if not created:  # a concurrent request with the same key won the insert
         return _replayed(job, idempotency_key or "", body_hash, request, response)
     queue = queue_for(stored)
-    repository.add_event(session, job.id, f"queued on '{queue}'")
+    repository.add_event(session, job.id, queued_message(queue, stored, settings.device))
     session.commit()
     try:
         dispatcher.send(job.id, queue)

@@ -17,14 +17,14 @@ from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dic
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="score a saved model on a task", description=__doc__.split("\n\n")[0])
+    p = sub.add_parser("evaluate", help="score a saved model on a task", description=__doc__)
     p.add_argument("--model", required=True, type=Path, help="folder of a saved (fine-tuned) model")
     add_task_arguments(p)
     p.add_argument("--split", action="append", default=None, help="split to score (repeatable); default the task's")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=None)
-    p.add_argument("--max-eval-samples", type=int, default=None)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32, help="examples per forward pass")
+    p.add_argument("--max-length", type=int, default=None, help="token limit per example (default: the task's)")
+    p.add_argument("--max-eval-samples", type=int, default=None, help="score at most this many examples per split")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, mps")
     p.add_argument("--output", type=Path, default=None, help="also write the metrics JSON to this file")
     p.add_argument("--quiet", action="store_true", help="no library progress bars")
     p.set_defaults(func=run)

@@ -17,7 +17,13 @@ import sys
 from pathlib import Path
 
 from ppruning.cli.checks import check_model, check_output_folder
-from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict, validation_error
+from ppruning.cli.task_args import (
+    add_task_arguments,
+    quiet_libraries,
+    task_dict,
+    third_party_bars_off,
+    validation_error,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from ppruning.progress import Progress, StderrProgress
 
     config = build_config(args)
-    if args.quiet:
-        quiet_libraries()
+    quiet_libraries() if args.quiet else third_party_bars_off()  # our progress, not theirs besides it
     progress = Progress() if args.quiet else StderrProgress()
     result = finetune(config, args.output, progress)
     summary = {

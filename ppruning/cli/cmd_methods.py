@@ -1,4 +1,4 @@
-"""``ppruning methods``: the registered pruning methods with their parameters' JSON schemas.
+"""``ppruning methods``: the registered pruning methods and their parameters (``--json``: with JSON schemas).
 
 Read from the method registry, the same source the API's ``GET /methods`` uses, so the
 two never disagree.
@@ -11,7 +11,7 @@ import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("methods", help="list the pruning methods and their parameters")
+    p = sub.add_parser("methods", help="list the pruning methods and their parameters", description=__doc__)
     p.add_argument("--json", action="store_true", help="one JSON document instead of text")
     p.set_defaults(func=run)
 
@@ -33,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
             bounds = " ".join(f"{op}{p[k]}" for k, op in _BOUNDS.items() if k in p)
             extra = f" one of {p['choices']}" if "choices" in p else (f" ({bounds})" if bounds else "")
             print(f"    {p['name']}: {p['type']} = {p.get('default')!r}{extra}  {p.get('description', '')}".rstrip())
-        print(f"  schema: {json.dumps(m['params_schema'], separators=(',', ':'))}\n")
+        print()
+    print("The parameters' JSON schemas: ppruning methods --json")
     return 0

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ppruning.cli.checks import check_model, check_output_folder
-from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict
+from ppruning.cli.task_args import add_task_arguments, quiet_libraries, task_dict, third_party_bars_off
 from ppruning.errors import InvalidConfigError
 
 
@@ -38,24 +38,35 @@ def _number_or_word(value: str) -> int | float | str:
     return value
 
 
-#: flag dest -> type, for the sampling block shared by every method
+#: flag dest -> (type, help), for the sampling block shared by every method (defaults: SamplingConfig's,
+#: named in the help; a test keeps them in step without importing torch to print a help text)
 _SAMPLING_FLAGS = {
-    "max_instances": int,
-    "max_length": int,
-    "batch_size": int,
-    "sampling_tokens": int,
-    "cost_length": _number_or_word,
+    "max_instances": (int, "task examples read from the train split (default: 3000)"),
+    "max_length": (int, "token limit per example, also the budget's sequence length (default: the task's)"),
+    "batch_size": (int, "examples per forward pass while reading data (default: 32)"),
+    "sampling_tokens": (int, "real token positions sampled, by methods that sample positions (default: 200)"),
+    "cost_length": (_number_or_word, "tokens the FLOPs budget is costed at: 'max' (the token limit), 'mean' (the "
+                    "sampled inputs' mean real length) or a number (default: max)"),
 }
-#: flag dest -> type, for method parameters (passed only when given)
-_PARAM_FLAGS = {"lambda_val": float, "allocation": str, "distance_mode": str, "head_matching": str}
+#: flag dest -> (type, help), for method parameters (passed only when given: each method's default applies)
+_PARAM_FLAGS = {
+    "lambda_val": (float, "removed cost split 1 : LAMBDA_VAL between attention and FFN (default: the method's; 5.0 "
+                   "for ppruning)"),
+    "allocation": (str, "'global': one threshold per unit type over all layers; 'uniform': every layer cut "
+                   "alike (default: the method's; global for ppruning)"),
+    "distance_mode": (str, "ppruning: 'condensed' (linkage on the distance matrix) or 'reference' (the reference "
+                      "code's Chebyshev over its rows) (default: condensed)"),
+    "head_matching": (str, "ppruning: matching of head dimensions, 'greedy' (reference) or 'hungarian' (exact) "
+                      "(default: greedy)"),
+}  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prune",
         help="prune a model (P-pruning or a baseline) and write masks, the pruned model and a report",
-        description="Prune attention heads and FFN neurons; writes head_mask.pt, neuron_mask.pt, "
-        "masks.safetensors, model/ and report.json into --output.",
+        description="Prune a model with a registered method; writes the masks, model/ and report.json into "
+        "--output. Sampling and method flags left out take the method's own defaults.",
     )
     p.add_argument("--model", required=True, help="hub id or local folder")
     p.add_argument("--revision", default=None, help="hub branch, tag or commit")
@@ -65,10 +76,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--flops-reduction", type=float, help="fraction of attention+FFN FLOPs to remove")
     target.add_argument("--params-reduction", type=float, help="fraction of attention+FFN parameters to remove")
     p.add_argument("--output", required=True, type=Path, help="folder for masks, model/ and report.json")
-    p.add_argument("--seed", type=int, default=3407)
+    p.add_argument("--seed", type=int, default=3407, help="seed of every random choice (data sample, methods)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N, mps")
-    for name, kind in {**_SAMPLING_FLAGS, **_PARAM_FLAGS}.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    for name, (kind, text) in {**_SAMPLING_FLAGS, **_PARAM_FLAGS}.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=text)
     p.add_argument(
         "--policy",
         default=None,
@@ -180,8 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from ppruning.run.prune import prune
 
     config = build_config(args)
-    if args.quiet:
-        quiet_libraries()
+    quiet_libraries() if args.quiet else third_party_bars_off()  # our progress, not theirs besides it
     result = prune(config, args.output, NULL_PROGRESS if args.quiet else StderrProgress())
     print(summary_line(config.model.id, config.method, result.report), file=sys.stdout)
     written = ",".join(sorted(path.name for path in result.mask_files) + ["report.json"])

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 
+from ppruning.cli.helptext import tidy
 from ppruning.cli.plugins import EXIT_MISSING, Plugins, refusal, register_plugins
 from ppruning.errors import PruningError
 from ppruning.version import __version__
@@ -40,6 +42,7 @@ def _build() -> tuple[argparse.ArgumentParser, Plugins]:
     found = register_plugins(sub)
     if found.missing:
         parser.epilog = "not installed:\n" + "\n".join(f"  {line}" for line in found.summary())
+    tidy(parser)
     return parser, found
 
 
@@ -48,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _LIBRARY_COMMANDS = "ppruning.cli.cmd_"
+#: The exit status of a command whose reader closed the pipe: what a shell reports for a tool killed by SIGPIPE.
+EXIT_BROKEN_PIPE = 141
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit does not fail (and print) again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _flag_for(field: str, command: argparse.ArgumentParser | None) -> str | None:
@@ -88,7 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_MISSING
     args = parser.parse_args(words)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away (`ppruning methods | head`) is noticed here
+        return code
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except PruningError as exc:
         print(_error_line(exc, commands.get(args.command)), file=sys.stderr)
         return 2

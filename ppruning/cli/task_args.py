@@ -49,10 +49,11 @@ def validation_error(exc: Any) -> InvalidConfigError:
     return InvalidConfigError(first["msg"].replace("Value error, ", ""), field=field)
 
 
-def quiet_libraries() -> None:
-    """Silence the hub, datasets and transformers progress bars and load reports (for --quiet).
+def third_party_bars_off() -> None:
+    """No progress bars of the hub, datasets and transformers ("Map", "Loading weights", "Writing
+    model shards"): a command that draws its own progress would have two kinds of bar interleaved.
 
-    Called before anything loads: the bars and reports are drawn while loading.
+    Called before anything loads: the bars are drawn while loading.
     """
     import datasets
     import transformers
@@ -60,6 +61,14 @@ def quiet_libraries() -> None:
 
     disable_progress_bars()
     datasets.disable_progress_bars()
+    transformers.logging.disable_progress_bar()
+
+
+def quiet_libraries() -> None:
+    """Silence the hub, datasets and transformers progress bars and their warnings (for --quiet)."""
+    import datasets
+    import transformers
+
+    third_party_bars_off()
     datasets.logging.set_verbosity_error()
     transformers.logging.set_verbosity_error()
-    transformers.logging.disable_progress_bar()

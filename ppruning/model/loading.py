@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ppruning.errors import InvalidConfigError, ModelLoadError
+from ppruning.model.load_report import held_load_report, pass_on_backbone_problems
 from ppruning.model.owned_weights import from_pretrained_owned
 from ppruning.model.refs import ModelRef
 from ppruning.tasks.registry import TaskInfo
@@ -132,7 +133,10 @@ def _from_pretrained(model: ModelRef, info: TaskInfo, overrides: dict[str, Any])
 
     cls = _auto_class(info)
     try:
-        return from_pretrained_owned(cls, model.id, model.revision, **overrides)
+        with held_load_report() as reports:  # the new task head is expected; the backbone's rows are passed on
+            net = from_pretrained_owned(cls, model.id, model.revision, **overrides)
+        pass_on_backbone_problems(reports, model.id, net.base_model_prefix)
+        return net
     except (OSError, ValueError, SafetensorError) as exc:
         raise ModelLoadError(f"cannot load {model.id!r} with a {info.head} head: {exc}", field="model.id") from exc
 

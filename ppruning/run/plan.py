@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +27,7 @@ from ppruning.errors import InvalidConfigError, ModelLoadError, UnsupportedModel
 from ppruning.measure.bounds import check_measure
 from ppruning.methods import MethodParams, MethodSpec, get_method
 from ppruning.methods.contract import SamplingConfig
+from ppruning.model.hub import check_hub_model
 from ppruning.model.refs import ModelRef
 from ppruning.recovery.compensation import CompensationConfig
 from ppruning.recovery.reconstruct import ReconstructConfig
@@ -195,6 +197,8 @@ def load_hf_config(ref: ModelRef) -> Any:
     """The model's ``config.json`` only (no weights); ModelLoadError naming ``model.id`` when it cannot be read."""
     from transformers import AutoConfig
 
+    if not Path(ref.id).is_dir():
+        check_hub_model(ref)  # a misspelled id fails here at once, saying so
     try:
         return AutoConfig.from_pretrained(ref.id, revision=ref.revision)
     except Exception as exc:  # OSError, ValueError, hub errors: all mean "cannot load this"

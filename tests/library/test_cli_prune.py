@@ -68,6 +68,9 @@ def test_prune_on_a_local_csv_exits_0_and_writes_the_outputs(tiny_bert_path: Pat
     assert report["params"]["distance_mode"] == "reference" and report["seed"] == 5
     assert report["details"]["collection"]["examples_read"] == 30
     assert "[collect]" in proc.stderr and "[cluster]" in proc.stderr  # progress on stderr
+    # ... and only ours, in plain text: stderr is a pipe here, and the method does not use the new classifier
+    for noise in ("\x1b[", "LOAD REPORT", "MISSING", "Loading weights", "Writing model shards", "Map:"):
+        assert noise not in proc.stderr, (noise, proc.stderr)
     assert "pruned" in proc.stdout
 
     # What a user does next: reload the checkpoint in one call, with no question asked on stdin

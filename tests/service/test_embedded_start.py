@@ -94,3 +94,37 @@ def test_serve_on_another_port_names_that_port_in_job_urls(tmp_path, tiny_bert_p
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_cpu_only_deployment_answers_in_utc_names_its_device_and_lists_every_kind(tmp_path, tiny_bert_path):
+    """The small things a newcomer reads first: one time format in POST and GET replies (SQLite
+    returns times without a zone), the device a job will run on in its first event (not a
+    'gpu' queue on a machine without one), every job kind in the OpenAPI document, and a
+    sweep that takes the same 'sampling' block as a prune."""
+    from jobs.kinds import job_kinds
+
+    settings = Settings(data_dir=tmp_path, api_keys=["me:secret"], device="cpu", allowed_model_roots=[tiny_bert_path])
+    prepare_embedded(settings)
+    auth = {"Authorization": "Bearer secret"}
+    spec = {"kind": "prune", "model": {"id": str(tiny_bert_path)}, "task": {"name": "sst2"},
+            "target": {"flops_reduction": 0.3}, "sampling": {"max_instances": 8}}  # fmt: skip
+    with TestClient(create_app(settings, dispatcher=RecordingDispatcher()), raise_server_exceptions=False) as client:
+        posted = client.post("/jobs", json=spec, headers=auth)
+        assert posted.status_code == 202, posted.text
+        got = client.get(f"/jobs/{posted.json()['id']}", headers=auth).json()
+        for key in ("created_at", "updated_at"):
+            assert posted.json()[key].endswith("Z") and got[key] == posted.json()[key], (posted.json(), got)
+        events = client.get(f"/jobs/{got['id']}/events", headers=auth).json()["items"]
+        assert events[0]["created_at"].endswith("Z")
+        assert "on cpu" in events[0]["message"] and "queued on 'gpu'" not in events[0]["message"], events[0]
+
+        sweep = {**spec, "kind": "sweep", "targets": {"flops_reduction": [0.2, 0.3]}, "measure": False}
+        del sweep["target"]
+        r = client.post("/jobs", json=sweep, headers=auth)
+        assert r.status_code == 202, r.text
+        assert r.json()["spec"]["sampling"]["max_instances"] == 8
+
+        document = client.get("/openapi.json").json()
+        submit = document["paths"]["/jobs"]["post"]["description"]
+        for kind in job_kinds():
+            assert f"`{kind}`" in document["info"]["description"] and f"`{kind}`" in submit, kind

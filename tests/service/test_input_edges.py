@@ -57,7 +57,7 @@ def test_the_stream_ignores_an_unusable_last_event_id_and_sends_everything(clien
         with client.stream("GET", f"/jobs/{job_id}/events", headers=headers) as r:
             assert r.status_code == 200
             text = r.read().decode()
-        assert "queued on" in text and "event: end" in text
+        assert "queued to run on" in text and "event: end" in text
 
 
 def test_an_artifact_name_with_a_nul_byte_is_404(client, auth, stored_job):  # noqa: F811

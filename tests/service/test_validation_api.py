@@ -104,6 +104,26 @@ def test_a_text_only_file_is_enough_for_an_unlabeled_method_not_for_a_labelled_o
     assert "'label'" in error["message"]
 
 
+def test_a_hub_id_the_reachable_hub_does_not_know_is_refused_at_submission(
+    client, auth, prune_spec, dispatcher, pg_url, owner, monkeypatch
+):
+    from huggingface_hub import constants
+
+    from tests.support.fake_hub import hub_without_repositories
+
+    with hub_without_repositories() as endpoint:
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", endpoint)
+        r = client.post("/jobs", json=_with(prune_spec, "model.id", "org/bert-base-uncsed"), headers=auth)
+    error = _assert_rejected(r, 422, "model.id", pg_url, owner, dispatcher)
+    assert "not a repository" in error["message"] and "spelling" in error["message"], error
+
+
+def test_offline_a_hub_id_is_accepted_for_the_workers_to_check(client, auth, prune_spec, dispatcher):
+    r = client.post("/jobs", json=_with(prune_spec, "model.id", "org/not-in-this-cache"), headers=auth)
+    assert r.status_code == 202, r.text  # the workers may reach the hub or have it cached
+
+
 def test_paths_outside_the_allowed_roots_are_refused(client, auth, prune_spec, model_root, dispatcher, pg_url, owner):
     for bad in [
         f"{model_root}/../{model_root.name}/bert",  # traversal, even when it would land inside

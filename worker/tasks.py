@@ -24,8 +24,8 @@ from jobs.store.owner_slots import park_if_capped
 from jobs.store.session import get_sessionmaker
 from jobs.store.states import TERMINAL, JobState
 from worker.attempt import Outcome, run_attempt
-from worker.callbacks import notify
-from worker.celery_app import TASK_NAME, app
+from worker.callbacks import ATTEMPTS, FIRST_DELAY_S, CallbackRetry, notify, send_once
+from worker.celery_app import CALLBACK_TASK_NAME, TASK_NAME, app
 from worker.ended import ended_without_attempt
 from worker.errors import BACKOFF_BASE_S, BACKOFF_CAP_S, MAX_RETRIES, TransientJobError, classify
 from worker.owner_slots import park, wake_parked
@@ -81,6 +81,18 @@ class SkipEndedJobs(Request):
         task_ready(self)
         self.acknowledge()
         raise TaskRevokedError(self.id)  # the worker's way to release the pool slot it reserved
+
+
+@app.task(
+    name=CALLBACK_TASK_NAME, ignore_result=True,
+    # a receiver that is down or answers 5xx/429 is tried again later: 1 s, 2 s, 4 s, without a job waiting on it
+    autoretry_for=(CallbackRetry,), max_retries=ATTEMPTS - 1,
+    retry_backoff=FIRST_DELAY_S, retry_backoff_max=60, retry_jitter=False,
+)  # fmt: skip
+def send_callback(url: str, payload: dict[str, Any]) -> bool:
+    """POST a finished job's state to its callback URL, signed (:func:`worker.callbacks.send_once`)."""
+    settings = get_settings()
+    return send_once(url, payload, settings.callback_secret, allow_private=settings.callback_allow_private)
 
 
 def _notify_quietly(sessions: Any, settings: Any, job_id: uuid.UUID) -> None:

@@ -34,9 +34,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from celery import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.callback_policy import CallbackRefused, Target, resolve_target
+from jobs.queue import CALLBACK_QUEUE, CALLBACK_TASK_NAME
 from jobs.settings import Settings
 from jobs.store import repository as repo
 
@@ -133,10 +135,9 @@ def send_once(
 
 
 def enqueue(url: str, payload: dict[str, Any]) -> None:
-    """Hand the POST to the callback task (:data:`worker.tasks.send_callback`) on its own queue."""
-    from worker.celery_app import CALLBACK_QUEUE, CALLBACK_TASK_NAME, app
-
-    app.send_task(CALLBACK_TASK_NAME, args=[url, payload], queue=CALLBACK_QUEUE, ignore_result=True)
+    """Hand the POST to the callback task (:data:`worker.tasks.send_callback`) on its own queue, through the
+    worker's Celery app (the current one in a worker process)."""
+    current_app.send_task(CALLBACK_TASK_NAME, args=[url, payload], queue=CALLBACK_QUEUE, ignore_result=True)
 
 
 def notify(

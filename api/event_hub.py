@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from fastapi.sse import format_sse_event
 from sqlalchemy.orm import Session
 
 from api.schemas import EventOut
@@ -151,9 +152,9 @@ def read_news(
 
 
 def format_event(event_id: int | None, kind: str, data: dict[str, Any]) -> str:
-    """One SSE message: ``id`` (job events only), ``event`` and one line of JSON ``data``."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+    """One SSE message in FastAPI's framing: ``event``, one line of JSON ``data``, ``id`` (job events only)."""
+    text = json.dumps(data, separators=(",", ":"), default=str)
+    return format_sse_event(data_str=text, event=kind, id=None if event_id is None else str(event_id)).decode()
 
 
 def _read_range(session: Session, job_id: uuid.UUID, after: int) -> list[tuple[int, str]]:

@@ -3,14 +3,17 @@
 Each event is ``id: <JobEvent.id>``, ``event: <type>`` and ``data: <the JSON listing's
 item>``. The type is the event's ``data.type`` ('stage', 'progress', ...) or 'log'. The
 stream starts after ``Last-Event-ID`` (a reconnecting client sends it) or ``?after=``,
-sends a ``: keep-alive`` comment when nothing happened for ``keepalive_s``, and ends
+sends a keep-alive comment (``: ping``) when nothing happened for ``keepalive_s``, and ends
 with ``event: end`` (``data``: the job's state, error and progress) once the job is
 finished and every event before that has been sent: a client that reconnects after the
 end gets the remaining events, if any, and the end again. A stream whose API key is
 revoked meanwhile ends with ``event: error`` (``data``: ``{"type": "unauthorized", ...}``).
 
 The stream itself reads nothing from the database: the app's :class:`api.event_hub.EventHub`
-polls for every open stream at once and hands each its events.
+polls for every open stream at once and hands each its events. The framing is FastAPI's
+(:mod:`fastapi.sse`: ``EventSourceResponse``, ``format_sse_event``, its keep-alive comment);
+the route answers JSON pages and streams from one path, so it returns the response itself
+rather than being a generator route.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 
-from fastapi.responses import StreamingResponse
+from fastapi.sse import KEEPALIVE_COMMENT, EventSourceResponse, format_sse_event
 
 from api.event_hub import EventHub, TooManyStreams, format_event
 
-MEDIA_TYPE = "text/event-stream"
+MEDIA_TYPE: str = EventSourceResponse.media_type  # text/event-stream
 
 
 def wants_stream(accept: str | None) -> bool:
@@ -58,7 +61,7 @@ async def _stream(hub: EventHub, job_id: uuid.UUID, owner: str, key_hash: str | 
         yield format_event(None, "error", {"type": "too_many_streams", "message": str(exc)})
         return
     try:
-        yield f"retry: {retry_ms}\n\n"
+        yield format_sse_event(retry=retry_ms).decode()
         while True:
             sub.wake.clear()
             while sub.items:
@@ -74,7 +77,7 @@ async def _stream(hub: EventHub, job_id: uuid.UUID, owner: str, key_hash: str | 
             try:
                 await asyncio.wait_for(sub.wake.wait(), timeout=keepalive_s)
             except TimeoutError:
-                yield ": keep-alive\n\n"
+                yield KEEPALIVE_COMMENT.decode()
     finally:
         hub.unsubscribe(sub)
 
@@ -87,9 +90,8 @@ def event_stream(
     after: int,
     *,
     keepalive_s: float = 15.0,
-) -> StreamingResponse:
-    return StreamingResponse(
+) -> EventSourceResponse:
+    return EventSourceResponse(
         _stream(hub, job_id, owner, key_hash, after, int(hub.poll_s * 4000), keepalive_s),
-        media_type=MEDIA_TYPE,
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
     )

@@ -52,4 +52,4 @@ WORKDIR /data
 # tini reaps the prefork children and forwards SIGTERM: Celery's warm shutdown hands unfinished jobs back.
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # Concurrency defaults to the number of visible GPUs; each pool process is pinned to one of them.
-CMD ["ppruning", "worker", "--queues", "gpu,cpu", "--hostname", "worker@%h"]
+CMD ["ppruning", "worker", "--queues", "gpu,cpu,callbacks", "--hostname", "worker@%h"]

@@ -29,12 +29,17 @@ GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 #: Queues a job can be routed to, by the device its spec asks for (:func:`queue_for`).
 QUEUES = (GPU_QUEUE, CPU_QUEUE)
+#: The task that POSTs a finished job's callback, and its queue: retried by Celery with backoff,
+#: so no job worker sleeps between attempts. Every worker consumes it besides the job queues.
+CALLBACK_TASK_NAME = "worker.send_callback"
+CALLBACK_QUEUE = "callbacks"
+WORKER_QUEUES = (*QUEUES, CALLBACK_QUEUE)
 EXCHANGE = Exchange("ppruning", type="direct")
 
 
 def declared_queues() -> list[Queue]:
     """The queues as both sides declare them: direct exchange ``ppruning``, routing key = queue name."""
-    return [Queue(name, EXCHANGE, routing_key=name) for name in QUEUES]
+    return [Queue(name, EXCHANGE, routing_key=name) for name in WORKER_QUEUES]
 
 
 def queue_for(spec: dict[str, Any]) -> str:

@@ -75,6 +75,18 @@ class Settings(BaseSettings):
         default=8 * 3600, ge=60, description="How long a dashboard sign-in lasts before the API key is asked again."
     )
 
+    mlflow_tracking_uri: str = Field(
+        default="",
+        description="MLflow tracking server the workers log jobs to (http://host:5000); its registry gets each "
+        "job's final model as a model version. Empty: no tracking. Needs the mlflow extra on the workers.",
+    )
+    mlflow_experiment: str = Field(default="ppruning", description="MLflow experiment of jobs that name none.")
+    mlflow_track_all: bool = Field(
+        default=True,
+        description="With a tracking URI, log every job that does not say \"tracking\": {\"mlflow\": false}; "
+        "off: only the jobs that ask for it.",
+    )
+
     # Limits an operator sets per deployment (0 = no limit).
     max_queued_jobs_per_owner: int = Field(
         default=100,

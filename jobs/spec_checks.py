@@ -37,6 +37,7 @@ from jobs.callback_policy import CallbackRefused, check_submitted
 from jobs.errors import InvalidSpec
 from jobs.model_ids import LocalModel, hub_config_folder, hub_tokenizer_folder, is_local, parse_model_id
 from jobs.settings import Settings
+from jobs.spec_fields import TrackingOptions
 from jobs.specs import FinetuneJobSpec, PipelineJobSpec, PruneJobSpec, SweepJobSpec, TeacherSpec
 from jobs.store import repository
 from jobs.store.states import JobState
@@ -316,6 +317,16 @@ def check_callback(url: str | None, settings: Settings) -> None:
         raise InvalidSpec(f"callback_url: {exc}", field="callback_url") from None
     except FuturesTimeout:
         log.info("callback host of %s did not resolve in time; the worker checks it before sending", url)
+
+
+def check_tracking(tracking: TrackingOptions | None, settings: Settings) -> None:
+    """A job that asks for MLflow tracking needs a service with a tracking server."""
+    if tracking is not None and tracking.mlflow and not settings.mlflow_tracking_uri:
+        raise InvalidSpec(
+            "tracking.mlflow: this service has no MLflow tracking server (PPRUNING_MLFLOW_TRACKING_URI); "
+            "leave tracking out or set it to false",
+            field="tracking.mlflow",
+        )
 
 
 #: A spec that prunes: a prune's, or a pipeline's (whose pruning is checked the same way).

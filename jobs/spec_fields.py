@@ -176,8 +176,38 @@ SpecVersion = Annotated[
     Literal[1],
     Field(default=SPEC_VERSION, description="Format of this spec; 1, the only one so far, when omitted."),
 ]
+class TrackingOptions(BaseModel):
+    """Experiment tracking of one job (MLflow), on a service whose workers have a tracking server.
+
+    Left out, a job is tracked when the deployment tracks every job (``PPRUNING_MLFLOW_TRACKING_URI``
+    set and ``PPRUNING_MLFLOW_TRACK_ALL`` on).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    mlflow: bool = Field(
+        default=True,
+        description="Log this job to the service's MLflow server (params, stage times, metrics, report, model "
+        "card) and register its final model as a model version; false: not this job.",
+    )
+    experiment: str | None = Field(
+        default=None, min_length=1, max_length=256, description="MLflow experiment; default: the service's."
+    )
+    registered_model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Registered model the final checkpoint becomes a version of; default: '<model>-<method>-<task>'.",
+    )
+
+
+Tracking = Annotated[
+    TrackingOptions | None,
+    Field(default=None, description="MLflow tracking of this job; left out: the service's default."),
+]
+
 #: Spec fields that belong to the service, not to the library configs.
-SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize"}
+SERVICE_FIELDS = {"kind", "callback_url", "spec_version", "export", "quantize", "tracking"}
 
 
 def declared_method(method: str) -> MethodSpec | None:

@@ -9,7 +9,8 @@ them: a ``prune`` spec *is* a ``PruneConfig`` plus ``kind``, so the same validat
 worker. Checks that depend on the deployment (the path allow-list, the task registry,
 the model's config, other jobs) live in :mod:`jobs.spec_checks`.
 
-Every kind may carry ``callback_url`` (the worker POSTs the final state there, signed);
+Every kind may carry ``callback_url`` (the worker POSTs the final state there, signed) and
+``tracking`` (MLflow, :class:`~jobs.spec_fields.TrackingOptions`);
 it is the service's business and never reaches the library configs, nor do ``export`` and
 ``quantize`` of a ``prune`` or ``pipeline`` (the worker exports the job's final model
 after the library has made it). ``distill`` of a ``prune``, ``pipeline`` or ``sweep`` is a
@@ -44,6 +45,7 @@ from jobs.spec_fields import (
     Quantize,
     SpecVersion,
     TeacherSpec,
+    Tracking,
     check_export,
     check_method_params,
     check_policy_use,
@@ -71,6 +73,7 @@ class _MethodJobSpec(PruneConfig):
 
     callback_url: CallbackUrl
     spec_version: SpecVersion
+    tracking: Tracking
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True, description=PARAMS_HELP)
     _params = field_validator("params")(check_method_params)
     export: ExportFormats  # of the job's final model (the fine-tuned one in a pipeline)
@@ -159,6 +162,7 @@ class FinetuneJobSpec(FinetuneConfig):
 
     kind: Literal["finetune"]
     callback_url: CallbackUrl
+    tracking: Tracking
     spec_version: SpecVersion
     model: ModelRef | None = None  # type: ignore[assignment]
     from_job: uuid.UUID | None = Field(
@@ -333,6 +337,7 @@ class SweepJobSpec(BaseModel):
 
     kind: Literal["sweep"]
     callback_url: CallbackUrl
+    tracking: Tracking  # every child's
     spec_version: SpecVersion
     model: ModelRef
     task: TaskRef

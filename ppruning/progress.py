@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 
 class Progress:
     """A listener that does nothing; subclass and override what you need."""
@@ -26,13 +28,6 @@ class Progress:
 
     def update(self, step: int, total: int | None = None, **metrics: Any) -> None:
         """``step`` of the current stage is done; ``metrics`` (loss, a metric) ride along."""
-
-    def _timing(self, now: float, step: int, total: int) -> str:
-        """``elapsed 0:42 eta 1:05``: the ETA assumes the remaining steps go at the pace so far."""
-        elapsed = max(0.0, now - self._began)
-        if 0 < step < total:
-            return f"elapsed {_clock_text(elapsed)} eta {_clock_text(elapsed / step * (total - step))}"
-        return f"elapsed {_clock_text(elapsed)}" + (" eta --:--" if step < total else "")
 
     def event(self, message: str, level: str = "info", **data: Any) -> None:
         """Something a user reading the job's log should see."""
@@ -44,8 +39,17 @@ class Progress:
 NULL_PROGRESS = Progress()
 
 
+#: The bar of a stage with a known length, drawn by tqdm (``eta`` assumes the pace so far holds).
+BAR_FORMAT = "{desc} [{bar:30}] {n_fmt}/{total_fmt} elapsed {elapsed} eta {remaining}"
+DONE_FORMAT = "{desc} [{bar:30}] {n_fmt}/{total_fmt} elapsed {elapsed}"
+
+
 class StderrProgress(Progress):
-    """Plain progress lines on stderr (or a bar with elapsed time and ETA on a TTY), for the CLI."""
+    """Plain progress lines on stderr (or a bar with elapsed time and ETA on a TTY), for the CLI.
+
+    The bar's text is tqdm's (:meth:`tqdm.tqdm.format_meter`); when and where it is written
+    stays here, so a listener's clock and interval decide, and a log gets one line per update.
+    """
 
     def __init__(
         self,
@@ -77,10 +81,11 @@ class StderrProgress(Progress):
         self._last = now
         extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         if total:
-            width = 30
-            done = int(width * step / total)
-            bar = f"[{'#' * done}{'.' * (width - done)}] {step}/{total}"
-            text = f"[{self._stage}] {bar} {self._timing(now, step, total)} {extra}".rstrip()
+            bar = tqdm.format_meter(
+                min(step, total), total, max(0.0, now - self._began), prefix=f"[{self._stage}]", ascii=".#",
+                bar_format=DONE_FORMAT if step >= total else BAR_FORMAT,
+            )  # fmt: skip
+            text = f"{bar} {extra}".rstrip()
         else:
             text = f"[{self._stage}] {step} {extra}".rstrip()
         self.stream.write(("\r" + text) if self._tty else (text + "\n"))
@@ -90,10 +95,3 @@ class StderrProgress(Progress):
         self.stream.write(("\n" if self._tty else "") + f"{level}: {message}\n")
         self.stream.flush()
 
-
-def _clock_text(seconds: float) -> str:
-    """``m:ss``, or ``h:mm:ss`` from an hour on."""
-    whole = int(round(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

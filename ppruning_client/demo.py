@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         api = Child("api", [*PPRUNING, "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level",
                             "warning", "--no-access-log"], env, log_dir)  # fmt: skip
         stack.callback(api.stop)
-        worker = Child("worker", [*PPRUNING, "worker", "--queues", "gpu,cpu", "--concurrency", "1",
+        worker = Child("worker", [*PPRUNING, "worker", "--queues", "gpu,cpu,callbacks", "--concurrency", "1",
                                   "--hostname", "demo@%h"], env, log_dir)  # fmt: skip
         stack.callback(worker.stop)
         print(f"demo: starting the API on {url} and a worker (logs in {log_dir})")

@@ -9,6 +9,9 @@ are registered, in the same transaction that moves the job to ``succeeded``. So:
 - a zombie attempt (declared dead, still running) cannot commit: every write is fenced
   to its attempt number (:mod:`jobs.store.claims`).
 
+A tracked job (:mod:`worker.tracking`) is logged to MLflow between the upload and the
+registration, so its result names the run and the model version.
+
 The job's resume state (``jobs/<job_id>/resume/``, :mod:`worker.resume_store`) is not an
 attempt's upload: the next attempt of a resumable method continues from it, so no
 attempt's cleanup deletes it. The attempt that ends the job (succeeded, failed for good,
@@ -46,6 +49,7 @@ from worker.progress import JobProgress, LeaseLost, plan_for
 from worker.records import artifact_meta, attach_record
 from worker.resume_store import ArtifactResume, drop_resume_state
 from worker.runners import runner_for
+from worker.tracking import track_job
 from worker.uploads import Stored, upload_outputs
 
 log = logging.getLogger(__name__)
@@ -232,6 +236,10 @@ def _run_stages(
                 stored = upload_outputs(
                     store, attempt_prefix(claim), outputs, progress, retry_for_s=settings.upload_retry_s
                 )
+                progress.checkpoint()
+                tracked = track_job(claim.job_id, claim.kind, claim.spec, outputs, settings, progress)
+                if tracked is not None:
+                    outputs.result["tracking"] = tracked
                 progress.checkpoint()
                 with sessions.begin() as session:
                     job = lock_if_current(session, claim)

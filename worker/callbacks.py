@@ -1,4 +1,8 @@
-"""Tell a job's ``callback_url`` how it ended: one signed POST, retried a few times.
+"""Tell a job's ``callback_url`` how it ended: one signed POST, retried a few times by Celery.
+
+The job's worker only queues the callback (:func:`notify`); the task ``worker.send_callback``
+on the ``callbacks`` queue sends it (:func:`send_once`) and Celery retries it with backoff
+(``autoretry_for``), so no job worker waits on a slow or failing receiver.
 
 The body is JSON. ``X-PPruning-Signature: t=<unix seconds>,sha256=<hex>`` carries the
 time of sending and the HMAC-SHA256, under ``PPRUNING_CALLBACK_SECRET``, of
@@ -26,20 +30,24 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+from celery import current_app
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs.callback_policy import CallbackRefused, Target, resolve_target
+from jobs.queue import CALLBACK_QUEUE, CALLBACK_TASK_NAME
 from jobs.settings import Settings
 from jobs.store import repository as repo
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-PPruning-Signature"
+#: Tries of one callback, and the first wait between them (doubled each time; Celery's retry_backoff).
 ATTEMPTS = 4
-FIRST_DELAY_S = 1.0
+FIRST_DELAY_S = 1
 TIMEOUT_S = 10.0
 #: How old a signature :func:`verify` still accepts, in seconds.
 TOLERANCE_S = 300
@@ -82,21 +90,18 @@ def encode(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
-def post_callback(
-    url: str,
-    payload: dict[str, Any],
-    secret: str,
-    *,
-    allow_private: bool = False,
-    attempts: int = ATTEMPTS,
-    first_delay_s: float = FIRST_DELAY_S,
-    client: httpx.Client | None = None,
-) -> bool:
-    """POST ``payload`` to ``url``; True once the receiver answered 2xx.
+class CallbackRetry(Exception):
+    """A callback that may succeed later (no connection, a 5xx or 429): its task is retried with backoff."""
 
-    Retries on connection errors, 5xx and 429 with doubling delays; a 4xx other than 429
-    means the receiver rejects it and is not retried. A URL refused by
-    :mod:`jobs.callback_policy` is not called at all (False).
+
+def send_once(
+    url: str, payload: dict[str, Any], secret: str, *, allow_private: bool = False, client: httpx.Client | None = None
+) -> bool:
+    """One signed POST of ``payload`` to ``url``: True once the receiver answered 2xx.
+
+    False, and nothing more to try, when the URL is refused by :mod:`jobs.callback_policy`,
+    the worker has no secret, or the receiver rejects it (a 4xx other than 429).
+    :class:`CallbackRetry` when it may work later (a connection error, 5xx, 429).
     """
     try:
         target = resolve_target(url, allow_private=allow_private)
@@ -109,34 +114,39 @@ def post_callback(
     pinned, headers, extensions = pinned_request(url, target)
     body = encode(payload)
     headers.update({"Content-Type": "application/json", "User-Agent": "ppruning-worker"})
+    headers[SIGNATURE_HEADER] = sign(body, secret)  # signed when sent: a retry carries a fresh time
     own = client is None
     client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False, trust_env=False)
-    delay = first_delay_s
     try:
-        for attempt in range(1, attempts + 1):
-            headers[SIGNATURE_HEADER] = sign(body, secret)
-            try:
-                request = client.build_request("POST", pinned, content=body, headers=headers, extensions=extensions)
-                response = client.send(request, follow_redirects=False)
-                if 200 <= response.status_code < 300:
-                    return True
-                retry = response.status_code >= 500 or response.status_code == 429
-                log.warning("callback %s answered %s (attempt %d)", url, response.status_code, attempt)
-                if not retry:
-                    return False
-            except httpx.HTTPError as exc:
-                log.warning("callback %s failed: %s (attempt %d)", url, exc, attempt)
-            if attempt < attempts:
-                time.sleep(delay)
-                delay *= 2
-        return False
+        request = client.build_request("POST", pinned, content=body, headers=headers, extensions=extensions)
+        response = client.send(request, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        log.warning("callback %s failed: %s", url, exc)
+        raise CallbackRetry(f"callback {url} failed: {type(exc).__name__}: {exc}") from exc
     finally:
         if own:
             client.close()
+    if 200 <= response.status_code < 300:
+        return True
+    log.warning("callback %s answered %s", url, response.status_code)
+    if response.status_code >= 500 or response.status_code == 429:
+        raise CallbackRetry(f"callback {url} answered {response.status_code}")
+    return False
 
 
-def notify(sessions: sessionmaker[Session], settings: Settings, job_id: Any) -> None:
-    """POST the final state to the spec's ``callback_url``, if it has one."""
+def enqueue(url: str, payload: dict[str, Any]) -> None:
+    """Hand the POST to the callback task (:data:`worker.tasks.send_callback`) on its own queue, through the
+    worker's Celery app (the current one in a worker process)."""
+    current_app.send_task(CALLBACK_TASK_NAME, args=[url, payload], queue=CALLBACK_QUEUE, ignore_result=True)
+
+
+def notify(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    job_id: Any,
+    send: Callable[[str, dict[str, Any]], Any] = enqueue,
+) -> None:
+    """Send the final state to the spec's ``callback_url``, if it has one (``send``: by the callback task)."""
     with sessions() as session:
         job = repo.get_job(session, job_id, details=True)
         if job is None or not isinstance(job.spec, dict) or not job.spec.get("callback_url"):
@@ -153,4 +163,4 @@ def notify(sessions: sessionmaker[Session], settings: Settings, job_id: Any) -> 
             "artifacts": {a.name: {"size": a.size, "sha256": a.sha256} for a in job.artifacts},
         }
         url = str(job.spec["callback_url"])
-    post_callback(url, payload, settings.callback_secret, allow_private=settings.callback_allow_private)
+    send(url, json.loads(encode(payload)))  # what the task's JSON message carries

@@ -33,18 +33,24 @@ from typing import Any
 from celery import Celery, signals
 
 from jobs.queue import (
+    CALLBACK_QUEUE,
+    CALLBACK_TASK_NAME,
     CPU_QUEUE,
     EXCHANGE,
     GPU_QUEUE,
     QUEUES,
     TASK_NAME,
+    WORKER_QUEUES,
     declared_queues,
     pending_job_ids,
     send_job,
 )
 from jobs.settings import Settings, get_settings
 
-__all__ = ["CPU_QUEUE", "GPU_QUEUE", "QUEUES", "TASK_NAME", "app", "make_celery"]
+__all__ = [
+    "CALLBACK_QUEUE", "CALLBACK_TASK_NAME", "CPU_QUEUE", "GPU_QUEUE", "QUEUES", "TASK_NAME", "WORKER_QUEUES", "app",
+    "make_celery",
+]  # fmt: skip
 
 #: Extra time after the hard limit before Redis hands an unacknowledged message out again.
 VISIBILITY_MARGIN_S = 600

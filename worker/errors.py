@@ -12,7 +12,6 @@ are translated here, in one place.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
@@ -22,10 +21,16 @@ from jobs.settings import Settings
 from jobs.storage_errors import StorageError, StorageUnavailable
 from ppruning import PruningError
 
-#: Retries of a transient error, and the backoff between them (seconds, doubled each time).
+#: Retries of a transient error, and Celery's backoff between them (``retry_backoff``: seconds,
+#: doubled each time, capped, with full jitter: :data:`worker.tasks.run_job`).
 MAX_RETRIES = 5
-BACKOFF_BASE_S = 5.0
-BACKOFF_CAP_S = 300.0
+BACKOFF_BASE_S = 5
+BACKOFF_CAP_S = 300
+
+
+class TransientJobError(Exception):
+    """A job met a transient error (its attempt handed it back to the queue, or it could not be claimed):
+    the task raises this and Celery retries the message with backoff (``autoretry_for``)."""
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,6 @@ class Failure:
 
 
 HUB_TIMEOUT = Failure("HubUnavailableError", "the Hugging Face hub did not answer in time; retried", transient=True)
-
-
-def backoff_s(retries: int) -> float:
-    """Exponential backoff with full jitter, capped: spreads retries of many jobs out."""
-    return random.uniform(0.5, 1.0) * min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**retries)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

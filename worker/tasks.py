@@ -24,10 +24,10 @@ from jobs.store.owner_slots import park_if_capped
 from jobs.store.session import get_sessionmaker
 from jobs.store.states import TERMINAL, JobState
 from worker.attempt import Outcome, run_attempt
-from worker.callbacks import notify
-from worker.celery_app import TASK_NAME, app
+from worker.callbacks import ATTEMPTS, FIRST_DELAY_S, CallbackRetry, notify, send_once
+from worker.celery_app import CALLBACK_TASK_NAME, TASK_NAME, app
 from worker.ended import ended_without_attempt
-from worker.errors import MAX_RETRIES, backoff_s, classify
+from worker.errors import BACKOFF_BASE_S, BACKOFF_CAP_S, MAX_RETRIES, TransientJobError, classify
 from worker.owner_slots import park, wake_parked
 from worker.runners import check_runners
 from worker.sweep_runs import after_child
@@ -83,6 +83,18 @@ class SkipEndedJobs(Request):
         raise TaskRevokedError(self.id)  # the worker's way to release the pool slot it reserved
 
 
+@app.task(
+    name=CALLBACK_TASK_NAME, ignore_result=True,
+    # a receiver that is down or answers 5xx/429 is tried again later: 1 s, 2 s, 4 s, without a job waiting on it
+    autoretry_for=(CallbackRetry,), max_retries=ATTEMPTS - 1,
+    retry_backoff=FIRST_DELAY_S, retry_backoff_max=60, retry_jitter=False,
+)  # fmt: skip
+def send_callback(url: str, payload: dict[str, Any]) -> bool:
+    """POST a finished job's state to its callback URL, signed (:func:`worker.callbacks.send_once`)."""
+    settings = get_settings()
+    return send_once(url, payload, settings.callback_secret, allow_private=settings.callback_allow_private)
+
+
 def _notify_quietly(sessions: Any, settings: Any, job_id: uuid.UUID) -> None:
     try:
         notify(sessions, settings, job_id)
@@ -91,8 +103,11 @@ def _notify_quietly(sessions: Any, settings: Any, job_id: uuid.UUID) -> None:
 
 
 @app.task(
-    name=TASK_NAME, bind=True, ignore_result=True, max_retries=MAX_RETRIES, Request=f"{__name__}:SkipEndedJobs"
-)
+    name=TASK_NAME, bind=True, ignore_result=True, Request=f"{__name__}:SkipEndedJobs",
+    # a transient error is retried by Celery: exponential backoff from 5 s, capped, full jitter
+    autoretry_for=(TransientJobError,), max_retries=MAX_RETRIES,
+    retry_backoff=BACKOFF_BASE_S, retry_backoff_max=BACKOFF_CAP_S, retry_jitter=True,
+)  # fmt: skip
 def run_job(self: Task, job_id: str) -> str:
     settings = get_settings()
     sessions = get_sessionmaker(settings.database_url)
@@ -106,8 +121,8 @@ def run_job(self: Task, job_id: str) -> str:
             parked = claim is None and not ended and park_if_capped(session, uuid.UUID(job_id), cap)
     except Exception as exc:
         failure = classify(exc)
-        if failure.transient and self.request.retries < MAX_RETRIES:
-            raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
+        if failure.transient:
+            raise TransientJobError(f"job {job_id} could not be claimed: {failure.message}") from exc
         raise
     if claim is None:
         if ended:  # cancelled while its worker was dead, or out of attempts: it ends here, so it reports here
@@ -123,7 +138,8 @@ def run_job(self: Task, job_id: str) -> str:
     if result.outcome is not Outcome.LOST:  # it no longer runs here: a running slot of its owner is free
         wake_parked(sessions, settings, claim.job_id)
     if result.outcome is Outcome.RETRY:
-        raise self.retry(exc=result.error, countdown=backoff_s(self.request.retries))
+        reason = result.failure.message if result.failure is not None else repr(result.error)
+        raise TransientJobError(f"job {job_id}: {reason}") from result.error
     if result.outcome in (Outcome.SUCCEEDED, Outcome.FAILED, Outcome.CANCELLED):
         _notify_quietly(sessions, settings, claim.job_id)
         after_child(sessions, settings, claim.job_id)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, TypeAdapter
 from sqlalchemy.orm import Session
 
 from jobs.settings import Settings
-from jobs.spec_checks import check_callback, reject_nul
+from jobs.spec_checks import check_callback, check_tracking, reject_nul
 
 #: Fields every kind's spec has: its tag, the callback the worker calls when the job ends, the spec version.
 SHARED_FIELDS = frozenset({"kind", "callback_url", "spec_version"})
@@ -183,6 +183,8 @@ def checked_spec(spec: BaseModel, settings: Settings, session: Session, owner: s
     declaration = job_kind(spec.kind)  # type: ignore[attr-defined]
     reject_nul(spec.model_dump(mode="json"))
     check_callback(spec.callback_url, settings)  # type: ignore[attr-defined]  # every kind has it: SHARED_FIELDS
+    if "tracking" in type(spec).model_fields:  # the built-in kinds carry MLflow options; a kind may leave them out
+        check_tracking(spec.tracking, settings)  # type: ignore[attr-defined]
     return declaration.check(spec, settings, session, owner).model_dump(mode="json")
 
 

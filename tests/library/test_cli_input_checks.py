@@ -109,7 +109,7 @@ def test_the_tty_bar_shows_elapsed_time_and_eta() -> None:
     bar.start_stage("collect", total=10)
     now[0] += 30.0
     bar.update(3, 10)
-    assert stream.getvalue().splitlines()[-1].endswith("3/10 elapsed 0:30 eta 1:10")
+    assert stream.getvalue().splitlines()[-1].endswith("[#########.....................] 3/10 elapsed 00:30 eta 01:10")
     now[0] += 3570.0
     bar.update(10, 10)
     assert stream.getvalue().endswith("10/10 elapsed 1:00:00")

@@ -72,3 +72,14 @@ def test_a_column_missing_from_a_local_data_file_is_422_at_submission(
     assert count_jobs(pg_url, owner) == 0 and dispatcher.sent == []
     ok = {**prune_spec, "target": {"flops_reduction": 0.2}, "task": {**task, "text_column": "sentence"}}
     assert client.post("/jobs", json=ok, headers=auth).status_code == 202
+
+
+def test_a_job_asking_for_mlflow_tracking_on_a_service_without_a_tracking_server_is_422(client, auth, prune_spec):
+    r = client.post("/jobs", json={**prune_spec, "tracking": {"mlflow": True}}, headers=auth)
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == "tracking.mlflow" and "PPRUNING_MLFLOW_TRACKING_URI" in error["message"], error
+    r = client.post("/jobs", json={**prune_spec, "tracking": {"mlflow": False}}, headers=auth)
+    assert r.status_code == 202, r.text
+    r = client.post("/jobs", json={**prune_spec, "tracking": {"mlflw": True}}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["field"].startswith("tracking"), r.text

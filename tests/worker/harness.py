@@ -87,7 +87,7 @@ class WorkerProcess:
         self.log_path = backend.data_dir / f"{name}.log"
         env = {**os.environ, **backend.env(), "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,cpu"]
+        argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "--queues", "gpu,cpu,callbacks"]
         argv += ["--concurrency", "1", "--loglevel", "INFO", "--hostname", f"{name}@%h", "--without-mingle"]
         argv += ["--without-gossip", "--without-heartbeat"]
         self._log = self.log_path.open("ab")

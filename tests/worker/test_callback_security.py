@@ -10,7 +10,7 @@ import pytest
 
 from jobs import callback_policy
 from jobs.callback_policy import CallbackRefused, check_submitted, resolve_target
-from worker.callbacks import SIGNATURE_HEADER, post_callback, sign, verify
+from worker.callbacks import SIGNATURE_HEADER, send_once, sign, verify
 
 PRIVATE_URLS = [
     "http://127.0.0.1:8000/hook",
@@ -84,14 +84,14 @@ def test_public_addresses_pass_and_the_operator_setting_allows_loopback():
 
 def test_the_worker_does_not_call_a_loopback_receiver_unless_allowed(receiver):
     port, got, _ = receiver
-    assert not post_callback(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "k", first_delay_s=0.01)
+    assert not send_once(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "k")
     assert got == []
 
 
 def test_a_name_that_resolves_to_a_private_address_at_send_time_is_not_called(receiver, monkeypatch):
     port, got, _ = receiver
     monkeypatch.setattr(callback_policy, "resolve", lambda host, port: [ipaddress.ip_address("127.0.0.1")])
-    assert not post_callback(f"http://hooks.example.test:{port}/hook", {"id": "j"}, "k", first_delay_s=0.01)
+    assert not send_once(f"http://hooks.example.test:{port}/hook", {"id": "j"}, "k")
     assert got == []
 
 
@@ -100,7 +100,7 @@ def test_the_worker_connects_to_the_checked_address_with_the_original_host(recei
     port, got, _ = receiver
     answers = iter([[ipaddress.ip_address("127.0.0.1")]])  # a second lookup would raise StopIteration
     monkeypatch.setattr(callback_policy, "resolve", lambda host, port: next(answers))
-    assert post_callback(f"http://hooks.example.test:{port}/hook", {"id": "j"}, "k", allow_private=True)
+    assert send_once(f"http://hooks.example.test:{port}/hook", {"id": "j"}, "k", allow_private=True)
     ((path, headers),) = got
     assert path == "/hook" and headers["Host"] == f"hooks.example.test:{port}"
 
@@ -111,20 +111,20 @@ def test_proxy_variables_do_not_reroute_callbacks(receiver, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")
-    assert post_callback(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "k", allow_private=True, attempts=1)
+    assert send_once(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "k", allow_private=True)
     assert len(got) == 1
 
 
 def test_redirects_from_the_receiver_are_not_followed(receiver):
     port, got, replies = receiver
     replies.append((307, {"Location": "http://169.254.169.254/latest/meta-data/"}))
-    assert not post_callback(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "k", allow_private=True, attempts=1)
+    assert not send_once(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "k", allow_private=True)
     assert [path for path, _ in got] == ["/hook"]
 
 
 def test_the_signature_covers_a_timestamp_so_an_old_callback_cannot_be_replayed(receiver):
     port, got, _ = receiver
-    assert post_callback(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "s3cret", allow_private=True)
+    assert send_once(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "s3cret", allow_private=True)
     ((_, headers),) = got
     header = headers[SIGNATURE_HEADER]
     assert header.startswith("t=") and ",sha256=" in header
@@ -144,5 +144,5 @@ def test_the_documented_signature_header_is_the_one_sent():
 
 def test_a_worker_without_a_secret_sends_no_callback_rather_than_an_unsigned_one(receiver):
     port, got, _ = receiver
-    assert not post_callback(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "", allow_private=True, attempts=1)
+    assert not send_once(f"http://127.0.0.1:{port}/hook", {"id": "j"}, "", allow_private=True)
     assert got == []

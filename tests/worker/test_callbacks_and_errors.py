@@ -13,7 +13,7 @@ from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 from sqlalchemy.exc import OperationalError
 
 from ppruning.errors import DataError, JobCancelled
-from worker.callbacks import SIGNATURE_HEADER, post_callback, verify
+from worker.callbacks import ATTEMPTS, SIGNATURE_HEADER, CallbackRetry, verify
 from worker.errors import classify
 
 from .conftest import FIXTURES, load
@@ -46,10 +46,25 @@ def receiver():
         server.server_close()
 
 
-def test_callback_is_signed_with_hmac_of_the_body_and_retried_after_a_server_error(receiver):
+@pytest.fixture
+def callback_task(monkeypatch: pytest.MonkeyPatch, tmp_path):  # type: ignore[no-untyped-def]
+    """The callback task as a worker runs it (its settings from the environment), applied eagerly:
+    Celery retries it at once instead of after its backoff."""
+    from jobs.settings import get_settings
+    from worker.tasks import send_callback
+
+    monkeypatch.setenv("PPRUNING_CALLBACK_SECRET", "s3cret")
+    monkeypatch.setenv("PPRUNING_CALLBACK_ALLOW_PRIVATE", "true")
+    monkeypatch.setenv("PPRUNING_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield lambda url, payload: send_callback.apply(args=[url, payload])
+    get_settings.cache_clear()
+
+
+def test_callback_is_signed_with_hmac_of_the_body_and_retried_by_celery_after_a_server_error(receiver, callback_task):
     url, got, codes = receiver
     codes.extend([503, 500])
-    assert post_callback(url, {"id": "j1", "state": "succeeded"}, "s3cret", allow_private=True, first_delay_s=0.01)
+    assert callback_task(url, {"id": "j1", "state": "succeeded"}).get() is True
     assert len(got) == 3
     body, signature = got[-1]
     assert signature.startswith("t=") and ",sha256=" in signature and verify(body, signature, "s3cret")
@@ -57,17 +72,30 @@ def test_callback_is_signed_with_hmac_of_the_body_and_retried_after_a_server_err
     assert b'"state":"succeeded"' in body
 
 
-def test_callback_rejected_with_4xx_is_not_retried(receiver):
+def test_callback_rejected_with_4xx_is_not_retried(receiver, callback_task):
     url, got, codes = receiver
     codes.append(404)
-    assert not post_callback(url, {"id": "j1"}, "k", allow_private=True, first_delay_s=0.01)
+    assert callback_task(url, {"id": "j1"}).get() is False
     assert len(got) == 1
 
 
-def test_unreachable_callback_gives_up_after_its_attempts():
-    assert not post_callback(
-        "http://127.0.0.1:9/hook", {"id": "j"}, "k", allow_private=True, attempts=2, first_delay_s=0.01
-    )
+def test_unreachable_callback_gives_up_after_its_attempts(callback_task):
+    from celery.signals import task_retry
+
+    from worker.tasks import send_callback
+
+    waits: list[float] = []
+
+    def record(sender=None, reason=None, **_: object) -> None:  # type: ignore[no-untyped-def]
+        waits.append(float(reason.when))
+
+    task_retry.connect(record, sender=send_callback, weak=False)
+    try:
+        outcome = callback_task("http://127.0.0.1:9/hook", {"id": "j"})
+    finally:
+        task_retry.disconnect(record, sender=send_callback)
+    assert outcome.failed() and isinstance(outcome.result, CallbackRetry)
+    assert waits == [1.0, 2.0, 4.0][: ATTEMPTS - 1]  # Celery's backoff, nobody sleeping in a job worker
 
 
 def _response(status: int) -> httpx.Response:
@@ -110,18 +138,21 @@ def test_only_connection_errors_are_transient():
     assert not classify(JobCancelled("stop")).transient
 
 
-def test_a_finished_job_with_a_callback_url_is_reported_signed(receiver, sessions, make_job, pg_url, tmp_path):
+def test_a_finished_job_with_a_callback_url_is_reported_signed(
+    receiver, callback_task, sessions, make_job, pg_url, tmp_path
+):
     from jobs.settings import Settings
     from worker.callbacks import notify
 
     url, got, _ = receiver
     job_id = make_job({"kind": "prune", "callback_url": url}, state="failed", error_type="DataError")
-    settings = Settings(
-        data_dir=tmp_path, database_url=pg_url, callback_secret="hook-key", callback_allow_private=True
-    )
-    notify(sessions, settings, job_id)
+    settings = Settings(data_dir=tmp_path, database_url=pg_url, callback_secret="s3cret", callback_allow_private=True)
+    queued: list[tuple[str, dict]] = []
+    notify(sessions, settings, job_id, send=lambda u, p: queued.append((u, p)))  # what goes on the queue
+    assert got == [] and [u for u, _ in queued] == [url]
+    assert callback_task(*queued[0]).get() is True  # the callback task sends it
     ((body, signature),) = got
-    assert verify(body, signature, "hook-key")
+    assert verify(body, signature, "s3cret")
     payload = json.loads(body)
     assert (payload["id"], payload["state"], payload["error_type"]) == (str(job_id), "failed", "DataError")
     assert payload["url"].endswith(f"/jobs/{job_id}")

@@ -204,6 +204,15 @@ def test_the_submit_form_creates_a_job_and_names_the_field_of_a_bad_target(sessi
     assert "target.flops_reduction" in note.inner_text()
     assert page.locator("#f-target-value").get_attribute("aria-invalid") == "true"
     look(page, shots, "submit-error")
+    page.select_option("#f-kind", "sweep")  # another kind keeps what was typed; a sweep's bad target is named too
+    assert page.input_value("#f-model-id") == str(models["tiny"])
+    page.fill("#f-targets", "0.1, 0.9")
+    page.click("#submit-button")
+    sweep_note = page.locator("[data-row='targets'] .field-error")
+    sweep_note.wait_for(state="visible")
+    assert "targets.flops_reduction.1" in sweep_note.inner_text()
+    page.select_option("#f-kind", "prune")
+    assert page.input_value("#f-task-data_files-train") == str(REVIEWS_TRAIN)
     before = {j["id"] for j in api.get("/jobs", params={"limit": 100}).json()["items"]}
     page.fill("#f-target-value", "0.1")
     page.click("#submit-button")

@@ -161,9 +161,12 @@ class Client:
         parent: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        model: Iterable[str] = (),
+        method: Iterable[str] = (),
     ) -> dict[str, Any]:
         """One page of the owner's jobs, newest first: ``{"items": [...], "next_cursor": ...}``."""
         params: list[tuple[str, str | int]] = [("state", s) for s in state] + [("kind", k) for k in kind]
+        params += [("model", m) for m in model] + [("method", m) for m in method]
         params.append(("limit", limit))
         params += [("parent", parent)] if parent else []
         params += [("cursor", cursor)] if cursor else []

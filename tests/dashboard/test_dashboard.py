@@ -204,6 +204,15 @@ def test_the_submit_form_creates_a_job_and_names_the_field_of_a_bad_target(sessi
     assert "target.flops_reduction" in note.inner_text()
     assert page.locator("#f-target-value").get_attribute("aria-invalid") == "true"
     look(page, shots, "submit-error")
+    page.select_option("#f-kind", "sweep")  # another kind keeps what was typed; a sweep's bad target is named too
+    assert page.input_value("#f-model-id") == str(models["tiny"])
+    page.fill("#f-targets", "0.1, 0.9")
+    page.click("#submit-button")
+    sweep_note = page.locator("[data-row='targets'] .field-error")
+    sweep_note.wait_for(state="visible")
+    assert "targets.flops_reduction.1" in sweep_note.inner_text()
+    page.select_option("#f-kind", "prune")
+    assert page.input_value("#f-task-data_files-train") == str(REVIEWS_TRAIN)
     before = {j["id"] for j in api.get("/jobs", params={"limit": 100}).json()["items"]}
     page.fill("#f-target-value", "0.1")
     page.click("#submit-button")
@@ -214,6 +223,38 @@ def test_the_submit_form_creates_a_job_and_names_the_field_of_a_bad_target(sessi
     assert job["spec"]["target"]["flops_reduction"] == 0.1 and job["spec"]["model"]["id"] == str(models["tiny"])
     assert page.locator("#state").inner_text() in {"queued", "running"}
     api.post(f"/jobs/{made}/cancel")  # it has shown what it had to; the worker need not run it
+
+
+def test_the_jobs_list_filters_and_pages(page, api, models):
+    everything = api.get("/jobs", params={"limit": 100}).json()["items"]
+    assert len(everything) >= 5
+    page.goto("/ui/jobs?limit=2")
+    page.wait_for_selector("#jobs tbody tr")
+    first = [r.get_attribute("data-job") for r in page.locator("#jobs tbody tr").all()]
+    assert first == [j["id"] for j in everything[:2]]
+    page.click("#older")
+    page.wait_for_selector(f"#jobs tbody tr[data-job='{everything[2]['id']}']")
+    page.click("#newer")
+    page.wait_for_selector(f"#jobs tbody tr[data-job='{everything[0]['id']}']")
+    page.goto("/ui/jobs")
+    page.select_option("#filters select[name=state]", "cancelled")
+    page.fill("#filters input[name=method]", "ppruning")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**/ui/jobs?state=cancelled&method=ppruning")
+
+    def shown() -> set[str | None]:
+        return {r.get_attribute("data-job") for r in page.locator("#jobs tbody tr").all()}
+
+    def cancelled() -> set[str]:  # the API's answer to the same filters (the list refreshes every 2 s)
+        items = api.get("/jobs", params={"state": "cancelled", "method": "ppruning", "limit": 100}).json()["items"]
+        return {j["id"] for j in items}
+
+    wait_for(lambda: shown() == cancelled() and RUN["slow"] in shown(), 15, "the filtered list")
+    assert all(r.get_attribute("data-state") == "cancelled" for r in page.locator("#jobs tbody tr").all())
+    page.fill("#filters input[name=model]", str(models["wide"]))
+    page.click("#filters button[type=submit]")
+    page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length === 1")
+    assert page.locator("#jobs tbody tr").get_attribute("data-job") == RUN["slow"]
 
 
 def test_another_owners_key_sees_none_of_it(session_page, other_key, base_url, shots):

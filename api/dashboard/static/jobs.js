@@ -7,6 +7,7 @@ const cursors = [null]; // the cursor of each page seen; the last is the current
 let next = null;
 const selected = new Set();
 const REFRESH_MS = 2000;
+const PAGE_SIZE = String(Math.min(100, Math.max(1, Number(new URLSearchParams(location.search).get("limit")) || 20)));
 
 function readFilters() {
   const params = new URLSearchParams(location.search);
@@ -24,7 +25,7 @@ function query() {
 
 async function load() {
   const params = query();
-  params.set("limit", "20");
+  params.set("limit", PAGE_SIZE);
   const cursor = cursors[cursors.length - 1];
   if (cursor) params.set("cursor", cursor);
   const page = await api(`/jobs?${params}`);
@@ -66,6 +67,7 @@ function updateCompare() {
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const params = query();
+  if (PAGE_SIZE !== "20") params.set("limit", PAGE_SIZE);
   history.replaceState(null, "", `${location.pathname}${params.toString() ? `?${params}` : ""}`);
   cursors.splice(1);
   load();

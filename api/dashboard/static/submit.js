@@ -26,13 +26,28 @@ function select(options, value) {
 function method() { return methods.find((m) => m.name === methodSelect.value) || methods[0]; }
 function task(name) { return tasks.find((t) => t.name === name); }
 
+/** What the user typed, by spec path: a re-rendered form (another kind, method or task) keeps it. */
+function typed() {
+  return Object.fromEntries([...form.querySelectorAll("[data-field]")].map((n) => [n.dataset.field, n.value]));
+}
+
+function restore(values) {
+  for (const node of form.querySelectorAll("[data-field]")) {
+    const value = values[node.dataset.field];
+    if (value === undefined) continue;
+    if (node.tagName === "SELECT" && ![...node.options].some((o) => o.value === value)) continue;
+    node.value = value;
+  }
+}
+
 function renderCore() {
+  const before = typed();
   const kind = kindSelect.value;
   const m = method();
   const targets = (m?.targets || ["flops", "params"]).map((t) => `${t}_reduction`);
   const core = document.getElementById("core");
   const taskSelect = select(tasks.map((t) => t.name), "sst2");
-  taskSelect.addEventListener("change", renderTaskFields);
+  taskSelect.addEventListener("change", () => renderTaskFields());
   const rows = [
     el("legend", {}, "Model, task and target"),
     field("model.id", "Model", text("", "hub id (org/name) or an allowed local folder")),
@@ -54,11 +69,12 @@ function renderCore() {
   rows.push(field("extra", "More fields (JSON)", el("textarea", { rows: 3, placeholder: '{"measure": {"batch_sizes": [1, 8]}}' }),
     "optional: merged into the spec"));
   fill(core, rows);
-  renderTaskFields();
+  restore(before);
+  renderTaskFields(before);
   document.getElementById("method-summary").textContent = m ? `${m.summary} (${m.kind}; data: ${m.data})` : "";
 }
 
-function renderTaskFields() {
+function renderTaskFields(before = typed()) {
   const t = task(document.getElementById("f-task-name").value);
   const rows = [];
   for (const [name, description] of Object.entries({ ...(t?.required_fields || {}), ...(t?.optional_fields || {}) })) {
@@ -70,6 +86,7 @@ function renderTaskFields() {
     }
   }
   fill(document.getElementById("task-fields"), rows);
+  restore(before);
 }
 
 function renderParams() {

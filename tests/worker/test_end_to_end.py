@@ -16,7 +16,9 @@ from tests.worker.harness import Backend, prune_spec, wait_for
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
-PRUNE_ARTIFACTS = {"head_mask.pt", "neuron_mask.pt", "masks.safetensors", "model.tar.gz", "report.json", "record.json"}
+PRUNE_ARTIFACTS = {
+    "head_mask.pt", "neuron_mask.pt", "masks.safetensors", "model.tar.gz", "report.json", "record.json", "README.md",
+}
 
 
 def slow_spec(model: Path) -> dict:

@@ -28,7 +28,7 @@ COPY worker ./worker
 COPY ppruning_client ./ppruning_client
 COPY migrations ./migrations
 # The service and the exporter (a job may ask for an ONNX export), at the versions tested together.
-RUN pip install -c constraints.txt -e ".[service,export]"
+RUN pip install -c constraints.txt -e ".[service,export,mlflow]"
 
 FROM ${CUDA_IMAGE}
 ENV DEBIAN_FRONTEND=noninteractive

@@ -189,6 +189,13 @@ def test_mlm_head_run_writes_bit_masks_manifest_and_a_masked_dense_checkpoint(
     assert len(report["weights"]["per_layer"]) == 2
     assert report["details"]["training"]["curve"][-1]["step"] == 12
     assert json.loads((result.output_dir / "report.json").read_text())["kind"] == "unstructured"
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(result.model_dir / "README.md")  # the model card of an unstructured prune
+    assert {"unstructured-pruning", "pruning-method-smp"} <= set(card.data.tags)
+    assert card.data.pipeline_tag == "fill-mask" and "AutoModelForMaskedLM.from_pretrained(" in card.text
+    assert "trust_remote_code" not in card.text and "load_pruned" not in card.text
+    assert "Not measured: unstructured sparsity leaves every matrix dense-shaped" in card.text
 
 
 class _StopAt(Progress):

@@ -24,6 +24,7 @@ PRUNE_ARTIFACTS = {
     "model.tar.gz",
     "report.json",
     "record.json",
+    "README.md",
 }
 
 

@@ -19,7 +19,7 @@ pytestmark = [
     ),
 ]
 
-EXPORT_ARTIFACTS = {"model.onnx", "model.int8.onnx", "export_report.json"}
+EXPORT_ARTIFACTS = {"model.onnx", "model.int8.onnx", "export_report.json", "README.onnx.md"}
 
 
 def test_prune_job_with_export_uploads_the_onnx_model_and_its_report(service_backend, spawn, tiny_model, tmp_path):

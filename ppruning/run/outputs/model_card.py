@@ -179,7 +179,8 @@ def _speed_section(summary: dict[str, Any]) -> list[str]:
     speed = summary.get("speed") or {}
     lines = ["## Measured speed", ""]
     if not speed.get("measured"):
-        lines.append(f"Not measured: {speed.get('note') or 'the run did not time the models'}.")
+        note = str(speed.get("note") or "the run did not time the models").removeprefix("none: ")
+        lines.append(f"Not measured: {note.rstrip('.')}.")
         return lines + [""]
     ci = speed.get("speedup_ci")
     interval = f" (95% interval {ci[0]:.2f}x to {ci[1]:.2f}x)" if ci else ""

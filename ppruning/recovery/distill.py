@@ -253,10 +253,9 @@ def soft_loss(
     For a regression head (one output) there is no distribution to match: the mean squared
     difference of the outputs stands in, without the temperature.
     """
-    teacher_logits = teacher_logits.detach().to(student_logits.dtype)
     if student_logits.shape[-1] == 1:
-        return F.mse_loss(student_logits, teacher_logits)
-    return token_kl(student_logits, teacher_logits, temperature, positions)
+        return F.mse_loss(student_logits, teacher_logits.detach().to(student_logits.dtype))
+    return token_kl(student_logits, teacher_logits, temperature, positions)  # casts a chunk at a time
 
 
 def hidden_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -232,3 +232,13 @@ def test_distilling_a_pruned_decoder_starts_from_the_checkpoints_own_weights(tas
     for ours, saved in zip(tuned.model.layers, model.model.layers, strict=True):
         assert torch.allclose(ours.mlp.down_proj.weight, saved.mlp.down_proj.weight, atol=1e-6)
     assert result.report["distill"]["alpha"] == 1.0 and result.report["final_train_loss"] > 0
+
+
+def test_a_half_precision_student_is_compared_in_float32_a_chunk_at_a_time() -> None:
+    torch.manual_seed(0)
+    student, teacher = torch.randn(2, 5, 40), torch.randn(2, 5, 40)
+    half = student.to(torch.bfloat16).requires_grad_(True)
+    loss = token_kl(half, teacher, T, chunk=3)
+    loss.backward()
+    assert loss.dtype == torch.bfloat16 and half.grad.dtype == torch.bfloat16
+    assert loss.item() == pytest.approx(token_kl(half.detach().float(), teacher, T).item(), rel=1e-2)

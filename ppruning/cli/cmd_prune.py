@@ -46,7 +46,7 @@ _SAMPLING_FLAGS = {
     "batch_size": (int, "examples per forward pass while reading data (default: 32)"),
     "sampling_tokens": (int, "real token positions sampled, by methods that sample positions (default: 200)"),
     "cost_length": (_number_or_word, "tokens the FLOPs budget is costed at: 'max' (the token limit), 'mean' (the "
-                    "sampled inputs' mean real length) or a number (default: max)"),
+                    "sampled inputs' mean real length) or a number (default: mean)"),
 }
 #: flag dest -> (type, help), for method parameters (passed only when given: each method's default applies)
 _PARAM_FLAGS = {

@@ -158,7 +158,13 @@ def spec_from_record(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         record = record["record"]
     if "rerun_spec" not in record or "kind" not in record:
         raise InvalidConfigError("not a reproducibility record (no 'kind' and 'rerun_spec')", field="record")
-    return record["kind"], dict(record["rerun_spec"])
+    spec = dict(record["rerun_spec"])
+    sampling = spec.get("sampling")
+    if isinstance(sampling, dict) and "cost_length" not in sampling:
+        # Records written before the budget length was an option costed at the token cap;
+        # the default became the inputs' mean length later, so such a record reruns at "max".
+        spec["sampling"] = {**sampling, "cost_length": "max"}
+    return record["kind"], spec
 
 
 def write_record(

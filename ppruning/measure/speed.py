@@ -240,25 +240,28 @@ def sample_pairs(
         pruned_ms.append(p)
         checkpoint()
         now = clock()
-        interval = ratio_interval(dense_ms, pruned_ms)
-        precise = _precise(interval, target_rel_half_width)
+        precise = _precise(ratio_interval(dense_ms, pruned_ms), target_rel_half_width)
         if (precise and len(dense_ms) >= min_pairs) or now - start + (now - began) > seconds:
             return PairedSample(dense_ms, pruned_ms, precise, now - start)
-        if not precise and _hopeless(interval, target_rel_half_width, len(dense_ms), min_pairs, now - began,
-                                     seconds - (now - start)):  # fmt: skip
-            return PairedSample(dense_ms, pruned_ms, False, now - start)
+        if not precise and len(dense_ms) >= max(3, min_pairs):
+            needed = pairs_needed(dense_ms, pruned_ms, target_rel_half_width)
+            if (needed - len(dense_ms)) * (now - began) > seconds - (now - start):
+                return PairedSample(dense_ms, pruned_ms, False, now - start)  # cannot narrow in time: stop now
 
 
-def _hopeless(
-    interval: tuple[float, float, float] | None, target: float, n: int, min_pairs: int, pair_s: float, left_s: float
-) -> bool:
-    """Whether the pairs a precise interval needs (``n * (half-width / target)^2``) would not fit in ``left_s``."""
-    if interval is None or n < max(3, min_pairs):
-        return False
-    estimate, low, high = interval
-    relative = (high - low) / 2 / max(estimate, 1e-12)
-    needed = n * (relative / target) ** 2
-    return (needed - n) * pair_s > left_s
+def pairs_needed(dense_ms: list[float], pruned_ms: list[float], target: float, most: int = 100_000) -> int:
+    """How many pairs the interval would need to reach ``target``, were the spread of the log ratios to stay as it is.
+
+    The interval is precise when ``sinh(t(m-1) * sd / sqrt(m)) <= target`` (its half-width relative to the
+    estimate); the smallest such ``m`` (at most ``most``), counting the t-quantile's fall as pairs are added.
+    """
+    logs = [math.log(max(d, 1e-9) / max(p, 1e-9)) for d, p in zip(dense_ms, pruned_ms, strict=True)]
+    sd = statistics.stdev(logs)
+    limit = math.asinh(target)
+    m = len(logs)
+    while m < most and float(student_t.ppf(0.975, m - 1)) * sd / math.sqrt(m) > limit:
+        m += 1 if m < 200 else m // 10  # past 200 pairs, steps of a tenth: the figure only decides whether to go on
+    return m
 
 
 def _geomean(values: list[float]) -> float:

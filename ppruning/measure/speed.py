@@ -6,9 +6,13 @@ device at the stated batch sizes and sequence length: ``warmup`` untimed runs, t
 pairs (one dense run, one pruned run, back to back, so background load hits both alike).
 The speedup is the geometric mean of the paired ratios with a 95% interval; pairs repeat
 past ``repeats`` until the interval's half-width is within ``target_rel_half_width`` of
-the ratio or ``seconds_per_batch`` pass, and the whole measurement keeps to
-``max_seconds``. An interval that stays wide marks the figure ``noisy`` and the report
-gives no headline speedup rather than a number the machine's load made up.
+the ratio or ``seconds_per_batch`` pass, and the whole measurement keeps to its budget:
+``max_seconds``, and by default no more than a fifth of the run (``max_fraction``: the
+budget is a share of the time the run took before it). On a busy machine, timing stops as
+soon as the interval cannot narrow enough within what is left of the budget; an interval
+that stays wide marks the figure ``noisy`` and the report says "not measured" rather than
+give a number the machine's load made up. A batch size whose warm-up and one pair would
+pass the budget (projected from the previous batch size) is not timed, and listed.
 
 Inputs are random token ids (timing does not depend on their values) with a full
 attention mask; the whole model runs, task head included, since that is what a user
@@ -36,6 +40,8 @@ from ppruning.progress import NULL_PROGRESS, Progress
 
 #: Below this the pruned model is called "not faster" (timing noise on a loaded machine is a few per cent).
 FASTER_THRESHOLD = 1.02
+#: The least budget a measurement gets, however short the run before it (one pair of a small model).
+MIN_BUDGET_S = 1.0
 
 
 class MeasureConfig(BaseModel):
@@ -47,9 +53,8 @@ class MeasureConfig(BaseModel):
 
     Timing repeats (past ``repeats``) until the 95% interval of the speedup is within
     ``target_rel_half_width`` of it, or ``seconds_per_batch`` have passed at that batch
-    size, and the whole measurement stops at ``max_seconds``: with the defaults at most
-    about 40 s (two batch sizes), well under what collection takes on a model large
-    enough for one run to be slow.
+    size, and the whole measurement keeps to its budget (:meth:`budget_s`): a fifth of the
+    run at most by default (``max_fraction``), and never past ``max_seconds``.
     """
 
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
@@ -78,6 +83,20 @@ class MeasureConfig(BaseModel):
         le=1.0,
         description="Repeat until the 95% interval's half-width is at most this fraction of the speedup.",
     )
+    max_fraction: float | None = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="The measurement's largest share of the whole run: its budget is max_fraction/(1-max_fraction) "
+        f"of the run's time before it (at least {MIN_BUDGET_S:g} s), never past max_seconds; null: max_seconds alone.",
+    )
+
+    def budget_s(self, run_seconds: float | None) -> float:
+        """Seconds the measurement may take after a run of ``run_seconds`` (None: not known, max_seconds)."""
+        if run_seconds is None or self.max_fraction is None:
+            return self.max_seconds
+        share = run_seconds * self.max_fraction / (1.0 - self.max_fraction)
+        return min(self.max_seconds, max(MIN_BUDGET_S, share))
 
     @field_validator("batch_sizes")
     @classmethod
@@ -204,6 +223,9 @@ def sample_pairs(
 
     Warm-ups count against ``seconds``; a pair is not started when the last one says it
     would end past the bound, so the bound holds to within one pair. One pair always runs.
+    A busy machine ends it early: once the pairs so far say that narrowing the interval to
+    the target would need more pairs than the time left allows (the half-width shrinks as
+    one over the square root of the pairs), it stops there, not precise.
     """
     start = clock()
     for _ in range(warmup):
@@ -221,6 +243,25 @@ def sample_pairs(
         precise = _precise(ratio_interval(dense_ms, pruned_ms), target_rel_half_width)
         if (precise and len(dense_ms) >= min_pairs) or now - start + (now - began) > seconds:
             return PairedSample(dense_ms, pruned_ms, precise, now - start)
+        if not precise and len(dense_ms) >= max(3, min_pairs):
+            needed = pairs_needed(dense_ms, pruned_ms, target_rel_half_width)
+            if (needed - len(dense_ms)) * (now - began) > seconds - (now - start):
+                return PairedSample(dense_ms, pruned_ms, False, now - start)  # cannot narrow in time: stop now
+
+
+def pairs_needed(dense_ms: list[float], pruned_ms: list[float], target: float, most: int = 100_000) -> int:
+    """How many pairs the interval would need to reach ``target``, were the spread of the log ratios to stay as it is.
+
+    The interval is precise when ``sinh(t(m-1) * sd / sqrt(m)) <= target`` (its half-width relative to the
+    estimate); the smallest such ``m`` (at most ``most``), counting the t-quantile's fall as pairs are added.
+    """
+    logs = [math.log(max(d, 1e-9) / max(p, 1e-9)) for d, p in zip(dense_ms, pruned_ms, strict=True)]
+    sd = statistics.stdev(logs)
+    limit = math.asinh(target)
+    m = len(logs)
+    while m < most and float(student_t.ppf(0.975, m - 1)) * sd / math.sqrt(m) > limit:
+        m += 1 if m < 200 else m // 10  # past 200 pairs, steps of a tenth: the figure only decides whether to go on
+    return m
 
 
 def _geomean(values: list[float]) -> float:
@@ -257,7 +298,8 @@ def _note(rows: list[dict[str, Any]], ideal: float) -> str:
     noisy = [r for r in rows if r["noisy"]]
     if rows[-1]["noisy"]:
         return (
-            "noisy: the machine was busy, so no speedup is given; the 95% interval stayed wide ("
+            "not measured: the machine was busy, so no speedup is given; the 95% interval stayed wide within "
+            "the time budget ("
             + "; ".join(_interval_text(r) for r in noisy)
             + f"; ideal {ideal:.2f}x from FLOPs). Measure again on an idle machine."
         )
@@ -289,35 +331,42 @@ def measure_speedup(
     progress: Progress = NULL_PROGRESS,
     timer: PairTimer | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    run_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Time both models at each batch size; the report's ``speed`` section.
 
     ``dense_flops``/``pruned_flops``: MACs per sequence of each model at ``seq_len``
     (whole model), whose ratio is the ideal speedup. The headline ``speedup`` is the one
-    at the largest batch size (throughput), ``None`` when its interval stayed wide
+    at the largest batch size timed (throughput), ``None`` when its interval stayed wide
     (``noisy``); every batch size is listed in ``by_batch`` with its ``speedup_ci``.
-    ``timer`` and ``clock`` replace the real timing (tests).
+    ``run_seconds``: how long the run took before the measurement (its budget is a share
+    of it, :meth:`MeasureConfig.budget_s`). ``timer`` and ``clock`` replace the real timing (tests).
     """
     options = options.resolved(device.type)
     assert options.batch_sizes and options.repeats and options.warmup is not None
     ideal = dense_flops / pruned_flops if pruned_flops > 0 else float("inf")
     timer = timer or device_pair_timer(device)
+    budget = options.budget_s(run_seconds)
     dense.eval()
     pruned.eval()
-    rows = []
+    rows: list[dict[str, Any]] = []
+    skipped: list[int] = []
     total = len(options.batch_sizes)
     began = clock()
     with torch.inference_mode(), batchable(dense), batchable(pruned):
         for i, batch in enumerate(options.batch_sizes):
+            left = budget - (clock() - began)
+            if rows and _projected_pair_s(rows[-1], batch) * (options.warmup + 1) > left:
+                skipped = options.batch_sizes[i:]  # its warm-up and one pair alone would pass the budget
+                break
             progress.update(i, total, batch_size=batch)
             inputs = random_inputs(dense, batch, seq_len, device, seed=i)
-            left = (options.max_seconds - (clock() - began)) / (total - i)
             sample = sample_pairs(
                 lambda inputs=inputs: timer(dense, pruned, inputs),
                 min_pairs=options.repeats,
                 warmup=options.warmup,
                 target_rel_half_width=options.target_rel_half_width,
-                seconds=min(options.seconds_per_batch, left),
+                seconds=min(options.seconds_per_batch, left / (total - i)),
                 clock=clock,
                 checkpoint=progress.checkpoint,
             )
@@ -325,6 +374,11 @@ def measure_speedup(
     progress.update(total, total)
     headline = rows[-1]
     noisy = headline["noisy"]
+    note = _note(rows, ideal)
+    if skipped:
+        note += (
+            f" Batch sizes {', '.join(map(str, skipped))} not timed: they would pass the time budget of {budget:.1f} s."
+        )
     return {
         "device": str(device),
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
@@ -335,6 +389,9 @@ def measure_speedup(
         "target_rel_half_width": options.target_rel_half_width,
         "seconds_per_batch": options.seconds_per_batch,
         "max_seconds": options.max_seconds,
+        "max_fraction": options.max_fraction,
+        "budget_s": round(budget, 3),
+        "skipped_batch_sizes": skipped,
         "seconds": round(clock() - began, 3),
         "ideal_speedup": round(ideal, 4),
         "speedup": None if noisy else headline["speedup"],
@@ -344,5 +401,11 @@ def measure_speedup(
         "fraction_of_ideal": None if noisy else headline["fraction_of_ideal"],
         "faster": None if noisy else all(r["speedup"] >= FASTER_THRESHOLD for r in rows if not r["noisy"]),
         "by_batch": rows,
-        "note": _note(rows, ideal),
+        "note": note,
     }
+
+
+def _projected_pair_s(previous: dict[str, Any], batch: int) -> float:
+    """Seconds one pair at ``batch`` should take, from the last batch size's latencies (time grows with the batch)."""
+    pair_ms = previous["dense_latency_ms"] + previous["pruned_latency_ms"]
+    return pair_ms / 1000.0 * batch / previous["batch_size"]

@@ -48,13 +48,19 @@ def _spelling(model_id: str) -> str:
 
 
 def look_up_hub_model(ref: ModelRef) -> str:
-    """Where a hub model is: ``cached``, ``found`` (the hub has it), ``offline`` (not cached, hub off) or
-    ``unreachable`` (not cached, no answer); a hub that says it has no such repository or revision is a
+    """Where a hub model is: ``cached``, ``found`` (the hub has it), ``offline`` (not cached, hub off),
+    ``unreachable`` (not cached, no answer) or ``not_an_id`` (no hub id in form: a missing folder, say,
+    which the loader reports); a hub that says it has no such repository or revision is a
     ModelLoadError naming the field. One request at most, without retries.
     """
     from huggingface_hub import HfApi, constants
     from huggingface_hub import errors as hub
+    from huggingface_hub.utils import validate_repo_id
 
+    try:
+        validate_repo_id(ref.id)
+    except hub.HFValidationError:
+        return "not_an_id"
     if is_cached(ref):
         return "cached"
     if constants.HF_HUB_OFFLINE:

@@ -27,7 +27,7 @@ class StageTimer(Progress):
         self.inner = inner
         self.seconds: dict[str, float] = {}
         self._stage: str | None = None
-        self._since = time.perf_counter()
+        self._since = self._began = time.perf_counter()
 
     def _close(self) -> None:
         if self._stage is not None:
@@ -39,6 +39,10 @@ class StageTimer(Progress):
         self._close()
         self._stage, self._since = stage, time.perf_counter()
         self.inner.start_stage(stage, total, message)
+
+    def elapsed(self) -> float:
+        """Seconds since the run began (since this timer was made)."""
+        return time.perf_counter() - self._began
 
     def finish(self) -> dict[str, float]:
         self._close()

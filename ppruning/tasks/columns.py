@@ -50,7 +50,8 @@ def check_data_columns(ref: TaskRef, *, labels: bool = True) -> None:
     """Every split has the text columns, and the train split the label column, that the task will read.
 
     ``labels=False``: the job reads only the texts (a method that needs unlabeled inputs, no
-    fine-tuning), so a file without the label column is fine.
+    fine-tuning), so a file without the default label column is fine; a label column the
+    spec names is still checked (a misspelled name is a mistake either way).
     """
     if not ref.data_files:
         return
@@ -66,7 +67,7 @@ def check_data_columns(ref: TaskRef, *, labels: bool = True) -> None:
         if names is None:
             continue
         wanted = [(column, fields[i]) for i, column in enumerate(text_columns)]
-        if labels and label_column and split == "train":
+        if label_column and split == "train" and (labels or ref.label_column is not None):
             wanted.append((label_column, "task.label_column"))
         for column, field in wanted:
             if column not in names:

@@ -53,14 +53,23 @@ def test_a_steady_machine_stops_after_the_least_runs_with_a_narrow_interval() ->
     assert low < estimate < high and (high - low) / 2 <= 0.05 * estimate and estimate == pytest.approx(2.0, rel=0.02)
 
 
-def test_a_busy_machine_repeats_until_the_time_cap_and_is_marked_noisy() -> None:
+def test_a_busy_machine_ends_early_and_is_marked_noisy() -> None:
+    """The pairs so far say a narrow interval would need far more time than is left: stop, rather than stretch."""
     clock = _Clock()
     timer = _timer(clock, BUSY)
-    sample = sample_pairs(timer, min_pairs=3, warmup=1, target_rel_half_width=0.05, seconds=2.0, clock=clock)
-    assert not sample.precise and len(sample.dense_ms) > 3
-    assert sample.seconds <= 2.0 + 0.4  # the cap holds to within one pair (0.4 s at most here)
+    sample = sample_pairs(timer, min_pairs=3, warmup=1, target_rel_half_width=0.05, seconds=20.0, clock=clock)
+    assert not sample.precise and len(sample.dense_ms) == 3
+    assert sample.seconds < 2.0  # of the 20 s it was allowed
     estimate, low, high = ratio_interval(sample.dense_ms, sample.pruned_ms)
     assert (high - low) / 2 > 0.05 * estimate
+
+
+def test_a_moderately_noisy_machine_keeps_going_while_the_time_left_allows() -> None:
+    wobbly = [(100.0, 50.0), (104.0, 50.0), (100.0, 52.0), (96.0, 50.0), (100.0, 48.0)]  # ratio 2 within 4-8%
+    clock = _Clock()
+    sample = sample_pairs(_timer(clock, wobbly), min_pairs=3, warmup=0, target_rel_half_width=0.02, seconds=20.0,
+                          clock=clock)  # fmt: skip
+    assert len(sample.dense_ms) > 3 and sample.seconds <= 20.0 + 0.2
 
 
 def _speed(pairs, **options) -> dict:
@@ -93,10 +102,35 @@ def test_a_noisy_measurement_gives_no_headline_speedup_and_keeps_to_its_time_bou
     speed = _speed(BUSY, seconds_per_batch=3.0, max_seconds=4.0)
     assert speed["noisy"] is True and speed["speedup"] is None and speed["fraction_of_ideal"] is None
     assert speed["faster"] is None
-    assert speed["note"].startswith("noisy: the machine was busy")
+    assert speed["note"].startswith("not measured: the machine was busy")
     first, last = speed["by_batch"]
     assert first["seconds"] <= 3.0 + 0.4 and first["noisy"] and first["speedup_ci"] is not None
     assert speed["seconds"] <= 4.0 + 0.4  # the second batch size gets only what is left of max_seconds
+
+
+def test_the_measurement_takes_at_most_a_fifth_of_the_run() -> None:
+    """After a 20 s run the budget is 5 s (a fifth of 25), whatever max_seconds allows."""
+    wobbly = [(100.0, 50.0), (110.0, 50.0), (100.0, 55.0), (90.0, 50.0), (100.0, 45.0)]
+    clock = _Clock()
+    speed = measure_speedup(
+        _Model(), _Model(), MeasureConfig(batch_sizes=[1, 4], repeats=3, warmup=1, target_rel_half_width=0.001),
+        seq_len=8, device=torch.device("cpu"), dense_flops=2.0, pruned_flops=1.0,
+        timer=_timer(clock, wobbly), clock=clock, run_seconds=20.0,
+    )  # fmt: skip
+    assert speed["budget_s"] == pytest.approx(5.0) and speed["seconds"] <= 5.0 + 0.2
+    assert speed["seconds"] / (20.0 + speed["seconds"]) <= 0.2 + 0.01
+
+
+def test_a_batch_size_whose_one_pair_would_pass_the_budget_is_not_timed() -> None:
+    """A large model: batch 1 takes 3 s a pair, so batch 16 (about 48 s a pair, warm-up first) cannot fit 60 s."""
+    clock = _Clock()
+    speed = measure_speedup(
+        _Model(), _Model(), MeasureConfig(batch_sizes=[1, 16], repeats=3, warmup=1, max_fraction=None),
+        seq_len=8, device=torch.device("cpu"), dense_flops=2.0, pruned_flops=1.0,
+        timer=_timer(clock, [(2000.0, 1000.0), (2040.0, 1010.0), (1980.0, 990.0)]), clock=clock,
+    )  # fmt: skip
+    assert [r["batch_size"] for r in speed["by_batch"]] == [1] and speed["skipped_batch_sizes"] == [16]
+    assert speed["seconds"] <= 60.0 and "not timed" in speed["note"]
 
 
 def _row(target: float, speedup: float | None, ci: tuple[float, float] | None, noisy: bool) -> dict:

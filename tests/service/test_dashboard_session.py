@@ -133,7 +133,7 @@ def test_jobs_filter_by_model_and_method_and_list_them(client, auth, prune_spec,
     by_model = client.get("/jobs", params={"model": str(model_root / "bert")}, headers=auth).json()["items"]
     assert len(by_model) == 2
     assert client.get("/jobs", params={"model": "other/model"}, headers=auth).json()["items"] == []
-    from client.http_client import Client
+    from ppruning_client.http_client import Client
 
     sdk = Client("http://testserver", _key(auth), http=client)
     assert [j["method"] for j in sdk.jobs(method=["random"], model=[str(model_root / "bert")])["items"]] == ["random"]

@@ -67,8 +67,12 @@ def measure_models(
     tokenizer: Any,
     device: torch.device,
     progress: Progress,
+    run_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """The report's ``speed``: both models timed on ``device`` (:mod:`ppruning.measure.speed`), or why not."""
+    """The report's ``speed``: both models timed on ``device`` (:mod:`ppruning.measure.speed`), or why not.
+
+    ``run_seconds``: the run's time so far; the measurement's budget is a share of it.
+    """
     if not config.measure or dense is None:
         return {"measured": False, "note": "not measured (measure: false); ideal_speedup is the cost model's"}
     options = config.measure.resolved(device.type)
@@ -82,6 +86,7 @@ def measure_models(
         dense_flops=model_costs(dense, dense_shape, seq_len)["flops"]["total"],
         pruned_flops=model_costs(pruned, get_adapter(pruned).shape(), seq_len)["flops"]["total"],
         progress=progress,
+        run_seconds=run_seconds,
     )
     progress.event(speed["note"])
     return {"measured": True, **speed}
@@ -117,7 +122,9 @@ class StructuredWriter:
         if config.measure:
             timer.start_stage("measure")
         after = model_costs(model, adapter.shape(), plan.seq_len)
-        speed = measure_models(config, dense, model, shape, plan.task, run.tokenizer, run.device, timer)
+        speed = measure_models(
+            config, dense, model, shape, plan.task, run.tokenizer, run.device, timer, run_seconds=timer.elapsed()
+        )
         del dense
         speed.setdefault("ideal_speedup", ideal_speedup(run.before, after))
 

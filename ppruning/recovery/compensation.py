@@ -36,7 +36,7 @@ block to feed the next layer. Non-sequential (``sequential: false``): one pass o
 dense model, every layer fitted on dense inputs (both targets are then the same).
 
 The refit writes the kept columns (and biases) of the dense model in place; the masked
-columns are cut later by the surgery. :func:`refit_tensors` are stored beside the masks
+columns are cut later by the surgery. :func:`refit_tensors` (read from the cut model) are stored beside the masks
 (``compensation.safetensors``): masks plus these tensors reproduce the checkpoint
 (:func:`apply_refit` then :func:`ppruning.model.surgery.prune_model`).
 """
@@ -133,30 +133,32 @@ def solve(
     w = weight.detach().to(torch.float64).to(moments.gram.device)
     kept = kept.to(w.device)
     n = max(moments.weight, 1e-30)
-    g_kk = moments.gram[kept][:, kept]
     w_k = w[:, kept]
+    # one [k, k] copy of the normal matrix at a time, regularised in place: memory stays O(D^2), not a multiple
     if moments.cross is None:  # target W x: its moments follow from the input's
-        c_k = moments.gram[kept] @ w.T
+        c_k = moments.gram.index_select(0, kept) @ w.T
         sum_y = moments.sum_x @ w.T
         yy = float((w @ moments.gram * w).sum())
     else:
         assert moments.sum_y is not None
-        c_k, sum_y, yy = moments.cross[kept], moments.sum_y, moments.yy
+        c_k, sum_y, yy = moments.cross.index_select(0, kept), moments.sum_y, moments.yy
+    g_kk = moments.gram.index_select(0, kept).index_select(1, kept)
     total = max(yy, 1e-30)
     xbar, ybar = moments.sum_x[kept] / n, sum_y / n
     if bias is not None:  # centre: the bias takes the mean residual
-        g_kk = g_kk - n * torch.outer(xbar, xbar)
+        g_kk.addr_(xbar, xbar, alpha=-n)
         c_k = c_k - n * torch.outer(xbar, ybar)
         yy = yy - n * float(ybar @ ybar)
     k = len(kept)
     lam = alpha * float(g_kk.diagonal().mean().clamp(min=1e-30)) if k else 0.0
-    eye = torch.eye(k, dtype=torch.float64, device=w.device)
-    new_t = torch.linalg.solve(g_kk + lam * eye, c_k + lam * w_k.T)  # [k, d]
 
-    def residual(wt: torch.Tensor) -> float:  # wt: [k, d]
+    def residual(wt: torch.Tensor) -> float:  # wt: [k, d]; g_kk is unregularised while this runs
         return max(0.0, yy - 2.0 * float((wt * c_k).sum()) + float((wt * (g_kk @ wt)).sum()))
 
     before = residual(w_k.T)
+    g_kk.diagonal().add_(lam)
+    new_t = torch.linalg.solve(g_kk, c_k + lam * w_k.T)  # [k, d]
+    g_kk.diagonal().sub_(lam)
     new_bias = None
     if bias is not None:
         b = bias.detach().to(torch.float64).to(w.device)
@@ -173,7 +175,9 @@ def solve(
 class Compensation:
     """What was refitted: per layer and projection the new tensors, and per layer the errors."""
 
-    refits: dict[tuple[int, str], Refit] = field(default_factory=dict)
+    #: (layer, part) -> relative errors before and after; the refitted tensors themselves live in the model only
+    #: (a copy here would hold a third of every layer's weights again), see :func:`refit_tensors`.
+    refits: dict[tuple[int, str], tuple[float, float]] = field(default_factory=dict)
     layers: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0
     examples: int = 0
@@ -343,9 +347,7 @@ def _layer(
         bias = module.bias if (config.bias and getattr(module, "bias", None) is not None) else None
         refit = solve(moments, adapter.weight_out_in(module), bias, kept, config.alpha)
         _write(adapter, module, kept, refit)
-        result.refits[(i, part)] = Refit(
-            refit.weight.float().cpu(), _cpu(refit.bias), refit.error_before, refit.error_after
-        )
+        result.refits[(i, part)] = (refit.error_before, refit.error_after)
         report[f"{part}_error_before"] = refit.error_before
         report[f"{part}_error_after"] = refit.error_after
         report[f"{part}_outlier_tokens"] = moments.outliers
@@ -401,20 +403,22 @@ def _width(adapter: ArchAdapter, layer: int, part: str) -> int:
     return int(adapter.weight_out_in(output_module(adapter, layer, part)).shape[1])
 
 
-def _cpu(t: torch.Tensor | None) -> torch.Tensor | None:
-    return None if t is None else t.float().cpu()
-
-
 # --------------------------------------------------------------------------- stored with the masks
 
 
-def refit_tensors(comp: Compensation) -> dict[str, torch.Tensor]:
-    """The refitted tensors by name (``layers.<i>.<part>.weight`` [d, kept], ``.bias`` [d]): the file's contents."""
+def refit_tensors(
+    cut_model: nn.Module, adapter: ArchAdapter, refitted: Sequence[tuple[int, str]]
+) -> dict[str, torch.Tensor]:
+    """The refitted tensors by name (``layers.<i>.<part>.weight`` [d, kept], ``.bias`` [d]): the file's contents.
+
+    Read from the model after the surgery, where an output projection holds exactly its kept columns.
+    """
     tensors: dict[str, torch.Tensor] = {}
-    for (i, part), refit in sorted(comp.refits.items()):
-        tensors[f"layers.{i}.{part}.weight"] = refit.weight.contiguous()
-        if refit.bias is not None:
-            tensors[f"layers.{i}.{part}.bias"] = refit.bias.contiguous()
+    for i, part in sorted(refitted):
+        module = output_module(adapter, i, part)
+        tensors[f"layers.{i}.{part}.weight"] = adapter.weight_out_in(module).detach().contiguous()
+        if getattr(module, "bias", None) is not None:
+            tensors[f"layers.{i}.{part}.bias"] = module.bias.detach().contiguous()
     return tensors
 
 

@@ -58,14 +58,14 @@ class Moments:
         x = x.to(dtype)
         w = weights.to(dtype)
         wx = x * w[:, None]
-        self.gram += (wx.T @ x).to(torch.float64)
+        self.gram += wx.T @ x  # summed into float64 in place: no float64 copy of the batch's product
         self.sum_x += wx.to(torch.float64).sum(dim=0)
         if self.cross is not None:
             if y is None:
                 raise ValueError("these moments take an explicit target: pass y")
             y = y.to(dtype)
             assert self.sum_y is not None
-            self.cross += (wx.T @ y).to(torch.float64)
+            self.cross += wx.T @ y
             self.sum_y += (y.to(torch.float64) * w.to(torch.float64)[:, None]).sum(dim=0)
             self.yy += float((w.to(torch.float64) * y.to(torch.float64).pow(2).sum(dim=1)).sum())
         self.weight += float(w.to(torch.float64).sum())

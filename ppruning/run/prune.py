@@ -44,7 +44,7 @@ from ppruning.methods import MethodContext
 from ppruning.methods.contract import ResumeStore
 from ppruning.model.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.recovery.compensation import compensate, refit_tensors
+from ppruning.recovery.compensation import compensate
 from ppruning.recovery.compensation import summary as compensation_summary
 from ppruning.recovery.reconstruct import reconstruct
 from ppruning.recovery.reconstruct import summary as reconstruction_summary
@@ -155,8 +155,8 @@ def _reconstruct(
 
 def _compensate(
     plan: PrunePlan, ctx: MethodContext, masks: Any, examples: Sequence[dict[str, Any]], timer: StageTimer
-) -> dict[str, torch.Tensor]:
-    """Refit the model's output projections for the masks (in place); the refit tensors; the report's details."""
+) -> list[tuple[int, str]]:
+    """Refit the model's output projections for the masks (in place); which were refit; the report's details."""
     assert plan.compensation is not None
     validate_masks(masks, ctx.shape)
     started = time.perf_counter()
@@ -188,7 +188,7 @@ def _compensate(
         f"compensation: mean relative output error attention {change('attention')}, FFN {change('ffn')} "
         f"({details['seconds']:.1f} s, {fitted.tokens} tokens)"
     )
-    return refit_tensors(fitted)
+    return sorted(fitted.refits)
 
 
 # --------------------------------------------------------------------------- the run

@@ -52,8 +52,8 @@ class RunOutputs:
     timer: StageTimer
     device: torch.device
     output_dir: Path
-    #: Compensation's refitted tensors (:func:`ppruning.recovery.compensation.refit_tensors`), already in the model.
-    refit: dict[str, torch.Tensor] | None = None
+    #: The (layer, part) projections compensation refitted in the model (None: it did not run).
+    refit: list[tuple[int, str]] | None = None
 
 
 class OutputWriter(Protocol):

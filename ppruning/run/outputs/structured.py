@@ -24,7 +24,7 @@ from ppruning.methods.contract import MethodResult
 from ppruning.model.checkpoint import save_pruned
 from ppruning.model.surgery import prune_model
 from ppruning.progress import Progress
-from ppruning.recovery.compensation import save_refit
+from ppruning.recovery.compensation import refit_tensors, save_refit
 from ppruning.run.config import PruneConfig
 from ppruning.run.outputs.base import MODEL_DIR, PruneResult, RunOutputs, finish, write_method_files
 from ppruning.run.plan import PrunePlan
@@ -113,11 +113,11 @@ class StructuredWriter:
         timer.checkpoint()
         run.output_dir.mkdir(parents=True, exist_ok=True)
         save_masks(result, run.output_dir)
-        if run.refit is not None:
-            save_refit(run.refit, run.output_dir)
         write_method_files(run)
         dense = copy.deepcopy(model) if config.measure else None  # timed against the pruned model below
         prune_model(model, result, adapter)
+        if run.refit is not None:  # the cut projections are the refitted kept columns
+            save_refit(refit_tensors(model, adapter, run.refit), run.output_dir)
 
         if config.measure:
             timer.start_stage("measure")

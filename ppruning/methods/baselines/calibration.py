@@ -122,7 +122,7 @@ def output_moments(
                 progress.checkpoint()
                 batch = pad_batch([examples[e] for e in ids], pad_token_id, columns=INPUT_COLUMNS, device=device)
                 current["mask"] = batch["attention_mask"].bool()
-                model(**batch)
+                adapter.backbone(**batch)  # hidden states only: a task head (an LM head's logits) is not needed
                 progress.update(step, total=len(batches))
     finally:
         for h in handles:

@@ -88,7 +88,7 @@ def block_influence(
                 batch = pad_batch([examples[e] for e in ids], pad_token_id, columns=INPUT_COLUMNS, device=device)
                 current["mask"] = batch["attention_mask"].bool()
                 tokens += int(current["mask"].sum())
-                model(**batch)
+                adapter.backbone(**batch)  # hidden states only: a task head (an LM head's logits) is not needed
                 progress.update(step, total=len(batches))
     finally:
         for h in handles:

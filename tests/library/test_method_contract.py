@@ -103,9 +103,10 @@ def test_a_method_declared_in_one_place_is_listed_and_runs_end_to_end(
 ) -> None:
     listed = {m["name"]: m for m in describe_methods()}["first-units"]
     assert listed["version"] == "7" and listed["stages"] == ["pick"] and listed["needs"] == "weights"
-    config = _config(tiny_bert_path, "first-units", compensation=False)  # compensation would read inputs
+    # compensation and the default budget length (the inputs' mean) would read inputs
+    config = _config(tiny_bert_path, "first-units", compensation=False, sampling={"cost_length": "max"})
     assert prune_stages(config) == ("load_model", "pick", "materialise", "write")
-    with_refit = _config(tiny_bert_path, "first-units")
+    with_refit = _config(tiny_bert_path, "first-units", sampling={"cost_length": "max"})
     assert prune_stages(with_refit) == ("load_model", "load_data", "pick", "compensate", "materialise", "write")
 
     progress = _Stages()
@@ -191,7 +192,10 @@ def test_a_file_a_method_did_not_declare_is_refused(
 
 def test_the_budget_length_is_fixed_at_validation_and_recorded(tiny_bert_path: Path, tmp_path: Path) -> None:
     config = _config(
-        tiny_bert_path, "ppruning", params={"lambda_val": 1}, sampling={"sampling_tokens": 40, "max_length": 24}
+        tiny_bert_path,
+        "ppruning",
+        params={"lambda_val": 1},
+        sampling={"sampling_tokens": 40, "max_length": 24, "cost_length": "max"},
     )
     plan = resolve_prune_plan(config)  # what the service runs at submission
     assert plan.seq_len == 24
@@ -236,11 +240,11 @@ def test_cost_length_mean_costs_the_budget_at_the_inputs_mean_real_length(tiny_b
 
 
 def test_cost_length_mean_reads_the_inputs_lengths_for_a_method_that_reads_no_data(tiny_bert_path: Path) -> None:
-    plain = resolve_prune_plan(_config(tiny_bert_path, "random"))
-    mean = resolve_prune_plan(_config(tiny_bert_path, "random", sampling={"cost_length": "mean"}))
+    plain = resolve_prune_plan(_config(tiny_bert_path, "random", compensation=False, sampling={"cost_length": "max"}))
+    mean = resolve_prune_plan(_config(tiny_bert_path, "random", compensation=False, sampling={"cost_length": "mean"}))
     assert not plain.reads_data and "load_data" not in plain.stages
     assert mean.reads_data and "load_data" in mean.stages
-    assert prune_stages(_config(tiny_bert_path, "random", sampling={"cost_length": "mean"})) == mean.stages
+    assert prune_stages(_config(tiny_bert_path, "random", compensation=False)) == mean.stages  # mean: the default
 
 
 def test_every_method_of_a_comparison_is_budgeted_at_the_same_length(tiny_bert_path: Path) -> None:
@@ -286,6 +290,8 @@ def test_one_command_line_serves_a_method_that_reads_no_data(tiny_bert_path: Pat
         "cpu",
         "--quiet",
         "--no-compensation",  # the refit reads inputs for any method
+        "--cost-length",
+        "max",  # so does costing at the inputs' mean length (the default)
     ]
     assert main(args) == 0
     report = json.loads((out / "report.json").read_text())

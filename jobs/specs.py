@@ -63,6 +63,7 @@ from ppruning import (
     PruneConfig,
     SamplingConfig,
     TaskRef,
+    sampling_keys_moved,
 )
 
 # --------------------------------------------------------------------------- job specs
@@ -390,6 +391,12 @@ class SweepJobSpec(BaseModel):
     @classmethod
     def _true_means_compensation_defaults(cls, v: Any) -> Any:
         return {} if v is True else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sampling_keys_from_params(cls, data: Any) -> Any:
+        """As a prune spec: sampling keys under ``params`` move to ``sampling`` (the children get them once)."""
+        return sampling_keys_moved(data)
 
     @model_validator(mode="after")
     def _no_speed_axis_forunstructured(self) -> SweepJobSpec:

@@ -43,6 +43,7 @@ _PUBLIC: dict[str, str] = {
     "DistillConfig": "ppruning.recovery.distill",
     "CompensationConfig": "ppruning.recovery.compensation",
     "check_teacher_tokenizer": "ppruning.recovery.distill",
+    "sampling_keys_moved": "ppruning.run.config",
     "PrunePlan": "ppruning.run.plan",
     "resolve_prune_plan": "ppruning.run.plan",
     "validate_prune_config": "ppruning.run.plan",

@@ -126,7 +126,7 @@ def test_the_library_installs_alone_and_prunes_minilm(library_venv: Path, tmp_pa
     assert serve.returncode == 2 and "Traceback" not in serve.stderr
     assert "pip install 'ppruning-service[service]'" in serve.stderr
     listing = _checked(_run([ppruning, "--help"], timeout=60)).stdout
-    assert "apikey, db, serve, worker: pip install 'ppruning-service[service]'" in listing
+    assert "apikey, db, run, serve, worker: pip install 'ppruning-service[service]'" in listing
     for command in ("prune", "finetune", "evaluate", "export", "methods", "tasks"):
         assert re.search(rf"^\s+{command}\s+(?!not installed)", listing, re.MULTILINE), command
     export = _run([ppruning, "export", str(out / "model"), "--output", str(tmp_path / "onnx")], timeout=120)

@@ -45,8 +45,11 @@ _SAMPLING_FLAGS = {
     "max_length": (int, "token limit per example, also the budget's sequence length (default: the task's)"),
     "batch_size": (int, "examples per forward pass while reading data (default: 32)"),
     "sampling_tokens": (int, "real token positions sampled, by methods that sample positions (default: 200)"),
-    "cost_length": (_number_or_word, "tokens the FLOPs budget is costed at: 'max' (the token limit), 'mean' (the "
-                    "sampled inputs' mean real length) or a number (default: mean)"),
+    "cost_length": (
+        _number_or_word,
+        "tokens the FLOPs budget is costed at: 'max' (the token limit), 'mean' (the "
+        "sampled inputs' mean real length) or a number (default: mean)",
+    ),
 }
 #: flag dest -> (type, help), for method parameters (passed only when given: each method's default applies)
 _PARAM_FLAGS = {
@@ -96,9 +99,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="refit the kept units' output projections after the method (default: on for structured methods)",
     )
     comp.add_argument("--compensation-tokens", type=int, default=None, help="calibration tokens (default 8192)")
-    comp.add_argument("--compensation-alpha", type=float, default=None, help="ridge, relative to the normal matrix")
-    comp.add_argument("--compensation-target", choices=("current", "dense"), default=None)
-    comp.add_argument("--compensation-outliers", choices=("downweight", "exclude", "keep"), default=None)
+    comp.add_argument(
+        "--compensation-alpha",
+        type=float,
+        default=None,
+        help="ridge, relative to the normal matrix's mean diagonal (default 0.01)",
+    )
+    comp.add_argument(
+        "--compensation-target",
+        choices=("current", "dense"),
+        default=None,
+        help="what the refit reproduces: the unpruned projection on the pruned model's inputs ('current') or the "
+        "dense model's output on dense inputs ('dense') (default: current)",
+    )
+    comp.add_argument(
+        "--compensation-outliers",
+        choices=("downweight", "exclude", "keep"),
+        default=None,
+        help="tokens with massive activations in the statistics: weighted down, left out or kept as they are "
+        "(default: downweight)",
+    )
     p.add_argument(
         "--no-measure",
         dest="measure",

@@ -83,22 +83,7 @@ class PruneConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _sampling_keys_from_params(cls, data: Any) -> Any:
-        """Specs written before the sampling block gave its keys under ``params``; move them there."""
-        if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
-            return data
-        moved = {k: data["params"][k] for k in SAMPLING_KEYS if k in data["params"]}
-        if not moved:
-            return data
-        sampling = data.get("sampling")
-        sampling = dict(sampling) if isinstance(sampling, dict) else {}
-        for key, value in moved.items():
-            if key in sampling and sampling[key] != value:
-                raise ValueError(
-                    f"params.{key}={value!r} and sampling.{key}={sampling[key]!r} disagree; give it once, in 'sampling'"
-                )
-            sampling[key] = value
-        params = {k: v for k, v in data["params"].items() if k not in moved}
-        return {**data, "params": params, "sampling": sampling}
+        return sampling_keys_moved(data)
 
 
 class FinetuneConfig(BaseModel):
@@ -133,3 +118,27 @@ class FinetuneConfig(BaseModel):
         if v is not None and not v.strip():
             raise ValueError("must be a folder path or left out")
         return v
+
+
+def sampling_keys_moved(data: Any) -> Any:
+    """A raw spec with the sampling keys it gives under ``params`` moved to ``sampling``.
+
+    Specs written before the sampling block gave those keys under ``params``; every spec that
+    carries a sampling block (a prune, a sweep) reads them the same way, and a key given in both
+    places with two values is refused rather than one silently winning.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("params"), dict):
+        return data
+    moved = {k: data["params"][k] for k in SAMPLING_KEYS if k in data["params"]}
+    if not moved:
+        return data
+    sampling = data.get("sampling")
+    sampling = dict(sampling) if isinstance(sampling, dict) else {}
+    for key, value in moved.items():
+        if key in sampling and sampling[key] != value:
+            raise ValueError(
+                f"params.{key}={value!r} and sampling.{key}={sampling[key]!r} disagree; give it once, in 'sampling'"
+            )
+        sampling[key] = value
+    params = {k: v for k, v in data["params"].items() if k not in moved}
+    return {**data, "params": params, "sampling": sampling}

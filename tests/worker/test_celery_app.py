@@ -13,7 +13,7 @@ def test_acks_late_prefetch_one_and_time_limits_come_from_settings(tmp_path):
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert (conf.task_soft_time_limit, conf.task_time_limit) == (100, 130)
     assert conf.broker_transport_options["visibility_timeout"] > 130
-    assert {q.name for q in conf.task_queues} == {"gpu", "cpu"} and conf.task_ignore_result
+    assert {q.name for q in conf.task_queues} == {"gpu", "cpu", "callbacks"} and conf.task_ignore_result
 
 
 def test_the_sqlalchemy_broker_gets_engine_options_not_a_visibility_timeout(tmp_path):

@@ -50,4 +50,5 @@ def test_images_install_the_service_and_exporter_extras_at_the_constrained_versi
     for name in ("api", "worker"):
         text = (REPO / "docker" / f"{name}.Dockerfile").read_text()
         assert "constraints.txt" in text.split("RUN pip install -c")[0], name  # copied before it is used
-        assert 'pip install -c constraints.txt -e ".[service,export]"' in text, name
+        extras = "service,export,mlflow" if name == "worker" else "service,export"  # workers log to MLflow
+        assert f'pip install -c constraints.txt -e ".[{extras}]"' in text, name

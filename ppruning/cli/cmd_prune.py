@@ -48,7 +48,7 @@ _SAMPLING_FLAGS = {
     "cost_length": (
         _number_or_word,
         "tokens the FLOPs budget is costed at: 'max' (the token limit), 'mean' (the "
-        "sampled inputs' mean real length) or a number (default: mean)",
+        "sampled inputs' mean real length) or a number (default: max)",
     ),
 }
 #: flag dest -> (type, help), for method parameters (passed only when given: each method's default applies)

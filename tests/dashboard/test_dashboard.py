@@ -73,7 +73,14 @@ def test_a_queued_prune_job_runs_to_succeeded_live_while_a_running_one_is_cancel
 ):
     # A long job takes the only worker, so the next one stays queued while its page is open.
     slow = submit(
-        api, {**prune_spec(models["wide"], FIXTURES), "measure": {"seconds_per_batch": 20, "max_seconds": 60}}
+        api,
+        {
+            **prune_spec(models["wide"], FIXTURES),
+            # wide FFNs clustered on many sampled tokens, then a timing whose budget is max_seconds,
+            # not a share of the run: seconds of work in every stage, time to cancel it mid-way
+            "params": {"max_instances": 48, "sampling_tokens": 1500},
+            "measure": {"seconds_per_batch": 20, "max_seconds": 60, "max_fraction": None, "repeats": 100},
+        },
     )
     wait_for(lambda: job_state(api, slow) == "running", 60, "the long job to start")
     watched = submit(api, small_prune(models))

@@ -244,7 +244,9 @@ def test_cost_length_mean_reads_the_inputs_lengths_for_a_method_that_reads_no_da
     mean = resolve_prune_plan(_config(tiny_bert_path, "random", compensation=False, sampling={"cost_length": "mean"}))
     assert not plain.reads_data and "load_data" not in plain.stages
     assert mean.reads_data and "load_data" in mean.stages
-    assert prune_stages(_config(tiny_bert_path, "random", compensation=False)) == mean.stages  # mean: the default
+    assert prune_stages(_config(tiny_bert_path, "random", compensation=False, sampling={"cost_length": "mean"})) == (
+        mean.stages
+    )
 
 
 def test_every_method_of_a_comparison_is_budgeted_at_the_same_length(tiny_bert_path: Path) -> None:

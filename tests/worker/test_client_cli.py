@@ -61,7 +61,8 @@ def test_ci_commands_submit_wait_download_and_fail_the_pipeline_on_a_failed_job(
         listed = capsys.readouterr()
         assert listed.out.startswith(bad_id) and len(listed.out.splitlines()) == 1 and "--cursor" in listed.err
         assert main(["list", "--state", "succeeded", "--all", "--json", *auth]) == 0
-        assert [j["id"] for j in json.loads(capsys.readouterr().out)["items"]] == [job_id]
+        listed_items = json.loads(capsys.readouterr().out)["items"]  # other tests of the module share the owner
+        assert job_id in [j["id"] for j in listed_items] and {j["state"] for j in listed_items} == {"succeeded"}
         assert main(["list", "--parent", job_id, "--json", *auth]) == 0
         assert json.loads(capsys.readouterr().out)["items"] == []
         assert main(["artifacts", job_id, *auth]) == 0

@@ -24,6 +24,7 @@ from torch import nn
 
 from ppruning.arch.base import ArchAdapter
 from ppruning.errors import DataError
+from ppruning.methods.contract import MethodContext
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 
@@ -131,3 +132,18 @@ def output_moments(
     if heads[0].count == 0:
         raise DataError("the calibration inputs hold no real tokens", field="task")
     return LayerMoments(heads, neurons, examples_run=len(examples))
+
+
+def run_calibration(ctx: MethodContext, method: str) -> LayerMoments:
+    """The dense pass both Wanda-sp and FLAP score from, run on the method's sampled inputs and noted in the report."""
+    assert ctx.examples is not None, f"{method} reads task inputs (its declaration says so)"
+    moments = output_moments(
+        ctx.model,
+        ctx.adapter,
+        ctx.examples,
+        batch_size=ctx.sampling.batch_size,
+        pad_token_id=ctx.pad_token_id,
+        progress=ctx.progress,
+    )
+    ctx.details["calibration"] = {"examples": moments.examples_run, "tokens": moments.tokens}
+    return moments

@@ -37,7 +37,7 @@ import torch
 from pydantic import Field
 
 from ppruning.arch.base import ArchAdapter
-from ppruning.methods.baselines.calibration import ChannelMoments, LayerMoments, output_moments
+from ppruning.methods.baselines.calibration import ChannelMoments, LayerMoments, run_calibration
 from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import register_method
 from ppruning.units.budget import allocate, ranked_heights, uniform_removal
@@ -142,16 +142,7 @@ def compensation(ctx: MethodContext, moments: LayerMoments, masks: Masks) -> Mas
 
 def flap_masks(ctx: MethodContext) -> Masks:
     params: FLAPParams = ctx.params
-    assert ctx.examples is not None, "flap reads task inputs (its declaration says so)"
-    moments = output_moments(
-        ctx.model,
-        ctx.adapter,
-        ctx.examples,
-        batch_size=ctx.sampling.batch_size,
-        pad_token_id=ctx.pad_token_id,
-        progress=ctx.progress,
-    )
-    ctx.details["calibration"] = {"examples": moments.examples_run, "tokens": moments.tokens}
+    moments = run_calibration(ctx, "flap")
     ctx.progress.start_stage("select", total=ctx.shape.num_layers)
     scores = [flap_scores(ctx.adapter, moments, i) for i in range(ctx.shape.num_layers)]
     head_scores, neuron_scores = [s[0] for s in scores], [s[1] for s in scores]

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 
 from ppruning.arch.base import ArchAdapter
-from ppruning.methods.baselines.calibration import LayerMoments, output_moments
+from ppruning.methods.baselines.calibration import LayerMoments, run_calibration
 from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import register_method
 from ppruning.units.budget import allocate, ranked_heights, uniform_removal
@@ -69,16 +69,7 @@ def masks_from_scores(
 
 def wanda_sp_masks(ctx: MethodContext) -> Masks:
     params: WandaSPParams = ctx.params
-    assert ctx.examples is not None, "wanda-sp reads task inputs (its declaration says so)"
-    moments = output_moments(
-        ctx.model,
-        ctx.adapter,
-        ctx.examples,
-        batch_size=ctx.sampling.batch_size,
-        pad_token_id=ctx.pad_token_id,
-        progress=ctx.progress,
-    )
-    ctx.details["calibration"] = {"examples": moments.examples_run, "tokens": moments.tokens}
+    moments = run_calibration(ctx, "wanda-sp")
     ctx.progress.start_stage("select", total=ctx.shape.num_layers)
     scores = [wanda_sp_scores(ctx.adapter, moments, i) for i in range(ctx.shape.num_layers)]
     return masks_from_scores(ctx, [s[0] for s in scores], [s[1] for s in scores], params.allocation)

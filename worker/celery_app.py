@@ -132,10 +132,9 @@ def _find_gpus(**_: Any) -> None:
     _GPUS[:] = visible_gpus()
     if _GPUS:
         log.info("worker GPUs: %s (one per pool process)", ",".join(_GPUS))
-    try:  # imported once here, shared by every forked child (importing torch starts no CUDA context)
-        from ppruning import prune  # noqa: F401
-    except ImportError:
-        pass
+    from worker.preload import preload
+
+    preload()  # imported once here, shared by every forked child (importing torch starts no CUDA context)
 
 
 @signals.worker_process_init.connect

@@ -10,6 +10,7 @@ running it prints that line and exits 2 instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+@functools.cache
 def _installed(name: str) -> bool:
     try:
         distribution(name)
@@ -72,7 +74,20 @@ class Plugins:
 def _unavailable(ep: EntryPoint) -> bool:
     if ep.dist is None:
         return False
-    return any(missing_requirements(ep.dist, extra) for extra in ep.extras)
+    return any(_missing_by_name(ep.dist, extra) for extra in ep.extras)
+
+
+_MISSING: dict[tuple[str, str], list[str]] = {}
+
+
+def _missing_by_name(dist: Distribution, extra: str) -> list[str]:
+    """:func:`missing_requirements` once per distribution and extra: every entry point of a
+    distribution shares them, and reading a distribution's metadata is the slow part of
+    starting the CLI (seconds for a dozen commands on a small machine)."""
+    key = (_normalise(dist.name or ""), extra)
+    if key not in _MISSING:
+        _MISSING[key] = missing_requirements(dist, extra)
+    return _MISSING[key]
 
 
 def _load(ep: EntryPoint) -> Callable[[argparse._SubParsersAction], None] | None:

@@ -33,10 +33,18 @@ from typing import Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from scipy.stats import t as student_t
 from torch import nn
 
 from ppruning.progress import NULL_PROGRESS, Progress
+
+
+def _t975(df: int) -> float:
+    """Student's t quantile for a two-sided 95% interval. scipy.stats is imported here, not at
+    the top: it costs seconds, and every process that reads a ``MeasureConfig`` (the API, the
+    CLI before it validates anything, each worker) would pay it without measuring anything."""
+    from scipy.stats import t as student_t
+
+    return float(student_t.ppf(0.975, df))
 
 #: Below this the pruned model is called "not faster" (timing noise on a loaded machine is a few per cent).
 FASTER_THRESHOLD = 1.02
@@ -198,7 +206,7 @@ def ratio_interval(dense_ms: list[float], pruned_ms: list[float]) -> tuple[float
         return None
     logs = [math.log(max(d, 1e-9) / max(p, 1e-9)) for d, p in zip(dense_ms, pruned_ms, strict=True)]
     mean = statistics.fmean(logs)
-    half = float(student_t.ppf(0.975, n - 1)) * statistics.stdev(logs) / math.sqrt(n)
+    half = _t975(n - 1) * statistics.stdev(logs) / math.sqrt(n)
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
@@ -259,7 +267,7 @@ def pairs_needed(dense_ms: list[float], pruned_ms: list[float], target: float, m
     sd = statistics.stdev(logs)
     limit = math.asinh(target)
     m = len(logs)
-    while m < most and float(student_t.ppf(0.975, m - 1)) * sd / math.sqrt(m) > limit:
+    while m < most and _t975(m - 1) * sd / math.sqrt(m) > limit:
         m += 1 if m < 200 else m // 10  # past 200 pairs, steps of a tenth: the figure only decides whether to go on
     return m
 

@@ -87,6 +87,13 @@ def _follow_served_address(args: argparse.Namespace) -> None:
     get_settings.cache_clear()
 
 
+#: Seconds an idle keep-alive connection stays open. Above the clients' own idle expiry (httpx
+#: drops a pooled connection after 5 s, uvicorn's default): when both are 5 s, a client can send a
+#: request on a connection the server is closing that instant and get "Server disconnected
+#: without sending a response". Load balancers in front should idle out sooner still.
+KEEP_ALIVE_S = 75
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -104,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         access_log=not args.no_access_log,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return 0
 

@@ -126,9 +126,19 @@ class Client:
 
     # ------------------------------------------------------------------ calls
     def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
-        """One request; a transport failure (nothing listening, DNS, timeout) is :class:`ServiceUnreachable`."""
+        """One request; a transport failure (nothing listening, DNS, timeout) is :class:`ServiceUnreachable`.
+
+        A read (GET, HEAD) that meets a connection the server closed as it was reused ("Server
+        disconnected without sending a response": the pooled connection idled out on the server
+        side first) is sent once more on a new connection; nothing else is retried here.
+        """
         try:
-            return self.http.request(method, path, **options)
+            try:
+                return self.http.request(method, path, **options)
+            except httpx.RemoteProtocolError:
+                if method.upper() not in ("GET", "HEAD"):
+                    raise
+                return self.http.request(method, path, **options)
         except httpx.TransportError as exc:
             raise ServiceUnreachable(f"cannot reach the service at {self.url}: {type(exc).__name__}: {exc}") from exc
 

@@ -26,7 +26,11 @@ def serve(app: Any, *, backlog: int = 2048) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", backlog=backlog)
+    from api.cli import KEEP_ALIVE_S
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", backlog=backlog, timeout_keep_alive=KEEP_ALIVE_S
+    )  # as `ppruning serve` runs it
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -147,13 +147,16 @@ def served_api(backend: Backend) -> Iterator[str]:
 
     import uvicorn
 
+    from api.cli import KEEP_ALIVE_S
     from api.main import create_app
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = create_app(backend.settings())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
+    )  # as `ppruning serve` runs it
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:

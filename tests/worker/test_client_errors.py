@@ -89,3 +89,26 @@ def test_the_summary_line_says_state_kind_verdict_duration_and_artifacts() -> No
     }  # fmt: skip
     assert summary_line(job) == (f"job {JOB} succeeded  kind=pipeline  verdict=accepted  duration=3m05s  artifacts=2")
     assert "verdict=-" in summary_line({**job, "result": None, "state": "failed", "artifacts": []})
+
+
+def test_a_read_on_a_connection_the_server_just_closed_is_sent_again_and_a_write_is_not() -> None:
+    """The server closed a pooled keep-alive connection as the client reused it: a GET is sent once
+    more on a new connection; a POST is not (it may have reached the service)."""
+    import httpx
+
+    from ppruning_client.http_client import Client, ServiceUnreachable
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        if len(calls) == 1 or request.method == "POST":
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, json={"id": JOB, "state": "running"})
+
+    with httpx.Client(base_url="http://svc", transport=httpx.MockTransport(handler)) as http:
+        client = Client("http://svc", "key", http=http)
+        assert client.job(JOB)["state"] == "running" and calls == ["GET", "GET"]
+        with pytest.raises(ServiceUnreachable, match="RemoteProtocolError"):
+            client.submit({"kind": "prune"})
+    assert calls == ["GET", "GET", "POST"]

@@ -232,12 +232,18 @@ def test_the_submit_form_creates_a_job_and_names_the_field_of_a_bad_target(sessi
     api.post(f"/jobs/{made}/cancel")  # it has shown what it had to; the worker need not run it
 
 
+def rows(page, attribute: str) -> list[str | None]:  # type: ignore[no-untyped-def]
+    """One attribute of every row of the jobs table, read in one call: the table is redrawn
+    every 2 s, so reading row by row can meet a row that was there a moment ago."""
+    return page.eval_on_selector_all("#jobs tbody tr", f"rows => rows.map(r => r.getAttribute('data-{attribute}'))")
+
+
 def test_the_jobs_list_filters_and_pages(page, api, models):
     everything = api.get("/jobs", params={"limit": 100}).json()["items"]
     assert len(everything) >= 5
     page.goto("/ui/jobs?limit=2")
     page.wait_for_selector("#jobs tbody tr")
-    first = [r.get_attribute("data-job") for r in page.locator("#jobs tbody tr").all()]
+    first = rows(page, "job")
     assert first == [j["id"] for j in everything[:2]]
     page.click("#older")
     page.wait_for_selector(f"#jobs tbody tr[data-job='{everything[2]['id']}']")
@@ -250,14 +256,14 @@ def test_the_jobs_list_filters_and_pages(page, api, models):
     page.wait_for_url("**/ui/jobs?state=cancelled&method=ppruning")
 
     def shown() -> set[str | None]:
-        return {r.get_attribute("data-job") for r in page.locator("#jobs tbody tr").all()}
+        return set(rows(page, "job"))
 
     def cancelled() -> set[str]:  # the API's answer to the same filters (the list refreshes every 2 s)
         items = api.get("/jobs", params={"state": "cancelled", "method": "ppruning", "limit": 100}).json()["items"]
         return {j["id"] for j in items}
 
     wait_for(lambda: shown() == cancelled() and RUN["slow"] in shown(), 15, "the filtered list")
-    assert all(r.get_attribute("data-state") == "cancelled" for r in page.locator("#jobs tbody tr").all())
+    assert set(rows(page, "state")) == {"cancelled"}
     page.fill("#filters input[name=model]", str(models["wide"]))
     page.click("#filters button[type=submit]")
     page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr').length === 1")

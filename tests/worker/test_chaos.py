@@ -60,13 +60,24 @@ def _states(http: httpx.Client, ids: list[str]) -> dict[str, str] | None:
     return states
 
 
-def _wait_until(what: str, predicate, timeout_s: float) -> None:  # type: ignore[no-untyped-def]
+def _problems(http: httpx.Client, ids: list[str]) -> list[dict]:
+    """Every job's warnings and errors, each tagged with its job."""
+    found = []
+    for job_id in ids:
+        events = _get(http, f"/jobs/{job_id}/events?limit=1000") or {"items": []}
+        found += [{"job": job_id, **e} for e in events["items"] if e["level"] != "info"]
+    return found
+
+
+def _wait_until(what: str, predicate, timeout_s: float, describe=None) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate``; on a timeout, say what was seen (``describe()``) so a failing run explains itself."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    seen = f": {describe()}" if describe is not None else ""
+    raise AssertionError(f"timed out waiting for {what}{seen}")
 
 
 def test_restarts_and_a_read_only_store_end_with_every_job_final_and_nothing_orphaned(
@@ -108,7 +119,11 @@ def test_restarts_and_a_read_only_store_end_with_every_job_final_and_nothing_orp
                 states = _states(http, ids)
                 return states is not None and set(states.values()) <= FINAL
 
-            _wait_until("every job final", all_final, 240)
+            _wait_until(
+                "every job final", all_final, 240,
+                lambda: (_states(http, ids), [(e["job"], e["message"][:120]) for e in _problems(http, ids)],
+                         worker.log()[-3000:]),
+            )
             jobs = [_get(http, f"/jobs/{job_id}") for job_id in ids]
             for job_id in ids:  # what the faults did, for the log of a failing run
                 events = _get(http, f"/jobs/{job_id}/events?limit=1000") or {"items": []}

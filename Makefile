@@ -30,6 +30,10 @@ browser:
 lint: install
 	$(VENV)/bin/ruff check .
 
+# Parallel workers, one per core up to four, each running whole modules (their fixtures start
+# one worker or server per module), slowest modules first (tests/conftest.py). PYTEST_ARGS=-n0 runs serially.
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+
 test: install services browser lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 

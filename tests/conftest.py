@@ -129,3 +129,87 @@ def task_datasets(monkeypatch: pytest.MonkeyPatch) -> Path:
     path = FIXTURES / "datasets"
     monkeypatch.setenv("PPRUNING_DATASETS_DIR", str(path))
     return path
+
+
+# --------------------------------------------------------------------------- order
+
+
+#: The slowest modules (``--durations=0`` on a 2-core machine, slowest first). ``make test`` runs
+#: the suite on parallel workers (pytest-xdist, one module per worker at a time, in collection
+#: order): started first, the long modules do not leave one worker running alone at the end.
+SLOW_FIRST = (
+    "tests/worker/test_end_to_end.py",
+    "tests/library/test_method_matrix.py",
+    "tests/library/test_cli_input_checks.py",
+    "tests/dashboard/test_dashboard.py",
+    "tests/library/test_compensation.py",
+    "tests/tasks/test_end_to_end.py",
+    "tests/ci_features/test_ci_template.py",
+    "tests/library/test_smp.py",
+    "tests/library/test_portable_checkpoint.py",
+    "tests/library/test_export_onnx.py",
+    "tests/service/test_soak.py",
+    "tests/worker/test_export_jobs.py",
+    "tests/worker/test_standalone_client.py",
+    "tests/library/test_cli_prune.py",
+    "tests/test_packaging.py",
+    "tests/ci_features/test_sweeps.py",
+    "tests/worker/test_client_cli.py",
+    "tests/worker/test_chaos.py",
+    "tests/ci_features/test_gates.py",
+    "tests/worker/test_store_outbox_worker.py",
+    "tests/worker/test_runners.py",
+    "tests/ci_features/test_reproducibility.py",
+    "tests/library/test_llm_baselines.py",
+    "tests/worker/test_callback_task.py",
+    "tests/service/test_job_kinds.py",
+    "tests/library/test_compensation_memory.py",
+    "tests/ci_features/test_events_sse.py",
+    "tests/worker/test_mlflow_tracking.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slowest modules first (a stable sort: every module keeps its own order of tests)."""
+    rank = {module: i for i, module in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(SLOW_FIRST)))
+
+
+# --------------------------------------------------------------------------- CPU per module
+
+_CPU_LOG = os.environ.get("PPRUNING_TEST_CPU_LOG")
+_CPU: dict[str, list[float]] = {}
+
+
+def _cpu_seconds() -> float:
+    """CPU of this process and of every child it has reaped (workers, CLIs, servers the tests stop)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """With PPRUNING_TEST_CPU_LOG set, add each test's CPU and wall seconds (fixtures included) to its
+    module's line in that file: what to shorten when the suite's time grows (wall alone misleads
+    when parallel workers share the cores)."""
+    if not _CPU_LOG:
+        yield
+        return
+    import time
+
+    cpu, wall = _cpu_seconds(), time.monotonic()
+    yield
+    totals = _CPU.setdefault(item.nodeid.split("::", 1)[0], [0.0, 0.0])
+    totals[0] += _cpu_seconds() - cpu
+    totals[1] += time.monotonic() - wall
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _CPU_LOG and _CPU:
+        import json
+
+        with open(_CPU_LOG, "a") as out:
+            for module, (cpu, wall) in _CPU.items():
+                out.write(json.dumps({"module": module, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2)}) + "\n")

@@ -33,18 +33,29 @@ REVIEWS = reviews_task()
 _QUICK = {"lambda_val": 1.0, "steps": 3, "train_batch_size": 4, "head": "new"}
 #: OPT runs fast by default (its collection once crashed); the rest of the matrix is marked slow.
 FAST_MODEL_TYPES = ("opt",)
+#: Where every ``allocation`` choice runs: allocation is the method's logic over unit scores, the
+#: same for every family, so one encoder and two decoders (one with GQA) cover it; every other
+#: family runs each method at its default allocation (what reads the family's units).
+ALL_ALLOCATIONS_ON = ("bert", "llama", "opt")
+#: Where weight-mask (unstructured) methods run: they mask every Linear (and GPT-2's Conv1D) the
+#: same way whatever the family, so an encoder, GPT-2's Conv1D and two decoders cover them.
+UNSTRUCTURED_ON = ("bert", "gpt2", "llama", "opt")
 
 
-def _allocations(params_model: type) -> tuple[str, ...]:
+def _allocations(params_model: type, model_type: str) -> tuple[str, ...]:
     field = params_model.model_fields.get("allocation")
-    return typing.get_args(field.annotation) if field is not None else (None,)
+    if field is None:
+        return (None,)
+    return typing.get_args(field.annotation) if model_type in ALL_ALLOCATIONS_ON else (field.default,)
 
 
 def _cases() -> list:
     cases = []
     for model_type in supported_model_types():
         for name, spec in all_methods().items():
-            for allocation in _allocations(spec.params_model):
+            if spec.kind == "unstructured" and model_type not in UNSTRUCTURED_ON:
+                continue
+            for allocation in _allocations(spec.params_model, model_type):
                 marks = () if model_type in FAST_MODEL_TYPES else (pytest.mark.slow,)
                 case_id = f"{model_type}-{name}-{allocation}"
                 cases.append(pytest.param(model_type, name, allocation, marks=marks, id=case_id))

@@ -63,6 +63,7 @@ def test_prune_finetune_evaluate_on_the_fixture(name, task_datasets, tiny_bert_p
             target=Target(flops_reduction=0.3),
             params={"max_instances": 16, "sampling_tokens": 24, "max_length": 32},
             device="cpu",
+            measure=False,  # the speed measurement has its own tests (ci_features/test_speedup*)
         ),
         tmp_path / "prune",
     )

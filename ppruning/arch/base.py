@@ -245,6 +245,15 @@ class ArchAdapter(ABC):
         """
         return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
+    def ffn_output_adds_to_residual(self) -> bool:
+        """Whether a block's output is its FFN output projection's output added to the residual stream,
+        with nothing after it (pre-norm blocks); post-norm blocks (BERT) normalise the sum.
+
+        Compensation then corrects a block's output for a refit of that projection instead of
+        running the block again.
+        """
+        return False
+
     def head_output_module(self, layer: int) -> nn.Module:
         """The attention output projection of ``layer``; its *input* holds the head outputs."""
         return self._module(layer, self.layout.attn_out)

@@ -32,6 +32,10 @@ class GPT2Adapter(ArchAdapter):
     size_fields: ClassVar[SizeFields] = SizeFields("n_embd", "n_head", None, "n_inner")
     is_decoder = True
 
+    def ffn_output_adds_to_residual(self) -> bool:
+        """Pre-norm: ``h + mlp(ln_2(h))`` (dropout is off in eval)."""
+        return True
+
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:
         d = config.n_embd

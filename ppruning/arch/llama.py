@@ -50,6 +50,10 @@ class LlamaAdapter(ArchAdapter):
         "ffn": ("mlp_bias", ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")),
     }
 
+    def ffn_output_adds_to_residual(self) -> bool:
+        """Pre-norm: ``h + mlp(norm(h))``."""
+        return True
+
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:
         head_dim = _head_dim(config)

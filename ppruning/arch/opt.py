@@ -30,6 +30,10 @@ class OPTAdapter(ArchAdapter):
     size_fields: ClassVar[SizeFields] = SizeFields("hidden_size", "num_attention_heads", None, "ffn_dim")
     is_decoder = True
 
+    def ffn_output_adds_to_residual(self) -> bool:
+        """Pre-norm unless ``do_layer_norm_before`` is off (OPT-350m normalises after the sum)."""
+        return bool(getattr(self.model.config, "do_layer_norm_before", True))
+
     @classmethod
     def shape_from_config(cls, config: Any) -> ModelShape:
         head_dim = config.hidden_size // config.num_attention_heads

@@ -32,8 +32,13 @@ Statistics are streamed (:mod:`ppruning.recovery.moments`, float64, O(D^2) per
 projection); one layer's statistics are alive at a time. Blocks are replayed one at a
 time (:mod:`ppruning.recovery.blocks`): per layer one pass of the dense block (targets
 ``dense`` only), a pass up to each refitted projection, and one pass of the compensated
-block to feed the next layer. Non-sequential (``sequential: false``): one pass of the
-dense model, every layer fitted on dense inputs (both targets are then the same).
+block to feed the next layer. Where the FFN's output is added straight to the residual
+stream (pre-norm blocks: :meth:`~ppruning.arch.base.ArchAdapter.ffn_output_adds_to_residual`),
+the FFN's pass runs the whole block and keeps its output and the FFN output projection's
+kept inputs; once that projection is refit, the next layer's input is that output plus
+what the refit changes (``x_K (W'_K - W_K)^T + b' - b``), so the block is not run again.
+Non-sequential (``sequential: false``): one pass of the dense model, every layer fitted on
+dense inputs (both targets are then the same).
 
 The refit writes the kept columns (and biases) of the dense model in place; the masked
 columns are cut later by the surgery. :func:`refit_tensors` (read from the cut model) are stored beside the masks
@@ -136,9 +141,11 @@ def solve(
     w_k = w[:, kept]
     # one [k, k] copy of the normal matrix at a time, regularised in place: memory stays O(D^2), not a multiple
     if moments.cross is None:  # target W x: its moments follow from the input's
-        c_k = moments.gram.index_select(0, kept) @ w.T
+        gw = moments.gram @ w.T  # [D, d], once: the cross moments' kept rows and ||W x||^2 both read it
+        c_k = gw.index_select(0, kept)
         sum_y = moments.sum_x @ w.T
-        yy = float((w @ moments.gram * w).sum())
+        yy = float((gw * w.T).sum())  # sum_n w_n ||W x_n||^2 = <G, W^T W> (G symmetric)
+        del gw
     else:
         assert moments.sum_y is not None
         c_k, sum_y, yy = moments.cross.index_select(0, kept), moments.sum_y, moments.yy
@@ -228,6 +235,7 @@ class _LayerPass:
         self.inputs: dict[str, Any] = {}  # part -> callback(x at real tokens)
         self.outputs: dict[str, list[torch.Tensor]] = {}
         self.stop_after: str | None = None
+        self.kept_inputs: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = {}  # part -> (columns, inputs)
         self.handles: list[Any] = []
 
     def __enter__(self) -> _LayerPass:
@@ -246,6 +254,9 @@ class _LayerPass:
             assert self.real is not None
             if part in self.inputs:
                 self.inputs[part](_at_real(x, self.real))
+            if part in self.kept_inputs:  # every position (the block's output has them all), kept columns
+                columns, store = self.kept_inputs[part]
+                store.append(x.index_select(-1, columns.to(x.device)))
             if self.stop_after == part:
                 raise _StopBlock
             if self.mask:
@@ -382,21 +393,68 @@ def _layer(
         elif dense is not None:
             next_dense = [run_block(block, h, replay.calls[b][i]) for b, h in enumerate(dense)]
         hooks.mask = True
+        # the FFN's output goes straight into the residual: its pass runs the whole block, corrected after the fit
+        whole = parts[-1] if parts and parts[-1] == "ffn" and adapter.ffn_output_adds_to_residual() else None
+        nxt: list[torch.Tensor | None] = []
         for part in parts:  # attention first: the FFN's inputs depend on its refit
             target_width = adapter.hidden_size() if targets is not None else None
             moments = Moments.empty(_width(adapter, i, part), target_width, device)
-            hooks.stop_after = part
+            hooks.stop_after = None if part == whole else part
+            if part == whole:
+                hooks.kept_inputs = {part: (kept_columns(masks, adapter, i, part), [])}
             for b, h in enumerate(current):
                 hooks.inputs = {part: accumulate(moments, targets[part] if targets else None, b)}
-                hooks.run(block, h, replay.real[b], replay.calls[b][i])
+                out = hooks.run(block, h, replay.real[b], replay.calls[b][i])
+                if part == whole:
+                    nxt.append(out)
             hooks.inputs, hooks.stop_after = {}, None
+            before = _kept_weights(adapter, output_module(adapter, i, part), masks, i, part) if part == whole else None
             fit(part, moments)
             del moments
             if targets is not None:
                 targets[part] = []
-        nxt = [hooks.run(block, h, replay.real[b], replay.calls[b][i]) for b, h in enumerate(current)]
+            if before is not None:
+                _add_refit_change(adapter, output_module(adapter, i, part), before, hooks.kept_inputs.pop(part), nxt)
+        if whole is None:
+            nxt = [hooks.run(block, h, replay.real[b], replay.calls[b][i]) for b, h in enumerate(current)]
     result.layers.append(report)
     return nxt, next_dense  # type: ignore[return-value]
+
+
+def _kept_weights(
+    adapter: ArchAdapter, module: nn.Module, masks: Masks, layer: int, part: str
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Copies of a projection's kept columns [d, k] and its bias, before the refit overwrites them."""
+    w = adapter.weight_out_in(module)
+    kept = kept_columns(masks, adapter, layer, part).to(w.device)
+    bias = getattr(module, "bias", None)
+    return w[:, kept].clone(), (bias.detach().clone() if bias is not None else None)
+
+
+def _add_refit_change(
+    adapter: ArchAdapter,
+    module: nn.Module,
+    before: tuple[torch.Tensor, torch.Tensor | None],
+    kept_inputs: tuple[torch.Tensor, list[torch.Tensor]],
+    outputs: list[torch.Tensor | None],
+) -> None:
+    """Add to each batch's block output what the refit changed in the projection's output (in place).
+
+    The block ran with the projection's old kept columns on inputs whose removed columns were
+    zeroed: its output changes by ``x_K (W'_K - W_K)^T + (b' - b)``, the rest of the block
+    being unchanged (the output goes straight into the residual stream).
+    """
+    columns, inputs = kept_inputs
+    w = adapter.weight_out_in(module)
+    change = w[:, columns.to(w.device)] - before[0]  # [d, k]
+    bias = getattr(module, "bias", None)
+    shift = bias.detach() - before[1] if bias is not None and before[1] is not None else None
+    for out, x in zip(outputs, inputs, strict=True):
+        assert out is not None
+        delta = x.reshape(-1, x.shape[-1]) @ change.T
+        if shift is not None:
+            delta += shift
+        out.view(-1, out.shape[-1]).add_(delta.to(out.dtype))
 
 
 def _width(adapter: ArchAdapter, layer: int, part: str) -> int:

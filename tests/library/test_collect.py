@@ -193,3 +193,45 @@ def test_ppruning_samples_the_first_token_unless_told_to_leave_it_out(
     )
     result = prune(config, tmp_path / "out")
     assert result.report["details"]["collection"]["first_token"] == expected
+
+
+def test_a_decoder_runs_each_example_only_to_its_last_sampled_token(tiny_gpt2_path: Path) -> None:
+    """A causal model's row at a token reads no later token: the rest of the example is not run, and the rows
+    equal a forward of the whole example."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2_path).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_gpt2_path)
+    rows = [dict(tok(" ".join([CORPUS[i % len(CORPUS)]] * 3))) for i in range(10)]
+    adapter = get_adapter(model)
+    widths: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        acts = collect(model, adapter, rows, sampling_tokens=6, seed=5, batch_size=1, pad_token_id=tok.eos_token_id)
+    finally:
+        handle.remove()
+    last = {}
+    for e, t in zip(acts.sample.example.tolist(), acts.sample.token.tolist(), strict=True):
+        last[e] = max(last.get(e, 0), t + 1)
+    assert sorted(widths) == sorted(last.values())
+    assert sum(widths) < sum(len(rows[e]["input_ids"]) for e in last)  # less than the whole examples
+    seen = {}
+    h = adapter.neuron_output_module(2).register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0]))
+    try:
+        for k in range(len(acts.sample)):
+            e, t = int(acts.sample.example[k]), int(acts.sample.token[k])
+            with torch.no_grad():
+                model(**{key: torch.tensor([v]) for key, v in rows[e].items()})
+            assert torch.allclose(seen["x"][0, t], acts.neurons[2][k], atol=1e-5)
+    finally:
+        h.remove()
+
+
+def test_an_encoder_runs_each_example_whole(bert) -> None:
+    from ppruning.methods.ppruning.collect import run_lengths
+
+    _, tok = bert
+    examples = _examples(tok, n=12)
+    sample = sample_positions(examples, 5, seed=0)
+    lengths = run_lengths(examples, sample, causal=False)
+    assert lengths == {int(e): len(examples[int(e)]["input_ids"]) for e in np.unique(sample.example)}

@@ -300,3 +300,34 @@ def test_uniform_masks_refit_nothing(family_paths: dict[str, Path]) -> None:  # 
     )
     assert not result.refits
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("family", sorted(f for f in FAMILIES if f in ("gpt2", "llama", "opt", "qwen2")))
+@pytest.mark.parametrize("target", ["current", "dense"])
+def test_correcting_the_block_output_for_the_ffn_refit_equals_running_the_block_again(
+    family: str,
+    target: str,
+    family_paths: dict[str, Path],  # noqa: F811 - fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pre-norm block's output is corrected for its FFN refit instead of being run again: the same refits."""
+    dense = transformers.AutoModel.from_pretrained(family_paths[family]).eval()
+    assert get_adapter(dense).ffn_output_adds_to_residual()
+    rows = token_rows(dense.config.vocab_size, rows=20)
+    config = CompensationConfig(target=target, tokens=10_000)
+    fitted = {}
+    for shortcut in (True, False):
+        model = copy.deepcopy(dense)
+        adapter = get_adapter(model)
+        if not shortcut:
+            monkeypatch.setattr(type(adapter), "ffn_output_adds_to_residual", lambda self: False)
+        compensate(model, adapter, random_masks(model, seed=3), rows, config, pad_token_id=0, batch_size=6)
+        fitted[shortcut] = model.state_dict()
+    for name, value in fitted[False].items():
+        assert torch.allclose(fitted[True][name], value, atol=1e-5, rtol=1e-4), name
+
+
+def test_post_norm_blocks_are_run_again_after_the_ffn_refit(family_paths: dict[str, Path]) -> None:  # noqa: F811
+    for family in ("bert", "distilbert", "roberta"):
+        model = transformers.AutoModel.from_pretrained(family_paths[family])
+        assert not get_adapter(model).ffn_output_adds_to_residual(), family

@@ -9,7 +9,12 @@ into preallocated [S, width] buffers. Memory is O(layers * S * width), whatever 
 number of examples; compute is at most S forward passes instead of ``max_instances``.
 
 A real token's activations do not depend on the padding after it (attention masks pads
-out; causal models never look ahead), so batching by length changes nothing.
+out; causal models never look ahead), so batching by length changes nothing. On a decoder
+they do not depend on any later token either, so each example is run only up to its last
+sampled position (``run_lengths``): with positions drawn uniformly, about half the tokens
+of a long example are never computed. Batches are sorted by that length, and a row shorter
+than its batch's longest is run on with its own later tokens rather than padded, so a batch of
+long examples (LM blocks) has no padding at all and the attention needs no mask.
 
 Some families flatten the hidden states before the FFN (OPT runs ``fc1``/``fc2`` on
 [batch * tokens, width]); the hooks fold such an input back to [batch, tokens, width]
@@ -29,6 +34,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.errors import DataError
 from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.recovery.blocks import model_kwargs
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 
 
@@ -87,6 +93,55 @@ def sample_positions(
     return TokenSample(example.astype(np.int64), token, pooled)
 
 
+def run_lengths(examples: Sequence[Mapping[str, Any]], sample: TokenSample, causal: bool) -> dict[int, int]:
+    """Tokens each holding example is run for: up to its last sampled position on a decoder, else all of it.
+
+    A causal model's output at a token reads only that token and earlier ones, so the rest of
+    the example cannot change a sampled row; a bidirectional encoder's can, so it runs whole.
+    """
+    if not causal:
+        return {int(e): len(examples[int(e)]["input_ids"]) for e in np.unique(sample.example)}
+    last: dict[int, int] = {}
+    for e, t in zip(sample.example.tolist(), sample.token.tolist(), strict=True):
+        last[e] = max(last.get(e, 0), t + 1)
+    return last
+
+
+def _truncated(example: Mapping[str, Any], length: int) -> dict[str, Any]:
+    """The example's input columns cut to their first ``length`` tokens."""
+    return {k: example[k][:length] for k in INPUT_COLUMNS if k in example and example[k] is not None}
+
+
+#: Share of a batch's needed tokens its shorter rows may run past their last sampled position.
+EXTRA_TOKENS = 1 / 16
+
+
+def length_batches(holders: np.ndarray, lengths: Mapping[int, int], batch_size: int) -> list[np.ndarray]:
+    """``holders`` sorted by run length, cut into batches of at most ``batch_size``.
+
+    Every row of a batch runs to the batch's longest length, so a batch also ends where
+    taking the next (longer) row would compute more than :data:`EXTRA_TOKENS` beyond what
+    its rows need: with positions spread over long examples, fixed-size batches of sorted
+    rows compute a sixth more tokens than needed, these a few percent (short rows then run
+    in small batches, which costs a CPU nothing and a GPU little, those rows being short).
+    """
+    batches: list[list[int]] = []
+    need = 0
+    for e in holders.tolist():
+        length = lengths[e]
+        if (
+            batches
+            and len(batches[-1]) < batch_size
+            and (len(batches[-1]) + 1) * length <= (need + length) * (1 + EXTRA_TOKENS)
+        ):
+            batches[-1].append(e)
+            need += length
+        else:
+            batches.append([e])
+            need = length
+    return [np.asarray(b, dtype=holders.dtype) for b in batches]
+
+
 class _StopForward(Exception):  # noqa: N818 - control flow, not an error
     """Raised by the last layer's hook: nothing after it is needed."""
 
@@ -116,8 +171,9 @@ def collect(
     heads = [torch.empty(s, la.num_head_units * la.head_unit_width, device=device) for la in shape.layers]
     neurons = [torch.empty(s, la.ffn_size, device=device) for la in shape.layers]
 
+    lengths = run_lengths(examples, sample, adapter.is_decoder)
     holders = np.unique(sample.example)
-    holders = holders[np.argsort([len(examples[int(e)]["input_ids"]) for e in holders], kind="stable")]
+    holders = holders[np.argsort([lengths[int(e)] for e in holders], kind="stable")]
     current: dict[str, torch.Tensor] = {}  # rows in batch, token indices, sample slots
 
     def capture(store: list[torch.Tensor], layer: int, stop: bool) -> Any:
@@ -138,7 +194,7 @@ def collect(
         handles.append(adapter.neuron_output_module(i).register_forward_pre_hook(capture(neurons, i, i == last)))
 
     pad_id = 0 if pad_token_id is None else int(pad_token_id)
-    batches = [holders[i : i + batch_size] for i in range(0, len(holders), batch_size)]
+    batches = length_batches(holders, lengths, batch_size)
     progress.start_stage("collect", total=len(batches), message=f"{s} tokens from {len(holders)} examples")
     was_training = model.training
     model.eval()
@@ -146,7 +202,10 @@ def collect(
         with torch.inference_mode():
             for step, ids in enumerate(batches, start=1):
                 progress.checkpoint()
-                rows = [examples[int(e)] for e in ids]
+                # a row shorter than the batch's longest runs on with its own later tokens, not padding: they
+                # change nothing before them, and a batch without padding takes the causal attention's fast path
+                width = max(lengths[int(e)] for e in ids)
+                rows = [_truncated(examples[int(e)], width) for e in ids]
                 batch = pad_batch(rows, pad_id, columns=INPUT_COLUMNS, device=device)
                 current["ids"] = batch["input_ids"]
                 row_of = {int(e): r for r, e in enumerate(ids)}
@@ -155,7 +214,7 @@ def collect(
                 current["row"] = torch.as_tensor([row_of[int(sample.example[k])] for k in slots], device=device)
                 current["tok"] = torch.as_tensor(sample.token[slots], device=device)
                 try:
-                    model(**batch)
+                    model(**batch, **model_kwargs(adapter))
                 except _StopForward:
                     pass
                 progress.update(step, total=len(batches))

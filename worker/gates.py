@@ -69,7 +69,9 @@ def decide(
         speedup = speed.get("speedup") if speed.get("measured") else None
         gate.update(speedup=speedup, speedup_batch_size=speed.get("speedup_batch_size"), device=speed.get("device"))
         if speedup is None and speed.get("noisy"):
-            gate["reasons"].append("the speedup measurement was noisy (the machine was busy); no figure to compare")
+            gate["reasons"].append(
+                "the speedup measurement was noisy (a busy machine or a short time budget); no figure to compare"
+            )
         elif speedup is None:
             gate["reasons"].append("the speedup was not measured")
         elif speedup < accept.min_speedup:

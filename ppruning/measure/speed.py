@@ -305,11 +305,12 @@ def _interval_text(row: dict[str, Any]) -> str:
 def _note(rows: list[dict[str, Any]], ideal: float) -> str:
     noisy = [r for r in rows if r["noisy"]]
     if rows[-1]["noisy"]:
-        return (
-            "not measured: the machine was busy, so no speedup is given; the 95% interval stayed wide within "
-            "the time budget ("
+        return (  # a short budget on an idle machine ends the same way as load: say both, claim neither
+            "not measured: the 95% interval stayed wide within the time budget, so no speedup is given ("
             + "; ".join(_interval_text(r) for r in noisy)
-            + f"; ideal {ideal:.2f}x from FLOPs). Measure again on an idle machine."
+            + f"; ideal {ideal:.2f}x from FLOPs): the machine was busy, or the budget was too short for this "
+            "model. Measure again on an idle machine, or give the timing more time (measure.max_seconds, "
+            "measure.max_fraction: null)."
         )
     precise = [r for r in rows if not r["noisy"]]
     also = f" Noisy, so left out: {'; '.join(_interval_text(r) for r in noisy)}." if noisy else ""

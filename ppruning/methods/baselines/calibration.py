@@ -15,7 +15,7 @@ Some families flatten the hidden states before the FFN (OPT runs ``fc1``/``fc2``
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,48 @@ class LayerMoments:
         return self.heads[0].count if self.heads else 0
 
 
+def dense_pass(
+    model: nn.Module,
+    adapter: ArchAdapter,
+    examples: Sequence[Mapping[str, Any]],
+    handles: list[Any],
+    set_mask: Callable[[torch.Tensor], None],
+    *,
+    batch_size: int,
+    pad_token_id: int,
+    progress: Progress,
+    stage: str = "collect",
+) -> int:
+    """One inference pass of the backbone over ``examples`` for the hooks in ``handles``; the real tokens seen.
+
+    Examples run in length-sorted batches (little padding per batch); each batch's real-token
+    mask goes to ``set_mask`` before its forward, so the hooks keep real tokens only. The
+    hooks are removed and the model's training mode restored whatever happens.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(examples)), key=lambda e: len(examples[e]["input_ids"]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    progress.start_stage(stage, total=len(batches), message=f"{len(examples)} examples")
+    tokens = 0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for step, ids in enumerate(batches, start=1):
+                progress.checkpoint()
+                batch = pad_batch([examples[e] for e in ids], pad_token_id, columns=INPUT_COLUMNS, device=device)
+                mask = batch["attention_mask"].bool()
+                set_mask(mask)
+                tokens += int(mask.sum())
+                adapter.backbone(**batch)  # hidden states only: a task head (an LM head's logits) is not needed
+                progress.update(step, total=len(batches))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return tokens
+
+
 def output_moments(
     model: nn.Module,
     adapter: ArchAdapter,
@@ -112,23 +154,8 @@ def output_moments(
     for i in range(shape.num_layers):
         handles.append(adapter.head_output_module(i).register_forward_pre_hook(capture(heads[i])))
         handles.append(adapter.neuron_output_module(i).register_forward_pre_hook(capture(neurons[i])))
-    order = sorted(range(len(examples)), key=lambda e: len(examples[e]["input_ids"]))  # little padding per batch
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    progress.start_stage(stage, total=len(batches), message=f"{len(examples)} examples")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for step, ids in enumerate(batches, start=1):
-                progress.checkpoint()
-                batch = pad_batch([examples[e] for e in ids], pad_token_id, columns=INPUT_COLUMNS, device=device)
-                current["mask"] = batch["attention_mask"].bool()
-                adapter.backbone(**batch)  # hidden states only: a task head (an LM head's logits) is not needed
-                progress.update(step, total=len(batches))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    dense_pass(model, adapter, examples, handles, lambda mask: current.__setitem__("mask", mask),
+               batch_size=batch_size, pad_token_id=pad_token_id, progress=progress, stage=stage)  # fmt: skip
     if heads[0].count == 0:
         raise DataError("the calibration inputs hold no real tokens", field="task")
     return LayerMoments(heads, neurons, examples_run=len(examples))

@@ -23,10 +23,10 @@ from torch import nn
 
 from ppruning.arch.base import ArchAdapter
 from ppruning.errors import DataError
+from ppruning.methods.baselines.calibration import dense_pass
 from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import register_method
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 from ppruning.units.layer_drop import LayerDrop, layers_to_remove
 
 LAYERS_FILE = "shortgpt_layers.json"
@@ -75,25 +75,8 @@ def block_influence(
     for i, block in enumerate(blocks):
         handles.append(block.register_forward_pre_hook(take_input(i), with_kwargs=True))
         handles.append(block.register_forward_hook(take_output(i), with_kwargs=True))
-    order = sorted(range(len(examples)), key=lambda e: len(examples[e]["input_ids"]))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    progress.start_stage("collect", total=len(batches), message=f"{len(examples)} examples")
-    tokens = 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for step, ids in enumerate(batches, start=1):
-                progress.checkpoint()
-                batch = pad_batch([examples[e] for e in ids], pad_token_id, columns=INPUT_COLUMNS, device=device)
-                current["mask"] = batch["attention_mask"].bool()
-                tokens += int(current["mask"].sum())
-                adapter.backbone(**batch)  # hidden states only: a task head (an LM head's logits) is not needed
-                progress.update(step, total=len(batches))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    tokens = dense_pass(model, adapter, examples, handles, lambda mask: current.__setitem__("mask", mask),
+                        batch_size=batch_size, pad_token_id=pad_token_id, progress=progress)  # fmt: skip
     if tokens == 0:
         raise DataError("the calibration inputs hold no real tokens", field="task")
     return (1.0 - cos_sum / tokens).cpu().numpy()

@@ -73,7 +73,8 @@ class CompensationConfig(BaseModel):
     """Least-squares compensation of the output projections after the units are chosen.
 
     Seconds to a minute of work on calibration inputs, no labels; on by default for every
-    structured method (README, decoder benchmark).
+    structured method, and after a layers method for the layer below each removed run
+    (:mod:`ppruning.recovery.layer_compensation`; README, decoder benchmark).
     """
 
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
@@ -253,7 +254,7 @@ class _LayerPass:
             x = args[0]
             assert self.real is not None
             if part in self.inputs:
-                self.inputs[part](_at_real(x, self.real))
+                self.inputs[part](at_real(x, self.real))
             if part in self.kept_inputs:  # every position (the block's output has them all), kept columns
                 columns, store = self.kept_inputs[part]
                 store.append(x.index_select(-1, columns.to(x.device)))
@@ -270,7 +271,7 @@ class _LayerPass:
         def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> None:
             if part in self.outputs:
                 assert self.real is not None
-                y = _at_real(output, self.real)
+                y = at_real(output, self.real)
                 bias = getattr(module, "bias", None)
                 self.outputs[part].append(y - bias if bias is not None else y)
 
@@ -284,7 +285,7 @@ class _LayerPass:
             return None
 
 
-def _at_real(t: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def at_real(t: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """``t`` [batch, length, width] or flattened [batch * length, width] (OPT's FFN) at the real tokens."""
     return t.reshape(-1, t.shape[-1])[real.reshape(-1)]
 
@@ -414,7 +415,7 @@ def _layer(
             if targets is not None:
                 targets[part] = []
             if before is not None:
-                _add_refit_change(adapter, output_module(adapter, i, part), before, hooks.kept_inputs.pop(part), nxt)
+                add_refit_change(adapter, output_module(adapter, i, part), before, hooks.kept_inputs.pop(part), nxt)
         if whole is None:
             nxt = [hooks.run(block, h, replay.real[b], replay.calls[b][i]) for b, h in enumerate(current)]
     result.layers.append(report)
@@ -431,7 +432,7 @@ def _kept_weights(
     return w[:, kept].clone(), (bias.detach().clone() if bias is not None else None)
 
 
-def _add_refit_change(
+def add_refit_change(
     adapter: ArchAdapter,
     module: nn.Module,
     before: tuple[torch.Tensor, torch.Tensor | None],

@@ -138,15 +138,17 @@ def resolve_reconstruct(config: PruneConfig) -> ReconstructConfig | None:
 
 
 def resolve_compensation(config: PruneConfig, method: MethodSpec) -> CompensationConfig | None:
-    """The compensation to run, or None: on by default for structured methods (the decoder bench: README).
+    """The compensation to run, or None: on by default for structured and layers methods (the decoder bench:
+    README). A layers method (ShortGPT) refits the FFN output projection below each removed run
+    (:mod:`ppruning.recovery.layer_compensation`); unstructured masks have nothing to refit.
 
     Reconstruction's per-unit scales are a special case of the refit (one scale per column
     block instead of a full matrix); a config that asks for reconstruction runs it alone,
     and one that asks for both is refused.
     """
-    if method.kind != "structured" or config.compensation is False:
+    if method.kind not in ("structured", "layers") or config.compensation is False:
         return None
-    if config.reconstruct:
+    if config.reconstruct and method.kind == "structured":
         if config.compensation is not None:
             raise InvalidConfigError(
                 "reconstruct and compensation both refit the output projections; ask for one "

@@ -46,6 +46,7 @@ from ppruning.model.loading import load_task_model, resolve_device
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.compensation import compensate
 from ppruning.recovery.compensation import summary as compensation_summary
+from ppruning.recovery.layer_compensation import compensate_layer_drop
 from ppruning.recovery.reconstruct import reconstruct
 from ppruning.recovery.reconstruct import summary as reconstruction_summary
 from ppruning.run.config import PruneConfig
@@ -58,6 +59,7 @@ from ppruning.tasks.collate import INPUT_COLUMNS, pad_token_id
 from ppruning.tasks.data import tokenized_inputs
 from ppruning.tasks.labelled import labelled_examples, task_label_names
 from ppruning.units.cost import model_costs
+from ppruning.units.layer_drop import LayerDrop
 from ppruning.units.masks import Masks, validate_masks
 
 __all__ = ["prune"]
@@ -158,13 +160,18 @@ def _compensate(
 ) -> list[tuple[int, str]]:
     """Refit the model's output projections for the masks (in place); which were refit; the report's details."""
     assert plan.compensation is not None
-    validate_masks(masks, ctx.shape)
     started = time.perf_counter()
     rss_before, peak_before = proc_status_bytes("VmRSS"), proc_status_bytes("VmHWM")
-    fitted = compensate(
+    if isinstance(masks, LayerDrop):  # a layers method: the layer below each removed run takes up its change
+        fit: Any = compensate_layer_drop
+        chosen: Any = masks.removed
+    else:
+        validate_masks(masks, ctx.shape)
+        fit, chosen = compensate, masks
+    fitted = fit(
         ctx.model,
         ctx.adapter,
-        masks,
+        chosen,
         examples,
         plan.compensation,
         pad_token_id=ctx.pad_token_id,
@@ -251,7 +258,7 @@ def prune(
         assert examples is not None, "reconstruction reads task inputs (the plan loads them)"
         result = _reconstruct(plan, ctx, result, examples, timer)
     refit = None
-    if plan.compensation is not None:  # structured methods only (the plan says)
+    if plan.compensation is not None:  # structured and layers methods only (the plan says)
         assert examples is not None, "compensation reads task inputs (the plan loads them)"
         refit = _compensate(plan, ctx, result, examples, timer)
     ctx.examples = examples = None  # the sample is all the method and the refit needed

@@ -28,6 +28,8 @@ from ppruning.methods.baselines.wanda_sp import WandaSPParams, wanda_sp_masks, w
 from ppruning.methods.contract import MethodContext, SamplingConfig
 from ppruning.model.layer_surgery import drop_layers
 from ppruning.model.surgery import prune_model
+from ppruning.recovery.compensation import COMPENSATION_FILE, load_refit
+from ppruning.recovery.layer_compensation import apply_layer_refit
 from ppruning.progress import NULL_PROGRESS
 from ppruning.run.config import PruneConfig
 from ppruning.run.prune import prune
@@ -303,7 +305,13 @@ def test_shortgpt_checkpoint_loads_with_stock_transformers_in_a_fresh_process(mo
     assert len(removed) == 2 and result.report["achieved"]["params_reduction_pruned_part"] == pytest.approx(0.4)
     assert json.loads((result.output_dir / "shortgpt_layers.json").read_text())["layers_removed"] == removed
 
-    in_memory = drop_layers(AutoModelForCausalLM.from_pretrained(source).eval(), removed)
+    # compensation (on by default) refit the layer below each removed run; the stored refit reproduces the model
+    refit = result.report["details"]["compensation"]["refit"]["ffn"]
+    below = [layer for layer in range(5) if layer not in removed and layer + 1 in removed]
+    assert refit == below and (result.output_dir / COMPENSATION_FILE).is_file()
+    in_memory = AutoModelForCausalLM.from_pretrained(source).eval()
+    apply_layer_refit(in_memory, get_adapter(in_memory), load_refit(result.output_dir))
+    in_memory = drop_layers(in_memory, removed)
     ids = torch.randint(5, 120, (2, 9), generator=torch.Generator().manual_seed(1))
     torch.save(ids, tmp_path / "ids.pt")
     script = (

@@ -1,10 +1,13 @@
 """Writing a layers method's result: the decoder with whole layers removed, timings, the report.
 
 ``materialise``: the method's own files are written, then the layers are cut out
-(:func:`ppruning.model.layer_surgery.drop_layers`). ``measure`` (when ``config.measure``):
-the dense and the shallower model timed as for any structured method. ``write``: the
-model under ``model/`` with ``save_pretrained`` (a stock config: fewer layers, each of the
-original shape, so plain transformers loads it), its tokenizer and ``pruning.json``; then
+(:func:`ppruning.model.layer_surgery.drop_layers`); where compensation refit the layer below a
+removed run, its projections go to ``compensation.safetensors`` first, under the unpruned
+model's layer indices (:func:`ppruning.recovery.layer_compensation.apply_layer_refit`).
+``measure`` (when ``config.measure``): the dense and the shallower model timed as for any
+structured method. ``write``: the model under ``model/`` with ``save_pretrained`` (a stock
+config: fewer layers, each of the original shape, so plain transformers loads it), its
+tokenizer and ``pruning.json``; then
 ``report.json`` and ``record.json``. The report's ``layers`` list every original layer
 (a removed one keeps no head and no neuron) and ``layers_removed`` names them.
 """
@@ -22,6 +25,8 @@ from torch import nn
 from ppruning.methods.contract import MethodResult
 from ppruning.model.layer_surgery import drop_layers
 from ppruning.model.surgery import count_parameters
+from ppruning.recovery.compensation import save_refit
+from ppruning.recovery.layer_compensation import layer_refit_tensors
 from ppruning.run.outputs.base import MODEL_DIR, PruneResult, RunOutputs, finish, write_method_files
 from ppruning.run.outputs.structured import measure_models
 from ppruning.run.report import build_report
@@ -73,6 +78,9 @@ class LayersWriter:
         timer.checkpoint()
         run.output_dir.mkdir(parents=True, exist_ok=True)
         write_method_files(run)
+        if run.refit is not None:  # compensation refit the layer below each removed run: stored by original index
+            refitted = [layer for layer, _ in run.refit]
+            save_refit(layer_refit_tensors(model, adapter, refitted), run.output_dir)
         dense = copy.deepcopy(model) if config.measure else None
         drop_layers(model, result.removed, adapter)
 

@@ -44,10 +44,13 @@ from llm import (  # noqa: E402 - bench scripts run as files
 )
 
 from ppruning.arch import get_adapter  # noqa: E402
+from ppruning.methods.baselines.shortgpt import ShortGPTParams, shortgpt_layers  # noqa: E402
 from ppruning.methods.ppruning.method import cluster_layers  # noqa: E402
 from ppruning.methods.ppruning.params import PPruningParams  # noqa: E402
+from ppruning.model.layer_surgery import drop_layers  # noqa: E402
 from ppruning.model.surgery import prune_model  # noqa: E402
 from ppruning.recovery.compensation import CompensationConfig, compensate  # noqa: E402
+from ppruning.recovery.layer_compensation import compensate_layer_drop  # noqa: E402
 from ppruning.units.budget import Target, make_budget  # noqa: E402
 from ppruning.units.cost import attention_total, ffn_total, unit_costs  # noqa: E402
 from ppruning.units.masks import Masks, load_masks, save_masks  # noqa: E402
@@ -71,16 +74,29 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
 }
 
 
-def row_name(method: str, fraction: float, variant: str) -> str:
-    return f"{method}-{fraction:g}-{variant}"
+def row_name(method: str, fraction: float, variant: str, seed: int = 0) -> str:
+    """``<method>-<fraction>-<variant>``, and ``-s<seed>`` after it for a seed other than 0."""
+    return f"{method}-{fraction:g}-{variant}" + (f"-s{seed}" if seed else "")
 
 
-def get_masks(args: argparse.Namespace, method: str, fraction: float, ctx: Any, state: dict[str, Any]) -> Masks:
-    folder = args.masks / f"{method}-{fraction:g}"
+def get_masks(
+    args: argparse.Namespace, method: str, fraction: float, ctx: Any, state: dict[str, Any]
+) -> Masks | list[int]:
+    """The method's masks at ``fraction`` of the FFN's parameters (ShortGPT: the layers it removes), cached."""
+    folder = args.masks / (f"{method}-{fraction:g}" + (f"-s{args.seed}" if args.seed else ""))
     if (folder / "masks.safetensors").is_file():
         return load_masks(folder)
+    if (folder / "layers.json").is_file():
+        return json.loads((folder / "layers.json").read_text())
     costs = unit_costs(ctx.shape, "params", args.max_length)
     ffn_share = ffn_total(ctx.shape, costs) / (ffn_total(ctx.shape, costs) + attention_total(ctx.shape, costs))
+    if method == "shortgpt":  # the smallest count of layers whose share meets the same parameter target
+        ctx.target = Target(params_reduction=fraction * ffn_share)
+        ctx.params, ctx.details = ShortGPTParams(), {}
+        layers = list(shortgpt_layers(ctx).removed)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "layers.json").write_text(json.dumps(layers))
+        return layers
     if method.startswith("ppruning") and "clusters" not in state:
         ctx.budget = make_budget(Target(params_reduction=0.1), ctx.shape, args.max_length, 5.0)
         state["clusters"] = cluster_layers(ctx, PPruningParams())
@@ -110,19 +126,23 @@ def run(args: argparse.Namespace) -> None:
     for fraction in args.targets:
         for method in args.methods:
             for variant in args.variants:
-                out = args.out / f"{row_name(method, fraction, variant)}.json"
+                out = args.out / f"{row_name(method, fraction, variant, args.seed)}.json"
                 if out.is_file():
                     continue
                 masks = get_masks(args, method, fraction, ctx, state)
                 pruned = copy.deepcopy(model)
                 adapter = get_adapter(pruned)
                 row: dict[str, Any] = {"method": method, "ffn_fraction": fraction, "variant": variant}
+                row["seed"] = args.seed
+                if isinstance(masks, list):
+                    row["layers_removed"] = masks
                 changes = VARIANTS[variant]
                 if changes is not None:
                     config = CompensationConfig(**changes)
+                    fit: Any = compensate_layer_drop if isinstance(masks, list) else compensate
                     start = time.perf_counter()
                     with RssPeak() as mem:
-                        comp = compensate(pruned, adapter, masks, examples, config, pad_token_id=pad)
+                        comp = fit(pruned, adapter, masks, examples, config, pad_token_id=pad)
                     row.update(
                         config=config.model_dump(mode="json"),
                         compensation_s=time.perf_counter() - start,
@@ -130,7 +150,10 @@ def run(args: argparse.Namespace) -> None:
                         tokens=comp.tokens,
                         outlier_tokens=comp.outlier_tokens,
                     )
-                prune_model(pruned, masks, adapter)
+                if isinstance(masks, list):
+                    drop_layers(pruned, masks, adapter)
+                else:
+                    prune_model(pruned, masks, adapter)
                 row["ppl"] = perplexity(pruned, test)
                 row["eval_tokens"] = test.numel()
                 row["params"] = sum(p.numel() for p in pruned.parameters())
@@ -145,16 +168,16 @@ def table(out: Path, eval_blocks: int) -> str:
     lines = [
         f"dense perplexity {dense['ppl']:.1f} on {dense['tokens']} held-out tokens",
         "",
-        "| FFN cut | method | variant | ppl | x dense | compensation s | RSS rise MB | tokens |",
-        "|---|---|---|---|---|---|---|---|",
+        "| FFN cut | method | variant | seed | ppl | x dense | compensation s | RSS rise MB | tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
-    rows.sort(key=lambda r: (r["ffn_fraction"], r["method"], order.index(r["variant"])))
+    rows.sort(key=lambda r: (r["ffn_fraction"], r["method"], order.index(r["variant"]), r.get("seed", 0)))
     for r in rows:
         comp_s = f"{r['compensation_s']:.0f}" if "compensation_s" in r else "-"
         rise = f"{r['compensation_rss_rise_mb']:.0f}" if "compensation_rss_rise_mb" in r else "-"
         lines.append(
-            f"| {r['ffn_fraction']:.0%} | {r['method']} | {r['variant']} | {r['ppl']:,.1f} | "
+            f"| {r['ffn_fraction']:.0%} | {r['method']} | {r['variant']} | {r.get('seed', 0)} | {r['ppl']:,.1f} | "
             f"{r['ppl'] / dense['ppl']:.2f} | {comp_s} | {rise} | {r.get('tokens', '-')} |"
         )
     return "\n".join(lines)

@@ -120,6 +120,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "magnitude": {"method": "magnitude", "params": {}, "reconstruct": False, "distill": False},
     "magnitude-recon": {"method": "magnitude", "params": {}, "reconstruct": True, "distill": False},
 }
+#: Every structured method, plain (``compensation: false``) and compensated (the library's default),
+#: retraining-free or fine-tuned, with the dense model as teacher or not (``-distill``).
+for _method in ("ppruning", "random", "magnitude", "prunenet"):
+    for _comp, _setting in (("plain", False), ("comp", None)):
+        for _suffix, _distill in (("", False), ("-distill", True)):
+            VARIANTS[f"{_method}-{_comp}{_suffix}"] = {
+                "method": _method,
+                "params": {},
+                "reconstruct": None,
+                "compensation": _setting,
+                "distill": _distill,
+            }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -140,6 +152,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-train-samples", type=int, default=1000)
     p.add_argument("--max-eval-samples", type=int, default=500)
     p.add_argument("--max-instances", type=int, default=1000, help="train examples the methods read")
+    p.add_argument(
+        "--patience",
+        type=int,
+        help="stop fine-tuning after this many epochs without a better selection score and keep the best "
+        "epoch (the dense model's learning curve is in its result file); default: train every epoch",
+    )
     p.add_argument("--sampling-tokens", type=int, default=200)
     p.add_argument("--device", default="auto")
     p.add_argument("--results", type=Path, required=True, help="one JSON per run (committed)")
@@ -196,6 +214,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_eval_samples": args.max_eval_samples,
         "max_instances": args.max_instances,
         "sampling_tokens": args.sampling_tokens,
+        **({"patience": args.patience} if args.patience is not None else {}),
     }
 
 
@@ -233,6 +252,7 @@ def finetune_config(model: str, task: TaskRef, args: argparse.Namespace, seed: i
         max_length=args.max_length,
         max_train_samples=args.max_train_samples,
         max_eval_samples=args.max_eval_samples,
+        early_stopping_patience=args.patience,
         seed=seed,
         device=args.device,
         distill=distill,
@@ -241,6 +261,8 @@ def finetune_config(model: str, task: TaskRef, args: argparse.Namespace, seed: i
 
 def prune_config(model: str, task: TaskRef, args: argparse.Namespace, variant: dict, target: float, seed: int) -> Any:
     extra = {} if variant["reconstruct"] is None else {"reconstruct": variant["reconstruct"]}
+    if variant.get("compensation") is not None:  # absent or None: the library's default
+        extra["compensation"] = variant["compensation"]
     return PruneConfig(
         model=ModelRef(id=model),
         task=task,
@@ -287,6 +309,9 @@ def run_dense(seed: int, task: TaskRef, args: argparse.Namespace, progress: Prog
         "wall_s": time.perf_counter() - t0,
         "parameters": report["parameters"],
         "flops_ratio": 1.0,
+        # the learning curve: the selection score (held-out train rows) at every epoch's end
+        "learning_curve": report.get("selection_history"),
+        "best_epoch": report.get("best_epoch"),
     }
     write(path, record)
     return model_dir

@@ -450,7 +450,8 @@ def remeasure_speed(args: argparse.Namespace) -> None:
 
 
 def memory_probe(args: argparse.Namespace) -> None:
-    """One prune() of PruneNet from the fp32 safetensors checkpoint; RSS rise against the checkpoint's size."""
+    """One prune() (PruneNet, or ``--probe-method``) from the fp32 safetensors checkpoint, compensation at its
+    default; RSS rise against the checkpoint's size."""
     from ppruning.run.config import PruneConfig
     from ppruning.run.prune import prune
 
@@ -459,9 +460,9 @@ def memory_probe(args: argparse.Namespace) -> None:
     config = PruneConfig(
         model={"id": str(model_dir)},
         task={"name": "causal-lm", "data_files": {"train": str(args.text / "train.txt")}},
-        method="prunenet",
+        method=args.probe_method,
         target={"params_reduction": 0.2 * 0.8},
-        params={"num_episodes": args.episodes},
+        params={"num_episodes": args.episodes} if args.probe_method == "prunenet" else {},
         measure=False,
     )
     with RssPeak() as mem:
@@ -473,7 +474,7 @@ def memory_probe(args: argparse.Namespace) -> None:
         prune(config, args.results / "memory-probe", progress=StageMarker())
     by_stage = ", ".join(f"{stage} {(peak - mem.start) / 2**20:.0f}" for stage, peak in mem.stage_peaks.items())
     print(
-        f"memory probe: prune() of prunenet from {model_dir}/model.safetensors ({size_mb:.0f} MB): "
+        f"memory probe: prune() of {args.probe_method} from {model_dir}/model.safetensors ({size_mb:.0f} MB): "
         f"RSS rise {mem.rise_mb:.0f} MB = {mem.rise_mb / size_mb:.2f}x the model's size; anonymous memory "
         f"(RssAnon, without mapped files' pages) rise {mem.anon_rise_mb:.0f} MB = "
         f"{mem.anon_rise_mb / size_mb:.2f}x\npeak RSS rise (MB) while each stage ran: {by_stage}"
@@ -534,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-block", type=int, default=256, help="tokens per fine-tuning block")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-probe", action="store_true")
+    p.add_argument("--probe-method", default="prunenet", help="the method --memory-probe runs (registered name)")
     p.add_argument("--remeasure-speed", action="store_true", help="re-time finished rows from their cached masks")
     p.add_argument("--speed-rounds", type=int, default=5)
     args = p.parse_args(argv)

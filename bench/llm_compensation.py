@@ -6,8 +6,9 @@ of the FFN's parameters) and measures perplexity on the same held-out text as
 variant first runs :func:`ppruning.recovery.compensation.compensate` (the code
 ``prune()`` runs) with the library's defaults changed as the variant says: the target
 (``dense``), the calibration tokens, the ridge, the outlier handling, one pass instead
-of layer by layer, and ``protect``: the outlier neurons kept whatever the method chose
-(:mod:`ppruning.recovery.outliers`).
+of layer by layer, and ``protect``/``protect-comp``: the outlier neurons kept whatever the
+method chose, each swapped for the layer's kept neuron of least contribution
+(:mod:`ppruning.recovery.outlier_units`), then plain or compensated.
 
 Each row is one JSON file under ``--out`` (``<method>-<ffn fraction>-<variant>.json``); a
 rerun skips rows whose file exists, so it resumes. Masks are cached as ``bench/llm.py``
@@ -51,6 +52,7 @@ from ppruning.model.layer_surgery import drop_layers  # noqa: E402
 from ppruning.model.surgery import prune_model  # noqa: E402
 from ppruning.recovery.compensation import CompensationConfig, compensate  # noqa: E402
 from ppruning.recovery.layer_compensation import compensate_layer_drop  # noqa: E402
+from ppruning.recovery.outlier_units import OutlierUnitsConfig, find_outlier_neurons, protect_outliers  # noqa: E402
 from ppruning.units.budget import Target, make_budget  # noqa: E402
 from ppruning.units.cost import attention_total, ffn_total, unit_costs  # noqa: E402
 from ppruning.units.masks import Masks, load_masks, save_masks  # noqa: E402
@@ -71,7 +73,11 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "alpha-1e-3": {"alpha": 1e-3},
     "alpha-1e-1": {"alpha": 1e-1},
     "ffn-only": {"parts": ["ffn"]},
+    "protect": None,
+    "protect-comp": {},
 }
+#: Variants whose masks first keep the outlier neurons (:mod:`ppruning.recovery.outlier_units`).
+PROTECTED = ("protect", "protect-comp")
 
 
 def row_name(method: str, fraction: float, variant: str, seed: int = 0) -> str:
@@ -130,12 +136,23 @@ def run(args: argparse.Namespace) -> None:
                 if out.is_file():
                     continue
                 masks = get_masks(args, method, fraction, ctx, state)
+                found = None
+                if variant in PROTECTED and isinstance(masks, Masks):
+                    if "outliers" not in state:
+                        state["outliers"] = find_outlier_neurons(
+                            model, get_adapter(model), examples, OutlierUnitsConfig(), pad_token_id=pad
+                        )
+                    found = copy.copy(state["outliers"])
+                    found.swaps = []
+                    masks = protect_outliers(masks, found)
                 pruned = copy.deepcopy(model)
                 adapter = get_adapter(pruned)
                 row: dict[str, Any] = {"method": method, "ffn_fraction": fraction, "variant": variant}
                 row["seed"] = args.seed
                 if isinstance(masks, list):
                     row["layers_removed"] = masks
+                if found is not None:
+                    row["outlier_units"] = found.record(OutlierUnitsConfig().ratio)
                 changes = VARIANTS[variant]
                 if changes is not None:
                     config = CompensationConfig(**changes)

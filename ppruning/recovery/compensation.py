@@ -58,6 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter
+from ppruning.model.heap import release_free_memory
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.blocks import BlockCall, ReplayInputs, capture_inputs, run_block
 from ppruning.recovery.moments import Moments
@@ -205,6 +206,29 @@ def calibration_rows(examples: Sequence[Mapping[str, Any]], tokens: int) -> list
     return rows
 
 
+#: Padded tokens per calibration batch at most: a block's activations on a batch (the FFN's intermediate
+#: tensors, the attention scores) are the peak of the fit's memory, so a batch of 32 rows of 512 tokens
+#: (16k tokens) rose SmolLM2-135M's resident memory by 0.9x the model; 2,048 tokens keep it near 0.2x.
+BATCH_TOKENS = 2048
+
+
+def token_batches(
+    rows: Sequence[Mapping[str, Any]], batch_size: int, pad_token_id: int, device: torch.device
+) -> list[dict[str, torch.Tensor]]:
+    """Padded batches of at most ``batch_size`` rows and about :data:`BATCH_TOKENS` padded tokens (one row at least)."""
+    batches, j = [], 0
+    while j < len(rows):
+        n, longest = 0, 0
+        while j + n < len(rows) and n < batch_size:
+            longest_next = max(longest, len(rows[j + n]["input_ids"]))
+            if n and longest_next * (n + 1) > BATCH_TOKENS:
+                break
+            n, longest = n + 1, longest_next
+        batches.append(pad_batch(rows[j : j + n], pad_token_id, columns=INPUT_COLUMNS, device=device))
+        j += n
+    return batches
+
+
 class _StopBlock(Exception):  # noqa: N818 - control flow, not an error
     """Raised once the projection being measured has been seen: the rest of the block is not needed."""
 
@@ -313,10 +337,7 @@ def compensate(
     shape = adapter.shape()
     rows = calibration_rows(examples, config.tokens)
     device = next(model.parameters()).device
-    batches = [
-        pad_batch(rows[j : j + batch_size], pad_token_id, columns=INPUT_COLUMNS, device=device)
-        for j in range(0, len(rows), batch_size)
-    ]
+    batches = token_batches(rows, batch_size, pad_token_id, device)
     mode = f"{'sequential' if config.sequential else 'one pass'}, target {config.target}"
     progress.start_stage("compensate", total=shape.num_layers, message=f"{len(rows)} examples, {mode}")
     was_training = model.training
@@ -330,6 +351,7 @@ def compensate(
         for i in range(shape.num_layers):
             progress.checkpoint()
             current, dense = _layer(adapter, blocks[i], i, masks, config, replay, current, dense, result)
+            release_free_memory()  # the layer's statistics and activations: back to the OS, not kept by the heap
             progress.update(i + 1)
         result.tokens = int(sum(int(r.sum()) for r in replay.real))
     finally:

@@ -44,10 +44,10 @@ from ppruning.recovery.compensation import (
     calibration_rows,
     output_module,
     solve,
+    token_batches,
 )
 from ppruning.recovery.moments import Moments
 from ppruning.recovery.outliers import token_weights
-from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 
 
 def removed_runs(removed: Sequence[int], num_layers: int) -> list[tuple[int, list[int]]]:
@@ -98,10 +98,7 @@ def compensate_layer_drop(
     rows = calibration_rows(examples, config.tokens)
     result.examples = len(rows)
     device = next(model.parameters()).device
-    batches = [
-        pad_batch(rows[j : j + batch_size], pad_token_id, columns=INPUT_COLUMNS, device=device)
-        for j in range(0, len(rows), batch_size)
-    ]
+    batches = token_batches(rows, batch_size, pad_token_id, device)
     progress.start_stage("compensate", total=num_layers, message=f"{len(rows)} examples, {len(below)} layer(s)")
     was_training = model.training
     model.eval()

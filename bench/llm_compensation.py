@@ -51,6 +51,7 @@ from ppruning.methods.ppruning.params import PPruningParams  # noqa: E402
 from ppruning.model.layer_surgery import drop_layers  # noqa: E402
 from ppruning.model.surgery import prune_model  # noqa: E402
 from ppruning.recovery.compensation import CompensationConfig, compensate  # noqa: E402
+from ppruning.recovery.distill import DistillConfig, causal_lm_positions, distillation_loss  # noqa: E402
 from ppruning.recovery.layer_compensation import compensate_layer_drop  # noqa: E402
 from ppruning.recovery.outlier_units import OutlierUnitsConfig, find_outlier_neurons, protect_outliers  # noqa: E402
 from ppruning.units.budget import Target, make_budget  # noqa: E402
@@ -75,9 +76,33 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "ffn-only": {"parts": ["ffn"]},
     "protect": None,
     "protect-comp": {},
+    "comp-distill": {},
 }
 #: Variants whose masks first keep the outlier neurons (:mod:`ppruning.recovery.outlier_units`).
 PROTECTED = ("protect", "protect-comp")
+#: Variants distilled from the dense model after the cut (``--distill-steps``; :func:`distill`).
+DISTILLED = ("comp-distill",)
+
+
+def distill(student: torch.nn.Module, teacher: torch.nn.Module, blocks: torch.Tensor, args: argparse.Namespace) -> None:
+    """A short distillation from the dense model, the same for every pruned model: the library's loss
+    (``(1 - alpha)`` LM loss + ``alpha`` T^2 KL over the vocabulary, :class:`DistillConfig`'s defaults), AdamW at a
+    constant learning rate, ``--distill-steps`` steps of ``--distill-batch`` blocks of ``--distill-block`` tokens."""
+    config = DistillConfig(teacher={"id": "dense"})
+    student.train()
+    optim = torch.optim.AdamW(student.parameters(), lr=args.distill_lr)
+    g = torch.Generator().manual_seed(args.seed)
+    for _ in range(args.distill_steps):
+        ids = blocks[torch.randint(len(blocks), (args.distill_batch,), generator=g)]
+        out = student(input_ids=ids, labels=ids)
+        with torch.no_grad():
+            teacher_logits = teacher(input_ids=ids).logits
+        positions = causal_lm_positions(ids, None)
+        loss = distillation_loss(out.loss, out.logits, teacher_logits, config, positions=positions)
+        loss.backward()
+        optim.step()
+        optim.zero_grad()
+    student.eval()
 
 
 def row_name(method: str, fraction: float, variant: str, seed: int = 0) -> str:
@@ -171,6 +196,16 @@ def run(args: argparse.Namespace) -> None:
                     drop_layers(pruned, masks, adapter)
                 else:
                     prune_model(pruned, masks, adapter)
+                if variant in DISTILLED:
+                    if "train" not in state:
+                        state["train"] = text_blocks(tokenizer, args.text / "train.txt", args.distill_block, 10_000)
+                    start = time.perf_counter()
+                    distill(pruned, model, state["train"], args)
+                    row.update(
+                        distill_s=time.perf_counter() - start,
+                        distill_steps=args.distill_steps,
+                        distill_tokens=args.distill_steps * args.distill_batch * args.distill_block,
+                    )
                 row["ppl"] = perplexity(pruned, test)
                 row["eval_tokens"] = test.numel()
                 row["params"] = sum(p.numel() for p in pruned.parameters())
@@ -185,17 +220,18 @@ def table(out: Path, eval_blocks: int) -> str:
     lines = [
         f"dense perplexity {dense['ppl']:.1f} on {dense['tokens']} held-out tokens",
         "",
-        "| FFN cut | method | variant | seed | ppl | x dense | compensation s | RSS rise MB | tokens |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| FFN cut | method | variant | seed | ppl | x dense | compensation s | RSS rise MB | tokens | distill s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     order = list(VARIANTS)
     rows.sort(key=lambda r: (r["ffn_fraction"], r["method"], order.index(r["variant"]), r.get("seed", 0)))
     for r in rows:
         comp_s = f"{r['compensation_s']:.0f}" if "compensation_s" in r else "-"
         rise = f"{r['compensation_rss_rise_mb']:.0f}" if "compensation_rss_rise_mb" in r else "-"
+        distill_s = f"{r['distill_s']:.0f}" if "distill_s" in r else "-"
         lines.append(
             f"| {r['ffn_fraction']:.0%} | {r['method']} | {r['variant']} | {r.get('seed', 0)} | {r['ppl']:,.1f} | "
-            f"{r['ppl'] / dense['ppl']:.2f} | {comp_s} | {rise} | {r.get('tokens', '-')} |"
+            f"{r['ppl'] / dense['ppl']:.2f} | {comp_s} | {rise} | {r.get('tokens', '-')} | {distill_s} |"
         )
     return "\n".join(lines)
 
@@ -216,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block", type=int, default=256)
     p.add_argument("--eval-blocks", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distill-steps", type=int, default=20, help="comp-distill: steps of distillation")
+    p.add_argument("--distill-batch", type=int, default=2, help="comp-distill: blocks per step")
+    p.add_argument("--distill-block", type=int, default=128, help="comp-distill: tokens per block")
+    p.add_argument("--distill-lr", type=float, default=1e-4)
     p.add_argument("--table", action="store_true", help="print the table from the result files only")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)

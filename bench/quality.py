@@ -122,7 +122,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 #: Every structured method, plain (``compensation: false``) and compensated (the library's default),
 #: retraining-free or fine-tuned, with the dense model as teacher or not (``-distill``).
-for _method in ("ppruning", "random", "magnitude", "prunenet"):
+for _method in ("ppruning", "random", "magnitude", "prunenet", "flap", "wanda-sp"):
     for _comp, _setting in (("plain", False), ("comp", None)):
         for _suffix, _distill in (("", False), ("-distill", True)):
             VARIANTS[f"{_method}-{_comp}{_suffix}"] = {

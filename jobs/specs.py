@@ -60,6 +60,7 @@ from ppruning import (
     InvalidConfigError,
     MeasureConfig,
     ModelRef,
+    OutlierUnitsConfig,
     PruneConfig,
     SamplingConfig,
     TaskRef,
@@ -360,6 +361,11 @@ class SweepJobSpec(BaseModel):
         description="Least-squares compensation for every child (the prune spec's 'compensation'): on by default "
         "for structured methods, false turns it off.",
     )
+    outlier_units: OutlierUnitsConfig | Literal[False] | None = Field(
+        default=None,
+        description="Outlier neurons kept by every child (the prune spec's 'outlier_units'): on by default for "
+        "structured methods, false turns it off.",
+    )
     finetune: FinetuneOptions | None = Field(  # type: ignore[valid-type]
         default=None, description="Fine-tune every pruned child (children are pipelines); the table gets its metric."
     )
@@ -387,7 +393,7 @@ class SweepJobSpec(BaseModel):
     def _true_means_defaults(cls, v: Any) -> Any:
         return {} if v is True or v is None else v
 
-    @field_validator("compensation", mode="before")
+    @field_validator("compensation", "outlier_units", mode="before")
     @classmethod
     def _true_means_compensation_defaults(cls, v: Any) -> Any:
         return {} if v is True else v

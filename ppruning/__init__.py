@@ -42,6 +42,7 @@ _PUBLIC: dict[str, str] = {
     "MeasureConfig": "ppruning.measure.speed",
     "DistillConfig": "ppruning.recovery.distill",
     "CompensationConfig": "ppruning.recovery.compensation",
+    "OutlierUnitsConfig": "ppruning.recovery.outlier_units",
     "check_teacher_tokenizer": "ppruning.recovery.distill",
     "sampling_keys_moved": "ppruning.run.config",
     "PrunePlan": "ppruning.run.plan",

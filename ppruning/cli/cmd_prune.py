@@ -119,6 +119,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tokens with massive activations in the statistics: weighted down, left out or kept as they are "
         "(default: downweight)",
     )
+    keep = p.add_argument_group("outlier neurons (those that write massive activations, kept; on by default)")
+    keep.add_argument(
+        "--outlier-units",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the FFN neurons whose peak activation towers over their layer's, at unchanged counts "
+        "(default: on for structured methods)",
+    )
+    keep.add_argument(
+        "--outlier-ratio",
+        type=float,
+        default=None,
+        help="peak |activation| over the layer's median peak that makes a neuron an outlier (default 40)",
+    )
     p.add_argument(
         "--no-measure",
         dest="measure",
@@ -181,6 +195,12 @@ def build_config(args: argparse.Namespace) -> Any:
     compensation = _compensation(args)
     if compensation is not None:
         raw["compensation"] = compensation
+    if args.outlier_units is False:
+        if args.outlier_ratio is not None:
+            raise InvalidConfigError("--no-outlier-units takes no --outlier-ratio", field="outlier_units")
+        raw["outlier_units"] = False
+    elif args.outlier_ratio is not None:
+        raw["outlier_units"] = {"ratio": args.outlier_ratio}
     if not args.measure:
         raw["measure"] = False
     try:

@@ -29,6 +29,7 @@ from ppruning.methods.contract import SAMPLING_KEYS, SamplingConfig
 from ppruning.model.refs import ModelRef
 from ppruning.recovery.compensation import CompensationConfig
 from ppruning.recovery.distill import DistillConfig
+from ppruning.recovery.outlier_units import OutlierUnitsConfig
 from ppruning.recovery.reconstruct import ReconstructConfig
 from ppruning.tasks.refs import TaskRef
 from ppruning.units.budget import Target
@@ -64,6 +65,13 @@ class PruneConfig(BaseModel):
         "inputs, also for data-free methods). On by default for structured methods (left out, true or an object); "
         "false turns it off. It replaces reconstruct's per-unit scales: asking for both is refused.",
     )
+    outlier_units: OutlierUnitsConfig | Literal[False] | None = Field(
+        default=None,
+        description="Keep the FFN neurons that write massive activations (peak |activation| over 'ratio' times "
+        "their layer's median, found in one pass of the dense model over task inputs), each in place of the "
+        "layer's kept neuron of least contribution, so every count and cost is unchanged. On by default for "
+        "structured methods (left out, true or an object); false turns it off. The report lists them.",
+    )
 
     @field_validator("measure", mode="before")
     @classmethod
@@ -75,7 +83,7 @@ class PruneConfig(BaseModel):
     def _true_means_reconstruct_defaults(cls, v: Any) -> Any:
         return {} if v is True else v
 
-    @field_validator("compensation", mode="before")
+    @field_validator("compensation", "outlier_units", mode="before")
     @classmethod
     def _true_means_compensation_defaults(cls, v: Any) -> Any:
         return {} if v is True else v

@@ -30,6 +30,7 @@ from ppruning.methods.contract import SamplingConfig
 from ppruning.model.hub import check_hub_model
 from ppruning.model.refs import ModelRef
 from ppruning.recovery.compensation import CompensationConfig
+from ppruning.recovery.outlier_units import OutlierUnitsConfig
 from ppruning.recovery.reconstruct import ReconstructConfig
 from ppruning.run.config import PruneConfig
 from ppruning.tasks.features import resolve_max_length
@@ -65,6 +66,8 @@ class PrunePlan:
     reconstruct: ReconstructConfig | None = None
     #: Least-squares compensation after the method, resolved (None: off).
     compensation: CompensationConfig | None = None
+    #: Outlier neurons kept after the method, resolved (None: off).
+    outlier_units: OutlierUnitsConfig | None = None
     #: The length the target was checked at when the config resolved (submission's bound).
     seq_len_bound: float = 0.0
     #: Where ``seq_len`` came from: ``sampling.max_length``, ``task``, ``sampling.cost_length`` or ``inputs_mean``.
@@ -95,17 +98,20 @@ class PrunePlan:
             self.reads_data,
             self.reconstruct is not None,
             self.compensation is not None,
+            self.outlier_units is not None,
         )
 
     def resolved_spec(self) -> dict[str, Any]:
         """The config as JSON with every method parameter filled in: what a record stores to rerun."""
         reconstruct = self.reconstruct.model_dump(mode="json") if self.reconstruct is not None else False
         compensation = self.compensation.model_dump(mode="json") if self.compensation is not None else False
+        outliers = self.outlier_units.model_dump(mode="json") if self.outlier_units is not None else False
         return {
             **self.config.model_dump(mode="json"),
             "params": self.params.model_dump(mode="json"),
             "reconstruct": reconstruct,
             "compensation": compensation,
+            "outlier_units": outliers,
         }
 
     def method_record(self) -> dict[str, Any]:
@@ -125,16 +131,27 @@ def run_stages(
     reads_data: bool,
     reconstruct: bool = False,
     compensation: bool = False,
+    outlier_units: bool = False,
 ) -> tuple[str, ...]:
     timed = config.measure and method.kind != "unstructured"  # unstructured masks change no dense timing
     after = _AFTER if timed else tuple(s for s in _AFTER if s != "measure")
     fit = ("reconstruct",) if reconstruct else ("compensate",) if compensation else ()
-    return (*_BEFORE, *(("load_data",) if reads_data else ()), *method.run_stages(params), *fit, *after)
+    protect = ("outlier_units",) if outlier_units else ()
+    method_stages = method.run_stages(params)
+    return (*_BEFORE, *(("load_data",) if reads_data else ()), *method_stages, *protect, *fit, *after)
 
 
 def resolve_reconstruct(config: PruneConfig) -> ReconstructConfig | None:
     """The reconstruction to run, or None: off unless asked for (the bench found it no help so far)."""
     return config.reconstruct or None
+
+
+def resolve_outlier_units(config: PruneConfig, method: MethodSpec) -> OutlierUnitsConfig | None:
+    """The outlier-neuron protection to run, or None: on by default for structured methods (the decoder bench:
+    README), whose masks it adjusts at unchanged counts; layers and unstructured methods have no neuron masks."""
+    if method.kind != "structured" or config.outlier_units is False:
+        return None
+    return config.outlier_units if config.outlier_units is not None else OutlierUnitsConfig()
 
 
 def resolve_compensation(config: PruneConfig, method: MethodSpec) -> CompensationConfig | None:
@@ -186,8 +203,9 @@ def prune_stages(config: PruneConfig | Mapping[str, Any]) -> tuple[str, ...]:
     params = method_params(method, config.params)
     reconstruct = resolve_reconstruct(config) is not None
     compensation = resolve_compensation(config, method) is not None
-    reads = method.reads_data(params) or reconstruct or compensation or reads_lengths(config, method)
-    return run_stages(config, method, params, reads, reconstruct, compensation)
+    outliers = resolve_outlier_units(config, method) is not None
+    reads = method.reads_data(params) or reconstruct or compensation or outliers or reads_lengths(config, method)
+    return run_stages(config, method, params, reads, reconstruct, compensation, outliers)
 
 
 def reads_lengths(config: PruneConfig, method: MethodSpec) -> bool:
@@ -258,15 +276,17 @@ def resolve_prune_plan(config: PruneConfig, hf_config: Any = None) -> PrunePlan:
         layers_to_remove(config.target, shape.num_layers)  # InfeasibleTargetError when no layer would stay
     reconstruct = resolve_reconstruct(config) if method.kind == "structured" else None
     compensation = resolve_compensation(config, method)
+    outlier_units = resolve_outlier_units(config, method)
     reads_data = (
         method.reads_data(params)
         or reconstruct is not None
         or compensation is not None
+        or outlier_units is not None
         or reads_lengths(config, method)
     )
     return PrunePlan(
         config, method, params, task, config.sampling, reads_data, seq_len, shape, budget, reconstruct, compensation,
-        seq_len_bound=seq_len, seq_len_from=seq_len_from,
+        outlier_units, seq_len_bound=seq_len, seq_len_from=seq_len_from,
     )  # fmt: skip
 
 

@@ -47,6 +47,7 @@ from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.compensation import compensate
 from ppruning.recovery.compensation import summary as compensation_summary
 from ppruning.recovery.layer_compensation import compensate_layer_drop
+from ppruning.recovery.outlier_units import find_outlier_neurons, protect_outliers
 from ppruning.recovery.reconstruct import reconstruct
 from ppruning.recovery.reconstruct import summary as reconstruction_summary
 from ppruning.run.config import PruneConfig
@@ -155,6 +156,31 @@ def _reconstruct(
     return fitted.masks
 
 
+def _protect_outliers(
+    plan: PrunePlan, ctx: MethodContext, masks: Masks, examples: Sequence[dict[str, Any]], timer: StageTimer
+) -> Masks:
+    """The method's masks with the outlier neurons kept at unchanged counts; the report's details."""
+    assert plan.outlier_units is not None
+    started = time.perf_counter()
+    found = find_outlier_neurons(
+        ctx.model,
+        ctx.adapter,
+        examples,
+        plan.outlier_units,
+        pad_token_id=ctx.pad_token_id,
+        batch_size=plan.sampling.batch_size,
+        progress=timer,
+    )
+    protected = protect_outliers(masks, found)
+    ctx.details["outlier_units"] = {
+        **found.record(plan.outlier_units.ratio),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    count = sum(len(n) for n in found.neurons.values())
+    timer.event(f"outlier neurons: {count} found, {len(found.swaps)} the method had dropped kept in place of others")
+    return protected
+
+
 def _compensate(
     plan: PrunePlan, ctx: MethodContext, masks: Any, examples: Sequence[dict[str, Any]], timer: StageTimer
 ) -> list[tuple[int, str]]:
@@ -254,6 +280,9 @@ def prune(
         resume=resume,
     )
     result = plan.method.run(ctx)
+    if plan.outlier_units is not None:  # structured methods only (the plan says)
+        assert examples is not None, "outlier protection reads task inputs (the plan loads them)"
+        result = _protect_outliers(plan, ctx, result, examples, timer)
     if plan.reconstruct is not None:  # structured methods only (the plan says)
         assert examples is not None, "reconstruction reads task inputs (the plan loads them)"
         result = _reconstruct(plan, ctx, result, examples, timer)

@@ -28,9 +28,9 @@ from ppruning.methods.baselines.wanda_sp import WandaSPParams, wanda_sp_masks, w
 from ppruning.methods.contract import MethodContext, SamplingConfig
 from ppruning.model.layer_surgery import drop_layers
 from ppruning.model.surgery import prune_model
+from ppruning.progress import NULL_PROGRESS
 from ppruning.recovery.compensation import COMPENSATION_FILE, load_refit
 from ppruning.recovery.layer_compensation import apply_layer_refit
-from ppruning.progress import NULL_PROGRESS
 from ppruning.run.config import PruneConfig
 from ppruning.run.prune import prune
 from ppruning.tasks import get_task

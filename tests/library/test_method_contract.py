@@ -103,11 +103,14 @@ def test_a_method_declared_in_one_place_is_listed_and_runs_end_to_end(
 ) -> None:
     listed = {m["name"]: m for m in describe_methods()}["first-units"]
     assert listed["version"] == "7" and listed["stages"] == ["pick"] and listed["needs"] == "weights"
-    # compensation and the default budget length (the inputs' mean) would read inputs
-    config = _config(tiny_bert_path, "first-units", compensation=False, sampling={"cost_length": "max"})
+    # compensation, the outlier neurons and the default budget length (the inputs' mean) would read inputs
+    quiet = {"compensation": False, "outlier_units": False, "sampling": {"cost_length": "max"}}
+    config = _config(tiny_bert_path, "first-units", **quiet)
     assert prune_stages(config) == ("load_model", "pick", "materialise", "write")
     with_refit = _config(tiny_bert_path, "first-units", sampling={"cost_length": "max"})
-    assert prune_stages(with_refit) == ("load_model", "load_data", "pick", "compensate", "materialise", "write")
+    assert prune_stages(with_refit) == (
+        "load_model", "load_data", "pick", "outlier_units", "compensate", "materialise", "write"
+    )  # fmt: skip
 
     progress = _Stages()
     result = prune(config, tmp_path / "out", progress)
@@ -240,13 +243,12 @@ def test_cost_length_mean_costs_the_budget_at_the_inputs_mean_real_length(tiny_b
 
 
 def test_cost_length_mean_reads_the_inputs_lengths_for_a_method_that_reads_no_data(tiny_bert_path: Path) -> None:
-    plain = resolve_prune_plan(_config(tiny_bert_path, "random", compensation=False, sampling={"cost_length": "max"}))
-    mean = resolve_prune_plan(_config(tiny_bert_path, "random", compensation=False, sampling={"cost_length": "mean"}))
+    off = {"compensation": False, "outlier_units": False}
+    plain = resolve_prune_plan(_config(tiny_bert_path, "random", **off, sampling={"cost_length": "max"}))
+    mean = resolve_prune_plan(_config(tiny_bert_path, "random", **off, sampling={"cost_length": "mean"}))
     assert not plain.reads_data and "load_data" not in plain.stages
     assert mean.reads_data and "load_data" in mean.stages
-    assert prune_stages(_config(tiny_bert_path, "random", compensation=False, sampling={"cost_length": "mean"})) == (
-        mean.stages
-    )
+    assert prune_stages(_config(tiny_bert_path, "random", **off, sampling={"cost_length": "mean"})) == mean.stages
 
 
 def test_every_method_of_a_comparison_is_budgeted_at_the_same_length(tiny_bert_path: Path) -> None:
@@ -292,6 +294,7 @@ def test_one_command_line_serves_a_method_that_reads_no_data(tiny_bert_path: Pat
         "cpu",
         "--quiet",
         "--no-compensation",  # the refit reads inputs for any method
+        "--no-outlier-units",  # and so does finding the outlier neurons
         "--cost-length",
         "max",  # so does costing at the inputs' mean length (the default)
     ]

@@ -3,13 +3,19 @@ ordinary model, and protected with every layer's count (so the budget) unchanged
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import AutoModelForCausalLM
 
 from ppruning.arch import get_adapter
 from ppruning.recovery.outlier_units import OutlierUnitsConfig, find_outlier_neurons, protect_outliers
-from ppruning.units.masks import Masks
+from ppruning.run.config import PruneConfig
+from ppruning.run.plan import prune_stages, resolve_prune_plan
+from ppruning.run.prune import prune
+from ppruning.units.masks import Masks, load_masks
 from tests.support.registry_models import tiny_config
+from tests.support.tiny_models import bpe_tokenizer
 
 
 def _model(model_type: str = "llama") -> torch.nn.Module:
@@ -83,3 +89,74 @@ def _make_outlier_gpt2(model: torch.nn.Module) -> None:
     fc = model.transformer.h[0].mlp.c_fc
     fc.weight[:, 3] *= 400.0
     fc.bias[3] = 50.0
+
+
+CORPUS_FILE = Path(__file__).parents[1] / "fixtures" / "custom" / "corpus_train.txt"
+CORPUS = {"name": "causal-lm", "data_files": {"train": str(CORPUS_FILE)}}
+
+
+def _saved_llama_with_outlier(path: Path) -> Path:
+    tokenizer = bpe_tokenizer()
+    config = tiny_config("llama", len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, None)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    _make_outlier(model, layer=1, neuron=5, scale=30.0)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def _spec(model_dir: Path, **extra: object) -> PruneConfig:
+    return PruneConfig.model_validate(
+        {
+            "model": {"id": str(model_dir)},
+            "task": CORPUS,
+            "method": "random",
+            "target": {"params_reduction": 0.5},
+            "sampling": {"max_instances": 16, "max_length": 32},
+            "measure": False,
+            "compensation": False,
+            **extra,
+        }
+    )
+
+
+def test_a_prune_keeps_the_outlier_neuron_by_default_lists_it_and_false_turns_it_off(tmp_path: Path) -> None:
+    model_dir = _saved_llama_with_outlier(tmp_path / "dense")
+    config = _spec(model_dir, seed=1)  # seed 1's random choice drops neuron 5 of layer 1
+    assert "outlier_units" in prune_stages(config)
+    on = prune(config, tmp_path / "on")
+    details = on.report["details"]["outlier_units"]
+    assert details["neurons"] == {"1": [5]} and details["swaps"][0]["kept"] == 5
+    assert load_masks(on.output_dir).neuron_mask[1, 5] == 1.0
+
+    off = prune(_spec(model_dir, seed=1, outlier_units=False), tmp_path / "off")
+    assert "outlier_units" not in off.report["details"] and load_masks(off.output_dir).neuron_mask[1, 5] == 0.0
+    assert torch.equal(  # the same count per layer: the budget is unchanged
+        load_masks(on.output_dir).neuron_mask.sum(dim=1), load_masks(off.output_dir).neuron_mask.sum(dim=1)
+    )
+    assert resolve_prune_plan(_spec(model_dir, outlier_units={"ratio": 5000})).outlier_units.ratio == 5000
+    assert resolve_prune_plan(_spec(model_dir, method="shortgpt")).outlier_units is None  # no neuron masks
+
+
+def test_the_cli_flags_turn_it_off_or_set_the_ratio(tmp_path: Path) -> None:
+    from ppruning.cli.cmd_prune import build_config
+    from ppruning.cli.main import build_parser
+
+    base = [
+        "prune",
+        "--model",
+        "m",
+        "--task",
+        "sst2",
+        "--method",
+        "random",
+        "--params-reduction",
+        "0.2",
+        "--output",
+        "o",
+    ]
+    parser = build_parser()
+    assert build_config(parser.parse_args([*base, "--no-outlier-units"])).outlier_units is False
+    assert build_config(parser.parse_args([*base, "--outlier-ratio", "80"])).outlier_units.ratio == 80
+    assert build_config(parser.parse_args(base)).outlier_units is None

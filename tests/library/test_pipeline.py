@@ -69,6 +69,7 @@ def test_prune_bert_writes_every_artifact_and_reloads_equal_to_masked(tiny_bert_
         "collect",
         "cluster",
         "select",
+        "outlier_units",
         "compensate",
         "materialise",
         "measure",

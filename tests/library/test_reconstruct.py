@@ -179,7 +179,8 @@ def test_reconstruct_is_off_by_default_and_makes_any_method_read_inputs_when_ask
     default = resolve_prune_plan(PruneConfig(**base))
     assert default.reconstruct is None and "reconstruct" not in default.stages
     at_cap = {"cost_length": "max"}  # at the inputs' mean length (the default) every method reads them
-    magnitude = resolve_prune_plan(PruneConfig(**base, method="magnitude", compensation=False, sampling=at_cap))
+    off = {"compensation": False, "outlier_units": False}  # each reads inputs too
+    magnitude = resolve_prune_plan(PruneConfig(**base, method="magnitude", **off, sampling=at_cap))
     assert magnitude.reconstruct is None and not magnitude.reads_data
     asked = resolve_prune_plan(PruneConfig(**base, method="magnitude", reconstruct=True))
     assert asked.reads_data and "reconstruct" in asked.stages and asked.reconstruct.sequential

@@ -8,7 +8,9 @@ variant first runs :func:`ppruning.recovery.compensation.compensate` (the code
 (``dense``), the calibration tokens, the ridge, the outlier handling, one pass instead
 of layer by layer, and ``protect``/``protect-comp``: the outlier neurons kept whatever the
 method chose, each swapped for the layer's kept neuron of least contribution
-(:mod:`ppruning.recovery.outlier_units`), then plain or compensated.
+(:mod:`ppruning.recovery.outlier_units`), then plain or compensated: ``protect-comp`` is what
+``prune()`` does by default. ``comp-distill``/``protect-comp-distill`` add a short distillation
+from the dense model (``--distill-steps``).
 
 Each row is one JSON file under ``--out`` (``<method>-<ffn fraction>-<variant>.json``); a
 rerun skips rows whose file exists, so it resumes. Masks are cached as ``bench/llm.py``
@@ -77,11 +79,12 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "protect": None,
     "protect-comp": {},
     "comp-distill": {},
+    "protect-comp-distill": {},
 }
 #: Variants whose masks first keep the outlier neurons (:mod:`ppruning.recovery.outlier_units`).
-PROTECTED = ("protect", "protect-comp")
+PROTECTED = ("protect", "protect-comp", "protect-comp-distill")
 #: Variants distilled from the dense model after the cut (``--distill-steps``; :func:`distill`).
-DISTILLED = ("comp-distill",)
+DISTILLED = ("comp-distill", "protect-comp-distill")
 
 
 def distill(student: torch.nn.Module, teacher: torch.nn.Module, blocks: torch.Tensor, args: argparse.Namespace) -> None:

@@ -212,6 +212,14 @@ def calibration_rows(examples: Sequence[Mapping[str, Any]], tokens: int) -> list
 BATCH_TOKENS = 2048
 
 
+def calibration_batches(
+    model: nn.Module, examples: Sequence[Mapping[str, Any]], tokens: int, batch_size: int, pad_token_id: int
+) -> tuple[int, list[dict[str, torch.Tensor]]]:
+    """(examples used, their padded batches on the model's device): the first ``tokens`` real tokens of a fit."""
+    rows = calibration_rows(examples, tokens)
+    return len(rows), token_batches(rows, batch_size, pad_token_id, next(model.parameters()).device)
+
+
 def token_batches(
     rows: Sequence[Mapping[str, Any]], batch_size: int, pad_token_id: int, device: torch.device
 ) -> list[dict[str, torch.Tensor]]:
@@ -335,14 +343,12 @@ def compensate(
 ) -> Compensation:
     """Refit ``model``'s output projections (in place, the full model: kept columns and biases) for ``masks``."""
     shape = adapter.shape()
-    rows = calibration_rows(examples, config.tokens)
-    device = next(model.parameters()).device
-    batches = token_batches(rows, batch_size, pad_token_id, device)
+    used, batches = calibration_batches(model, examples, config.tokens, batch_size, pad_token_id)
     mode = f"{'sequential' if config.sequential else 'one pass'}, target {config.target}"
-    progress.start_stage("compensate", total=shape.num_layers, message=f"{len(rows)} examples, {mode}")
+    progress.start_stage("compensate", total=shape.num_layers, message=f"{used} examples, {mode}")
     was_training = model.training
     model.eval()
-    result = Compensation(examples=len(rows))
+    result = Compensation(examples=used)
     try:
         replay = capture_inputs(model, adapter, batches)
         current = replay.hidden

@@ -41,10 +41,9 @@ from ppruning.recovery.compensation import (
     CompensationConfig,
     add_refit_change,
     at_real,
-    calibration_rows,
+    calibration_batches,
     output_module,
     solve,
-    token_batches,
 )
 from ppruning.recovery.moments import Moments
 from ppruning.recovery.outliers import token_weights
@@ -95,11 +94,8 @@ def compensate_layer_drop(
         )
         result.layers = [{"removed": run, "below": p, "refit": False, "why": why} for p, run in runs]
         return result
-    rows = calibration_rows(examples, config.tokens)
-    result.examples = len(rows)
-    device = next(model.parameters()).device
-    batches = token_batches(rows, batch_size, pad_token_id, device)
-    progress.start_stage("compensate", total=num_layers, message=f"{len(rows)} examples, {len(below)} layer(s)")
+    result.examples, batches = calibration_batches(model, examples, config.tokens, batch_size, pad_token_id)
+    progress.start_stage("compensate", total=num_layers, message=f"{result.examples} examples, {len(below)} layer(s)")
     was_training = model.training
     model.eval()
     blocks = adapter.layers()

@@ -36,7 +36,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.blocks import model_kwargs
-from ppruning.recovery.compensation import at_real, calibration_rows, token_batches
+from ppruning.recovery.compensation import at_real, calibration_batches
 from ppruning.units.masks import Masks
 
 
@@ -88,8 +88,6 @@ def find_outlier_neurons(
 ) -> OutlierNeurons:
     """One pass of the dense ``model``: neurons whose peak |activation| exceeds ``ratio`` times the layer's median."""
     num_layers = adapter.shape().num_layers
-    rows = calibration_rows(examples, config.tokens)
-    device = next(model.parameters()).device
     peak: list[torch.Tensor | None] = [None] * num_layers
     total: list[torch.Tensor | None] = [None] * num_layers
     real: list[torch.Tensor] = []
@@ -107,8 +105,8 @@ def find_outlier_neurons(
     was_training = model.training
     model.eval()
     tokens = 0
-    batches = token_batches(rows, batch_size, pad_token_id, device)
-    progress.start_stage("outlier_units", total=len(batches), message=f"{len(rows)} examples")
+    used, batches = calibration_batches(model, examples, config.tokens, batch_size, pad_token_id)
+    progress.start_stage("outlier_units", total=len(batches), message=f"{used} examples")
     try:
         for j, batch in enumerate(batches):
             progress.checkpoint()

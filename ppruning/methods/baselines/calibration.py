@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,6 +28,9 @@ from ppruning.errors import DataError
 from ppruning.methods.contract import MethodContext
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
+from ppruning.units.budget import allocate, ranked_heights
+from ppruning.units.masks import Masks
+from ppruning.units.select import keep_mask, top_k
 
 
 @dataclass
@@ -174,3 +178,32 @@ def run_calibration(ctx: MethodContext, method: str) -> LayerMoments:
     )
     ctx.details["calibration"] = {"examples": moments.examples_run, "tokens": moments.tokens}
     return moments
+
+
+# --------------------------------------------------------------------------- masks from per-unit scores
+
+
+def removal_per_type(
+    ctx: MethodContext, head_scores: list[np.ndarray], neuron_scores: list[np.ndarray]
+) -> tuple[Sequence[int], Sequence[int]]:
+    """Units removed per layer by one ranking per unit type across layers (the budget's split between types)."""
+    b = ctx.budget
+    heads = allocate(ranked_heights(head_scores), b.costs.head, b.head_removal).removed
+    neurons = allocate(ranked_heights(neuron_scores), b.costs.neuron, b.neuron_removal).removed
+    return heads, neurons
+
+
+def keep_highest(
+    ctx: MethodContext,
+    head_scores: list[np.ndarray],
+    neuron_scores: list[np.ndarray],
+    removed_heads: Sequence[int],
+    removed_neurons: Sequence[int],
+) -> Masks:
+    """Masks keeping each layer's highest-scoring units once its removed counts are taken off."""
+    head_rows, neuron_rows = [], []
+    for i, la in enumerate(ctx.shape.layers):
+        head_rows.append(keep_mask(la.num_head_units, top_k(head_scores[i], la.num_head_units - int(removed_heads[i]))))
+        neuron_rows.append(keep_mask(la.ffn_size, top_k(neuron_scores[i], la.ffn_size - int(removed_neurons[i]))))
+        ctx.progress.update(i + 1)
+    return Masks(torch.stack(head_rows), torch.stack(neuron_rows))

@@ -37,12 +37,17 @@ import torch
 from pydantic import Field
 
 from ppruning.arch.base import ArchAdapter
-from ppruning.methods.baselines.calibration import ChannelMoments, LayerMoments, run_calibration
+from ppruning.methods.baselines.calibration import (
+    ChannelMoments,
+    LayerMoments,
+    keep_highest,
+    removal_per_type,
+    run_calibration,
+)
 from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import register_method
 from ppruning.units.budget import allocate, ranked_heights, uniform_removal
 from ppruning.units.masks import Masks
-from ppruning.units.select import keep_mask, top_k
 
 
 class FLAPParams(MethodParams):
@@ -146,21 +151,14 @@ def flap_masks(ctx: MethodContext) -> Masks:
     ctx.progress.start_stage("select", total=ctx.shape.num_layers)
     scores = [flap_scores(ctx.adapter, moments, i) for i in range(ctx.shape.num_layers)]
     head_scores, neuron_scores = [s[0] for s in scores], [s[1] for s in scores]
-    b = ctx.budget
     if params.allocation == "global":
         removed_heads, removed_neurons = joint_removal(ctx, head_scores, neuron_scores)
         ctx.details["allocation"] = "global over layers and unit types (AL-AM); lambda_val not used"
     elif params.allocation == "per-type":
-        removed_heads = allocate(ranked_heights(head_scores), b.costs.head, b.head_removal).removed
-        removed_neurons = allocate(ranked_heights(neuron_scores), b.costs.neuron, b.neuron_removal).removed
+        removed_heads, removed_neurons = removal_per_type(ctx, head_scores, neuron_scores)
     else:
-        removed_heads, removed_neurons = uniform_removal(b, ctx.shape)
-    head_rows, neuron_rows = [], []
-    for i, la in enumerate(ctx.shape.layers):
-        head_rows.append(keep_mask(la.num_head_units, top_k(head_scores[i], la.num_head_units - int(removed_heads[i]))))
-        neuron_rows.append(keep_mask(la.ffn_size, top_k(neuron_scores[i], la.ffn_size - int(removed_neurons[i]))))
-        ctx.progress.update(i + 1)
-    masks = Masks(torch.stack(head_rows), torch.stack(neuron_rows))
+        removed_heads, removed_neurons = uniform_removal(ctx.budget, ctx.shape)
+    masks = keep_highest(ctx, head_scores, neuron_scores, removed_heads, removed_neurons)
     if params.bias_compensation == "off":
         ctx.details["bias_compensation"] = "off (bias_compensation: 'off')"
         return masks

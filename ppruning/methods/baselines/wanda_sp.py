@@ -20,12 +20,11 @@ import torch
 from pydantic import Field
 
 from ppruning.arch.base import ArchAdapter
-from ppruning.methods.baselines.calibration import LayerMoments, run_calibration
+from ppruning.methods.baselines.calibration import LayerMoments, keep_highest, removal_per_type, run_calibration
 from ppruning.methods.contract import MethodContext, MethodParams, MethodSpec
 from ppruning.methods.registry import register_method
-from ppruning.units.budget import allocate, ranked_heights, uniform_removal
+from ppruning.units.budget import uniform_removal
 from ppruning.units.masks import Masks
-from ppruning.units.select import keep_mask, top_k
 
 
 class WandaSPParams(MethodParams):
@@ -54,17 +53,11 @@ def masks_from_scores(
     ctx: MethodContext, head_scores: list[np.ndarray], neuron_scores: list[np.ndarray], allocation: str
 ) -> Masks:
     """Keep the highest-scoring units at uniform counts, or at the counts one ranking per unit type gives."""
-    b = ctx.budget
     if allocation == "global":
-        removed_heads = allocate(ranked_heights(head_scores), b.costs.head, b.head_removal).removed
-        removed_neurons = allocate(ranked_heights(neuron_scores), b.costs.neuron, b.neuron_removal).removed
+        removed_heads, removed_neurons = removal_per_type(ctx, head_scores, neuron_scores)
     else:
-        removed_heads, removed_neurons = uniform_removal(b, ctx.shape)
-    head_rows, neuron_rows = [], []
-    for i, la in enumerate(ctx.shape.layers):
-        head_rows.append(keep_mask(la.num_head_units, top_k(head_scores[i], la.num_head_units - int(removed_heads[i]))))
-        neuron_rows.append(keep_mask(la.ffn_size, top_k(neuron_scores[i], la.ffn_size - int(removed_neurons[i]))))
-    return Masks(torch.stack(head_rows), torch.stack(neuron_rows))
+        removed_heads, removed_neurons = uniform_removal(ctx.budget, ctx.shape)
+    return keep_highest(ctx, head_scores, neuron_scores, removed_heads, removed_neurons)
 
 
 def wanda_sp_masks(ctx: MethodContext) -> Masks:

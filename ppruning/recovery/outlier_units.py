@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ppruning.arch.base import ArchAdapter
+from ppruning.model.heap import release_free_memory
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.blocks import model_kwargs
 from ppruning.recovery.compensation import at_real, calibration_batches
@@ -112,12 +113,13 @@ def find_outlier_neurons(
             progress.checkpoint()
             real[:] = [batch["attention_mask"].bool()]
             tokens += int(real[0].sum())
-            model(**batch, **model_kwargs(adapter))
+            adapter.backbone(**batch, **model_kwargs(adapter))  # hidden states only: no vocabulary-wide logits
             progress.update(j + 1)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
+        release_free_memory()
     neurons: dict[int, list[int]] = {}
     ratios: dict[int, list[float]] = {}
     contribution = []

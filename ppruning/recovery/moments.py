@@ -59,15 +59,16 @@ class Moments:
         w = weights.to(dtype)
         wx = x * w[:, None]
         self.gram += wx.T @ x  # summed into float64 in place: no float64 copy of the batch's product
-        self.sum_x += wx.to(torch.float64).sum(dim=0)
+        self.sum_x += wx.sum(dim=0, dtype=torch.float64)  # summed in float64 without a float64 copy of the batch
         if self.cross is not None:
             if y is None:
                 raise ValueError("these moments take an explicit target: pass y")
             y = y.to(dtype)
             assert self.sum_y is not None
             self.cross += wx.T @ y
-            self.sum_y += (y.to(torch.float64) * w.to(torch.float64)[:, None]).sum(dim=0)
-            self.yy += float((w.to(torch.float64) * y.to(torch.float64).pow(2).sum(dim=1)).sum())
+            self.sum_y += (w[:, None] * y).sum(dim=0, dtype=torch.float64)
+            sq = torch.linalg.vector_norm(y, dim=1, dtype=torch.float64).pow(2)
+            self.yy += float((w.to(torch.float64) * sq).sum())
         self.weight += float(w.to(torch.float64).sum())
         self.tokens += int(x.shape[0])
         self.outliers += int((w < 1.0).sum())

@@ -27,7 +27,7 @@ def token_weights(x: torch.Tensor, handling: OutlierHandling, ratio: float) -> t
     n = x.shape[0]
     if handling == "keep" or n == 0:
         return torch.ones(n, dtype=torch.float64, device=x.device)
-    energy = x.to(torch.float64).pow(2).sum(dim=1)
+    energy = torch.linalg.vector_norm(x, dim=1, dtype=torch.float64).pow(2)  # no float64 copy of the batch
     typical = energy.median().clamp(min=1e-30)
     rel = energy / typical
     if handling == "exclude":

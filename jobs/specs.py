@@ -65,6 +65,7 @@ from ppruning import (
     SamplingConfig,
     TaskRef,
     sampling_keys_moved,
+    true_means_defaults,
 )
 
 # --------------------------------------------------------------------------- job specs
@@ -393,10 +394,7 @@ class SweepJobSpec(BaseModel):
     def _true_means_defaults(cls, v: Any) -> Any:
         return {} if v is True or v is None else v
 
-    @field_validator("compensation", "outlier_units", mode="before")
-    @classmethod
-    def _true_means_compensation_defaults(cls, v: Any) -> Any:
-        return {} if v is True else v
+    _options = field_validator("compensation", "outlier_units", mode="before")(true_means_defaults)
 
     @model_validator(mode="before")
     @classmethod

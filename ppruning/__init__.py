@@ -45,6 +45,7 @@ _PUBLIC: dict[str, str] = {
     "OutlierUnitsConfig": "ppruning.recovery.outlier_units",
     "check_teacher_tokenizer": "ppruning.recovery.distill",
     "sampling_keys_moved": "ppruning.run.config",
+    "true_means_defaults": "ppruning.run.config",
     "PrunePlan": "ppruning.run.plan",
     "resolve_prune_plan": "ppruning.run.plan",
     "validate_prune_config": "ppruning.run.plan",

@@ -35,6 +35,11 @@ from ppruning.tasks.refs import TaskRef
 from ppruning.units.budget import Target
 
 
+def true_means_defaults(v: Any) -> Any:
+    """An optional block given as ``true``: its defaults (``{}``); ``false``, ``None`` and objects as they are."""
+    return {} if v is True else v
+
+
 class PruneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=4096)
 
@@ -78,15 +83,7 @@ class PruneConfig(BaseModel):
     def _true_means_defaults(cls, v: Any) -> Any:
         return {} if v is True or v is None else v
 
-    @field_validator("reconstruct", mode="before")
-    @classmethod
-    def _true_means_reconstruct_defaults(cls, v: Any) -> Any:
-        return {} if v is True else v
-
-    @field_validator("compensation", "outlier_units", mode="before")
-    @classmethod
-    def _true_means_compensation_defaults(cls, v: Any) -> Any:
-        return {} if v is True else v
+    _options = field_validator("reconstruct", "compensation", "outlier_units", mode="before")(true_means_defaults)
 
     @model_validator(mode="before")
     @classmethod

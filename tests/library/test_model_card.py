@@ -74,6 +74,8 @@ def test_a_pruned_checkpoint_has_a_card_with_hub_metadata_figures_and_a_working_
         assert "not given" in text
     for row in report["layers"]:
         assert f"| {row['layer']} | {row['heads_kept']} / {row['heads_total']} |" in text
+    comp = report["details"]["compensation"]  # the defaults: outlier neurons kept, projections refit
+    assert f"least squares on {comp['tokens']} calibration tokens" in text and "Outlier neurons" in text
 
     # the snippets load the checkpoint as written: plain transformers (remote code) and the library
     inputs = torch.tensor([[101, 7, 8, 9, 102]])

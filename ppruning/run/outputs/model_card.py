@@ -157,6 +157,7 @@ def _pruning_section(summary: dict[str, Any], report: dict[str, Any] | None) -> 
         f"- Base model: `{shown_id(summary.get('base_model'))}`",
         f"- Task: `{summary.get('task')}`",
         f"- Target: {targets or 'n/a'}",
+        *_recovery_lines((report or {}).get("details") or {}),
     ]
     achieved = summary.get("achieved") or {}
     if achieved:
@@ -173,6 +174,27 @@ def _pruning_section(summary: dict[str, Any], report: dict[str, Any] | None) -> 
         params = ", ".join(f"{k}={v}" for k, v in report["params"].items())
         lines += ["", f"Method parameters: {params}."]
     return lines + [""]
+
+
+def _recovery_lines(details: dict[str, Any]) -> list[str]:
+    """What the run did beyond choosing units: the outlier neurons it kept and the projections it refit."""
+    lines = []
+    outliers = details.get("outlier_units")
+    if outliers is not None:
+        count = sum(len(n) for n in (outliers.get("neurons") or {}).values())
+        swaps = len(outliers.get("swaps") or [])
+        lines.append(
+            f"- Outlier neurons (massive activations) kept: {count}, of which {swaps} in place of the method's choice"
+        )
+    comp = details.get("compensation")
+    if comp is not None:
+        refit = comp.get("refit") or {}
+        parts = ", ".join(f"{part} in {len(layers)} layer(s)" for part, layers in refit.items() if layers)
+        lines.append(
+            f"- Compensation: output projections refit by least squares on {comp.get('tokens')} calibration "
+            f"tokens ({parts or 'none'}); the kept weights differ from the base model's"
+        )
+    return lines
 
 
 def _speed_section(summary: dict[str, Any]) -> list[str]:

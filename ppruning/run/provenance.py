@@ -164,6 +164,9 @@ def spec_from_record(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         # Records written before the budget length was an option costed at the token cap;
         # the default became the inputs' mean length later, so such a record reruns at "max".
         spec["sampling"] = {**sampling, "cost_length": "max"}
+    if "target" in spec:  # a prune spec: steps that came later, on by default, did not run before they existed
+        for key in ("compensation", "outlier_units"):
+            spec.setdefault(key, False)
     return record["kind"], spec
 
 

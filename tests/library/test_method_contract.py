@@ -329,8 +329,10 @@ def test_a_record_without_method_version_still_reruns(tiny_bert_path: Path, tmp_
         "distance_mode": "condensed",
         "head_matching": "greedy",
     }
+    legacy["rerun_spec"].pop("outlier_units")  # written before the step existed: it did not run
     kind, spec = spec_from_record(legacy)
-    assert kind == "prune"
+    assert kind == "prune" and spec["outlier_units"] is False
+    assert spec["compensation"] == first["rerun_spec"]["compensation"]  # recorded: kept as it ran
     again = prune(PruneConfig.model_validate(spec), tmp_path / "b")
     assert torch.equal(load_masks(tmp_path / "a").head_mask, load_masks(again.output_dir).head_mask)
     assert torch.equal(load_masks(tmp_path / "a").neuron_mask, load_masks(again.output_dir).neuron_mask)

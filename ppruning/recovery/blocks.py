@@ -15,7 +15,8 @@ layer boundary), not any projection's wide input.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,17 @@ class ReplayInputs:
     hidden: list[torch.Tensor]
     real: list[torch.Tensor]
     calls: list[list[BlockCall]]  # [batch][block]
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block, its training mode restored after (a fit must not change it)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def model_kwargs(adapter: ArchAdapter) -> dict[str, Any]:

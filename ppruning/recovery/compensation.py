@@ -60,7 +60,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.model.heap import release_free_memory
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.recovery.blocks import BlockCall, ReplayInputs, capture_inputs, run_block
+from ppruning.recovery.blocks import BlockCall, ReplayInputs, capture_inputs, evaluating, run_block
 from ppruning.recovery.moments import Moments
 from ppruning.recovery.outliers import OutlierHandling, token_weights
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
@@ -346,10 +346,8 @@ def compensate(
     used, batches = calibration_batches(model, examples, config.tokens, batch_size, pad_token_id)
     mode = f"{'sequential' if config.sequential else 'one pass'}, target {config.target}"
     progress.start_stage("compensate", total=shape.num_layers, message=f"{used} examples, {mode}")
-    was_training = model.training
-    model.eval()
     result = Compensation(examples=used)
-    try:
+    with evaluating(model):
         replay = capture_inputs(model, adapter, batches)
         current = replay.hidden
         dense = list(current) if config.sequential and config.target == "dense" else None
@@ -360,8 +358,6 @@ def compensate(
             release_free_memory()  # the layer's statistics and activations: back to the OS, not kept by the heap
             progress.update(i + 1)
         result.tokens = int(sum(int(r.sum()) for r in replay.real))
-    finally:
-        model.train(was_training)
     return result
 
 

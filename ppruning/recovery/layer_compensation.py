@@ -35,7 +35,7 @@ from torch import nn
 
 from ppruning.arch.base import ArchAdapter
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.recovery.blocks import capture_inputs, run_block
+from ppruning.recovery.blocks import capture_inputs, evaluating, run_block
 from ppruning.recovery.compensation import (
     Compensation,
     CompensationConfig,
@@ -96,10 +96,8 @@ def compensate_layer_drop(
         return result
     result.examples, batches = calibration_batches(model, examples, config.tokens, batch_size, pad_token_id)
     progress.start_stage("compensate", total=num_layers, message=f"{result.examples} examples, {len(below)} layer(s)")
-    was_training = model.training
-    model.eval()
     blocks = adapter.layers()
-    try:
+    with evaluating(model):
         replay = capture_inputs(model, adapter, batches)
         # sequential: the compensated model's stream (removed layers skipped); else the dense model's stream
         stream = list(replay.hidden)
@@ -120,8 +118,6 @@ def compensate_layer_drop(
                     dense = [run_block(blocks[i], h, replay.calls[b][i]) for b, h in enumerate(dense)]
             progress.update(i + 1)
         result.tokens = int(sum(int(r.sum()) for r in replay.real))
-    finally:
-        model.train(was_training)
     return result
 
 

@@ -36,7 +36,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.model.heap import release_free_memory
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.recovery.blocks import model_kwargs
+from ppruning.recovery.blocks import evaluating, model_kwargs
 from ppruning.recovery.compensation import at_real, calibration_batches
 from ppruning.units.masks import Masks
 
@@ -106,22 +106,20 @@ def find_outlier_neurons(
         return take
 
     handles = [adapter.neuron_output_module(i).register_forward_pre_hook(hook(i)) for i in range(num_layers)]
-    was_training = model.training
-    model.eval()
     tokens = 0
     used, batches = calibration_batches(model, examples, config.tokens, batch_size, pad_token_id)
     progress.start_stage("outlier_units", total=len(batches), message=f"{used} examples")
     try:
-        for j, batch in enumerate(batches):
-            progress.checkpoint()
-            real[:] = [batch["attention_mask"].bool()]
-            tokens += int(real[0].sum())
-            adapter.backbone(**batch, **model_kwargs(adapter))  # hidden states only: no vocabulary-wide logits
-            progress.update(j + 1)
+        with evaluating(model):
+            for j, batch in enumerate(batches):
+                progress.checkpoint()
+                real[:] = [batch["attention_mask"].bool()]
+                tokens += int(real[0].sum())
+                adapter.backbone(**batch, **model_kwargs(adapter))  # hidden states only: no vocabulary-wide logits
+                progress.update(j + 1)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
         release_free_memory()
     neurons: dict[int, list[int]] = {}
     ratios: dict[int, list[float]] = {}

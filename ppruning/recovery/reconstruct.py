@@ -46,6 +46,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.model.mask_hooks import apply_masks
 from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.recovery.blocks import evaluating
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 from ppruning.units.masks import Masks
 
@@ -302,10 +303,8 @@ def reconstruct(
     )
     mode = "sequential" if config.sequential else "parallel"
     progress.start_stage("reconstruct", total=shape.num_layers, message=f"{len(rows)} examples, {mode}")
-    was_training = model.training
-    model.eval()
     report = []
-    try:
+    with evaluating(model):
         if not config.sequential:
             _gather_parallel(model, adapter, batches, stats)
         for i, la in enumerate(shape.layers):
@@ -331,8 +330,6 @@ def reconstruct(
             )
             stats[i] = None  # type: ignore[call-overload]  # free as we go
             progress.update(i + 1)
-    finally:
-        model.train(was_training)
     tokens = int(sum(int(b["attention_mask"].sum()) for b in batches))
     return Reconstruction(current, report, tokens=tokens, examples=len(rows))
 

@@ -27,6 +27,7 @@ from ppruning.arch.base import ArchAdapter
 from ppruning.errors import DataError
 from ppruning.methods.contract import MethodContext
 from ppruning.progress import NULL_PROGRESS, Progress
+from ppruning.recovery.blocks import evaluating
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 from ppruning.units.budget import allocate, ranked_heights
 from ppruning.units.masks import Masks
@@ -107,10 +108,8 @@ def dense_pass(
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     progress.start_stage(stage, total=len(batches), message=f"{len(examples)} examples")
     tokens = 0
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
+        with evaluating(model), torch.inference_mode():
             for step, ids in enumerate(batches, start=1):
                 progress.checkpoint()
                 batch = pad_batch([examples[e] for e in ids], pad_token_id, columns=INPUT_COLUMNS, device=device)
@@ -122,7 +121,6 @@ def dense_pass(
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return tokens
 
 

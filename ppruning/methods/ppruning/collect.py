@@ -34,7 +34,7 @@ from torch import nn
 from ppruning.arch.base import ArchAdapter
 from ppruning.errors import DataError
 from ppruning.progress import NULL_PROGRESS, Progress
-from ppruning.recovery.blocks import model_kwargs
+from ppruning.recovery.blocks import evaluating, model_kwargs
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 
 
@@ -196,10 +196,8 @@ def collect(
     pad_id = 0 if pad_token_id is None else int(pad_token_id)
     batches = length_batches(holders, lengths, batch_size)
     progress.start_stage("collect", total=len(batches), message=f"{s} tokens from {len(holders)} examples")
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
+        with evaluating(model), torch.inference_mode():
             for step, ids in enumerate(batches, start=1):
                 progress.checkpoint()
                 # a row shorter than the batch's longest runs on with its own later tokens, not padding: they
@@ -221,5 +219,4 @@ def collect(
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return Activations(heads, neurons, sample, examples_run=len(holders), batches_run=len(batches))

@@ -180,9 +180,8 @@ def run(args: argparse.Namespace) -> None:
                         state["outliers"] = find_outlier_neurons(
                             model, get_adapter(model), examples, OutlierUnitsConfig(), pad_token_id=pad
                         )
-                    found = copy.copy(state["outliers"])
-                    found.swaps = []
-                    masks = protect_outliers(masks, found)
+                    found = state["outliers"]
+                    masks, swaps = protect_outliers(masks, found)
                 pruned = copy.deepcopy(model)
                 adapter = get_adapter(pruned)
                 row: dict[str, Any] = {"method": method, "ffn_fraction": fraction, "variant": variant}
@@ -190,7 +189,7 @@ def run(args: argparse.Namespace) -> None:
                 if isinstance(masks, list):
                     row["layers_removed"] = masks
                 if found is not None:
-                    row["outlier_units"] = found.record(OutlierUnitsConfig().ratio)
+                    row["outlier_units"] = found.record(OutlierUnitsConfig().ratio, swaps)
                 changes = VARIANTS[variant]
                 if changes is not None:
                     config = CompensationConfig(**changes)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -63,16 +63,15 @@ class OutlierNeurons:
     ratios: dict[int, list[float]]
     contribution: list[torch.Tensor]
     tokens: int = 0
-    swaps: list[dict[str, Any]] = field(default_factory=list)
 
-    def record(self, ratio: float) -> dict[str, Any]:
-        """The report's ``outlier_units`` block."""
+    def record(self, ratio: float, swaps: list[dict[str, Any]]) -> dict[str, Any]:
+        """The report's ``outlier_units`` block, with the swaps :func:`protect_outliers` made."""
         return {
             "ratio": ratio,
             "tokens": self.tokens,
             "neurons": {str(i): n for i, n in sorted(self.neurons.items())},
             "peak_over_median": {str(i): [round(r, 1) for r in rs] for i, rs in sorted(self.ratios.items())},
-            "swaps": self.swaps,
+            "swaps": swaps,
         }
 
 
@@ -139,9 +138,13 @@ def find_outlier_neurons(
     return OutlierNeurons(neurons, ratios, contribution, tokens)
 
 
-def protect_outliers(masks: Masks, found: OutlierNeurons) -> Masks:
-    """``masks`` with every outlier neuron kept, each layer's count unchanged (swaps recorded in ``found``)."""
+def protect_outliers(masks: Masks, found: OutlierNeurons) -> tuple[Masks, list[dict[str, Any]]]:
+    """``masks`` with every outlier neuron kept, each layer's count unchanged, and the swaps that took.
+
+    ``found`` is not changed, so one pass serves the masks of every target and method.
+    """
     neuron = masks.neuron_mask.clone()
+    swaps: list[dict[str, Any]] = []
     for layer, outliers in sorted(found.neurons.items()):
         row = neuron[layer]
         protected = torch.zeros(row.shape[0], dtype=torch.bool)
@@ -152,9 +155,9 @@ def protect_outliers(masks: Masks, found: OutlierNeurons) -> Masks:
             candidates = torch.nonzero((row > 0.5) & ~protected).flatten()
             if len(candidates) == 0:  # every kept neuron is protected: the layer keeps one more
                 row[n] = 1.0
-                found.swaps.append({"layer": layer, "kept": n, "dropped": None})
+                swaps.append({"layer": layer, "kept": n, "dropped": None})
                 continue
             out = int(candidates[torch.argmin(found.contribution[layer][candidates])])
             row[n], row[out] = 1.0, 0.0
-            found.swaps.append({"layer": layer, "kept": n, "dropped": out})
-    return dataclasses.replace(masks, neuron_mask=neuron)
+            swaps.append({"layer": layer, "kept": n, "dropped": out})
+    return dataclasses.replace(masks, neuron_mask=neuron), swaps

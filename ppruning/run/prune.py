@@ -171,13 +171,13 @@ def _protect_outliers(
         batch_size=plan.sampling.batch_size,
         progress=timer,
     )
-    protected = protect_outliers(masks, found)
+    protected, swaps = protect_outliers(masks, found)
     ctx.details["outlier_units"] = {
-        **found.record(plan.outlier_units.ratio),
+        **found.record(plan.outlier_units.ratio, swaps),
         "seconds": round(time.perf_counter() - started, 3),
     }
     count = sum(len(n) for n in found.neurons.values())
-    timer.event(f"outlier neurons: {count} found, {len(found.swaps)} the method had dropped kept in place of others")
+    timer.event(f"outlier neurons: {count} found, {len(swaps)} the method had dropped kept in place of others")
     return protected
 
 

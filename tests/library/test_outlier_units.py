@@ -61,15 +61,15 @@ def test_a_neuron_with_massive_activations_is_found_and_kept_with_the_layers_cou
     neurons = torch.ones(shape.num_layers, shape.layers[0].ffn_size)
     neurons[1, :10] = 0.0  # the method dropped neuron 5 among others
     masks = Masks(torch.ones(shape.num_layers, shape.layers[0].num_head_units), neurons)
-    protected = protect_outliers(masks, found)
+    protected, swaps = protect_outliers(masks, found)
     assert protected.neuron_mask[1, 5] == 1.0
     assert torch.equal(protected.neuron_mask.sum(dim=1), masks.neuron_mask.sum(dim=1))  # the budget is unchanged
     assert torch.equal(protected.head_mask, masks.head_mask) and torch.equal(protected.neuron_mask[0], neurons[0])
-    (swap,) = found.swaps
+    (swap,) = swaps
     kept = torch.nonzero(neurons[1]).flatten()
     weakest = int(kept[torch.argmin(found.contribution[1][kept])])
     assert swap == {"layer": 1, "kept": 5, "dropped": weakest} and protected.neuron_mask[1, weakest] == 0.0
-    assert found.record(40.0)["neurons"] == {"1": [5]}
+    assert found.record(40.0, swaps)["neurons"] == {"1": [5]}
 
 
 def test_masks_that_already_keep_the_outliers_are_returned_unchanged() -> None:
@@ -80,7 +80,8 @@ def test_masks_that_already_keep_the_outliers_are_returned_unchanged() -> None:
     assert found.neurons == {0: [3]}
     shape = adapter.shape()
     masks = Masks(torch.ones(shape.num_layers, shape.layers[0].num_head_units), torch.ones(shape.num_layers, 64))
-    assert torch.equal(protect_outliers(masks, found).neuron_mask, masks.neuron_mask) and found.swaps == []
+    protected, swaps = protect_outliers(masks, found)
+    assert torch.equal(protected.neuron_mask, masks.neuron_mask) and swaps == []
 
 
 @torch.no_grad()

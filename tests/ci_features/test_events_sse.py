@@ -17,7 +17,7 @@ from ppruning.cli.main import main
 from ppruning_client.http_client import Client, SseEvent, parse_sse
 from ppruning_client.live import LivePrinter
 from tests.worker.conftest import FIXTURES, served_api
-from tests.worker.harness import API_KEY, prune_spec
+from tests.worker.harness import API_KEY, BOUNDED_MEASURE, prune_spec
 from worker.progress import JobProgress, Plan
 
 #: What P-pruning declares for a run with measuring on (``ppruning.prune_stages``).
@@ -108,7 +108,9 @@ def test_sse_follows_a_running_job_in_order_and_resumes_without_gaps_or_repeats(
 ):
     spawn(service_backend)
     with served_api(service_backend) as url, httpx.Client(base_url=url, headers=AUTH, timeout=60) as http:
-        job = http.post("/jobs", json=prune_spec(tiny_model, FIXTURES)).json()
+        # a bounded speed measurement keeps the job running a few seconds after its first events: without it a
+        # preloaded worker finished the tiny job before the test read the state (the check below of "mid-job")
+        job = http.post("/jobs", json=prune_spec(tiny_model, FIXTURES, measure=BOUNDED_MEASURE)).json()
         path = f"/jobs/{job['id']}/events"
         stream = {"Accept": "text/event-stream"}
         with http.stream("GET", path, headers=stream) as response:

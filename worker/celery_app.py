@@ -73,6 +73,8 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app.conf.update(
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
+        # A broker restart must not stop the worker: see worker.broker_consumer.
+        worker_consumer="worker.broker_consumer:BrokerLossTolerantConsumer",
         task_queues=declared_queues(),
         task_default_queue=GPU_QUEUE,
         task_default_exchange=EXCHANGE.name,

@@ -213,23 +213,32 @@ BATCH_TOKENS = 2048
 
 
 def calibration_batches(
-    model: nn.Module, examples: Sequence[Mapping[str, Any]], tokens: int, batch_size: int, pad_token_id: int
+    model: nn.Module,
+    examples: Sequence[Mapping[str, Any]],
+    tokens: int,
+    batch_size: int,
+    pad_token_id: int,
+    batch_tokens: int = BATCH_TOKENS,
 ) -> tuple[int, list[dict[str, torch.Tensor]]]:
     """(examples used, their padded batches on the model's device): the first ``tokens`` real tokens of a fit."""
     rows = calibration_rows(examples, tokens)
-    return len(rows), token_batches(rows, batch_size, pad_token_id, next(model.parameters()).device)
+    return len(rows), token_batches(rows, batch_size, pad_token_id, next(model.parameters()).device, batch_tokens)
 
 
 def token_batches(
-    rows: Sequence[Mapping[str, Any]], batch_size: int, pad_token_id: int, device: torch.device
+    rows: Sequence[Mapping[str, Any]],
+    batch_size: int,
+    pad_token_id: int,
+    device: torch.device,
+    batch_tokens: int = BATCH_TOKENS,
 ) -> list[dict[str, torch.Tensor]]:
-    """Padded batches of at most ``batch_size`` rows and about :data:`BATCH_TOKENS` padded tokens (one row at least)."""
+    """Padded batches of at most ``batch_size`` rows and about ``batch_tokens`` padded tokens (one row at least)."""
     batches, j = [], 0
     while j < len(rows):
         n, longest = 0, 0
         while j + n < len(rows) and n < batch_size:
             longest_next = max(longest, len(rows[j + n]["input_ids"]))
-            if n and longest_next * (n + 1) > BATCH_TOKENS:
+            if n and longest_next * (n + 1) > batch_tokens:
                 break
             n, longest = n + 1, longest_next
         batches.append(pad_batch(rows[j : j + n], pad_token_id, columns=INPUT_COLUMNS, device=device))

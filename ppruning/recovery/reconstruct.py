@@ -47,6 +47,7 @@ from ppruning.arch.base import ArchAdapter
 from ppruning.model.mask_hooks import apply_masks
 from ppruning.progress import NULL_PROGRESS, Progress
 from ppruning.recovery.blocks import evaluating
+from ppruning.recovery.compensation import calibration_rows
 from ppruning.tasks.collate import INPUT_COLUMNS, pad_batch
 from ppruning.units.masks import Masks
 
@@ -160,17 +161,6 @@ class Reconstruction:
     examples: int = 0
 
 
-def _calibration_rows(examples: Sequence[Mapping[str, Any]], tokens: int) -> list[Mapping[str, Any]]:
-    rows, seen = [], 0
-    for ex in examples:
-        if seen >= tokens:
-            break
-        rows.append(ex)
-        mask = ex.get("attention_mask")
-        seen += int(sum(mask)) if mask is not None else len(ex["input_ids"])
-    return rows
-
-
 class _Stop(Exception):  # noqa: N818 - control flow, not an error
     """Raised once the layer being fitted has been seen: nothing after it is needed."""
 
@@ -274,7 +264,7 @@ def reconstruct(
     fitted on the dense model's inputs, in one pass.
     """
     shape = adapter.shape()
-    rows = _calibration_rows(examples, config.tokens)
+    rows = calibration_rows(examples, config.tokens)
     device = next(model.parameters()).device
     batches = [
         pad_batch(rows[j : j + batch_size], pad_token_id, columns=INPUT_COLUMNS, device=device)

@@ -111,54 +111,55 @@ def delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="Print JSON instead of short lines.")
+def _command(
+    sub: argparse._SubParsersAction,
+    prog: str,
+    name: str,
+    summary: str,
+    func: Any,
+    *,
+    job_id: bool = True,
+    json: bool = True,
+) -> argparse.ArgumentParser:
+    """One job command: its parser with the job id, --json, the connection options; the caller adds its own."""
+    p = sub.add_parser(name, help=summary)
+    if job_id:
+        p.add_argument("job_id")
+    if json:
+        p.add_argument("--json", action="store_true", help="Print JSON instead of short lines.")
+    connection_options(p, prog)
+    p.set_defaults(func=func)
+    return p
 
 
 def register_cancel(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
-    p = sub.add_parser("cancel", help="Cancel a job: a queued one at once, a running one at its next checkpoint.")
-    p.add_argument("job_id")
-    _json_flag(p)
-    connection_options(p, prog)
-    p.set_defaults(func=cancel)
+    _command(sub, prog, "cancel", "Cancel a job: a queued one at once, a running one at its next checkpoint.", cancel)
 
 
 def register_list(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
-    p = sub.add_parser("list", help="List your jobs, newest first (one page; --all for every page).")
+    summary = "List your jobs, newest first (one page; --all for every page)."
+    p = _command(sub, prog, "list", summary, list_jobs, job_id=False)
     p.add_argument("--state", action="append", default=[], choices=STATES, help="Only this state (repeatable).")
     p.add_argument("--kind", action="append", default=[], help="Only this job kind, e.g. prune, sweep (repeatable).")
     p.add_argument("--parent", help="Only the children of this sweep job.")
     p.add_argument("--limit", type=int, default=20, help="Jobs per page, 1 to 100 (default: 20).")
     p.add_argument("--cursor", help="The next page: the cursor a previous `list` printed.")
     p.add_argument("--all", action="store_true", help="Follow the pages to the end.")
-    _json_flag(p)
-    connection_options(p, prog)
-    p.set_defaults(func=list_jobs)
 
 
 def register_events(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
-    p = sub.add_parser("events", help="Print a job's log; --follow streams it live until the job ends.")
-    p.add_argument("job_id")
+    p = _command(sub, prog, "events", "Print a job's log; --follow streams it live until the job ends.", events)
     p.add_argument("--after", type=int, default=0, help="Only events with a larger id (default: 0, all).")
     p.add_argument("-f", "--follow", action="store_true", help="Stream the events live until the job ends.")
-    _json_flag(p)
-    connection_options(p, prog)
-    p.set_defaults(func=events)
 
 
 def register_artifacts(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
-    p = sub.add_parser("artifacts", help="List a job's artifacts: name, kind, size, sha256.")
-    p.add_argument("job_id")
-    _json_flag(p)
-    connection_options(p, prog)
-    p.set_defaults(func=artifacts)
+    _command(sub, prog, "artifacts", "List a job's artifacts: name, kind, size, sha256.", artifacts)
 
 
 def register_delete(sub: argparse._SubParsersAction, prog: str = "ppruning") -> None:
-    p = sub.add_parser("delete", help="Delete a finished job and its artifacts (cancel a running one first).")
-    p.add_argument("job_id")
-    connection_options(p, prog)
-    p.set_defaults(func=delete)
+    summary = "Delete a finished job and its artifacts (cancel a running one first)."
+    _command(sub, prog, "delete", summary, delete, json=False)
 
 
 REGISTER = (register_cancel, register_list, register_events, register_artifacts, register_delete)

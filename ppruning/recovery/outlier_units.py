@@ -45,8 +45,8 @@ class OutlierUnitsConfig(BaseModel):
     """Which FFN neurons count as outliers, and how many calibration tokens find them.
 
     4,096 tokens find the same seven neurons of SmolLM2-135M as 8,192 did, on the decoder
-    bench's snippets and on the CLI's 512-token blocks alike, in half the pass's time (14 s of
-    a two-minute prune); 2,048 found one more borderline neuron and 1,024 two.
+    bench's snippets and on the CLI's 512-token blocks alike, in half the pass's time (7 s instead
+    of 14 s in a P-pruning prune of 111 s); 2,048 found one more borderline neuron and 1,024 two.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -83,8 +83,8 @@ class OutlierNeurons:
 #: Padded tokens per batch of the outlier pass. Its per-layer reductions (each neuron's peak and
 #: sum over a batch's tokens) interleave with the block's own activations; at 2,048 tokens (the
 #: compensation's batches) their freed buffers fragmented the heap, and the pass rose resident
-#: memory by 400-700 MB on a SmolLM2-shaped decoder, varying from run to run; at 512 it rises
-#: about 60 MB and takes the same time.
+#: memory by 200-700 MB on a SmolLM2-shaped decoder, varying from run to run; at 512 by 35-155 MB
+#: (about 100 MB in a prune of SmolLM2-135M, ``bench/llm.py --memory-probe``), in about the same time.
 BATCH_TOKENS = 512
 
 

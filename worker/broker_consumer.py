@@ -9,32 +9,44 @@ kombu raises ``AttributeError`` (``conninfo.hostname`` on ``None``), which
 error and the worker shuts down with its jobs left running and queued: the chaos run
 (:mod:`tests.worker.test_chaos`) saw exactly that after a Redis restart.
 
-Nothing is lost by carrying on: the connection is already detached when the close fails,
-the messages the close could not re-queue died with the broker anyway (a Redis without
-persistence), and the reaper (:mod:`worker.reaper`) re-sends jobs from PostgreSQL, the
-source of truth. So this consumer logs the failed close and lets Celery reconnect.
+Nothing is lost by carrying on: the messages the close could not re-queue died with the
+broker anyway (a Redis without persistence), and the reaper (:mod:`worker.reaper`) re-sends
+jobs from PostgreSQL, the source of truth. So this consumer tolerates exactly that close:
+the lost connection's ``close`` is wrapped for the one call Celery makes, and the rest of
+Celery's handler (detaching the connection, its policy for running tasks) runs as it is.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from celery.worker.consumer import Consumer
 
 log = logging.getLogger(__name__)
 
 
+def _close_tolerating_a_dropped_transport(close: Callable[[], Any]) -> Callable[[], None]:
+    """``close``, except that kombu's AttributeError from a transport ``collect()`` already dropped is logged."""
+
+    def tolerant_close() -> None:
+        try:
+            close()
+        except AttributeError as error:
+            log.warning(
+                "closing the lost broker connection failed (%r); reconnecting anyway, "
+                "the reaper re-sends jobs whose messages were lost",
+                error,
+            )
+
+    return tolerant_close
+
+
 class BrokerLossTolerantConsumer(Consumer):
     """Celery's consumer, except that a failed close of a lost connection does not stop the worker."""
 
     def on_connection_error_after_connected(self, exc: BaseException) -> None:
-        try:
-            super().on_connection_error_after_connected(exc)
-        except AttributeError as close_error:
-            if self.connection is not None:  # not the close of the detached connection: a real bug
-                raise
-            log.warning(
-                "closing the lost broker connection failed (%r); reconnecting anyway, "
-                "the reaper re-sends jobs whose messages were lost",
-                close_error,
-            )
+        if self.connection is not None:  # an instance attribute: Celery's ignore_errors(connection, connection.close)
+            self.connection.close = _close_tolerating_a_dropped_transport(self.connection.close)
+        super().on_connection_error_after_connected(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from celery.utils.imports import symbol_by_name
@@ -57,8 +58,8 @@ def _lost_mid_poll(redis: PrivateRedis) -> Connection:
     return connection
 
 
-def _consumer(cls: type[Consumer], redis: PrivateRedis, connection: Connection) -> Consumer:
-    app = make_celery(Settings(broker_url=redis.url))
+def _consumer(cls: type[Consumer], redis: PrivateRedis, connection: Connection, data_dir: Path) -> Consumer:
+    app = make_celery(Settings(data_dir=data_dir, broker_url=redis.url))
     consumer = cls(
         lambda *args: None, init_callback=lambda c: None, hostname="t@test", app=app, timer=Timer(), hub=None,
         pool=types.SimpleNamespace(num_processes=1, is_green=False),
@@ -68,13 +69,13 @@ def _consumer(cls: type[Consumer], redis: PrivateRedis, connection: Connection) 
     return consumer
 
 
-def test_celerys_consumer_stops_on_the_failed_close_that_ours_survives(redis):
-    stock = _consumer(Consumer, redis, _lost_mid_poll(redis))
+def test_celerys_consumer_stops_on_the_failed_close_that_ours_survives(redis, tmp_path):
+    stock = _consumer(Consumer, redis, _lost_mid_poll(redis), tmp_path)
     with pytest.raises(AttributeError):
         stock.on_connection_error_after_connected(ConnectionError("lost"))
 
     redis.start()
-    ours = _consumer(BrokerLossTolerantConsumer, redis, _lost_mid_poll(redis))
+    ours = _consumer(BrokerLossTolerantConsumer, redis, _lost_mid_poll(redis), tmp_path)
     ours.on_connection_error_after_connected(ConnectionError("lost"))
     assert ours.connection is None  # detached: the start loop's restart opens a new one
 

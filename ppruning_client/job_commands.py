@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from ppruning_client.cli_common import client_for, connection_options, one_line_errors, print_json
@@ -116,7 +117,7 @@ def _command(
     prog: str,
     name: str,
     summary: str,
-    func: Any,
+    func: Callable[[argparse.Namespace], int],
     *,
     job_id: bool = True,
     json: bool = True,

@@ -117,10 +117,10 @@ def find_outlier_neurons(
 
         return take
 
-    handles = [adapter.neuron_output_module(i).register_forward_pre_hook(hook(i)) for i in range(num_layers)]
     tokens = 0
     used, batches = calibration_batches(model, examples, config.tokens, batch_size, pad_token_id, BATCH_TOKENS)
     progress.start_stage("outlier_units", total=len(batches), message=f"{used} examples")
+    handles = [adapter.neuron_output_module(i).register_forward_pre_hook(hook(i)) for i in range(num_layers)]
     try:
         with evaluating(model):
             for j, batch in enumerate(batches):
@@ -138,10 +138,10 @@ def find_outlier_neurons(
     contribution = []
     for i in range(num_layers):
         p, s = peak[i], total[i]
-        width = adapter.weight_out_in(adapter.neuron_output_module(i)).shape[1]
+        w = adapter.weight_out_in(adapter.neuron_output_module(i)).detach()
         if p is None or s is None:  # no real token reached the layer
-            p = s = torch.zeros(width, dtype=torch.float64)
-        norms = adapter.weight_out_in(adapter.neuron_output_module(i)).detach().to(torch.float64).norm(dim=0)
+            p = s = torch.zeros(w.shape[1], dtype=torch.float64)
+        norms = torch.linalg.vector_norm(w, dim=0, dtype=torch.float64)  # no float64 copy of the weight
         contribution.append((s / max(tokens, 1)).cpu() * norms.cpu())
         rel = (p / p.median().clamp(min=1e-30)).cpu()
         hits = torch.nonzero(rel > config.ratio).flatten().tolist()
